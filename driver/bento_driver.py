@@ -1,0 +1,332 @@
+"""Bento in-container driver.
+
+Run as:  python3 -u -I -B /opt/bento/bento_driver.py
+with the controller's frame stream on stdin and stdout.  It reads a START
+message (the function's code, args and filename), runs the code, and relays
+the function's messages and output as frames.  Standard library only; works
+on Python 3.11 and later.  The protocol is described in docs/driver.md.
+
+Exit status: 0 on success, 1 if the function raised (traceback on the
+STDERR stream), the code given to sys.exit(), 130 on KeyboardInterrupt
+(SIGINT), 143 on SIGTERM, and 2 if the controller sent malformed frames.
+"""
+
+import os
+import sys
+
+
+def _fatal_protocol_error(message):
+    """The controller broke the protocol (a bug): report on the real stderr
+    and exit 2 at once, from whichever thread noticed."""
+    try:
+        os.write(2, ("bento driver: protocol error: %s\n" % message).encode(
+            "utf-8", "backslashreplace"))
+    finally:
+        os._exit(2)
+
+
+def _read_start(reader, bento):
+    """Read the START message and return (code, args, filename)."""
+    parts = []
+    while True:
+        frame = reader.read_frame()
+        if frame is None:
+            raise bento.ProtocolError("stdin closed before a complete START message")
+        kind, flags, payload = frame
+        if kind != bento.KIND_START:
+            raise bento.ProtocolError(
+                "expected a START frame (kind %d), got kind %d"
+                % (bento.KIND_START, kind))
+        parts.append(payload)
+        if flags & bento.FLAG_END:
+            break
+
+    import json
+    try:
+        start = json.loads(b"".join(parts).decode("utf-8"))
+    except ValueError as exc:  # includes UnicodeDecodeError, JSONDecodeError
+        raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
+    if not isinstance(start, dict):
+        raise bento.ProtocolError("START payload is not a JSON object")
+    code = start.get("code")
+    args = start.get("args", [])
+    filename = start.get("filename", "function.py")
+    if not isinstance(code, str):
+        raise bento.ProtocolError('START "code" must be a string')
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise bento.ProtocolError('START "args" must be a list of strings')
+    if not isinstance(filename, str) or not filename:
+        raise bento.ProtocolError('START "filename" must be a non-empty string')
+    return code, args, filename
+
+
+def _read_inputs(reader, inbox, bento):
+    """Reader thread: queue each complete INPUT message, then the EOF
+    sentinel.  stdin closing between frames counts as EOF."""
+    try:
+        parts = None  # chunks of the message being assembled, if any
+        while True:
+            frame = reader.read_frame()
+            if frame is None:
+                if parts is not None:
+                    raise bento.ProtocolError(
+                        "stdin closed in the middle of an INPUT message")
+                break
+            kind, flags, payload = frame
+            if kind == bento.KIND_INPUT:
+                if parts is None:
+                    parts = []
+                parts.append(payload)
+                if flags & bento.FLAG_END:
+                    inbox.put(b"".join(parts))  # blocks when full: backpressure
+                    parts = None
+            elif kind == bento.KIND_EOF:
+                if parts is not None:
+                    raise bento.ProtocolError("EOF frame inside an INPUT message")
+                if payload:
+                    raise bento.ProtocolError("EOF frame with a payload")
+                break
+            else:
+                raise bento.ProtocolError("unexpected frame kind %d after START" % kind)
+    except bento.ProtocolError as exc:
+        _fatal_protocol_error(str(exc))
+    except OSError as exc:
+        _fatal_protocol_error("reading stdin failed: %s" % exc)
+    inbox.put(bento._EOF)
+    # Stop reading: anything after EOF is ignored.
+
+
+def _strip_driver_frames(tb):
+    """Drop the driver's own frames from the top of a traceback."""
+    here = __file__
+    while tb is not None and tb.tb_frame.f_code.co_filename == here:
+        tb = tb.tb_next
+    return tb
+
+
+def _print_exception(exc, stream):
+    import traceback
+    try:
+        exc.__traceback__ = _strip_driver_frames(exc.__traceback__)
+        # One write, so the traceback goes out in one piece.
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:
+        try:
+            text = "%s: %s\n" % (type(exc).__name__, exc)
+        except BaseException:
+            text = "%s\n" % type(exc).__name__
+    try:
+        stream.write(text)
+        stream.flush()
+    except BaseException:
+        # The framed stream is unusable (e.g. the controller went away):
+        # fall back to the real stderr.
+        try:
+            os.write(2, text.encode("utf-8", "backslashreplace"))
+        except BaseException:
+            pass
+
+
+def _exit_status(exc, stream):
+    """The exit status for an exception that ended the function, printing
+    whatever Python would print for it."""
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code & 0xFF
+        try:
+            print(code, file=stream)
+            stream.flush()
+        except BaseException:
+            pass
+        return 1
+    _print_exception(exc, stream)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1
+
+
+def _decode_arg(arg):
+    import json
+    try:
+        return json.loads(arg)
+    except ValueError:
+        return arg
+
+
+def _run_function(code, args, filename, send):
+    """Compile and run the function's code as __main__, then call main(*args)
+    if it defines one, sending a non-None return value."""
+    import builtins
+    import linecache
+    import types
+
+    # Let tracebacks show the function's source lines.  mtime None keeps
+    # linecache.checkcache() from dropping the entry.
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+
+    module = types.ModuleType("__main__")
+    namespace = module.__dict__
+    namespace["__file__"] = filename
+    namespace["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    sys.argv = [filename] + list(args)
+
+    compiled = compile(code, filename, "exec", dont_inherit=True)
+    exec(compiled, namespace)
+
+    main = namespace.get("main")
+    if not callable(main):
+        return
+    result = main(*[_decode_arg(a) for a in args])
+    if isinstance(result, types.CoroutineType):  # async def main(...)
+        import asyncio
+        result = asyncio.run(result)
+    if result is None:
+        return
+    if not isinstance(result, (str, bytes, bytearray, memoryview)):
+        import json
+        try:
+            result = json.dumps(result)
+        except (TypeError, ValueError, RecursionError):
+            result = repr(result)
+    send(result)
+
+
+def _wait_for_threads():
+    """Like interpreter shutdown: wait for the function's non-daemon threads.
+    A signal (SIGINT/SIGTERM) stops the wait; return its exit status, if any."""
+    import threading
+    current = threading.current_thread()
+    try:
+        for thread in threading.enumerate():
+            if thread is not current and not thread.daemon:
+                thread.join()
+    except SystemExit as exc:
+        return exc.code & 0xFF if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        return 130
+    return None
+
+
+def _run_atexit():
+    import atexit
+    run = getattr(atexit, "_run_exitfuncs", None)
+    if run is not None:
+        try:
+            run()  # prints exceptions from handlers itself
+        except BaseException:
+            pass
+
+
+def _flush(streams):
+    for stream in streams:
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            pass
+
+
+def main():
+    # Private copies of the protocol descriptors (os.dup makes them
+    # non-inheritable), then point fd 1 at the real stderr, so anything
+    # writing to fd 1 directly (C code, subprocesses, os.write(1, ...)) can't
+    # corrupt the frame stream, and fd 0 at /dev/null, so nothing but the
+    # driver reads the controller's frames.
+    out_fd = os.dup(1)
+    in_fd = os.dup(0)
+    os.dup2(2, 1)
+    try:
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        os.close(0)
+    else:
+        if null_fd != 0:
+            os.dup2(null_fd, 0)
+            os.close(null_fd)
+
+    # -I leaves the script's directory off sys.path; the function needs it
+    # for `import bento`.
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import bento
+    import io
+    import queue
+    import signal
+    import threading
+    import builtins
+
+    writer = bento.FrameWriter(out_fd)
+
+    def text_stream(kind, fileno, name):
+        raw = bento.OutputRaw(writer, kind, fileno, name)
+        return io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
+            newline="\n", line_buffering=True)
+
+    stdout = text_stream(bento.KIND_STDOUT, 1, "<stdout>")
+    stderr = text_stream(bento.KIND_STDERR, 2, "<stderr>")
+    sys.stdout = sys.__stdout__ = stdout
+    sys.stderr = sys.__stderr__ = stderr
+
+    # SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> SystemExit(143), but
+    # never in the middle of a frame (see bento.FrameWriter).  Installing a
+    # SIGTERM handler also matters when the driver is PID 1: the kernel drops
+    # signals that PID 1 has no handler for.
+    def on_signal(signum, frame):
+        if writer.deferring_signals(signum):
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    status = 0
+    try:
+        reader = bento.FrameReader(in_fd)
+        try:
+            code, args, filename = _read_start(reader, bento)
+        except bento.ProtocolError as exc:
+            _fatal_protocol_error(str(exc))
+        except OSError as exc:
+            _fatal_protocol_error("reading stdin failed: %s" % exc)
+
+        inbox = queue.Queue(maxsize=64)
+        threading.Thread(target=_read_inputs, args=(reader, inbox, bento),
+                         name="bento-stdin", daemon=True).start()
+
+        def flush_output():
+            stdout.flush()
+            stderr.flush()
+
+        bento._install(bento.Channel(writer, inbox, flush_output))
+        builtins.send = bento.send
+        builtins.recv = bento.recv
+        builtins.poll = bento.poll
+
+        _run_function(code, args, filename, bento.send)
+    except BaseException as exc:
+        status = _exit_status(exc, stderr)
+
+    # Shut down like the interpreter would, then exit without running the
+    # interpreter's own finalisation (the stdin thread is blocked in read).
+    stopped = _wait_for_threads()
+    if stopped is not None:
+        status = stopped
+    _run_atexit()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Flush whatever the function left in sys.stdout/sys.stderr (perhaps its
+    # own wrappers around ours) first, then our streams.
+    _flush([sys.stdout, sys.stderr, stdout, stderr])
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    main()

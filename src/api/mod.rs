@@ -1,0 +1,214 @@
+//! The HTTP API (JSON over axum) and the attach WebSocket. `docs/api.md`
+//! describes it for clients.
+
+mod attach;
+mod error;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+use crate::config::{valid_name, Config};
+use crate::protocol::{CreateSession, FunctionInfo, SessionInfo, SubmitFunction};
+use crate::registry::Registry;
+use crate::store::FunctionStore;
+
+/// The largest function source accepted.
+pub const MAX_CODE_BYTES: usize = 1 << 20;
+/// The largest input message accepted on the attach socket.
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+/// Arguments per run, and bytes per argument.
+const MAX_ARGS: usize = 256;
+const MAX_ARG_BYTES: usize = 64 << 10;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: FunctionStore,
+    pub registry: Arc<Registry>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/functions", post(submit_function).get(list_functions))
+        .route("/v1/sessions", post(create_session).get(list_sessions))
+        .route("/v1/sessions/{token}", get(get_session))
+        .route("/v1/sessions/{token}/attach", get(attach))
+        .route("/v1/sessions/{token}/close", post(close_session))
+        .route("/v1/sessions/{token}/kill", post(kill_session))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        // Room for the code plus JSON escaping.
+        .layer(DefaultBodyLimit::max(MAX_CODE_BYTES * 2 + 4096))
+        .with_state(state)
+}
+
+/// `Json` whose rejections are JSON errors like every other error.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+async fn submit_function(
+    State(s): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<SubmitFunction>,
+) -> Result<(StatusCode, Json<FunctionInfo>), ApiError> {
+    if req.code.len() > MAX_CODE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("code is {} bytes; the limit is {MAX_CODE_BYTES}", req.code.len()),
+        ));
+    }
+    if let Some(name) = &req.name {
+        if !valid_name(name) || name.starts_with("fn-") {
+            return Err(ApiError::bad_request(format!(
+                "invalid name {name:?}: use 1-64 lowercase letters, digits, '-' or '_', not starting with \"fn-\""
+            )));
+        }
+    }
+    let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
+    if !s.config.images.contains_key(&image) {
+        let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
+        return Err(ApiError::bad_request(format!(
+            "unknown image {image:?}; known images: {}",
+            known.join(", ")
+        )));
+    }
+    let info = s
+        .store
+        .submit(&req.code, req.name, image)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot store function: {e}")))?;
+    tracing::info!(function = %info.id, "function submitted");
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {
+    Json(s.store.list())
+}
+
+async fn create_session(
+    State(s): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<CreateSession>,
+) -> Result<Response, ApiError> {
+    if req.args.len() > MAX_ARGS || req.args.iter().any(|a| a.len() > MAX_ARG_BYTES) {
+        return Err(ApiError::bad_request(format!(
+            "too many or too long args: at most {MAX_ARGS} of {MAX_ARG_BYTES} bytes each"
+        )));
+    }
+    let function = s
+        .store
+        .resolve(&req.function)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown function {:?}", req.function)))?;
+    let code = s
+        .store
+        .code(&function.id)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read function {}: {e}", function.id)))?;
+    let created = s
+        .registry
+        .create(&function, code, req.args, req.transient)
+        .await?;
+    tracing::info!(session = %created.id, function = %function.id, "session created");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>> {
+    let mut out = Vec::new();
+    for h in s.registry.all() {
+        // A session reaped meanwhile is simply not listed.
+        if let Ok(info) = h.info().await {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Json(out)
+}
+
+fn session(s: &AppState, token: &str) -> Result<crate::session::SessionHandle, ApiError> {
+    s.registry.get(token).ok_or_else(ApiError::unknown_session)
+}
+
+async fn get_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let info = session(&s, &token)?
+        .info()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(Json(info))
+}
+
+async fn close_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session(&s, &token)?
+        .close()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session(&s, &token)?
+        .kill()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn attach(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let handle = session(&s, &token)?;
+    let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let attached = match handle.attach(q.after).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(ApiError::bad_request(e.to_string())),
+        Err(_) => return Err(ApiError::unknown_session()),
+    };
+    let shutdown = s.shutdown.clone();
+    Ok(ws
+        .max_message_size(MAX_INPUT_BYTES + 64)
+        .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown)))
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    match s.registry.runtime().image_exists("bento-healthz-probe").await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("docker engine unreachable: {e}"),
+        )
+        .into_response(),
+    }
+}

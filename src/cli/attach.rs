@@ -1,0 +1,239 @@
+//! `bento run` and `bento attach`: follow a session's output on the
+//! terminal, feed it stdin, and exit with the function's exit code.
+
+use super::io::{read_line, Output, MAX_LINE};
+use super::{out, say, AttachArgs, AttachFlags, RunArgs};
+use crate::client::{AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender};
+use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
+use anyhow::Context;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, BufWriter};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Flush (and so ack) at least this often in a stream of ready frames, so
+/// a busy session does not keep a long tail of written-but-unacked output.
+const FLUSH_EVERY: u32 = 64;
+const STDOUT_BUFFER: usize = 64 << 10;
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let client = args.server.client()?;
+    let created = client
+        .create_session(&CreateSession {
+            function: args.function,
+            args: args.args,
+            transient: args.transient,
+        })
+        .await?;
+    if args.detach {
+        out(&created.token)?;
+        return Ok(0);
+    }
+    follow(&client, &created.token, &args.flags, true).await
+}
+
+pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {
+    let client = args.server.client()?;
+    follow(&client, &args.token, &args.flags, !args.no_stdin).await
+}
+
+fn reattach_hint(token: &str) -> String {
+    format!("the function keeps running. Reattach with: bento attach {token}")
+}
+
+async fn follow(client: &Client, token: &str, flags: &AttachFlags, stdin: bool) -> anyhow::Result<i32> {
+    let options = AttachOptions {
+        reconnect: !flags.no_reconnect,
+        ..AttachOptions::default()
+    };
+    let mut att = client.attach(token, options).await?;
+    watch_signals(att.detach_handle(), token.to_string())?;
+    if stdin {
+        tokio::spawn(pump_stdin(att.input()));
+    }
+    let stdout = BufWriter::with_capacity(STDOUT_BUFFER, tokio::io::stdout());
+    let mut output = Output::new(stdout, tokio::io::stderr(), flags.raw);
+    let mut follower = Follower {
+        unflushed: None,
+        since_flush: 0,
+        exit: None,
+    };
+    match follower.follow(&mut att, &mut output).await {
+        Ok(end) => Ok(follower.finish(end, token)),
+        Err(e) => {
+            // Output could not be written: leave it on the server (unacked)
+            // for a later attach rather than dropping it.
+            att.detach().await;
+            say(&format!("bento: cannot write output: {e}; detached, {}", reattach_hint(token)));
+            Ok(1)
+        }
+    }
+}
+
+struct Follower {
+    /// Highest seq written to the buffer but not yet flushed and reported.
+    unflushed: Option<u64>,
+    since_flush: u32,
+    exit: Option<ExitInfo>,
+}
+
+impl Follower {
+    /// Runs until the attachment ends; errors are output write errors.
+    async fn follow<O, E>(
+        &mut self,
+        att: &mut Attachment,
+        output: &mut Output<O, E>,
+    ) -> std::io::Result<AttachEnd>
+    where
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        loop {
+            let event = match att.try_next() {
+                Some(ev) => ev,
+                None => {
+                    // Nothing more is ready: a good moment to flush.
+                    self.flush(att, output).await?;
+                    match att.next().await {
+                        Some(ev) => ev,
+                        None => {
+                            let gone = "the attachment ended without saying why";
+                            return Ok(AttachEnd::Failed(crate::client::ClientError::Transport(
+                                gone.into(),
+                            )));
+                        }
+                    }
+                }
+            };
+            match event {
+                Event::Output(frame) => {
+                    output.write(&frame).await?;
+                    self.unflushed = Some(frame.seq);
+                    self.since_flush += 1;
+                    if self.since_flush >= FLUSH_EVERY {
+                        self.flush(att, output).await?;
+                    }
+                }
+                Event::Exit { seq, exit } => {
+                    self.exit = Some(exit);
+                    self.unflushed = Some(seq);
+                    self.flush(att, output).await?;
+                }
+                Event::Reconnecting { attempt, cause, .. } => {
+                    tracing::debug!(attempt, %cause, "reconnecting");
+                    if attempt == 1 {
+                        output.flush().await?;
+                        say("bento: connection lost, reconnecting…");
+                    }
+                }
+                Event::Reconnected { .. } => {}
+                Event::Ended(end) => {
+                    output.flush().await?;
+                    return Ok(end);
+                }
+            }
+        }
+    }
+
+    /// Flushes stdout, then tells the attachment: acks go out only for
+    /// output that really left this process.
+    async fn flush<O, E>(&mut self, att: &Attachment, output: &mut Output<O, E>) -> std::io::Result<()>
+    where
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        output.flush().await?;
+        if let Some(seq) = self.unflushed.take() {
+            att.written(seq);
+        }
+        self.since_flush = 0;
+        Ok(())
+    }
+
+    /// Prints why the attachment ended (if it needs saying) and picks the exit code.
+    fn finish(&self, end: AttachEnd, token: &str) -> i32 {
+        if let Some(exit) = &self.exit {
+            // Everything was written out; how the socket ended after that
+            // does not change what the function did.
+            if !exit.reason.is_success() && !matches!(exit.reason, ExitReason::Exited { .. }) {
+                say(&format!("bento: function {}", exit.message));
+            }
+            return exit.code;
+        }
+        match end {
+            AttachEnd::Finished | AttachEnd::Closed(CloseReason::Finished) => {
+                say("bento: the session has finished and its output was already delivered");
+                0
+            }
+            AttachEnd::Detached => {
+                say(&format!("detached; {}", reattach_hint(token)));
+                0
+            }
+            AttachEnd::Closed(CloseReason::TakenOver) => {
+                say("bento: another client took over this session");
+                1
+            }
+            AttachEnd::Closed(CloseReason::ClosedByUser) => {
+                say(&format!("bento: detached by `bento close`; {}", reattach_hint(token)));
+                1
+            }
+            AttachEnd::Closed(reason @ (CloseReason::SessionGone | CloseReason::Protocol { .. })) => {
+                say(&format!("bento: {reason}"));
+                1
+            }
+            AttachEnd::Closed(reason) => {
+                say(&format!("bento: {reason}; {}", reattach_hint(token)));
+                1
+            }
+            AttachEnd::Failed(e) if e.status().is_some() => {
+                say(&format!("bento: {e}"));
+                1
+            }
+            AttachEnd::Failed(e) => {
+                say(&format!("bento: {e}; {}", reattach_hint(token)));
+                1
+            }
+        }
+    }
+}
+
+/// Each stdin line is one input message; end of stdin ends the input.
+async fn pump_stdin(input: InputSender) {
+    let mut reader = tokio::io::BufReader::new(tokio::io::stdin());
+    loop {
+        match read_line(&mut reader, MAX_LINE).await {
+            Ok(Some(line)) => {
+                if input.send(line).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = input.eof().await;
+                return;
+            }
+            Err(e) => {
+                // No EOF: the input did not end, reading it failed.
+                say(&format!("bento: stopped reading stdin: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps running.
+fn watch_signals(handle: DetachHandle, token: String) -> anyhow::Result<()> {
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        // 128 + signal number, as a shell reports it.
+        let code = tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+            _ = hup.recv() => 129,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), handle.detach()).await;
+        say(&format!("detached; {}", reattach_hint(&token)));
+        std::process::exit(code);
+    });
+    Ok(())
+}

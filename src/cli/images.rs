@@ -1,0 +1,104 @@
+//! `bento images build` and `bento images ls`.
+
+use super::table::render;
+use super::{out, say};
+use crate::config::Config;
+use crate::images::{self, ImageError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Result<i32> {
+    let config = Config::load(config)?;
+    let specs = images::select(&config, names)?;
+    let docker = images::connect(&config).await?;
+    let tty = std::io::stdout().is_terminal();
+    for spec in specs {
+        let tag = spec.tag();
+        let base = config.base_image_for(spec);
+        let started = Instant::now();
+        let bar = tty.then(|| spinner(&tag));
+        if bar.is_none() {
+            out(&format!("building {tag} (base {base})"))?;
+        }
+        let result = images::build_image(&docker, &config, spec, |line| {
+            if !line.starts_with("Step ") {
+                return;
+            }
+            match &bar {
+                Some(bar) => bar.set_message(line.to_string()),
+                None => {
+                    let _ = out(line);
+                }
+            }
+        })
+        .await;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        match result {
+            Ok(()) => out(&format!(
+                "built {tag} (base {base}) in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ))?,
+            Err(ImageError::Build {
+                tag,
+                message,
+                output,
+            }) => {
+                if !output.is_empty() {
+                    say("recent build output:");
+                    for line in output {
+                        say(&format!("  {line}"));
+                    }
+                }
+                say(&format!("bento: building {tag} failed: {message}"));
+                return Ok(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(0)
+}
+
+fn spinner(tag: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+    let style = ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_prefix(format!("building {tag}"));
+    bar.set_message("sending the build context");
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+pub(super) async fn list(config: Option<&Path>) -> anyhow::Result<i32> {
+    let config = Config::load(config)?;
+    // The list is useful without Docker too; only the BUILT column needs it.
+    let docker = match images::connect(&config).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            say(&format!("bento: {e}"));
+            None
+        }
+    };
+    let mut rows = Vec::new();
+    for spec in config.images.values() {
+        let tag = spec.tag();
+        let built = match &docker {
+            Some(d) => match images::image_exists(d, &tag).await {
+                Ok(true) => "yes".to_string(),
+                Ok(false) => "no".to_string(),
+                Err(e) => {
+                    tracing::warn!(%tag, "cannot inspect: {e}");
+                    "?".to_string()
+                }
+            },
+            None => "?".to_string(),
+        };
+        rows.push(vec![spec.name.clone(), tag, built, config.base_image_for(spec)]);
+    }
+    out(render(&["NAME", "TAG", "BUILT", "BASE"], &rows).trim_end())?;
+    Ok(0)
+}

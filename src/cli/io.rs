@@ -1,0 +1,157 @@
+//! The terminal end of an attach: stdin lines in, output frames out.
+
+use crate::protocol::{OutputFrame, Stream};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Longest stdin line sent as one message: the input buffer's byte bound,
+/// so one line can always be queued.
+pub(super) const MAX_LINE: usize = 16 << 20;
+
+/// Reads one line, without its `\n` (and a `\r` before it). A last line
+/// without a newline counts; `None` at end of input. Lines longer than
+/// `max` are an error rather than unbounded memory.
+pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(line));
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > max {
+            return Err(std::io::Error::other(format!(
+                "an input line is longer than {max} bytes"
+            )));
+        }
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// Writes output frames where they belong: data and stdout to `out`
+/// (buffered by the caller), stderr to `err`.
+pub(super) struct Output<O, E> {
+    out: O,
+    err: E,
+    raw: bool,
+}
+
+impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Output<O, E> {
+    pub(super) fn new(out: O, err: E, raw: bool) -> Self {
+        Output { out, err, raw }
+    }
+
+    /// Writes one chunk as it comes: a 100 MB message streams through
+    /// rather than being assembled first.
+    pub(super) async fn write(&mut self, f: &OutputFrame) -> std::io::Result<()> {
+        match f.stream {
+            Stream::Data => {
+                self.out.write_all(&f.bytes).await?;
+                if f.end && !self.raw {
+                    self.out.write_all(b"\n").await?;
+                }
+            }
+            Stream::Stdout => self.out.write_all(&f.bytes).await?,
+            Stream::Stderr => {
+                // Keep the order the function wrote in, as far as a
+                // terminal showing both streams can tell.
+                self.out.flush().await?;
+                self.err.write_all(&f.bytes).await?;
+                self.err.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().await
+    }
+
+    #[cfg(test)]
+    fn into_parts(self) -> (O, E) {
+        (self.out, self.err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, String>> {
+        let mut r = tokio::io::BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut r, max).await {
+                Ok(Some(l)) => out.push(Ok(l)),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_lose_their_endings() {
+        let got = lines(b"one\ntwo\r\n\nlast", 100).await;
+        let want: Vec<Result<Vec<u8>, String>> = vec![
+            Ok(b"one".to_vec()),
+            Ok(b"two".to_vec()),
+            Ok(vec![]),
+            Ok(b"last".to_vec()),
+        ];
+        assert_eq!(got, want);
+        assert!(lines(b"", 100).await.is_empty());
+        // A lone \r without \n is content.
+        assert_eq!(lines(b"a\rb\n", 100).await, vec![Ok(b"a\rb".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_refused() {
+        let got = lines(b"12345678\n", 8).await;
+        assert_eq!(got, vec![Ok(b"12345678".to_vec())]);
+        let got = lines(b"123456789\n", 8).await;
+        assert!(matches!(got.as_slice(), [Err(_)]));
+    }
+
+    fn frame(stream: Stream, end: bool, s: &'static str) -> OutputFrame {
+        OutputFrame {
+            seq: 1,
+            stream,
+            end,
+            bytes: Bytes::from_static(s.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn data_messages_end_with_newline_unless_raw() -> std::io::Result<()> {
+        let mut o = Output::new(Vec::new(), Vec::new(), false);
+        o.write(&frame(Stream::Data, false, "hel")).await?;
+        o.write(&frame(Stream::Data, true, "lo")).await?;
+        o.write(&frame(Stream::Stdout, true, "printed")).await?;
+        o.write(&frame(Stream::Stderr, true, "oops")).await?;
+        let (out, err) = o.into_parts();
+        assert_eq!(out, b"hello\nprinted");
+        assert_eq!(err, b"oops");
+
+        let mut o = Output::new(Vec::new(), Vec::new(), true);
+        o.write(&frame(Stream::Data, true, "a")).await?;
+        o.write(&frame(Stream::Data, true, "b")).await?;
+        assert_eq!(o.into_parts().0, b"ab");
+        Ok(())
+    }
+}

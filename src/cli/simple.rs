@@ -1,0 +1,105 @@
+//! The one-request commands: submit, functions, ls, close, kill.
+
+use super::table::{ago, bytes, render};
+use super::{out, ServerArgs, SubmitArgs};
+use crate::protocol::{ExitInfo, ExitReason, SessionInfo, SubmitFunction};
+use anyhow::Context;
+
+pub(super) async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    let raw = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let code = String::from_utf8(raw)
+        .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", args.file.display()))?;
+    let info = args
+        .server
+        .client()?
+        .submit_function(&SubmitFunction {
+            code,
+            name: args.name,
+            image: args.image,
+        })
+        .await?;
+    // Only the id, so scripts can capture it.
+    out(&info.id)?;
+    Ok(0)
+}
+
+pub(super) async fn functions(server: &ServerArgs) -> anyhow::Result<i32> {
+    let mut list = server.client()?.list_functions().await?;
+    list.sort_by_key(|f| f.created_at);
+    let rows: Vec<Vec<String>> = list
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id,
+                f.name.unwrap_or_else(|| "-".into()),
+                f.image,
+                bytes(f.size),
+                ago(f.created_at),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "IMAGE", "SIZE", "CREATED"], &rows)
+}
+
+pub(super) async fn sessions(server: &ServerArgs) -> anyhow::Result<i32> {
+    let mut list = server.client()?.list_sessions().await?;
+    list.sort_by_key(|s| s.created_at);
+    let rows: Vec<Vec<String>> = list.iter().map(session_row).collect();
+    print_table(
+        &["TOKEN", "FUNCTION", "STATE", "ATTACHED", "EXIT", "PENDING", "CREATED"],
+        &rows,
+    )
+}
+
+fn session_row(s: &SessionInfo) -> Vec<String> {
+    let pending = match s.pending_messages {
+        0 => "-".to_string(),
+        1 => format!("1 msg, {}", bytes(s.pending_bytes)),
+        n => format!("{n} msgs, {}", bytes(s.pending_bytes)),
+    };
+    vec![
+        s.token.clone(),
+        s.function_name.clone().unwrap_or_else(|| s.function.clone()),
+        s.state.to_string(),
+        if s.attached { "yes" } else { "no" }.into(),
+        s.exit.as_ref().map_or_else(|| "-".into(), exit_cell),
+        pending,
+        ago(s.created_at),
+    ]
+}
+
+/// The code alone when the function exited by itself; the reason too otherwise.
+fn exit_cell(e: &ExitInfo) -> String {
+    match e.reason {
+        ExitReason::Exited { .. } => e.code.to_string(),
+        _ => format!("{} ({})", e.code, e.message),
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<i32> {
+    let text = render(header, rows);
+    out(text.trim_end())?;
+    Ok(0)
+}
+
+pub(super) async fn close(token: &str, server: &ServerArgs) -> anyhow::Result<i32> {
+    server.client()?.close_session(token).await?;
+    Ok(0)
+}
+
+pub(super) async fn kill(token: &str, server: &ServerArgs) -> anyhow::Result<i32> {
+    server.client()?.kill_session(token).await?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_cells_say_why() {
+        assert_eq!(exit_cell(&ExitReason::Exited { code: 3 }.into()), "3");
+        assert_eq!(exit_cell(&ExitReason::Timeout.into()), "124 (killed: timed out)");
+    }
+}

@@ -1,0 +1,222 @@
+//! The public face of an attach: [`Attachment`] (events in, acks out),
+//! [`InputSender`] and [`DetachHandle`]. The socket itself is run by a
+//! background task (see `driver.rs`), so input flows and acks go out while
+//! the consumer is busy writing.
+
+use super::driver::{Cmd, Driver};
+use super::input::{InputBuffer, InputError, InputItem, InputLimits, InputShared};
+use super::ws::{self, Endpoint};
+use super::ClientError;
+use crate::protocol::{CloseReason, ExitInfo, OutputFrame};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How an attachment behaves. `Default` gives the documented values.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Ask for output after this seq on the first connection (0: everything
+    /// the server still holds).
+    pub after: u64,
+    /// Reconnect after transport failures (default true).
+    pub reconnect: bool,
+    /// First reconnect delay; it doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Stop reconnecting after an outage this long (`None`: never).
+    pub give_up_after: Option<Duration>,
+    /// Ack written output at most this long after it was written...
+    pub ack_interval: Duration,
+    /// ...or as soon as this many messages are written.
+    pub ack_every: u64,
+    /// Bounds of the unacknowledged input; sending waits when they are reached.
+    pub input_limits: InputLimits,
+    /// How often the client pings the server.
+    pub heartbeat_interval: Duration,
+    /// Silence after which the connection counts as dead.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            after: 0,
+            reconnect: true,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            give_up_after: Some(Duration::from_secs(600)),
+            ack_interval: Duration::from_millis(50),
+            ack_every: 64,
+            input_limits: InputLimits::default(),
+            heartbeat_interval: Duration::from_secs(15),
+            heartbeat_timeout: Duration::from_secs(45),
+        }
+    }
+}
+
+/// What an attachment reports, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// A chunk of output. Output is delivered once, in seq order, even across
+    /// reconnects. Call [`Attachment::written`] once it is written out.
+    Output(OutputFrame),
+    /// The function ended; this is the last output message. Once it is
+    /// reported as written, the attachment acks it and closes.
+    Exit { seq: u64, exit: ExitInfo },
+    /// The connection failed and the next attempt starts after `delay`.
+    /// `attempt` counts from 1 within one outage.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        cause: String,
+    },
+    /// Connected again; delivery resumes after the last seq received.
+    Reconnected { last_seq: u64 },
+    /// The attachment is over; [`Attachment::next`] returns `None` from now on.
+    Ended(AttachEnd),
+}
+
+/// Why an attachment ended.
+#[derive(Debug)]
+pub enum AttachEnd {
+    /// The exit was delivered, written and acknowledged.
+    Finished,
+    /// This client detached ([`Attachment::detach`], or the attachment was dropped).
+    Detached,
+    /// The server closed the connection for this reason (another client
+    /// took over, `bento close`, ...).
+    Closed(CloseReason),
+    /// The connection was lost and could not (or was not to) be re-established;
+    /// also unknown sessions on reconnect and protocol errors.
+    Failed(ClientError),
+}
+
+/// A live attach to a session. Dropping it detaches.
+#[derive(Debug)]
+pub struct Attachment {
+    token: String,
+    session: String,
+    events: mpsc::Receiver<Event>,
+    written: watch::Sender<u64>,
+    input: InputSender,
+    detach: DetachHandle,
+}
+
+/// Queues input messages. Clone it to feed input from another task.
+#[derive(Debug, Clone)]
+pub struct InputSender {
+    shared: Arc<InputShared>,
+}
+
+/// Detaches an attachment from anywhere (a signal handler, say).
+#[derive(Debug, Clone)]
+pub struct DetachHandle {
+    cmds: mpsc::Sender<Cmd>,
+}
+
+pub(crate) async fn attach(
+    endpoint: Endpoint,
+    token: &str,
+    options: AttachOptions,
+) -> Result<Attachment, ClientError> {
+    let (ws, hello) = ws::connect(&endpoint, options.after).await?;
+    let input = Arc::new(InputShared::new(InputBuffer::new(
+        options.input_limits,
+        hello.input_next,
+    )));
+    let (events_tx, events) = mpsc::channel(64);
+    let (written, written_rx) = watch::channel(0);
+    let (cmds_tx, cmds) = mpsc::channel(4);
+    let driver = Driver::new(
+        endpoint,
+        options.clone(),
+        input.clone(),
+        events_tx,
+        written_rx,
+        cmds,
+        options.after,
+    );
+    tokio::spawn(driver.run(ws));
+    Ok(Attachment {
+        token: token.to_string(),
+        session: hello.session,
+        events,
+        written,
+        input: InputSender { shared: input },
+        detach: DetachHandle { cmds: cmds_tx },
+    })
+}
+
+impl Attachment {
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The session's short id (from the server's hello).
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The next event; `None` after [`Event::Ended`].
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is ready now. Lets a consumer batch its writes
+    /// and flush only when nothing more is waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Tells the attachment that every output message up to `seq` has been
+    /// written out (flushed), so the server may forget it. Acks are batched.
+    pub fn written(&self, seq: u64) {
+        self.written.send_if_modified(|w| {
+            let newer = seq > *w;
+            if newer {
+                *w = seq;
+            }
+            newer
+        });
+    }
+
+    pub fn input(&self) -> InputSender {
+        self.input.clone()
+    }
+
+    pub fn detach_handle(&self) -> DetachHandle {
+        self.detach.clone()
+    }
+
+    /// Leaves on purpose: tells the server, closes the socket. The function
+    /// keeps running.
+    pub async fn detach(self) {
+        self.detach.detach().await;
+    }
+}
+
+impl InputSender {
+    /// Queues one input message and returns its seq. Waits while the
+    /// unacknowledged input is at its bounds.
+    pub async fn send(&self, bytes: impl Into<Bytes>) -> Result<u64, InputError> {
+        self.shared.push(InputItem::Data(bytes.into())).await
+    }
+
+    /// Ends the input; no message can be sent after it.
+    pub async fn eof(&self) -> Result<u64, InputError> {
+        self.shared.push(InputItem::Eof).await
+    }
+}
+
+impl DetachHandle {
+    /// Detaches and waits until the server was told (or the attachment had
+    /// already ended).
+    pub async fn detach(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::Detach(tx)).await.is_ok() {
+            // An error only means the task ended first, which is as good.
+            let _ = rx.await;
+        }
+    }
+}

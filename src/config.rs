@@ -1,0 +1,385 @@
+//! Server settings (`config/bento.yaml`) and function image descriptions
+//! (`config/images/*.yaml`).
+//!
+//! Every setting has a built-in default, so `bento serve` starts with no file
+//! at all. Relative paths in a file are taken relative to the directory the
+//! *repository root* is assumed to be: the parent of the directory holding
+//! `bento.yaml` (so `config/bento.yaml` says `images/python`, not
+//! `../images/python`). Without a file they are relative to the working
+//! directory.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default address the controller listens on and the CLI talks to.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7470";
+/// Base image of function images unless overridden.
+pub const DEFAULT_BASE_IMAGE: &str = "python:3.12-slim";
+/// Environment variable that overrides the base image of every build.
+pub const BASE_IMAGE_ENV: &str = "BENTO_BASE_IMAGE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Server settings. See `config/bento.yaml` for what each one means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Docker endpoint; `None` uses `DOCKER_HOST` or the local socket.
+    pub docker_host: Option<String>,
+    /// Base image for every function image build; `BENTO_BASE_IMAGE` wins over it.
+    pub base_image: Option<String>,
+    /// Directory of image descriptions (`*.yaml`).
+    pub images_dir: PathBuf,
+    /// The driver sources copied into every function image.
+    pub driver_dir: PathBuf,
+    /// Image used when a function names none.
+    pub default_image: String,
+    /// How long an ended session with unread output is kept when no client comes for it.
+    #[serde(deserialize_with = "de_duration")]
+    pub session_ttl: Duration,
+    /// Output kept in memory per session; the rest is spooled to disk.
+    pub output_memory_window: u64,
+    /// Messages queued per attached client before it counts as too slow.
+    pub client_queue: usize,
+    /// Docker labels prefix; containers are found by `{prefix}.session`.
+    pub label_prefix: String,
+    /// Image descriptions loaded from `images_dir` (not a YAML key).
+    #[serde(skip)]
+    pub images: BTreeMap<String, ImageSpec>,
+    /// Directory relative paths are resolved against (not a YAML key).
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable_listen()),
+            data_dir: PathBuf::from("bento-data"),
+            docker_host: None,
+            base_image: None,
+            images_dir: PathBuf::from("config/images"),
+            driver_dir: PathBuf::from("driver"),
+            default_image: "python".into(),
+            session_ttl: Duration::from_secs(24 * 3600),
+            output_memory_window: 4 << 20,
+            client_queue: 256,
+            label_prefix: "dev.bento".into(),
+            images: BTreeMap::new(),
+            root: PathBuf::from("."),
+        }
+    }
+}
+
+fn unreachable_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7470))
+}
+
+impl Config {
+    /// Loads `path` if given, else `config/bento.yaml` if it exists, else the
+    /// defaults; then loads the image descriptions.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let default_path = Path::new("config/bento.yaml");
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_path.exists() => Some(default_path.to_path_buf()),
+            None => None,
+        };
+        let mut config = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let mut c = Config::parse(&text, p)?;
+                c.root = config_root(p);
+                c
+            }
+            None => Config::default(),
+        };
+        config.data_dir = config.resolve(&config.data_dir);
+        config.images_dir = config.resolve(&config.images_dir);
+        config.driver_dir = config.resolve(&config.driver_dir);
+        config.images = load_images(&config.images_dir, &config.root)?;
+        if config.images.is_empty() {
+            // No descriptions at all: the built-in python image still works.
+            let spec = ImageSpec::builtin_python(&config.root);
+            config.images.insert(spec.name.clone(), spec);
+        }
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // An empty file is a valid, all-defaults configuration.
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        }
+    }
+
+    /// The base image for builds: `BENTO_BASE_IMAGE`, then the config key,
+    /// then the image's own `base`.
+    pub fn base_image_for(&self, image: &ImageSpec) -> String {
+        std::env::var(BASE_IMAGE_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.base_image.clone())
+            .unwrap_or_else(|| image.base.clone())
+    }
+}
+
+/// `config/bento.yaml` → the repository root: the parent of a directory named
+/// `config`, else the file's own directory.
+fn config_root(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let root = match (dir.file_name(), dir.parent()) {
+        (Some(n), Some(parent)) if n == "config" => parent,
+        _ => dir,
+    };
+    if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root.to_path_buf()
+    }
+}
+
+/// A function image, from `config/images/NAME.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Name used by `--image` and `bento images build NAME`.
+    pub name: String,
+    /// Build context directory (holds the Dockerfile).
+    #[serde(default)]
+    pub context: Option<PathBuf>,
+    /// Base image passed to the Dockerfile as the `BASE` build argument.
+    #[serde(default = "default_base")]
+    pub base: String,
+    /// The runtime inside the image; only `python3` for now.
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+    /// Default limits for sessions in this image.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_base() -> String {
+    DEFAULT_BASE_IMAGE.into()
+}
+fn default_runtime() -> String {
+    "python3".into()
+}
+
+impl ImageSpec {
+    fn builtin_python(root: &Path) -> ImageSpec {
+        ImageSpec {
+            name: "python".into(),
+            context: Some(root.join("images/python")),
+            base: default_base(),
+            runtime: default_runtime(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The Docker tag function containers of this image run from.
+    pub fn tag(&self) -> String {
+        format!("bento/{}:latest", self.name)
+    }
+}
+
+/// Resource limits of a session's container.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit in bytes (no swap beyond it).
+    pub memory: u64,
+    /// CPUs, fractional (`0.5` is half a core).
+    pub cpus: f64,
+    /// Maximum number of processes and threads.
+    pub pids: i64,
+    /// Wall-clock timeout; `0s` means none.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 256 << 20,
+            cpus: 1.0,
+            pids: 128,
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Names of images, functions: short, safe in Docker tags, paths and URLs.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn load_images(dir: &Path, root: &Path) -> Result<BTreeMap<String, ImageSpec>, ConfigError> {
+    let mut images = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(images),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut spec: ImageSpec =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        if !valid_name(&spec.name) {
+            return Err(invalid(format!(
+                "image name {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                spec.name
+            )));
+        }
+        if images.contains_key(&spec.name) {
+            return Err(invalid(format!("image {} is described twice", spec.name)));
+        }
+        let context = spec
+            .context
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("images").join(&spec.name));
+        spec.context = Some(if context.is_absolute() {
+            context
+        } else {
+            root.join(context)
+        });
+        images.insert(spec.name.clone(), spec);
+    }
+    Ok(images)
+}
+
+/// Accepts `90`, `90s`, `15m`, `24h`, `2d` (and `500ms`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
+    match unit.trim() {
+        "" | "s" => secs(1),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => None,
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?}: use a number with s, m, h or d, like 30s or 24h"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let p = Path::new("x.yaml");
+        assert!(Config::parse("listen: 127.0.0.1:1\nsession_ttl: 1h\n", p).is_ok());
+        assert!(Config::parse("lisen: 127.0.0.1:1\n", p).is_err());
+        assert!(Config::parse("session_ttl: forever\n", p).is_err());
+        assert!(Config::parse("", p).is_ok());
+    }
+
+    #[test]
+    fn root_is_parent_of_config_dir() {
+        assert_eq!(config_root(Path::new("config/bento.yaml")), PathBuf::from("."));
+        assert_eq!(config_root(Path::new("/srv/x/config/bento.yaml")), PathBuf::from("/srv/x"));
+        assert_eq!(config_root(Path::new("/etc/bento.yaml")), PathBuf::from("/etc"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("python"));
+        assert!(valid_name("my-fn_2"));
+        assert!(!valid_name("Python"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,192 @@
+//! Framing between the controller and the driver inside the container
+//! (`docs/driver.md`).
+//!
+//! Every frame is an 8-byte header — kind, flags, two reserved zero bytes,
+//! payload length (u32, big-endian) — then the payload. The container's
+//! stdout is untrusted: the decoder bounds every length, rejects anything
+//! that does not parse, and never buffers more than one frame.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const HEADER_LEN: usize = 8;
+/// The largest payload a frame may carry. The driver chunks larger messages.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+pub const FLAG_END: u8 = 1;
+
+/// Frame kinds, container → controller.
+pub const KIND_DATA: u8 = 1;
+pub const KIND_STDOUT: u8 = 2;
+pub const KIND_STDERR: u8 = 3;
+/// Frame kinds, controller → container.
+pub const KIND_START: u8 = 16;
+pub const KIND_INPUT: u8 = 17;
+pub const KIND_EOF: u8 = 18;
+
+/// One decoded frame from the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: u8,
+    pub end: bool,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame header has non-zero reserved bytes")]
+    Reserved,
+    #[error("frame of {0} bytes is larger than the 1 MiB limit")]
+    TooLarge(u32),
+    #[error("stream ended inside a frame")]
+    Truncated,
+}
+
+/// Incremental decoder over the bytes of the container's stdout, which arrive
+/// in chunks of any size.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: BytesMut,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Feeds more bytes. Call [`Decoder::next_frame`] until it returns `None`
+    /// before feeding again, so the buffer never holds more than one frame
+    /// plus one chunk.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = self.buf[0];
+        let flags = self.buf[1];
+        if !matches!(kind, KIND_DATA | KIND_STDOUT | KIND_STDERR) {
+            return Err(FrameError::UnknownKind(kind));
+        }
+        if self.buf[2] != 0 || self.buf[3] != 0 {
+            return Err(FrameError::Reserved);
+        }
+        let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
+        if len as usize > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(len));
+        }
+        let total = HEADER_LEN + len as usize;
+        if self.buf.len() < total {
+            // Reserve once for the whole frame instead of growing in steps.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        let payload = self.buf.split_to(len as usize).freeze();
+        Ok(Some(Frame {
+            kind,
+            end: flags & FLAG_END != 0,
+            payload,
+        }))
+    }
+
+    /// Call at end of stream: an incomplete frame left over is an error.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Truncated)
+        }
+    }
+}
+
+/// Encodes a frame for the container's stdin.
+pub fn encode(kind: u8, end: bool, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(HEADER_LEN + payload.len());
+    encode_header(&mut b, kind, end, payload.len());
+    b.extend_from_slice(payload);
+    b.freeze()
+}
+
+/// Writes just a header, for payloads sent separately.
+pub fn encode_header(b: &mut BytesMut, kind: u8, end: bool, len: usize) {
+    b.put_u8(kind);
+    b.put_u8(if end { FLAG_END } else { 0 });
+    b.put_u16(0);
+    // Callers chunk at MAX_PAYLOAD, far below u32::MAX.
+    b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+}
+
+/// Encodes one message as frames of at most [`MAX_PAYLOAD`] bytes, with
+/// `END` on the last one. An empty message is one empty `END` frame.
+pub fn encode_message(kind: u8, payload: &[u8]) -> Vec<Bytes> {
+    if payload.is_empty() {
+        return vec![encode(kind, true, &[])];
+    }
+    let n = payload.len().div_ceil(MAX_PAYLOAD);
+    payload
+        .chunks(MAX_PAYLOAD)
+        .enumerate()
+        .map(|(i, c)| encode(kind, i + 1 == n, c))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], chunk: usize) -> Result<Vec<Frame>, FrameError> {
+        let mut d = Decoder::new();
+        let mut out = vec![];
+        for c in bytes.chunks(chunk.max(1)) {
+            d.feed(c);
+            while let Some(f) = d.next_frame()? {
+                out.push(f);
+            }
+        }
+        d.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_split_anywhere_decode_the_same() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&encode(KIND_STDOUT, false, b"hi\n"));
+        stream.extend_from_slice(&encode(KIND_DATA, true, b"message"));
+        stream.extend_from_slice(&encode(KIND_DATA, true, b""));
+        for chunk in [1, 3, 7, 8, 100] {
+            let frames = decode_all(&stream, chunk).unwrap_or_default();
+            assert_eq!(frames.len(), 3, "chunk size {chunk}");
+            assert_eq!(&frames[1].payload[..], b"message");
+            assert!(frames[2].end && frames[2].payload.is_empty());
+        }
+    }
+
+    #[test]
+    fn huge_length_is_rejected_without_allocating() {
+        let mut d = Decoder::new();
+        d.feed(&[KIND_DATA, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge(u32::MAX)));
+        assert!(d.buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert_eq!(decode_all(b"hello world!", 4), Err(FrameError::UnknownKind(b'h')));
+        assert_eq!(decode_all(&[1, 0, 9, 0, 0, 0, 0, 0], 8), Err(FrameError::Reserved));
+        assert_eq!(decode_all(&[1, 0, 0, 0, 0, 0, 0, 5, b'a'], 8), Err(FrameError::Truncated));
+    }
+
+    #[test]
+    fn long_messages_are_chunked() {
+        let big = vec![7u8; MAX_PAYLOAD * 2 + 5];
+        let frames = encode_message(KIND_INPUT, &big);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0][1], 0);
+        assert_eq!(frames[2][1], FLAG_END);
+        assert_eq!(encode_message(KIND_INPUT, b"").len(), 1);
+    }
+}

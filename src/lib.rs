@@ -1,0 +1,29 @@
+//! Bento: run untrusted Python functions in sandboxed Docker containers, as
+//! sessions that outlive the client's connection.
+//!
+//! Where things live:
+//! - [`protocol`]: wire types of the HTTP API and the attach WebSocket;
+//! - [`config`]: server settings and image descriptions (YAML);
+//! - [`driver_frame`]: the framing between the controller and the in-container driver;
+//! - [`runtime`]: the container engine behind a small trait (Docker via bollard);
+//! - [`session`]: one actor task per session, its output log and spool;
+//! - [`registry`]: the live sessions by token, creation and reaping;
+//! - [`store`]: submitted functions on disk;
+//! - [`api`]: the axum HTTP and WebSocket routes;
+//! - [`server`]: `run(listener, config, shutdown)`, which wires it all up;
+//! - [`client`]: the client library the CLI is built on;
+//! - [`cli`]: the `bento` command line;
+//! - [`images`]: building function images.
+
+pub mod api;
+pub mod config;
+pub mod driver_frame;
+pub mod protocol;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod cli;
+pub mod client;
+pub mod images;

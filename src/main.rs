@@ -1,0 +1,26 @@
+//! The `bento` binary: parse the command line, set up logging, run.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = bento::cli::Cli::parse();
+    // Logs go to stderr so they never mix with output scripts read (ids,
+    // tokens, the function's output).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(bento::cli::run(cli)),
+        Err(e) => {
+            eprintln!("bento: cannot start the async runtime: {e}");
+            1
+        }
+    };
+    // Exit without waiting for the runtime: a blocking read of stdin would
+    // otherwise hold the process open until the next line.
+    std::process::exit(code);
+}

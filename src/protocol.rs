@@ -1,0 +1,408 @@
+//! Wire types shared by the controller and the client: the JSON bodies of the
+//! HTTP API and the frames of the attach WebSocket.
+//!
+//! The attach socket carries two kinds of WebSocket message:
+//! - **binary** messages carry bytes (output to the client, input to the
+//!   server) with a small fixed header, so that large payloads are never
+//!   base64-encoded or copied into JSON;
+//! - **text** messages carry JSON control messages ([`ServerMsg`],
+//!   [`ClientMsg`]), tagged by `"type"`.
+//!
+//! The full rules (sequence numbers, acks, resume) are in `docs/api.md`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which stream an output message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// A message the function gave to `send()`.
+    Data = 1,
+    /// What the function printed.
+    Stdout = 2,
+    /// What the function wrote to stderr (or to fd 2 directly).
+    Stderr = 3,
+}
+
+impl Stream {
+    pub fn from_u8(b: u8) -> Option<Stream> {
+        match b {
+            1 => Some(Stream::Data),
+            2 => Some(Stream::Stdout),
+            3 => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// One chunk of output, as delivered to a client.
+///
+/// A `send()` message may span several chunks; `end` marks its last chunk.
+/// For stdout and stderr `end` is always true: those streams have no message
+/// boundaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFrame {
+    pub seq: u64,
+    pub stream: Stream,
+    pub end: bool,
+    pub bytes: Bytes,
+}
+
+/// Size of the binary output header: stream, flags, seq.
+pub const OUTPUT_HEADER_LEN: usize = 1 + 1 + 8;
+/// Size of the binary input header: kind, seq.
+pub const INPUT_HEADER_LEN: usize = 1 + 8;
+const FLAG_END: u8 = 1;
+const INPUT_KIND_DATA: u8 = 1;
+
+impl OutputFrame {
+    /// Encodes as a binary WebSocket payload: `[stream u8][flags u8][seq u64 BE][bytes]`.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(OUTPUT_HEADER_LEN + self.bytes.len());
+        b.put_u8(self.stream as u8);
+        b.put_u8(if self.end { FLAG_END } else { 0 });
+        b.put_u64(self.seq);
+        b.extend_from_slice(&self.bytes);
+        b.freeze()
+    }
+
+    pub fn decode(mut b: Bytes) -> Result<OutputFrame, ProtocolError> {
+        if b.len() < OUTPUT_HEADER_LEN {
+            return Err(ProtocolError("output frame shorter than its header".into()));
+        }
+        let stream = Stream::from_u8(b.get_u8())
+            .ok_or_else(|| ProtocolError("output frame has an unknown stream".into()))?;
+        let flags = b.get_u8();
+        let seq = b.get_u64();
+        Ok(OutputFrame {
+            seq,
+            stream,
+            end: flags & FLAG_END != 0,
+            bytes: b,
+        })
+    }
+}
+
+/// One input message from the client: `[kind u8 = 1][seq u64 BE][bytes]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFrame {
+    pub seq: u64,
+    pub bytes: Bytes,
+}
+
+impl InputFrame {
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(INPUT_HEADER_LEN + self.bytes.len());
+        b.put_u8(INPUT_KIND_DATA);
+        b.put_u64(self.seq);
+        b.extend_from_slice(&self.bytes);
+        b.freeze()
+    }
+
+    pub fn decode(mut b: Bytes) -> Result<InputFrame, ProtocolError> {
+        if b.len() < INPUT_HEADER_LEN {
+            return Err(ProtocolError("input frame shorter than its header".into()));
+        }
+        if b.get_u8() != INPUT_KIND_DATA {
+            return Err(ProtocolError("input frame has an unknown kind".into()));
+        }
+        let seq = b.get_u64();
+        Ok(InputFrame { seq, bytes: b })
+    }
+}
+
+/// A violation of the attach protocol; its text is sent as the close reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+/// JSON control messages from the server to the client (text frames).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message on every attach. `input_next` is the input sequence the
+    /// server expects next: the client drops what it holds below it and
+    /// resends the rest. `last_seq` is the highest output seq produced so far.
+    Hello {
+        session: String,
+        input_next: u64,
+        last_seq: u64,
+    },
+    /// The function has ended. Always the last output message of a session.
+    Exit { seq: u64, exit: ExitInfo },
+    /// Every input message up to and including `seq` has been written to the function.
+    InputAck { seq: u64 },
+    Ping,
+    Pong,
+    /// The server is closing this connection; the session itself lives on
+    /// unless the reason says otherwise.
+    Closed { reason: CloseReason },
+}
+
+/// JSON control messages from the client to the server (text frames).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// End of input. It takes a sequence number like an input message.
+    Eof { seq: u64 },
+    /// Every output message up to and including `seq` has been written out
+    /// by the client; the server may forget them.
+    Ack { seq: u64 },
+    Ping,
+    Pong,
+    /// The client leaves on purpose (the function keeps running).
+    Detach,
+}
+
+/// Why the server closed an attach connection. `Display` is the text users see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Another client attached with the same token.
+    TakenOver,
+    /// `bento close` (or `POST /close`) detached this client.
+    ClosedByUser,
+    /// The session ended and everything was delivered and acknowledged.
+    Finished,
+    /// The client broke the protocol.
+    Protocol { message: String },
+    /// The client did not keep up with output and its queue filled.
+    SlowClient,
+    /// The peer stopped answering heartbeats.
+    HeartbeatTimeout,
+    /// The session was reaped or removed while attached.
+    SessionGone,
+    /// The controller is shutting down; reconnect later.
+    ServerShutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::TakenOver => write!(f, "another client attached to this session"),
+            CloseReason::ClosedByUser => write!(f, "detached by `bento close`"),
+            CloseReason::Finished => write!(f, "session finished"),
+            CloseReason::Protocol { message } => write!(f, "protocol error: {message}"),
+            CloseReason::SlowClient => write!(f, "client too slow to keep up with output"),
+            CloseReason::HeartbeatTimeout => write!(f, "connection silent for too long"),
+            CloseReason::SessionGone => write!(f, "session no longer exists"),
+            CloseReason::ServerShutdown => write!(f, "server is shutting down"),
+        }
+    }
+}
+
+/// Why a function ended. `Display` is the text users see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The process exited by itself with this code.
+    Exited { code: i64 },
+    /// The process was killed by a signal it did not handle.
+    Signaled { signal: i64 },
+    /// The kernel killed it for exceeding its memory limit.
+    OomKilled,
+    /// It ran past its wall-clock timeout.
+    Timeout,
+    /// A user killed it (`bento kill`).
+    Killed,
+    /// It produced more unread output than the session may hold.
+    OutputCap,
+    /// It wrote bytes to the frame stream that are not valid frames.
+    ProtocolError { message: String },
+    /// Its container could not be created or started.
+    StartFailed { message: String },
+    /// The controller lost track of its container (removed behind our back).
+    Lost { message: String },
+}
+
+impl ExitReason {
+    /// The exit code the CLI uses for this reason: the function's own code,
+    /// or a conventional one (as `timeout(1)` and shells use) otherwise.
+    pub fn cli_exit_code(&self) -> i32 {
+        match self {
+            ExitReason::Exited { code } => i32::try_from(*code).unwrap_or(1),
+            ExitReason::Signaled { signal } => 128 + i32::try_from(*signal).unwrap_or(0),
+            ExitReason::OomKilled | ExitReason::Killed => 137,
+            ExitReason::Timeout => 124,
+            ExitReason::StartFailed { .. } => 125,
+            ExitReason::OutputCap | ExitReason::ProtocolError { .. } | ExitReason::Lost { .. } => 1,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, ExitReason::Exited { code: 0 })
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Exited { code } => write!(f, "exited with code {code}"),
+            ExitReason::Signaled { signal } => write!(f, "killed by signal {signal}"),
+            ExitReason::OomKilled => write!(f, "killed: out of memory"),
+            ExitReason::Timeout => write!(f, "killed: timed out"),
+            ExitReason::Killed => write!(f, "killed by user"),
+            ExitReason::OutputCap => write!(f, "killed: output cap reached"),
+            ExitReason::ProtocolError { message } => {
+                write!(f, "killed: bad output from function ({message})")
+            }
+            ExitReason::StartFailed { message } => write!(f, "failed to start: {message}"),
+            ExitReason::Lost { message } => write!(f, "lost: {message}"),
+        }
+    }
+}
+
+/// How a session ended, as reported by the API and in the `exit` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub reason: ExitReason,
+    /// The exit code the CLI exits with (see [`ExitReason::cli_exit_code`]).
+    pub code: i32,
+    /// `reason` in words.
+    pub message: String,
+}
+
+impl From<ExitReason> for ExitInfo {
+    fn from(reason: ExitReason) -> Self {
+        ExitInfo {
+            code: reason.cli_exit_code(),
+            message: reason.to_string(),
+            reason,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP bodies
+
+/// `POST /v1/functions`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitFunction {
+    /// Python source.
+    pub code: String,
+    /// Optional name; a later submit with the same name takes the name over.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image to run in; the server's default image when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// `POST /v1/sessions`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Function id or name.
+    pub function: String,
+    /// Arguments for `main(*args)`; the driver decodes each as JSON where it parses.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A transient session's function is killed when its client has been
+    /// gone longer than the grace period.
+    #[serde(default)]
+    pub transient: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Container being created and started.
+    Starting,
+    Running,
+    /// The function has ended; output may still be waiting for a client.
+    Ended,
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionState::Starting => "starting",
+            SessionState::Running => "running",
+            SessionState::Ended => "ended",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub token: String,
+    /// Short id used in logs; not a secret and not enough to attach.
+    pub id: String,
+    pub function: String,
+    pub function_name: Option<String>,
+    pub image: String,
+    pub state: SessionState,
+    pub transient: bool,
+    pub attached: bool,
+    pub exit: Option<ExitInfo>,
+    /// Output messages not yet acknowledged by a client.
+    pub pending_messages: u64,
+    pub pending_bytes: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub ended_at: Option<u64>,
+}
+
+/// `POST /v1/sessions` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionCreated {
+    pub token: String,
+    pub id: String,
+}
+
+/// Every error answer of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_frame_round_trips() {
+        let f = OutputFrame {
+            seq: 42,
+            stream: Stream::Data,
+            end: true,
+            bytes: Bytes::from_static(b"hello"),
+        };
+        assert_eq!(OutputFrame::decode(f.encode()), Ok(f));
+    }
+
+    #[test]
+    fn short_or_unknown_frames_are_rejected() {
+        assert!(OutputFrame::decode(Bytes::from_static(b"\x01\x00")).is_err());
+        assert!(OutputFrame::decode(Bytes::from_static(b"\x09\x00\0\0\0\0\0\0\0\x01")).is_err());
+        assert!(InputFrame::decode(Bytes::from_static(b"\x02\0\0\0\0\0\0\0\x01")).is_err());
+    }
+
+    #[test]
+    fn control_messages_are_tagged_json() {
+        let m = ClientMsg::Ack { seq: 7 };
+        assert_eq!(serde_json::to_string(&m).ok().as_deref(), Some(r#"{"type":"ack","seq":7}"#));
+        let e = ServerMsg::Exit { seq: 3, exit: ExitReason::Exited { code: 2 }.into() };
+        let s = serde_json::to_string(&e).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<ServerMsg>(&s).ok(), Some(e));
+    }
+
+    #[test]
+    fn exit_reasons_read_as_words() {
+        assert_eq!(ExitReason::Exited { code: 0 }.to_string(), "exited with code 0");
+        assert_eq!(ExitReason::Timeout.cli_exit_code(), 124);
+        assert!(!ExitReason::Killed.is_success());
+    }
+}

@@ -1,0 +1,241 @@
+//! [`Runtime`] on the Docker Engine API, through bollard.
+
+use async_trait::async_trait;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{
+    ContainerExit, ContainerIo, ContainerSpec, ContainerState, ListedContainer, OutputChunk,
+    Result, Runtime, RuntimeError,
+};
+
+/// Size of the tmpfs mounted at `/tmp`, the only writable place.
+const TMP_SIZE: &str = "size=64m";
+/// Open files per process.
+const NOFILE: i64 = 1024;
+
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects to `host` (or `DOCKER_HOST`, or the local socket) and
+    /// negotiates the API version, since the engine may be older than the
+    /// version bollard speaks by default.
+    pub async fn connect(host: Option<&str>) -> Result<DockerRuntime> {
+        let docker = match host {
+            Some(h) => Docker::connect_with_host(h),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(engine)?;
+        // Attach and wait requests stay open for as long as a function runs;
+        // the per-request timeout must not cut them.
+        let docker = docker
+            .with_timeout(Duration::from_secs(365 * 24 * 3600))
+            .negotiate_version()
+            .await
+            .map_err(engine)?;
+        Ok(DockerRuntime { docker })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Checks that the engine answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(engine)
+    }
+}
+
+fn engine(e: DockerError) -> RuntimeError {
+    RuntimeError::Engine(e.to_string())
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn host_config(spec: &ContainerSpec) -> HostConfig {
+    let l = &spec.limits;
+    let memory = i64::try_from(l.memory).unwrap_or(i64::MAX);
+    HostConfig {
+        network_mode: Some("none".into()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_string(),
+            format!("rw,nosuid,nodev,noexec,{TMP_SIZE}"),
+        )])),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        memory: Some(memory),
+        // Equal to memory: no swap beyond the limit.
+        memory_swap: Some(memory),
+        nano_cpus: Some((l.cpus * 1e9) as i64),
+        pids_limit: Some(l.pids),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(NOFILE),
+            hard: Some(NOFILE),
+        }]),
+        // The controller reads output through the attach stream and keeps
+        // its own spool; Docker's json-file driver would only slow it down.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.clone()),
+            user: Some("65534:65534".into()),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(true),
+            // Keep stdin open across attaches, so a controller restart can
+            // attach again; end of input is a frame, not a closed pipe.
+            stdin_once: Some(false),
+            tty: Some(false),
+            network_disabled: Some(true),
+            host_config: Some(host_config(spec)),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) if is_not_found(&e) => Err(RuntimeError::ImageMissing(
+                spec.image.clone(),
+                spec.image_name.clone(),
+            )),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn attach(&self, id: &str) -> Result<ContainerIo> {
+        let opts = AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(false)
+            .build();
+        let io = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(engine)?;
+        let output = io
+            .output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk::Stdout(message))),
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+                    // Without a TTY the engine multiplexes only stdout and stderr.
+                    Ok(LogOutput::Console { message }) => Some(Ok(OutputChunk::Stdout(message))),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(engine(e))),
+                }
+            })
+            .boxed();
+        Ok(ContainerIo {
+            output,
+            input: io.input,
+        })
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(engine)
+    }
+
+    async fn state(&self, id: &str) -> Result<ContainerState> {
+        let info = match self.docker.inspect_container(id, None).await {
+            Ok(i) => i,
+            Err(e) if is_not_found(&e) => return Ok(ContainerState::Missing),
+            Err(e) => return Err(engine(e)),
+        };
+        let state = info.state.unwrap_or_default();
+        use bollard::models::ContainerStateStatusEnum as S;
+        let ended = matches!(state.status, Some(S::EXITED) | Some(S::DEAD));
+        if !ended {
+            return Ok(ContainerState::Running);
+        }
+        Ok(ContainerState::Exited(ContainerExit {
+            code: state.exit_code.unwrap_or(-1),
+            oom_killed: state.oom_killed.unwrap_or(false),
+        }))
+    }
+
+    async fn kill(&self, id: &str) -> Result<()> {
+        let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match self.docker.kill_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            // 404: gone; 409: not running. Either way it is not running now.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn list(&self, label: &str) -> Result<Vec<ListedContainer>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                use bollard::models::ContainerSummaryStateEnum as S;
+                Some(ListedContainer {
+                    running: matches!(c.state, Some(S::RUNNING) | Some(S::CREATED)),
+                    id: c.id?,
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(engine(e)),
+        }
+    }
+}

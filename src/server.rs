@@ -1,0 +1,65 @@
+//! `run(listener, config, shutdown)`: the whole controller, callable from
+//! `bento serve` and from tests.
+
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::runtime::{DockerRuntime, Runtime};
+use crate::store::FunctionStore;
+
+/// Serves the API on `listener` until `shutdown` is cancelled. Running
+/// functions are left running; see `docs/` for what happens on restart.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let docker = DockerRuntime::connect(config.docker_host.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Docker: {e}"))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| anyhow::anyhow!("Docker does not answer: {e}"))?;
+    let runtime: Arc<dyn Runtime> = Arc::new(docker);
+    run_with_runtime(listener, config, runtime, shutdown).await
+}
+
+/// [`run`] with a given container runtime.
+pub async fn run_with_runtime(
+    listener: TcpListener,
+    config: Config,
+    runtime: Arc<dyn Runtime>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+    })?;
+    let store = FunctionStore::open(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot open function store in {}: {e}", config.data_dir.display())
+    })?;
+    let config = Arc::new(config);
+    let tracker = TaskTracker::new();
+    let registry = Registry::new(runtime, config.clone(), shutdown.clone(), tracker.clone());
+    let state = Arc::new(AppState {
+        config,
+        store,
+        registry,
+        shutdown: shutdown.clone(),
+    });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "bento controller listening");
+    let app = api::router(state);
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! The session actor: the only owner of a session's state.
+//!
+//! It serves commands (attach, acks, close, kill, info), takes the
+//! container's output into the log, pushes the log to the attached client
+//! through a bounded queue, notices the end of the function, and reaps the
+//! session once the function has ended, all output is acknowledged and no
+//! client is attached (or `session_ttl` has passed).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::io::{ControlEvent, OutputEvent};
+use super::log::{Entry, OutputLog};
+use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
+use crate::protocol::{
+    CloseReason, ExitInfo, ExitReason, OutputFrame, ServerMsg, SessionInfo, SessionState,
+};
+use crate::runtime::{ContainerState, Runtime};
+
+/// What a session is, fixed at creation.
+#[derive(Debug, Clone)]
+pub struct SessionMeta {
+    pub id: String,
+    pub token: String,
+    pub function: String,
+    pub function_name: Option<String>,
+    pub image: String,
+    pub transient: bool,
+    pub container: String,
+    pub created_at: u64,
+    /// Wall-clock limit of the function; `None` for none.
+    pub timeout: Option<Duration>,
+}
+
+/// Tunables from the server config.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub memory_window: usize,
+    pub client_queue: usize,
+    /// Unacknowledged output at which the container stops being read.
+    pub output_cap: u64,
+    pub session_ttl: Duration,
+}
+
+/// The attached client, as the actor sees it.
+struct Client {
+    id: u64,
+    tx: mpsc::Sender<ToClient>,
+    close: Option<oneshot::Sender<CloseReason>>,
+    /// The next seq to push to it.
+    next_send: u64,
+    /// Its queue was full; wait for room before pushing more.
+    blocked: bool,
+}
+
+impl Client {
+    fn close(mut self, reason: CloseReason) {
+        if let Some(c) = self.close.take() {
+            let _ = c.send(reason);
+        }
+    }
+}
+
+pub struct Actor {
+    meta: SessionMeta,
+    limits: SessionLimits,
+    runtime: Arc<dyn Runtime>,
+    log: OutputLog,
+    cmd_rx: mpsc::Receiver<Command>,
+    out_rx: mpsc::Receiver<OutputEvent>,
+    ctl_rx: mpsc::Receiver<ControlEvent>,
+    ctl_tx: mpsc::Sender<ControlEvent>,
+    input_tx: mpsc::Sender<InputItem>,
+    input_next: Arc<AtomicU64>,
+    client: Option<Client>,
+    next_client_id: u64,
+    /// Input ack not yet delivered to the client (its queue was full).
+    input_ack: Option<u64>,
+    /// Why we are killing the container, if we are.
+    kill_reason: Option<ExitReason>,
+    exit: Option<ExitInfo>,
+    /// The container's output stream has ended.
+    output_closed: bool,
+    ended_at: Option<(u64, Instant)>,
+    deadline: Option<Instant>,
+    shutdown: CancellationToken,
+    /// Called once when the session is reaped, to forget it.
+    on_reaped: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// The channels an actor is built from; see [`super::io`].
+pub struct ActorParts {
+    pub cmd_rx: mpsc::Receiver<Command>,
+    pub out_rx: mpsc::Receiver<OutputEvent>,
+    pub ctl_rx: mpsc::Receiver<ControlEvent>,
+    pub ctl_tx: mpsc::Sender<ControlEvent>,
+    pub input_tx: mpsc::Sender<InputItem>,
+    pub input_next: Arc<AtomicU64>,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Actor {
+    pub fn new(
+        meta: SessionMeta,
+        limits: SessionLimits,
+        runtime: Arc<dyn Runtime>,
+        spool: PathBuf,
+        parts: ActorParts,
+        shutdown: CancellationToken,
+        on_reaped: Box<dyn FnOnce() + Send>,
+    ) -> Actor {
+        Actor {
+            deadline: meta.timeout.map(|t| Instant::now() + t),
+            log: OutputLog::new(spool, limits.memory_window),
+            meta,
+            limits,
+            runtime,
+            cmd_rx: parts.cmd_rx,
+            out_rx: parts.out_rx,
+            ctl_rx: parts.ctl_rx,
+            ctl_tx: parts.ctl_tx,
+            input_tx: parts.input_tx,
+            input_next: parts.input_next,
+            client: None,
+            next_client_id: 1,
+            input_ack: None,
+            kill_reason: None,
+            exit: None,
+            output_closed: false,
+            ended_at: None,
+            shutdown,
+            on_reaped: Some(on_reaped),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let id = self.meta.id.clone();
+        tracing::info!(session = %id, container = %short(&self.meta.container), "session started");
+        loop {
+            self.pump();
+            if self.reapable() {
+                self.reap("function ended and all output was delivered").await;
+                return;
+            }
+            // Stop taking output at the cap, unless the container is being
+            // killed anyway: then drain it so the exit can be recorded.
+            let paused =
+                self.log.pending_bytes() >= self.limits.output_cap && self.kill_reason.is_none();
+            let blocked = self
+                .client
+                .as_ref()
+                .filter(|c| c.blocked)
+                .map(|c| c.tx.clone());
+            let running = self.exit.is_none();
+            let deadline = self.deadline.filter(|_| running);
+            let ttl_at = match (self.ended_at, &self.client) {
+                (Some((_, at)), None) => Some(at + self.limits.session_ttl),
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    // The function keeps running; only our side goes away.
+                    if let Some(c) = self.client.take() {
+                        c.close(CloseReason::ServerShutdown);
+                    }
+                    return;
+                }
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => return,
+                },
+                ev = self.ctl_rx.recv() => {
+                    if let Some(ev) = ev {
+                        self.on_control(ev);
+                    }
+                }
+                permit = reserve(blocked), if self.client.as_ref().is_some_and(|c| c.blocked) => {
+                    match permit {
+                        Some(p) => self.send_one(p),
+                        None => self.client_gone(),
+                    }
+                }
+                ev = self.out_rx.recv(), if !paused && !self.output_closed => self.on_output(ev),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::info!(session = %id, "timeout: killing function");
+                    self.kill(ExitReason::Timeout);
+                    self.deadline = None;
+                }
+                _ = sleep_until(ttl_at), if ttl_at.is_some() => {
+                    tracing::warn!(
+                        session = %id,
+                        unread_messages = self.log.pending_messages(),
+                        unread_bytes = self.log.pending_bytes(),
+                        "session_ttl passed with output unread: discarding it"
+                    );
+                    self.reap("session_ttl passed").await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Attach { after, reply } => {
+                let result = self.attach(after);
+                if let Err(Ok(attached)) = reply.send(result) {
+                    // The requester went away before it got the attach.
+                    if self.client.as_ref().is_some_and(|c| c.id == attached.client) {
+                        self.client = None;
+                    }
+                }
+            }
+            Command::Client { client, event } => {
+                if self.client.as_ref().map(|c| c.id) != Some(client) {
+                    return; // a stale event from a connection already replaced
+                }
+                match event {
+                    ClientEvent::Ack(seq) => self.on_ack(seq),
+                    ClientEvent::Gone => self.client_gone(),
+                    ClientEvent::Protocol(message) => {
+                        self.close_client(CloseReason::Protocol { message })
+                    }
+                }
+            }
+            Command::Close(reply) => {
+                self.close_client(CloseReason::ClosedByUser);
+                let _ = reply.send(());
+            }
+            Command::Kill(reply) => {
+                self.kill(ExitReason::Killed);
+                let _ = reply.send(());
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+        }
+    }
+
+    fn attach(&mut self, after: u64) -> Result<Attached, AttachError> {
+        let last = self.log.last_seq();
+        if after > last {
+            return Err(AttachError::AfterBeyondEnd { after, last });
+        }
+        // A client that holds everything up to `after` has written it out.
+        self.ack(after);
+        if let Some(old) = self.client.take() {
+            tracing::info!(session = %self.meta.id, "client taken over");
+            old.close(CloseReason::TakenOver);
+        }
+        let (tx, rx) = mpsc::channel(self.limits.client_queue.max(1));
+        let (close_tx, close_rx) = oneshot::channel();
+        let id = self.next_client_id;
+        self.next_client_id += 1;
+        self.client = Some(Client {
+            id,
+            tx,
+            close: Some(close_tx),
+            next_send: self.log.acked() + 1,
+            blocked: false,
+        });
+        let input_next = self.input_next.load(Ordering::Acquire);
+        self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
+        tracing::info!(session = %self.meta.id, after, "client attached");
+        Ok(Attached {
+            client: id,
+            hello: ServerMsg::Hello {
+                session: self.meta.id.clone(),
+                input_next,
+                last_seq: last,
+            },
+            rx,
+            closed: close_rx,
+            input: self.input_tx.clone(),
+        })
+    }
+
+    fn on_ack(&mut self, seq: u64) {
+        // A client cannot have written out what it was never sent.
+        let sent = self.client.as_ref().map(|c| c.next_send - 1).unwrap_or(0);
+        self.ack(seq.min(sent));
+        if self.exit.is_some() && self.log.pending_messages() == 0 {
+            self.close_client(CloseReason::Finished);
+        }
+    }
+
+    fn ack(&mut self, seq: u64) {
+        if let Err(e) = self.log.ack(seq) {
+            tracing::error!(session = %self.meta.id, error = %e, "spool trim failed");
+        }
+    }
+
+    fn close_client(&mut self, reason: CloseReason) {
+        if let Some(c) = self.client.take() {
+            tracing::info!(session = %self.meta.id, %reason, "client detached");
+            c.close(reason);
+        }
+    }
+
+    fn client_gone(&mut self) {
+        if self.client.take().is_some() {
+            tracing::info!(session = %self.meta.id, "client left");
+        }
+    }
+
+    /// Pushes what the client has not been sent yet, until its queue is full.
+    fn pump(&mut self) {
+        loop {
+            let Some(c) = &mut self.client else { return };
+            if c.blocked {
+                return;
+            }
+            let has_output = c.next_send <= self.log.last_seq();
+            if !has_output && self.input_ack.is_none() {
+                return;
+            }
+            match c.tx.clone().try_reserve_owned() {
+                Ok(permit) => self.send_one(permit),
+                Err(mpsc::error::TrySendError::Full(_)) => c.blocked = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.client_gone();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the next thing the client is owed through a reserved slot.
+    fn send_one(&mut self, permit: mpsc::OwnedPermit<ToClient>) {
+        let Some(c) = &mut self.client else { return };
+        c.blocked = false;
+        if let Some(seq) = self.input_ack.take() {
+            permit.send(ToClient::Msg(ServerMsg::InputAck { seq }));
+            return;
+        }
+        let seq = c.next_send;
+        let entry = match self.log.get(seq) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                c.next_send = self.log.acked().max(seq) + 1;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(session = %self.meta.id, error = %e, "spool read failed");
+                self.close_client(CloseReason::SessionGone);
+                return;
+            }
+        };
+        c.next_send = seq + 1;
+        permit.send(match entry {
+            Entry::Output { stream, end, bytes } => ToClient::Output(OutputFrame {
+                seq,
+                stream,
+                end,
+                bytes,
+            }),
+            Entry::Exit(exit) => ToClient::Msg(ServerMsg::Exit { seq, exit }),
+        });
+    }
+
+    fn on_output(&mut self, ev: Option<OutputEvent>) {
+        match ev {
+            Some(OutputEvent::Output { stream, end, bytes }) => {
+                self.append(Entry::Output { stream, end, bytes })
+            }
+            Some(OutputEvent::BadFrames(message)) => {
+                self.kill(ExitReason::ProtocolError { message });
+            }
+            Some(OutputEvent::Closed) | None => self.watch_exit(),
+        }
+    }
+
+    fn append(&mut self, entry: Entry) {
+        if let Err(e) = self.log.append(entry) {
+            // Without a spool, output would be lost silently: stop the
+            // function instead, and say why.
+            tracing::error!(session = %self.meta.id, error = %e, "spool write failed");
+            self.kill(ExitReason::Lost {
+                message: format!("cannot spool output: {e}"),
+            });
+        }
+    }
+
+    fn on_control(&mut self, ev: ControlEvent) {
+        match ev {
+            ControlEvent::InputApplied(seq) => {
+                self.input_ack = Some(self.input_ack.map_or(seq, |s| s.max(seq)));
+            }
+            ControlEvent::InputProtocol { client, message } => {
+                if self.client.as_ref().map(|c| c.id) == Some(client) {
+                    self.close_client(CloseReason::Protocol { message });
+                }
+            }
+            ControlEvent::Exited(state) => self.on_exit(state),
+        }
+    }
+
+    /// The output stream has ended, so the container is exiting: poll its
+    /// state until the engine reports the exit.
+    fn watch_exit(&mut self) {
+        if self.output_closed {
+            return;
+        }
+        self.output_closed = true;
+        let runtime = self.runtime.clone();
+        let container = self.meta.container.clone();
+        let tx = self.ctl_tx.clone();
+        let session = self.meta.id.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(5);
+            loop {
+                match runtime.state(&container).await {
+                    Ok(ContainerState::Running) => {}
+                    Ok(state) => {
+                        let _ = tx.send(ControlEvent::Exited(state)).await;
+                        return;
+                    }
+                    Err(e) => tracing::warn!(session = %session, error = %e, "inspect failed"),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+
+    fn on_exit(&mut self, state: ContainerState) {
+        if self.exit.is_some() {
+            return;
+        }
+        let reason = match (self.kill_reason.take(), state) {
+            (Some(r), _) => r,
+            (None, ContainerState::Exited(x)) if x.oom_killed => ExitReason::OomKilled,
+            (None, ContainerState::Exited(x)) if x.code > 128 && x.code <= 128 + 64 => {
+                ExitReason::Signaled {
+                    signal: x.code - 128,
+                }
+            }
+            (None, ContainerState::Exited(x)) => ExitReason::Exited { code: x.code },
+            (None, ContainerState::Missing) => ExitReason::Lost {
+                message: "container was removed".into(),
+            },
+            (None, ContainerState::Running) => return,
+        };
+        tracing::info!(session = %self.meta.id, %reason, "function ended");
+        let info = ExitInfo::from(reason);
+        self.exit = Some(info.clone());
+        self.ended_at = Some((now_secs(), Instant::now()));
+        self.append(Entry::Exit(info));
+    }
+
+    fn kill(&mut self, reason: ExitReason) {
+        if self.exit.is_some() || self.kill_reason.is_some() {
+            return;
+        }
+        self.kill_reason = Some(reason);
+        let runtime = self.runtime.clone();
+        let container = self.meta.container.clone();
+        let session = self.meta.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = runtime.kill(&container).await {
+                tracing::warn!(session = %session, error = %e, "kill failed");
+            }
+        });
+    }
+
+    fn reapable(&self) -> bool {
+        self.exit.is_some() && self.log.pending_messages() == 0 && self.client.is_none()
+    }
+
+    async fn reap(&mut self, why: &str) {
+        if let Err(e) = self.runtime.remove(&self.meta.container).await {
+            tracing::warn!(session = %self.meta.id, error = %e, "cannot remove container");
+        }
+        self.log.remove_spool();
+        if let Some(f) = self.on_reaped.take() {
+            f();
+        }
+        tracing::info!(session = %self.meta.id, why, "session reaped");
+    }
+
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            token: self.meta.token.clone(),
+            id: self.meta.id.clone(),
+            function: self.meta.function.clone(),
+            function_name: self.meta.function_name.clone(),
+            image: self.meta.image.clone(),
+            state: if self.exit.is_some() {
+                SessionState::Ended
+            } else {
+                SessionState::Running
+            },
+            transient: self.meta.transient,
+            attached: self.client.is_some(),
+            exit: self.exit.clone(),
+            pending_messages: self.log.pending_messages(),
+            pending_bytes: self.log.pending_bytes(),
+            created_at: self.meta.created_at,
+            ended_at: self.ended_at.map(|(s, _)| s),
+        }
+    }
+}
+
+async fn reserve(tx: Option<mpsc::Sender<ToClient>>) -> Option<mpsc::OwnedPermit<ToClient>> {
+    match tx {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first 12 characters of a container id, as `docker ps` shows it.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

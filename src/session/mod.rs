@@ -1,0 +1,126 @@
+//! One session: a function running in its own container, outliving the
+//! connections of the clients that watch it.
+//!
+//! Each session is an actor ([`actor`]): one task owns the output log, the
+//! attached client and the container handle, and everything else talks to it
+//! through a [`SessionHandle`]. The container's stdio is served by two helper
+//! tasks ([`io`]): a reader that decodes the driver's frames, and a stdin
+//! writer that applies input exactly once, in order.
+
+pub mod actor;
+pub mod io;
+pub mod log;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::{CloseReason, ServerMsg, SessionInfo};
+
+/// Where a session's commands go. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionHandle {
+    /// Short id, safe to log.
+    pub id: String,
+    pub tx: mpsc::Sender<Command>,
+}
+
+/// Why a session no longer answers.
+#[derive(Debug, thiserror::Error)]
+#[error("session no longer exists")]
+pub struct SessionGone;
+
+impl SessionHandle {
+    async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SessionGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(f(tx)).await.map_err(|_| SessionGone)?;
+        rx.await.map_err(|_| SessionGone)
+    }
+
+    pub async fn info(&self) -> Result<SessionInfo, SessionGone> {
+        self.call(Command::Info).await
+    }
+
+    /// Attaches a client, taking the session over from any attached one.
+    pub async fn attach(&self, after: u64) -> Result<Result<Attached, AttachError>, SessionGone> {
+        self.call(|reply| Command::Attach { after, reply }).await
+    }
+
+    /// Detaches whoever is attached.
+    pub async fn close(&self) -> Result<(), SessionGone> {
+        self.call(Command::Close).await
+    }
+
+    pub async fn kill(&self) -> Result<(), SessionGone> {
+        self.call(Command::Kill).await
+    }
+
+    /// Sends an event from an attached client. Waits while the actor is busy,
+    /// which pushes back on the client's socket.
+    pub async fn client_event(&self, client: u64, event: ClientEvent) -> Result<(), SessionGone> {
+        self.tx
+            .send(Command::Client { client, event })
+            .await
+            .map_err(|_| SessionGone)
+    }
+}
+
+/// Requests to a session actor; see the methods of [`SessionHandle`].
+pub enum Command {
+    Attach {
+        after: u64,
+        reply: oneshot::Sender<Result<Attached, AttachError>>,
+    },
+    Client {
+        client: u64,
+        event: ClientEvent,
+    },
+    Close(oneshot::Sender<()>),
+    Kill(oneshot::Sender<()>),
+    Info(oneshot::Sender<SessionInfo>),
+}
+
+/// What an attached client's connection task tells the session.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// Output up to `seq` has been written out by the client.
+    Ack(u64),
+    /// The client left on purpose, or its connection ended.
+    Gone,
+    /// The client broke the protocol; it is closed with this reason.
+    Protocol(String),
+}
+
+/// An input message on its way to the function, in the client's numbering.
+#[derive(Debug)]
+pub struct InputItem {
+    pub client: u64,
+    pub seq: u64,
+    /// `None` is end of input.
+    pub bytes: Option<Bytes>,
+}
+
+/// What the session sends to an attached client's connection task.
+#[derive(Debug)]
+pub enum ToClient {
+    Output(crate::protocol::OutputFrame),
+    Msg(ServerMsg),
+}
+
+/// A successful attach: the connection task's ends of the channels.
+pub struct Attached {
+    pub client: u64,
+    pub hello: ServerMsg,
+    /// Output and control messages, bounded: a client that does not drain
+    /// it stops receiving, and in time is dropped as too slow.
+    pub rx: mpsc::Receiver<ToClient>,
+    /// Fires once when the session closes this connection.
+    pub closed: oneshot::Receiver<CloseReason>,
+    /// Input goes straight to the stdin writer, which applies it exactly once.
+    pub input: mpsc::Sender<InputItem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("after={after} is beyond the last output message ({last})")]
+    AfterBeyondEnd { after: u64, last: u64 },
+}

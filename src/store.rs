@@ -1,0 +1,192 @@
+//! Submitted functions, kept under `DATA_DIR/functions/` so they survive a
+//! restart: `ID.py` holds the code and `ID.json` what is known about it.
+//!
+//! A name points at the newest function submitted with it, so submitting
+//! `--name echo` again updates what `bento run echo` runs; older versions stay
+//! reachable by id.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::protocol::FunctionInfo;
+use crate::session::actor::now_secs;
+
+pub struct FunctionStore {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// id → (function, submission time in microseconds).
+    by_id: HashMap<String, (FunctionInfo, u64)>,
+    /// name → id of the newest function with that name.
+    names: HashMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    info: FunctionInfo,
+    /// Orders submissions within one second, so "newest" is well defined.
+    created_us: u64,
+}
+
+impl Inner {
+    fn insert(&mut self, r: Record) {
+        if let Some(name) = &r.info.name {
+            let newer = match self.names.get(name).and_then(|id| self.by_id.get(id)) {
+                Some((_, cur)) => r.created_us >= *cur,
+                None => true,
+            };
+            if newer {
+                self.names.insert(name.clone(), r.info.id.clone());
+            }
+        }
+        self.by_id.insert(r.info.id.clone(), (r.info, r.created_us));
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl FunctionStore {
+    /// Opens the store, loading every function recorded in it. Records that
+    /// do not parse are skipped with a warning rather than stopping the server.
+    pub fn open(data_dir: &Path) -> io::Result<FunctionStore> {
+        let dir = data_dir.join("functions");
+        std::fs::create_dir_all(&dir)?;
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) if code_path(&dir, &r.info.id).exists() => records.push(r),
+                Ok(_) => tracing::warn!(path = %path.display(), "function record without code; skipped"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "bad function record; skipped"),
+            }
+        }
+        records.sort_by_key(|r| r.created_us);
+        let mut inner = Inner::default();
+        for r in records {
+            inner.insert(r);
+        }
+        Ok(FunctionStore {
+            dir,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Stores a function. The code is written before the record, and each
+    /// through a rename, so a crash never leaves a record without code.
+    pub async fn submit(
+        &self,
+        code: &str,
+        name: Option<String>,
+        image: String,
+    ) -> io::Result<FunctionInfo> {
+        let id = format!("fn-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let info = FunctionInfo {
+            id: id.clone(),
+            name,
+            image,
+            size: code.len() as u64,
+            created_at: now_secs(),
+        };
+        write_atomic(&code_path(&self.dir, &id), code.as_bytes()).await?;
+        let record = Record {
+            info: info.clone(),
+            created_us: now_us(),
+        };
+        let bytes = serde_json::to_vec_pretty(&record)?;
+        write_atomic(&self.dir.join(format!("{id}.json")), &bytes).await?;
+        self.lock().insert(record);
+        Ok(info)
+    }
+
+    /// Finds a function by id, or by name (the newest with that name).
+    pub fn resolve(&self, id_or_name: &str) -> Option<FunctionInfo> {
+        let inner = self.lock();
+        let id = inner
+            .names
+            .get(id_or_name)
+            .map(String::as_str)
+            .unwrap_or(id_or_name);
+        // An exact id wins over a name.
+        inner
+            .by_id
+            .get(id_or_name)
+            .or_else(|| inner.by_id.get(id))
+            .map(|(f, _)| f.clone())
+    }
+
+    pub async fn code(&self, id: &str) -> io::Result<String> {
+        tokio::fs::read_to_string(code_path(&self.dir, id)).await
+    }
+
+    /// All functions, oldest first.
+    pub fn list(&self) -> Vec<FunctionInfo> {
+        let inner = self.lock();
+        let mut all: Vec<&(FunctionInfo, u64)> = inner.by_id.values().collect();
+        all.sort_by_key(|(_, us)| *us);
+        all.into_iter().map(|(f, _)| f.clone()).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the maps half-updated
+        // (every update is a single insert), so a poisoned lock is usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn code_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.py"))
+}
+
+async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn functions_survive_reopen_and_names_follow_the_newest() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let a = store.submit("print(1)", Some("f".into()), "python".into()).await;
+        let b = store.submit("print(2)", Some("f".into()), "python".into()).await;
+        let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(store.resolve("f").map(|f| f.id), Some(b.id.clone()));
+        assert_eq!(store.resolve(&a.id).map(|f| f.id), Some(a.id.clone()));
+        assert!(store.resolve("nope").is_none());
+
+        let reopened = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.list().len(), 2);
+        assert_eq!(reopened.resolve("f").map(|f| f.id), Some(b.id.clone()));
+        assert_eq!(reopened.code(&a.id).await.ok().as_deref(), Some("print(1)"));
+    }
+
+    #[tokio::test]
+    async fn garbage_records_are_skipped() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join("functions")).ok();
+        std::fs::write(dir.path().join("functions/x.json"), b"{not json").ok();
+        let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.list().is_empty());
+    }
+}
