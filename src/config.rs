@@ -73,7 +73,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable_listen()),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| unreachable_listen()),
             data_dir: PathBuf::from("bento-data"),
             docker_host: None,
             base_image: None,
@@ -368,9 +370,18 @@ mod tests {
 
     #[test]
     fn root_is_parent_of_config_dir() {
-        assert_eq!(config_root(Path::new("config/bento.yaml")), PathBuf::from("."));
-        assert_eq!(config_root(Path::new("/srv/x/config/bento.yaml")), PathBuf::from("/srv/x"));
-        assert_eq!(config_root(Path::new("/etc/bento.yaml")), PathBuf::from("/etc"));
+        assert_eq!(
+            config_root(Path::new("config/bento.yaml")),
+            PathBuf::from(".")
+        );
+        assert_eq!(
+            config_root(Path::new("/srv/x/config/bento.yaml")),
+            PathBuf::from("/srv/x")
+        );
+        assert_eq!(
+            config_root(Path::new("/etc/bento.yaml")),
+            PathBuf::from("/etc")
+        );
     }
 
     #[test]

@@ -175,9 +175,18 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        assert_eq!(decode_all(b"hello world!", 4), Err(FrameError::UnknownKind(b'h')));
-        assert_eq!(decode_all(&[1, 0, 9, 0, 0, 0, 0, 0], 8), Err(FrameError::Reserved));
-        assert_eq!(decode_all(&[1, 0, 0, 0, 0, 0, 0, 5, b'a'], 8), Err(FrameError::Truncated));
+        assert_eq!(
+            decode_all(b"hello world!", 4),
+            Err(FrameError::UnknownKind(b'h'))
+        );
+        assert_eq!(
+            decode_all(&[1, 0, 9, 0, 0, 0, 0, 0], 8),
+            Err(FrameError::Reserved)
+        );
+        assert_eq!(
+            decode_all(&[1, 0, 0, 0, 0, 0, 0, 5, b'a'], 8),
+            Err(FrameError::Truncated)
+        );
     }
 
     #[test]

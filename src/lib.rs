@@ -16,14 +16,14 @@
 //! - [`images`]: building function images.
 
 pub mod api;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod driver_frame;
+pub mod images;
 pub mod protocol;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod store;
-pub mod cli;
-pub mod client;
-pub mod images;

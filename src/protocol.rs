@@ -131,14 +131,21 @@ pub enum ServerMsg {
         last_seq: u64,
     },
     /// The function has ended. Always the last output message of a session.
-    Exit { seq: u64, exit: ExitInfo },
+    Exit {
+        seq: u64,
+        exit: ExitInfo,
+    },
     /// Every input message up to and including `seq` has been written to the function.
-    InputAck { seq: u64 },
+    InputAck {
+        seq: u64,
+    },
     Ping,
     Pong,
     /// The server is closing this connection; the session itself lives on
     /// unless the reason says otherwise.
-    Closed { reason: CloseReason },
+    Closed {
+        reason: CloseReason,
+    },
 }
 
 /// JSON control messages from the client to the server (text frames).
@@ -146,10 +153,14 @@ pub enum ServerMsg {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// End of input. It takes a sequence number like an input message.
-    Eof { seq: u64 },
+    Eof {
+        seq: u64,
+    },
     /// Every output message up to and including `seq` has been written out
     /// by the client; the server may forget them.
-    Ack { seq: u64 },
+    Ack {
+        seq: u64,
+    },
     Ping,
     Pong,
     /// The client leaves on purpose (the function keeps running).
@@ -393,15 +404,24 @@ mod tests {
     #[test]
     fn control_messages_are_tagged_json() {
         let m = ClientMsg::Ack { seq: 7 };
-        assert_eq!(serde_json::to_string(&m).ok().as_deref(), Some(r#"{"type":"ack","seq":7}"#));
-        let e = ServerMsg::Exit { seq: 3, exit: ExitReason::Exited { code: 2 }.into() };
+        assert_eq!(
+            serde_json::to_string(&m).ok().as_deref(),
+            Some(r#"{"type":"ack","seq":7}"#)
+        );
+        let e = ServerMsg::Exit {
+            seq: 3,
+            exit: ExitReason::Exited { code: 2 }.into(),
+        };
         let s = serde_json::to_string(&e).unwrap_or_default();
         assert_eq!(serde_json::from_str::<ServerMsg>(&s).ok(), Some(e));
     }
 
     #[test]
     fn exit_reasons_read_as_words() {
-        assert_eq!(ExitReason::Exited { code: 0 }.to_string(), "exited with code 0");
+        assert_eq!(
+            ExitReason::Exited { code: 0 }.to_string(),
+            "exited with code 0"
+        );
         assert_eq!(ExitReason::Timeout.cli_exit_code(), 124);
         assert!(!ExitReason::Killed.is_success());
     }

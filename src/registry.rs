@@ -150,7 +150,12 @@ impl Registry {
             Box::pin(futures_util::stream::empty()),
         );
         io::spawn_reader(output, out_tx, id.clone());
-        io::spawn_stdin_writer(container_io.input, input_rx, ctl_tx.clone(), input_next.clone());
+        io::spawn_stdin_writer(
+            container_io.input,
+            input_rx,
+            ctl_tx.clone(),
+            input_next.clone(),
+        );
 
         let timeout = image.limits.timeout;
         let meta = SessionMeta {
@@ -185,7 +190,11 @@ impl Registry {
             input_tx,
             input_next,
         };
-        let spool = self.config.data_dir.join("spool").join(format!("{id}.spool"));
+        let spool = self
+            .config
+            .data_dir
+            .join("spool")
+            .join(format!("{id}.spool"));
         let actor = Actor::new(
             meta,
             limits,

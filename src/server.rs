@@ -41,7 +41,10 @@ pub async fn run_with_runtime(
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
     let store = FunctionStore::open(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("cannot open function store in {}: {e}", config.data_dir.display())
+        anyhow::anyhow!(
+            "cannot open function store in {}: {e}",
+            config.data_dir.display()
+        )
     })?;
     let config = Arc::new(config);
     let tracker = TaskTracker::new();

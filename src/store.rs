@@ -73,8 +73,12 @@ impl FunctionStore {
                 .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
             {
                 Ok(r) if code_path(&dir, &r.info.id).exists() => records.push(r),
-                Ok(_) => tracing::warn!(path = %path.display(), "function record without code; skipped"),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "bad function record; skipped"),
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "function record without code; skipped")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "bad function record; skipped")
+                }
             }
         }
         records.sort_by_key(|r| r.created_us);
@@ -168,9 +172,16 @@ mod tests {
     async fn functions_survive_reopen_and_names_follow_the_newest() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let a = store.submit("print(1)", Some("f".into()), "python".into()).await;
-        let b = store.submit("print(2)", Some("f".into()), "python".into()).await;
-        let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+        let a = store
+            .submit("print(1)", Some("f".into()), "python".into())
+            .await;
+        let b = store
+            .submit("print(2)", Some("f".into()), "python".into())
+            .await;
+        let (a, b) = (
+            a.unwrap_or_else(|e| panic!("{e}")),
+            b.unwrap_or_else(|e| panic!("{e}")),
+        );
         assert_eq!(store.resolve("f").map(|f| f.id), Some(b.id.clone()));
         assert_eq!(store.resolve(&a.id).map(|f| f.id), Some(a.id.clone()));
         assert!(store.resolve("nope").is_none());

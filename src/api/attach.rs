@@ -21,7 +21,9 @@ fn close_code(reason: &CloseReason) -> u16 {
 fn text(msg: &ServerMsg) -> Message {
     // Serialising our own enum cannot fail; an empty text would be caught
     // by the client as a protocol error rather than crash us.
-    Message::Text(Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default()))
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(msg).unwrap_or_default(),
+    ))
 }
 
 enum End {
@@ -55,6 +57,9 @@ pub async fn serve(
         }
         loop {
             tokio::select! {
+                // The session sends the reason before dropping its end of
+                // `rx`, so checking `closed` first reports the real reason.
+                biased;
                 reason = &mut closed => {
                     return match reason {
                         Ok(r) => End::Closed(r),
@@ -63,7 +68,10 @@ pub async fn serve(
                 }
                 _ = shutdown.cancelled() => return End::Closed(CloseReason::ServerShutdown),
                 item = rx.recv() => {
-                    let Some(item) = item else { return End::Closed(CloseReason::SessionGone) };
+                    let Some(item) = item else {
+                        let reason = closed.try_recv().unwrap_or(CloseReason::SessionGone);
+                        return End::Closed(reason);
+                    };
                     // Write everything already queued, then flush once.
                     let mut next = Some(item);
                     while let Some(item) = next {
@@ -132,14 +140,20 @@ pub async fn serve(
         End::Gone => None,
     };
     if let Some(reason) = reason {
-        let _ = sink.send(text(&ServerMsg::Closed { reason: reason.clone() })).await;
+        let _ = sink
+            .send(text(&ServerMsg::Closed {
+                reason: reason.clone(),
+            }))
+            .await;
         let frame = CloseFrame {
             code: close_code(&reason),
             reason: Utf8Bytes::from(truncate(&reason.to_string(), 120)),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
         if let CloseReason::Protocol { message } = reason {
-            let _ = handle.client_event(client, ClientEvent::Protocol(message)).await;
+            let _ = handle
+                .client_event(client, ClientEvent::Protocol(message))
+                .await;
         }
     }
     // Always deregister, however the connection ended. A session that has

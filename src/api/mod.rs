@@ -69,7 +69,10 @@ async fn submit_function(
     if req.code.len() > MAX_CODE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("code is {} bytes; the limit is {MAX_CODE_BYTES}", req.code.len()),
+            format!(
+                "code is {} bytes; the limit is {MAX_CODE_BYTES}",
+                req.code.len()
+            ),
         ));
     }
     if let Some(name) = &req.name {
@@ -109,15 +112,16 @@ async fn create_session(
             "too many or too long args: at most {MAX_ARGS} of {MAX_ARG_BYTES} bytes each"
         )));
     }
-    let function = s
-        .store
-        .resolve(&req.function)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown function {:?}", req.function)))?;
-    let code = s
-        .store
-        .code(&function.id)
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot read function {}: {e}", function.id)))?;
+    let function = s.store.resolve(&req.function).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown function {:?}", req.function),
+        )
+    })?;
+    let code =
+        s.store.code(&function.id).await.map_err(|e| {
+            ApiError::internal(format!("cannot read function {}: {e}", function.id))
+        })?;
     let created = s
         .registry
         .create(&function, code, req.args, req.transient)
@@ -203,7 +207,12 @@ async fn attach(
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {
-    match s.registry.runtime().image_exists("bento-healthz-probe").await {
+    match s
+        .registry
+        .runtime()
+        .image_exists("bento-healthz-probe")
+        .await
+    {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

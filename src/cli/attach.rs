@@ -3,7 +3,9 @@
 
 use super::io::{read_line, Output, MAX_LINE};
 use super::{out, say, AttachArgs, AttachFlags, RunArgs};
-use crate::client::{AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender};
+use crate::client::{
+    AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender,
+};
 use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
 use anyhow::Context;
 use std::time::Duration;
@@ -40,7 +42,12 @@ fn reattach_hint(token: &str) -> String {
     format!("the function keeps running. Reattach with: bento attach {token}")
 }
 
-async fn follow(client: &Client, token: &str, flags: &AttachFlags, stdin: bool) -> anyhow::Result<i32> {
+async fn follow(
+    client: &Client,
+    token: &str,
+    flags: &AttachFlags,
+    stdin: bool,
+) -> anyhow::Result<i32> {
     let options = AttachOptions {
         reconnect: !flags.no_reconnect,
         ..AttachOptions::default()
@@ -63,7 +70,10 @@ async fn follow(client: &Client, token: &str, flags: &AttachFlags, stdin: bool) 
             // Output could not be written: leave it on the server (unacked)
             // for a later attach rather than dropping it.
             att.detach().await;
-            say(&format!("bento: cannot write output: {e}; detached, {}", reattach_hint(token)));
+            say(&format!(
+                "bento: cannot write output: {e}; detached, {}",
+                reattach_hint(token)
+            ));
             Ok(1)
         }
     }
@@ -136,7 +146,11 @@ impl Follower {
 
     /// Flushes stdout, then tells the attachment: acks go out only for
     /// output that really left this process.
-    async fn flush<O, E>(&mut self, att: &Attachment, output: &mut Output<O, E>) -> std::io::Result<()>
+    async fn flush<O, E>(
+        &mut self,
+        att: &Attachment,
+        output: &mut Output<O, E>,
+    ) -> std::io::Result<()>
     where
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
@@ -173,10 +187,15 @@ impl Follower {
                 1
             }
             AttachEnd::Closed(CloseReason::ClosedByUser) => {
-                say(&format!("bento: detached by `bento close`; {}", reattach_hint(token)));
+                say(&format!(
+                    "bento: detached by `bento close`; {}",
+                    reattach_hint(token)
+                ));
                 1
             }
-            AttachEnd::Closed(reason @ (CloseReason::SessionGone | CloseReason::Protocol { .. })) => {
+            AttachEnd::Closed(
+                reason @ (CloseReason::SessionGone | CloseReason::Protocol { .. }),
+            ) => {
                 say(&format!("bento: {reason}"));
                 1
             }

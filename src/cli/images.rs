@@ -47,6 +47,7 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
                 message,
                 output,
             }) => {
+                let at_from = output.last().is_some_and(|l| l.contains(" : FROM "));
                 if !output.is_empty() {
                     say("recent build output:");
                     for line in output {
@@ -54,6 +55,14 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
                     }
                 }
                 say(&format!("bento: building {tag} failed: {message}"));
+                if at_from {
+                    // Nothing can be pulled on an offline machine: the usual
+                    // first-run failure, so say what to do about it.
+                    say(&format!(
+                        "bento: the base image {base} must exist locally (or be pullable); \
+                         choose another with BENTO_BASE_IMAGE or base_image in bento.yaml"
+                    ));
+                }
                 return Ok(1);
             }
             Err(e) => return Err(e.into()),
@@ -97,7 +106,12 @@ pub(super) async fn list(config: Option<&Path>) -> anyhow::Result<i32> {
             },
             None => "?".to_string(),
         };
-        rows.push(vec![spec.name.clone(), tag, built, config.base_image_for(spec)]);
+        rows.push(vec![
+            spec.name.clone(),
+            tag,
+            built,
+            config.base_image_for(spec),
+        ]);
     }
     out(render(&["NAME", "TAG", "BUILT", "BASE"], &rows).trim_end())?;
     Ok(0)

@@ -47,7 +47,9 @@ pub(super) async fn sessions(server: &ServerArgs) -> anyhow::Result<i32> {
     list.sort_by_key(|s| s.created_at);
     let rows: Vec<Vec<String>> = list.iter().map(session_row).collect();
     print_table(
-        &["TOKEN", "FUNCTION", "STATE", "ATTACHED", "EXIT", "PENDING", "CREATED"],
+        &[
+            "TOKEN", "FUNCTION", "STATE", "ATTACHED", "EXIT", "PENDING", "CREATED",
+        ],
         &rows,
     )
 }
@@ -60,7 +62,9 @@ fn session_row(s: &SessionInfo) -> Vec<String> {
     };
     vec![
         s.token.clone(),
-        s.function_name.clone().unwrap_or_else(|| s.function.clone()),
+        s.function_name
+            .clone()
+            .unwrap_or_else(|| s.function.clone()),
         s.state.to_string(),
         if s.attached { "yes" } else { "no" }.into(),
         s.exit.as_ref().map_or_else(|| "-".into(), exit_cell),
@@ -100,6 +104,9 @@ mod tests {
     #[test]
     fn exit_cells_say_why() {
         assert_eq!(exit_cell(&ExitReason::Exited { code: 3 }.into()), "3");
-        assert_eq!(exit_cell(&ExitReason::Timeout.into()), "124 (killed: timed out)");
+        assert_eq!(
+            exit_cell(&ExitReason::Timeout.into()),
+            "124 (killed: timed out)"
+        );
     }
 }

@@ -40,7 +40,8 @@ pub use attach::{AttachEnd, AttachOptions, Attachment, DetachHandle, Event, Inpu
 pub use input::{InputError, InputLimits};
 
 use crate::protocol::{
-    CloseReason, CreateSession, ErrorBody, FunctionInfo, SessionCreated, SessionInfo, SubmitFunction,
+    CloseReason, CreateSession, ErrorBody, FunctionInfo, SessionCreated, SessionInfo,
+    SubmitFunction,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -136,45 +137,68 @@ impl Client {
         &self.base
     }
 
-    pub async fn submit_function(&self, body: &SubmitFunction) -> Result<FunctionInfo, ClientError> {
-        self.json(Method::POST, &["v1", "functions"], Some(body)).await
+    pub async fn submit_function(
+        &self,
+        body: &SubmitFunction,
+    ) -> Result<FunctionInfo, ClientError> {
+        self.json(Method::POST, &["v1", "functions"], Some(body))
+            .await
     }
 
     pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>, ClientError> {
-        self.json(Method::GET, &["v1", "functions"], None::<&()>).await
+        self.json(Method::GET, &["v1", "functions"], None::<&()>)
+            .await
     }
 
-    pub async fn create_session(&self, body: &CreateSession) -> Result<SessionCreated, ClientError> {
-        self.json(Method::POST, &["v1", "sessions"], Some(body)).await
+    pub async fn create_session(
+        &self,
+        body: &CreateSession,
+    ) -> Result<SessionCreated, ClientError> {
+        self.json(Method::POST, &["v1", "sessions"], Some(body))
+            .await
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, ClientError> {
-        self.json(Method::GET, &["v1", "sessions"], None::<&()>).await
+        self.json(Method::GET, &["v1", "sessions"], None::<&()>)
+            .await
     }
 
     pub async fn session(&self, token: &str) -> Result<SessionInfo, ClientError> {
-        self.json(Method::GET, &["v1", "sessions", token], None::<&()>).await
+        self.json(Method::GET, &["v1", "sessions", token], None::<&()>)
+            .await
     }
 
     /// Detaches whoever is attached; the function keeps running.
     pub async fn close_session(&self, token: &str) -> Result<(), ClientError> {
-        self.send(Method::POST, &["v1", "sessions", token, "close"], None::<&()>)
-            .await
-            .map(drop)
+        self.send(
+            Method::POST,
+            &["v1", "sessions", token, "close"],
+            None::<&()>,
+        )
+        .await
+        .map(drop)
     }
 
     /// Stops the function.
     pub async fn kill_session(&self, token: &str) -> Result<(), ClientError> {
-        self.send(Method::POST, &["v1", "sessions", token, "kill"], None::<&()>)
-            .await
-            .map(drop)
+        self.send(
+            Method::POST,
+            &["v1", "sessions", token, "kill"],
+            None::<&()>,
+        )
+        .await
+        .map(drop)
     }
 
     /// Attaches to a session's I/O. The first connection is made here, so an
     /// unknown token or an unreachable server is an error of this call; later
     /// connection failures are retried in the background (see
     /// [`AttachOptions::reconnect`]).
-    pub async fn attach(&self, token: &str, options: AttachOptions) -> Result<Attachment, ClientError> {
+    pub async fn attach(
+        &self,
+        token: &str,
+        options: AttachOptions,
+    ) -> Result<Attachment, ClientError> {
         attach::attach(self.endpoint(token)?, token, options).await
     }
 
@@ -302,7 +326,10 @@ mod tests {
             "http://example.com:7470/v1/sessions/a%2Fb%20c"
         );
         let c = Client::new("http://example.com/bento", None)?;
-        assert_eq!(c.url_for(&["v1", "functions"]).as_str(), "http://example.com/bento/v1/functions");
+        assert_eq!(
+            c.url_for(&["v1", "functions"]).as_str(),
+            "http://example.com/bento/v1/functions"
+        );
         assert_eq!(
             c.endpoint("tok")?.url.as_str(),
             "ws://example.com/bento/v1/sessions/tok/attach"
@@ -318,7 +345,10 @@ mod tests {
 
     #[test]
     fn error_bodies_are_read() {
-        let e = http_error(StatusCode::NOT_FOUND, br#"{"error":"unknown session token"}"#);
+        let e = http_error(
+            StatusCode::NOT_FOUND,
+            br#"{"error":"unknown session token"}"#,
+        );
         assert_eq!(e.to_string(), "unknown session token");
         assert!(e.is_not_found());
         let e = http_error(StatusCode::BAD_GATEWAY, b"<html>bad</html>");

@@ -46,7 +46,9 @@ pub(crate) async fn connect(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), Cl
 
 async fn connect_inner(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), ClientError> {
     let mut url = ep.url.clone();
-    url.query_pairs_mut().clear().append_pair("after", &after.to_string());
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("after", &after.to_string());
     let mut req = url
         .as_str()
         .into_client_request()
@@ -94,7 +96,9 @@ async fn connect_inner(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), ClientE
                 return Err(ClientError::Transport("closed before saying hello".into()))
             }
             Message::Binary(_) | Message::Frame(_) => {
-                return Err(ClientError::Protocol("expected hello first, got output".into()))
+                return Err(ClientError::Protocol(
+                    "expected hello first, got output".into(),
+                ))
             }
         }
     };

@@ -6,13 +6,17 @@ use std::path::Path;
 
 /// Files that only add noise (and cache misses) to a build.
 fn skipped(name: &str) -> bool {
-    matches!(name, "__pycache__" | ".git" | ".pytest_cache" | ".mypy_cache")
-        || name.ends_with(".pyc")
+    matches!(
+        name,
+        "__pycache__" | ".git" | ".pytest_cache" | ".mypy_cache"
+    ) || name.ends_with(".pyc")
 }
 
 /// Builds the context tar in memory. Headers are deterministic (fixed owner
 /// and mtime), so an unchanged tree gives Docker the same context and its
-/// layer cache holds.
+/// layer cache holds; modes become 0644 (0755 for directories and
+/// executables), so the copied files are readable by the unprivileged user
+/// functions run as, whatever the checkout's umask was.
 pub fn context_tar(context: &Path, driver_dir: &Path) -> Result<Vec<u8>, ImageError> {
     if !context.join("Dockerfile").is_file() {
         return Err(ImageError::Context(format!(
@@ -107,7 +111,13 @@ mod tests {
         let tar = context_tar(&ctx, &drv)?;
         assert_eq!(
             names(&tar),
-            ["Dockerfile", "sub", "sub/a.txt", "driver", "driver/bento_driver.py"]
+            [
+                "Dockerfile",
+                "sub",
+                "sub/a.txt",
+                "driver",
+                "driver/bento_driver.py"
+            ]
         );
         // Deterministic: the same tree gives the same bytes.
         assert_eq!(tar, context_tar(&ctx, &drv)?);
@@ -117,7 +127,9 @@ mod tests {
     #[test]
     fn missing_dockerfile_is_named() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
-        let err = context_tar(tmp.path(), tmp.path()).err().map(|e| e.to_string());
+        let err = context_tar(tmp.path(), tmp.path())
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("no Dockerfile")));
         Ok(())
     }

@@ -108,7 +108,11 @@ pub async fn build_image(
         output: tail.into(),
     };
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| e.to_string());
+        let info = item.map_err(|e| match e {
+            // The daemon's own words, without bollard's wrapping.
+            bollard::errors::Error::DockerStreamError { error } => error,
+            other => other.to_string(),
+        });
         let info = match info {
             Ok(info) => info,
             Err(message) => return Err(failed(message, tail)),

@@ -63,7 +63,13 @@ fn engine(e: DockerError) -> RuntimeError {
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 fn host_config(spec: &ContainerSpec) -> HostConfig {
@@ -117,7 +123,9 @@ impl Runtime for DockerRuntime {
             host_config: Some(host_config(spec)),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         match self.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),
             Err(e) if is_not_found(&e) => Err(RuntimeError::ImageMissing(

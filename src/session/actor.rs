@@ -150,7 +150,8 @@ impl Actor {
         loop {
             self.pump();
             if self.reapable() {
-                self.reap("function ended and all output was delivered").await;
+                self.reap("function ended and all output was delivered")
+                    .await;
                 return;
             }
             // Stop taking output at the cap, unless the container is being
@@ -218,7 +219,11 @@ impl Actor {
                 let result = self.attach(after);
                 if let Err(Ok(attached)) = reply.send(result) {
                     // The requester went away before it got the attach.
-                    if self.client.as_ref().is_some_and(|c| c.id == attached.client) {
+                    if self
+                        .client
+                        .as_ref()
+                        .is_some_and(|c| c.id == attached.client)
+                    {
                         self.client = None;
                     }
                 }

@@ -17,7 +17,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::InputItem;
-use crate::driver_frame::{self, Decoder, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR, KIND_STDOUT};
+use crate::driver_frame::{
+    self, Decoder, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR, KIND_STDOUT,
+};
 use crate::protocol::Stream;
 use crate::runtime::{self, OutputChunk};
 
@@ -85,7 +87,11 @@ pub fn spawn_reader(
                             Err(e) => {
                                 tracing::warn!(session = %session, error = %e, "function wrote a bad frame");
                                 corrupt = true;
-                                if tx.send(OutputEvent::BadFrames(e.to_string())).await.is_err() {
+                                if tx
+                                    .send(OutputEvent::BadFrames(e.to_string()))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                                 break;
@@ -132,7 +138,11 @@ pub fn spawn_stdin_writer(
             let expected = next.load(Ordering::Acquire);
             if item.seq < expected {
                 // A duplicate from a resend: already applied, ack again.
-                if events.send(ControlEvent::InputApplied(expected - 1)).await.is_err() {
+                if events
+                    .send(ControlEvent::InputApplied(expected - 1))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -167,7 +177,12 @@ pub fn spawn_stdin_writer(
             eof_written |= item.bytes.is_none();
             next.store(item.seq + 1, Ordering::Release);
             // Ack in batches: only when no more input is waiting.
-            if rx.is_empty() && events.send(ControlEvent::InputApplied(item.seq)).await.is_err() {
+            if rx.is_empty()
+                && events
+                    .send(ControlEvent::InputApplied(item.seq))
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }

@@ -22,7 +22,11 @@ use crate::protocol::{ExitInfo, Stream};
 /// One logged message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Output { stream: Stream, end: bool, bytes: Bytes },
+    Output {
+        stream: Stream,
+        end: bool,
+        bytes: Bytes,
+    },
     /// Always the last entry of a log.
     Exit(ExitInfo),
 }
@@ -296,7 +300,8 @@ mod tests {
         for m in &msgs {
             l.append(out(m)).ok();
         }
-        l.append(Entry::Exit(ExitReason::Exited { code: 3 }.into())).ok();
+        l.append(Entry::Exit(ExitReason::Exited { code: 3 }.into()))
+            .ok();
         assert!(l.spooled_bytes() > 0, "small window must spill");
         assert!(l.mem_bytes <= 64 + 10);
         for (i, m) in msgs.iter().enumerate() {

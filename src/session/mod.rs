@@ -30,7 +30,10 @@ pub struct SessionHandle {
 pub struct SessionGone;
 
 impl SessionHandle {
-    async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SessionGone> {
+    async fn call<T>(
+        &self,
+        f: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionGone> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(f(tx)).await.map_err(|_| SessionGone)?;
         rx.await.map_err(|_| SessionGone)
