@@ -60,6 +60,10 @@ pub struct Config {
     pub output_memory_window: u64,
     /// Messages queued per attached client before it counts as too slow.
     pub client_queue: usize,
+    /// Unacknowledged output a session may hold (memory plus spool), in
+    /// bytes. At the cap the controller stops reading the container, so the
+    /// function blocks until a client catches up: nothing is dropped.
+    pub output_cap: u64,
     /// Docker labels prefix; containers are found by `{prefix}.session`.
     pub label_prefix: String,
     /// Image descriptions loaded from `images_dir` (not a YAML key).
@@ -85,6 +89,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(24 * 3600),
             output_memory_window: 4 << 20,
             client_queue: 256,
+            output_cap: 1 << 30,
             label_prefix: "dev.bento".into(),
             images: BTreeMap::new(),
             root: PathBuf::from("."),
@@ -206,7 +211,7 @@ fn default_runtime() -> String {
 }
 
 impl ImageSpec {
-    fn builtin_python(root: &Path) -> ImageSpec {
+    pub fn builtin_python(root: &Path) -> ImageSpec {
         ImageSpec {
             name: "python".into(),
             context: Some(root.join("images/python")),

@@ -15,9 +15,6 @@ use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
 use crate::session::actor::{now_secs, Actor, ActorParts, SessionLimits, SessionMeta};
 use crate::session::{io, SessionHandle};
 
-/// Unacknowledged output at which a session stops reading its container.
-pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 30;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     #[error("unknown image {0}")]
@@ -172,7 +169,7 @@ impl Registry {
         let limits = SessionLimits {
             memory_window: usize::try_from(self.config.output_memory_window).unwrap_or(4 << 20),
             client_queue: self.config.client_queue,
-            output_cap: DEFAULT_OUTPUT_CAP,
+            output_cap: self.config.output_cap,
             session_ttl: self.config.session_ttl,
         };
         let weak: Weak<Registry> = Arc::downgrade(self);

@@ -30,7 +30,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
         out(&created.token)?;
         return Ok(0);
     }
-    follow(&client, &created.token, &args.flags, true).await
+    follow(&client, &created.token, &args.flags, true)
+        .await
+        // The token is printed nowhere else: without it the session is
+        // hard to find again.
+        .with_context(|| format!("session {} was created but attaching failed", created.token))
 }
 
 pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {

@@ -142,7 +142,8 @@ pub struct RunArgs {
     /// Function id or name.
     pub function: String,
     /// Arguments for `main(*args)`; each is decoded as JSON where it parses.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// Put them after `--` if they look like options.
+    #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
     /// Do not attach: print the session token and return.
     #[arg(short, long)]
@@ -234,21 +235,21 @@ mod tests {
     }
 
     #[test]
-    fn run_takes_flags_then_args() -> Result<(), clap::Error> {
-        let Command::Run(r) = parse(&["run", "-d", "f", "1", "-2", "--raw"])?.command else {
+    fn run_takes_flags_anywhere_and_args_after_dashes() -> Result<(), clap::Error> {
+        let Command::Run(r) = parse(&["run", "f", "1", "-2", "-d", "--raw", "x"])?.command else {
             panic!("not run");
         };
-        assert!(r.detach);
+        assert!(r.detach && r.flags.raw);
         assert_eq!(r.function, "f");
-        // After the first argument, everything belongs to the function.
-        assert_eq!(r.args, ["1", "-2", "--raw"]);
-        assert!(!r.flags.raw);
+        assert_eq!(r.args, ["1", "-2", "x"]);
 
-        let Command::Run(r) = parse(&["run", "f", "--raw", "--transient", "x"])?.command else {
+        let Command::Run(r) = parse(&["run", "--transient", "f", "--", "--raw", "-x"])?.command
+        else {
             panic!("not run");
         };
-        assert!(r.flags.raw && r.transient);
-        assert_eq!(r.args, ["x"]);
+        assert!(r.transient && !r.flags.raw);
+        assert_eq!(r.args, ["--raw", "-x"]);
+        assert!(parse(&["run", "f", "--bogus"]).is_err());
         Ok(())
     }
 }

@@ -34,6 +34,8 @@ mod attach;
 mod driver;
 mod input;
 mod pacing;
+#[cfg(test)]
+mod tests_attach;
 mod ws;
 
 pub use attach::{AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender};
@@ -100,6 +102,8 @@ impl ClientError {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// The URL as the user gave it, for messages.
+    display: String,
     api_key: Option<String>,
 }
 
@@ -128,6 +132,7 @@ impl Client {
         Ok(Client {
             http,
             base,
+            display: url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
         })
     }
@@ -205,12 +210,12 @@ impl Client {
     fn endpoint(&self, token: &str) -> Result<ws::Endpoint, ClientError> {
         let mut url = self.url_for(&["v1", "sessions", token, "attach"]);
         url.set_scheme("ws").map_err(|()| ClientError::InvalidUrl {
-            url: self.base.to_string(),
+            url: self.display.clone(),
             message: "cannot make a WebSocket URL of it".into(),
         })?;
         Ok(ws::Endpoint {
             url,
-            display_url: self.base.to_string(),
+            display_url: self.display.clone(),
             api_key: self.api_key.clone(),
         })
     }
@@ -261,7 +266,7 @@ impl Client {
     fn request_error(&self, e: &reqwest::Error) -> ClientError {
         if e.is_connect() || e.is_timeout() || e.is_request() {
             ClientError::Unreachable {
-                url: self.base.to_string(),
+                url: self.display.clone(),
                 message: root_cause(e),
             }
         } else {

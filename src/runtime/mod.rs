@@ -2,6 +2,8 @@
 //! Docker types and can be unit-tested against a fake.
 
 pub mod docker;
+#[cfg(test)]
+pub mod fake;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -127,3 +127,6 @@ pub enum AttachError {
     #[error("after={after} is beyond the last output message ({last})")]
     AfterBeyondEnd { after: u64, last: u64 },
 }
+
+#[cfg(test)]
+mod tests;

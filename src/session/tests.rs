@@ -1,0 +1,340 @@
+//! The session state machine against a fake runtime: no Docker needed.
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
+use crate::config::{Config, ImageSpec};
+use crate::driver_frame::{KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
+use crate::protocol::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
+use crate::registry::Registry;
+use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
+use crate::runtime::OutputChunk;
+
+struct Fixture {
+    fake: FakeRuntime,
+    registry: Arc<Registry>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let spec = ImageSpec::builtin_python(dir.path());
+    config.images.insert(spec.name.clone(), spec);
+    tweak(&mut config);
+    let fake = FakeRuntime::default();
+    let registry = Registry::new(
+        Arc::new(fake.clone()),
+        Arc::new(config),
+        CancellationToken::new(),
+        TaskTracker::new(),
+    );
+    Fixture {
+        fake,
+        registry,
+        _dir: dir,
+    }
+}
+
+fn function() -> FunctionInfo {
+    FunctionInfo {
+        id: "fn-test".into(),
+        name: None,
+        image: "python".into(),
+        size: 0,
+        created_at: 0,
+    }
+}
+
+impl Fixture {
+    async fn session(&self) -> (String, SessionHandle, FakeContainer) {
+        let created = self
+            .registry
+            .create(&function(), "send('x')".into(), vec![], false)
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        let handle = self
+            .registry
+            .get(&created.token)
+            .unwrap_or_else(|| panic!("session not registered"));
+        let mut c = self
+            .fake
+            .take_container()
+            .unwrap_or_else(|| panic!("no container"));
+        // The code is handed over first, as the START frame.
+        let mut header = [0u8; 8];
+        c.stdin.read_exact(&mut header).await.ok();
+        assert_eq!(header[0], KIND_START);
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut body = vec![0u8; len];
+        c.stdin.read_exact(&mut body).await.ok();
+        assert!(String::from_utf8_lossy(&body).contains("send('x')"));
+        (created.token, handle, c)
+    }
+}
+
+async fn attach(h: &SessionHandle, after: u64) -> Attached {
+    match h.attach(after).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => panic!("attach refused: {e}"),
+        Err(e) => panic!("attach: {e}"),
+    }
+}
+
+async fn next(a: &mut Attached) -> ToClient {
+    match tokio::time::timeout(Duration::from_secs(10), a.rx.recv()).await {
+        Ok(Some(m)) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn output(m: ToClient) -> (u64, Stream, Bytes) {
+    match m {
+        ToClient::Output(f) => (f.seq, f.stream, f.bytes),
+        other => panic!("expected output, got {other:?}"),
+    }
+}
+
+async fn wait_state(h: &SessionHandle, state: SessionState) {
+    for _ in 0..1000 {
+        if h.info().await.map(|i| i.state).ok() == Some(state) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("session never reached {state}");
+}
+
+#[tokio::test]
+async fn output_is_numbered_exit_is_last_and_the_session_is_reaped_after_ack() {
+    let f = fixture(|_| {});
+    let (token, h, c) = f.session().await;
+    f.fake
+        .push(&c.id, frame(KIND_STDOUT, false, b"printed\n"))
+        .await;
+    f.fake.push(&c.id, frame(KIND_DATA, true, b"sent")).await;
+    f.fake
+        .push(&c.id, OutputChunk::Stderr(Bytes::from_static(b"oops")))
+        .await;
+    f.fake.exit(&c.id, 0, false);
+    wait_state(&h, SessionState::Ended).await;
+
+    let mut a = attach(&h, 0).await;
+    assert!(matches!(
+        a.hello,
+        ServerMsg::Hello {
+            last_seq: 4,
+            input_next: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        output(next(&mut a).await),
+        (1, Stream::Stdout, Bytes::from_static(b"printed\n"))
+    );
+    assert_eq!(
+        output(next(&mut a).await),
+        (2, Stream::Data, Bytes::from_static(b"sent"))
+    );
+    assert_eq!(
+        output(next(&mut a).await),
+        (3, Stream::Stderr, Bytes::from_static(b"oops"))
+    );
+    match next(&mut a).await {
+        ToClient::Msg(ServerMsg::Exit { seq: 4, exit }) => {
+            assert_eq!(exit.reason, ExitReason::Exited { code: 0 })
+        }
+        other => panic!("expected exit, got {other:?}"),
+    }
+    // Not reaped while output is unacknowledged.
+    assert!(f.registry.get(&token).is_some());
+    h.client_event(a.client, ClientEvent::Ack(4)).await.ok();
+    assert_eq!((&mut a.closed).await.ok(), Some(CloseReason::Finished));
+    h.client_event(a.client, ClientEvent::Gone).await.ok();
+    for _ in 0..1000 {
+        if f.registry.get(&token).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(f.registry.get(&token).is_none(), "reaped");
+    assert_eq!(f.fake.removed(), vec![c.id.clone()]);
+}
+
+#[tokio::test]
+async fn unacknowledged_output_is_replayed_and_acked_output_is_not() {
+    let f = fixture(|_| {});
+    let (_token, h, c) = f.session().await;
+    for m in ["a", "b", "c"] {
+        f.fake
+            .push(&c.id, frame(KIND_DATA, true, m.as_bytes()))
+            .await;
+    }
+    let mut a = attach(&h, 0).await;
+    for want in 1..=3 {
+        assert_eq!(output(next(&mut a).await).0, want);
+    }
+    h.client_event(a.client, ClientEvent::Ack(1)).await.ok();
+    h.client_event(a.client, ClientEvent::Gone).await.ok();
+
+    // Reattaching with after=0 resumes after what was acknowledged.
+    let mut b = attach(&h, 0).await;
+    assert_eq!(
+        output(next(&mut b).await),
+        (2, Stream::Data, Bytes::from_static(b"b"))
+    );
+    assert_eq!(output(next(&mut b).await).0, 3);
+    // A client that holds up to 2 gets only what follows.
+    let mut c2 = attach(&h, 2).await;
+    assert_eq!(output(next(&mut c2).await).0, 3);
+    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(1));
+    // Asking beyond the end is refused.
+    assert!(matches!(h.attach(9).await, Ok(Err(_))));
+}
+
+#[tokio::test]
+async fn a_new_attach_takes_over_and_close_detaches() {
+    let f = fixture(|_| {});
+    let (_token, h, _c) = f.session().await;
+    let a = attach(&h, 0).await;
+    let b = attach(&h, 0).await;
+    assert_eq!(a.closed.await.ok(), Some(CloseReason::TakenOver));
+    assert!(h.info().await.map(|i| i.attached).unwrap_or(false));
+    // A stale event from the replaced client changes nothing.
+    h.client_event(a.client, ClientEvent::Gone).await.ok();
+    assert!(h.info().await.map(|i| i.attached).unwrap_or(false));
+    h.close().await.ok();
+    assert_eq!(b.closed.await.ok(), Some(CloseReason::ClosedByUser));
+    let info = h.info().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!info.attached);
+    assert_eq!(info.state, SessionState::Running);
+}
+
+#[tokio::test]
+async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
+    let f = fixture(|_| {});
+    let (_token, h, mut c) = f.session().await;
+    let mut a = attach(&h, 0).await;
+    let client = a.client;
+    let item = |seq, b: &'static [u8]| InputItem {
+        client,
+        seq,
+        bytes: Some(Bytes::from_static(b)),
+    };
+    a.input.send(item(1, b"one")).await.ok();
+    a.input.send(item(1, b"one")).await.ok(); // a resend
+    a.input.send(item(2, b"two")).await.ok();
+    let mut buf = vec![0u8; 2 * 8 + 6];
+    c.stdin.read_exact(&mut buf).await.ok();
+    assert_eq!(buf[0], KIND_INPUT);
+    assert_eq!(&buf[8..11], b"one");
+    assert_eq!(&buf[19..22], b"two");
+    // Acks are cumulative and reach the client.
+    let mut acked = 0;
+    while acked < 2 {
+        if let ToClient::Msg(ServerMsg::InputAck { seq }) = next(&mut a).await {
+            acked = seq;
+        }
+    }
+    assert_eq!(acked, 2);
+    // Nothing else was written: the duplicate was dropped.
+    let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
+    assert!(extra.is_err(), "duplicate input was written");
+    // A gap closes the connection with a protocol reason.
+    a.input.send(item(5, b"five")).await.ok();
+    match a.closed.await {
+        Ok(CloseReason::Protocol { message }) => assert!(message.contains("skips")),
+        other => panic!("expected protocol close, got {other:?}"),
+    }
+    // A new client learns where input stands.
+    let b = attach(&h, 0).await;
+    assert!(matches!(b.hello, ServerMsg::Hello { input_next: 3, .. }));
+}
+
+#[tokio::test]
+async fn garbage_on_stdout_kills_the_function_with_a_reason() {
+    let f = fixture(|_| {});
+    let (_token, h, c) = f.session().await;
+    f.fake
+        .push(
+            &c.id,
+            OutputChunk::Stdout(Bytes::from_static(b"this is no frame")),
+        )
+        .await;
+    wait_state(&h, SessionState::Ended).await;
+    let info = h.info().await.unwrap_or_else(|e| panic!("{e}"));
+    match info.exit.map(|e| e.reason) {
+        Some(ExitReason::ProtocolError { .. }) => {}
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(f.fake.killed(), vec![c.id.clone()]);
+}
+
+#[tokio::test]
+async fn at_the_output_cap_the_container_is_not_read_until_a_client_acks() {
+    let f = fixture(|c| c.output_cap = 10);
+    let (_token, h, c) = f.session().await;
+    let id = c.id.clone();
+    let fake = f.fake.clone();
+    // The pusher blocks once the session stops reading.
+    let pusher = tokio::spawn(async move {
+        for m in ["8 bytes!", "8 bytes?", "8 bytes."] {
+            fake.push(&id, frame(KIND_DATA, true, m.as_bytes())).await;
+        }
+    });
+    let mut a = attach(&h, 0).await;
+    assert_eq!(output(next(&mut a).await).0, 1);
+    assert_eq!(output(next(&mut a).await).0, 2);
+    let third = tokio::time::timeout(Duration::from_millis(200), a.rx.recv()).await;
+    assert!(third.is_err(), "nothing past the cap until an ack");
+    assert_eq!(h.info().await.map(|i| i.pending_bytes).ok(), Some(16));
+    h.client_event(a.client, ClientEvent::Ack(2)).await.ok();
+    assert_eq!(
+        output(next(&mut a).await),
+        (3, Stream::Data, Bytes::from_static(b"8 bytes."))
+    );
+    pusher.await.ok();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ended_session_nobody_reads_is_reaped_after_the_ttl() {
+    let f = fixture(|c| c.session_ttl = Duration::from_secs(3600));
+    let (token, h, c) = f.session().await;
+    f.fake.push(&c.id, frame(KIND_DATA, true, b"unread")).await;
+    f.fake.exit(&c.id, 0, false);
+    wait_state(&h, SessionState::Ended).await;
+    assert!(f.registry.get(&token).is_some());
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    for _ in 0..100 {
+        if f.registry.get(&token).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(f.registry.get(&token).is_none(), "reaped after the ttl");
+    assert_eq!(f.fake.removed(), vec![c.id.clone()]);
+}
+
+#[tokio::test]
+async fn oom_and_kill_are_reported_as_such() {
+    let f = fixture(|_| {});
+    let (_t, h, c) = f.session().await;
+    f.fake.exit(&c.id, 137, true);
+    wait_state(&h, SessionState::Ended).await;
+    let reason = h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason);
+    assert_eq!(reason, Some(ExitReason::OomKilled));
+
+    let (_t, h, _c) = f.session().await;
+    h.kill().await.ok();
+    wait_state(&h, SessionState::Ended).await;
+    let reason = h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason);
+    assert_eq!(reason, Some(ExitReason::Killed));
+}
