@@ -20,6 +20,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7470";
 pub const DEFAULT_BASE_IMAGE: &str = "python:3.12-slim";
 /// Environment variable that overrides the base image of every build.
 pub const BASE_IMAGE_ENV: &str = "BENTO_BASE_IMAGE";
+/// Environment variable holding the server's API key.
+pub const API_KEY_ENV: &str = "BENTO_API_KEY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -66,6 +68,24 @@ pub struct Config {
     pub output_cap: u64,
     /// Docker labels prefix; containers are found by `{prefix}.session`.
     pub label_prefix: String,
+    /// API key clients must send as `Authorization: Bearer KEY`. Required
+    /// when listening on anything but loopback. `BENTO_API_KEY` wins over it.
+    pub api_key: Option<String>,
+    /// File holding the API key (first line), as an alternative to `api_key`.
+    pub api_key_file: Option<PathBuf>,
+    /// Live sessions at most, in total; past it creating one gets 429.
+    pub max_sessions: usize,
+    /// Heartbeat interval of the attach protocol; a peer silent for two
+    /// intervals is treated as gone.
+    #[serde(deserialize_with = "de_duration")]
+    pub heartbeat_interval: Duration,
+    /// How long a transient session's function survives without a client.
+    #[serde(deserialize_with = "de_duration")]
+    pub transient_grace: Duration,
+    /// How long an attached client's queue may stay full before the client
+    /// is detached as too slow (its session keeps running and spooling).
+    #[serde(deserialize_with = "de_duration")]
+    pub slow_client_timeout: Duration,
     /// Image descriptions loaded from `images_dir` (not a YAML key).
     #[serde(skip)]
     pub images: BTreeMap<String, ImageSpec>,
@@ -91,6 +111,12 @@ impl Default for Config {
             client_queue: 256,
             output_cap: 1 << 30,
             label_prefix: "dev.bento".into(),
+            api_key: None,
+            api_key_file: None,
+            max_sessions: 256,
+            heartbeat_interval: Duration::from_secs(5),
+            transient_grace: Duration::from_secs(30),
+            slow_client_timeout: Duration::from_secs(10),
             images: BTreeMap::new(),
             root: PathBuf::from("."),
         }
@@ -127,6 +153,7 @@ impl Config {
         config.images_dir = config.resolve(&config.images_dir);
         config.driver_dir = config.resolve(&config.driver_dir);
         config.images = load_images(&config.images_dir, &config.root)?;
+        config.load_api_key(path.as_deref())?;
         if config.images.is_empty() {
             // No descriptions at all: the built-in python image still works.
             let spec = ImageSpec::builtin_python(&config.root);
@@ -144,6 +171,31 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// `BENTO_API_KEY`, else `api_key`, else the first line of `api_key_file`.
+    fn load_api_key(&mut self, config_path: Option<&Path>) -> Result<(), ConfigError> {
+        if let Ok(k) = std::env::var(API_KEY_ENV) {
+            self.api_key = Some(k);
+        } else if self.api_key.is_none() {
+            if let Some(file) = self.api_key_file.clone() {
+                let file = self.resolve(&file);
+                let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                self.api_key = text.lines().next().map(|l| l.trim().to_string());
+            }
+        }
+        if let Some(k) = &self.api_key {
+            if k.trim().len() < 16 {
+                return Err(ConfigError::Invalid {
+                    path: config_path.map(Path::to_path_buf).unwrap_or_default(),
+                    message: "the API key must be at least 16 characters".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {

@@ -218,6 +218,8 @@ pub enum ExitReason {
     Timeout,
     /// A user killed it (`bento kill`).
     Killed,
+    /// A transient session's client was gone longer than the grace period.
+    Abandoned,
     /// It produced more unread output than the session may hold.
     OutputCap,
     /// It wrote bytes to the frame stream that are not valid frames.
@@ -235,7 +237,7 @@ impl ExitReason {
         match self {
             ExitReason::Exited { code } => i32::try_from(*code).unwrap_or(1),
             ExitReason::Signaled { signal } => 128 + i32::try_from(*signal).unwrap_or(0),
-            ExitReason::OomKilled | ExitReason::Killed => 137,
+            ExitReason::OomKilled | ExitReason::Killed | ExitReason::Abandoned => 137,
             ExitReason::Timeout => 124,
             ExitReason::StartFailed { .. } => 125,
             ExitReason::OutputCap | ExitReason::ProtocolError { .. } | ExitReason::Lost { .. } => 1,
@@ -255,6 +257,7 @@ impl fmt::Display for ExitReason {
             ExitReason::OomKilled => write!(f, "killed: out of memory"),
             ExitReason::Timeout => write!(f, "killed: timed out"),
             ExitReason::Killed => write!(f, "killed by user"),
+            ExitReason::Abandoned => write!(f, "killed: transient session had no client"),
             ExitReason::OutputCap => write!(f, "killed: output cap reached"),
             ExitReason::ProtocolError { message } => {
                 write!(f, "killed: bad output from function ({message})")

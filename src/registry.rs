@@ -2,7 +2,7 @@
 //! started, code handed over) and forgetting them when their actor reaps them.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +23,23 @@ pub enum CreateError {
     Runtime(#[from] RuntimeError),
     #[error("cannot hand the code to the container: {0}")]
     Handover(std::io::Error),
+    #[error("the server is at capacity ({0} live sessions); try again later")]
+    AtCapacity(usize),
+}
+
+/// Counts a session being created until it is registered or has failed.
+struct Starting<'a>(&'a AtomicUsize);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub struct Registry {
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// Sessions being created, counted against `max_sessions` too.
+    starting: AtomicUsize,
     runtime: Arc<dyn Runtime>,
     config: Arc<Config>,
     shutdown: CancellationToken,
@@ -59,6 +72,7 @@ impl Registry {
     ) -> Arc<Registry> {
         Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
+            starting: AtomicUsize::new(0),
             runtime,
             config,
             shutdown,
@@ -102,6 +116,12 @@ impl Registry {
         args: Vec<String>,
         transient: bool,
     ) -> Result<SessionCreated, CreateError> {
+        let starting = self.starting.fetch_add(1, Ordering::AcqRel) + 1;
+        let _starting = Starting(&self.starting);
+        let max = self.config.max_sessions;
+        if self.len() + starting > max {
+            return Err(CreateError::AtCapacity(max));
+        }
         let image = self
             .config
             .images
@@ -171,6 +191,8 @@ impl Registry {
             client_queue: self.config.client_queue,
             output_cap: self.config.output_cap,
             session_ttl: self.config.session_ttl,
+            slow_client_timeout: self.config.slow_client_timeout,
+            transient_grace: self.config.transient_grace,
         };
         let weak: Weak<Registry> = Arc::downgrade(self);
         let reaped_token = token.clone();

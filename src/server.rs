@@ -37,6 +37,13 @@ pub async fn run_with_runtime(
     runtime: Arc<dyn Runtime>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.api_key.is_none() {
+        anyhow::bail!(
+            "refusing to listen on {addr} without an API key: set BENTO_API_KEY, api_key or \
+             api_key_file (only loopback addresses may run without one)"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
@@ -55,8 +62,7 @@ pub async fn run_with_runtime(
         registry,
         shutdown: shutdown.clone(),
     });
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "bento controller listening");
+    tracing::info!(%addr, auth = state.config.api_key.is_some(), "bento controller listening");
     let app = api::router(state);
     let stop = shutdown.clone();
     axum::serve(listener, app)

@@ -4,6 +4,8 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{ClientMsg, CloseReason, InputFrame, ServerMsg};
@@ -35,11 +37,17 @@ enum End {
     Gone,
 }
 
+/// Serves one attached client until it leaves, the session closes it, or it
+/// falls silent: the server pings every `heartbeat`, and a client from which
+/// nothing has arrived for two intervals is treated as gone. Writes are
+/// bounded by the same deadline, so a client that stops reading cannot
+/// wedge this task on a full socket.
 pub async fn serve(
     socket: WebSocket,
     handle: SessionHandle,
     attached: Attached,
     shutdown: CancellationToken,
+    heartbeat: Duration,
 ) {
     let client = attached.client;
     let (mut sink, mut stream) = socket.split();
@@ -51,6 +59,9 @@ pub async fn serve(
         ..
     } = attached;
 
+    let heartbeat = heartbeat.max(Duration::from_millis(10));
+    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let mut silent_after = Instant::now() + 2 * heartbeat;
     let end = async {
         if sink.send(text(&hello)).await.is_err() {
             return End::Gone;
@@ -67,6 +78,16 @@ pub async fn serve(
                     };
                 }
                 _ = shutdown.cancelled() => return End::Closed(CloseReason::ServerShutdown),
+                _ = tokio::time::sleep_until(silent_after) => {
+                    return End::Closed(CloseReason::HeartbeatTimeout);
+                }
+                _ = ping.tick() => {
+                    match timeout_at(silent_after, sink.send(text(&ServerMsg::Ping))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Gone,
+                        Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
+                    }
+                }
                 item = rx.recv() => {
                     let Some(item) = item else {
                         let reason = closed.try_recv().unwrap_or(CloseReason::SessionGone);
@@ -79,13 +100,17 @@ pub async fn serve(
                             ToClient::Output(f) => Message::Binary(f.encode()),
                             ToClient::Msg(m) => text(&m),
                         };
-                        if sink.feed(msg).await.is_err() {
-                            return End::Gone;
+                        match timeout_at(silent_after, sink.feed(msg)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return End::Gone,
+                            Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
                         }
                         next = rx.try_recv().ok();
                     }
-                    if sink.flush().await.is_err() {
-                        return End::Gone;
+                    match timeout_at(silent_after, sink.flush()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Gone,
+                        Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
                     }
                 }
                 msg = stream.next() => {
@@ -93,6 +118,8 @@ pub async fn serve(
                         Some(Ok(m)) => m,
                         Some(Err(_)) | None => return End::Gone,
                     };
+                    // Anything from the client proves it is alive.
+                    silent_after = Instant::now() + 2 * heartbeat;
                     match msg {
                         Message::Binary(b) => match InputFrame::decode(b) {
                             Ok(f) => {

@@ -61,6 +61,9 @@ impl From<CreateError> for ApiError {
             CreateError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
+            CreateError::AtCapacity(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            }
             CreateError::Runtime(_) | CreateError::Handover(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
             }

@@ -2,6 +2,7 @@
 //! describes it for clients.
 
 mod attach;
+pub mod auth;
 mod error;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, WebSocketUpgrade};
@@ -45,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sessions/{token}/kill", post(kill_session))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         // Room for the code plus JSON escaping.
         .layer(DefaultBodyLimit::max(MAX_CODE_BYTES * 2 + 4096))
         .with_state(state)
@@ -201,9 +206,10 @@ async fn attach(
         Err(_) => return Err(ApiError::unknown_session()),
     };
     let shutdown = s.shutdown.clone();
+    let heartbeat = s.config.heartbeat_interval;
     Ok(ws
         .max_message_size(MAX_INPUT_BYTES + 64)
-        .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown)))
+        .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown, heartbeat)))
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {

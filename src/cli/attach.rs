@@ -136,7 +136,7 @@ impl Follower {
                     tracing::debug!(attempt, %cause, "reconnecting");
                     if attempt == 1 {
                         output.flush().await?;
-                        say("bento: connection lost, reconnecting…");
+                        say(&format!("bento: connection lost ({cause}), reconnecting…"));
                     }
                 }
                 Event::Reconnected { .. } => {}

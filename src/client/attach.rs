@@ -49,8 +49,10 @@ impl Default for AttachOptions {
             ack_interval: Duration::from_millis(50),
             ack_every: 64,
             input_limits: InputLimits::default(),
-            heartbeat_interval: Duration::from_secs(15),
-            heartbeat_timeout: Duration::from_secs(45),
+            // The server pings every few seconds too; a connection with no
+            // word for 20s is dead even if TCP has not noticed.
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(20),
         }
     }
 }

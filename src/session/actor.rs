@@ -45,6 +45,10 @@ pub struct SessionLimits {
     /// Unacknowledged output at which the container stops being read.
     pub output_cap: u64,
     pub session_ttl: Duration,
+    /// A client whose queue stays full this long is detached as too slow.
+    pub slow_client_timeout: Duration,
+    /// Transient sessions: how long the function survives without a client.
+    pub transient_grace: Duration,
 }
 
 /// The attached client, as the actor sees it.
@@ -56,6 +60,8 @@ struct Client {
     next_send: u64,
     /// Its queue was full; wait for room before pushing more.
     blocked: bool,
+    /// When its queue last became full without room made since.
+    blocked_since: Option<Instant>,
 }
 
 impl Client {
@@ -84,6 +90,8 @@ pub struct Actor {
     /// Why we are killing the container, if we are.
     kill_reason: Option<ExitReason>,
     exit: Option<ExitInfo>,
+    /// Since when no client has been attached (creation, at first).
+    detached_since: Instant,
     /// The container's output stream has ended.
     output_closed: bool,
     ended_at: Option<(u64, Instant)>,
@@ -137,6 +145,7 @@ impl Actor {
             input_ack: None,
             kill_reason: None,
             exit: None,
+            detached_since: Instant::now(),
             output_closed: false,
             ended_at: None,
             shutdown,
@@ -165,6 +174,15 @@ impl Actor {
                 .map(|c| c.tx.clone());
             let running = self.exit.is_none();
             let deadline = self.deadline.filter(|_| running);
+            let slow_at = self
+                .client
+                .as_ref()
+                .and_then(|c| c.blocked_since)
+                .map(|t| t + self.limits.slow_client_timeout);
+            let abandoned_at = match (&self.client, self.meta.transient && running) {
+                (None, true) => Some(self.detached_since + self.limits.transient_grace),
+                _ => None,
+            };
             let ttl_at = match (self.ended_at, &self.client) {
                 (Some((_, at)), None) => Some(at + self.limits.session_ttl),
                 _ => None,
@@ -198,6 +216,13 @@ impl Actor {
                     tracing::info!(session = %id, "timeout: killing function");
                     self.kill(ExitReason::Timeout);
                     self.deadline = None;
+                }
+                _ = sleep_until(slow_at), if slow_at.is_some() => {
+                    self.close_client(CloseReason::SlowClient);
+                }
+                _ = sleep_until(abandoned_at), if abandoned_at.is_some() => {
+                    tracing::info!(session = %id, "transient session without a client: killing function");
+                    self.kill(ExitReason::Abandoned);
                 }
                 _ = sleep_until(ttl_at), if ttl_at.is_some() => {
                     tracing::warn!(
@@ -275,6 +300,7 @@ impl Actor {
             close: Some(close_tx),
             next_send: self.log.acked() + 1,
             blocked: false,
+            blocked_since: None,
         });
         let input_next = self.input_next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
@@ -309,6 +335,7 @@ impl Actor {
 
     fn close_client(&mut self, reason: CloseReason) {
         if let Some(c) = self.client.take() {
+            self.detached_since = Instant::now();
             tracing::info!(session = %self.meta.id, %reason, "client detached");
             c.close(reason);
         }
@@ -316,6 +343,7 @@ impl Actor {
 
     fn client_gone(&mut self) {
         if self.client.take().is_some() {
+            self.detached_since = Instant::now();
             tracing::info!(session = %self.meta.id, "client left");
         }
     }
@@ -333,7 +361,10 @@ impl Actor {
             }
             match c.tx.clone().try_reserve_owned() {
                 Ok(permit) => self.send_one(permit),
-                Err(mpsc::error::TrySendError::Full(_)) => c.blocked = true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    c.blocked = true;
+                    c.blocked_since.get_or_insert_with(Instant::now);
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.client_gone();
                     return;
@@ -346,6 +377,7 @@ impl Actor {
     fn send_one(&mut self, permit: mpsc::OwnedPermit<ToClient>) {
         let Some(c) = &mut self.client else { return };
         c.blocked = false;
+        c.blocked_since = None;
         if let Some(seq) = self.input_ack.take() {
             permit.send(ToClient::Msg(ServerMsg::InputAck { seq }));
             return;

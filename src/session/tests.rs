@@ -56,9 +56,13 @@ fn function() -> FunctionInfo {
 
 impl Fixture {
     async fn session(&self) -> (String, SessionHandle, FakeContainer) {
+        self.session_of_kind(false).await
+    }
+
+    async fn session_of_kind(&self, transient: bool) -> (String, SessionHandle, FakeContainer) {
         let created = self
             .registry
-            .create(&function(), "send('x')".into(), vec![], false)
+            .create(&function(), "send('x')".into(), vec![], transient)
             .await
             .unwrap_or_else(|e| panic!("create: {e}"));
         let handle = self
@@ -337,4 +341,58 @@ async fn oom_and_kill_are_reported_as_such() {
     wait_state(&h, SessionState::Ended).await;
     let reason = h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason);
     assert_eq!(reason, Some(ExitReason::Killed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_draining_its_queue_is_detached_and_the_session_goes_on() {
+    let f = fixture(|c| {
+        c.client_queue = 2;
+        c.slow_client_timeout = Duration::from_secs(10);
+    });
+    let (_t, h, c) = f.session().await;
+    let a = attach(&h, 0).await;
+    for i in 0..5u8 {
+        f.fake.push(&c.id, frame(KIND_DATA, true, &[i])).await;
+    }
+    // The client never reads `a.rx`.
+    let closed = tokio::time::timeout(Duration::from_secs(60), a.closed).await;
+    assert_eq!(
+        closed.ok().and_then(|r| r.ok()),
+        Some(CloseReason::SlowClient)
+    );
+    let info = h.info().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.state, SessionState::Running);
+    assert!(!info.attached);
+    assert_eq!(info.pending_messages, 5, "nothing was dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_session_without_a_client_is_killed_after_the_grace_period() {
+    let f = fixture(|c| c.transient_grace = Duration::from_secs(30));
+    let (_t, transient, _c) = f.session_of_kind(true).await;
+    let (_t, persistent, _c) = f.session_of_kind(false).await;
+    let a = attach(&transient, 0).await;
+    // Attached: the grace period does not run.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        transient.info().await.map(|i| i.state).ok(),
+        Some(SessionState::Running)
+    );
+    transient
+        .client_event(a.client, ClientEvent::Gone)
+        .await
+        .ok();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    wait_state(&transient, SessionState::Ended).await;
+    let reason = transient
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.exit)
+        .map(|e| e.reason);
+    assert_eq!(reason, Some(ExitReason::Abandoned));
+    assert_eq!(
+        persistent.info().await.map(|i| i.state).ok(),
+        Some(SessionState::Running)
+    );
 }
