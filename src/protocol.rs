@@ -50,6 +50,9 @@ pub struct OutputFrame {
     pub bytes: Bytes,
 }
 
+/// The largest input message a client may send (the bytes after the header).
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+
 /// Size of the binary output header: stream, flags, seq.
 pub const OUTPUT_HEADER_LEN: usize = 1 + 1 + 8;
 /// Size of the binary input header: kind, seq.
@@ -129,6 +132,10 @@ pub enum ServerMsg {
         session: String,
         input_next: u64,
         last_seq: u64,
+        /// End of input has already been applied: further input is
+        /// acknowledged and discarded, so a client need not send any.
+        #[serde(default)]
+        input_closed: bool,
     },
     /// The function has ended. Always the last output message of a session.
     Exit {
@@ -327,6 +334,10 @@ pub struct CreateSession {
     /// gone longer than the grace period.
     #[serde(default)]
     pub transient: bool,
+    /// Limits for this run, within the image's maximums; unset ones take
+    /// the image's defaults.
+    #[serde(default)]
+    pub limits: crate::config::LimitsRequest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,13 +2,13 @@
 //! started, code handed over) and forgetting them when their actor reaps them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, LimitsRequest};
 use crate::driver_frame::KIND_START;
 use crate::protocol::{FunctionInfo, SessionCreated};
 use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
@@ -19,6 +19,8 @@ use crate::session::{io, SessionHandle};
 pub enum CreateError {
     #[error("unknown image {0}")]
     UnknownImage(String),
+    #[error("limits: {0}")]
+    Limits(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("cannot hand the code to the container: {0}")]
@@ -115,6 +117,7 @@ impl Registry {
         code: String,
         args: Vec<String>,
         transient: bool,
+        limits: &LimitsRequest,
     ) -> Result<SessionCreated, CreateError> {
         let starting = self.starting.fetch_add(1, Ordering::AcqRel) + 1;
         let _starting = Starting(&self.starting);
@@ -127,6 +130,7 @@ impl Registry {
             .images
             .get(&function.image)
             .ok_or_else(|| CreateError::UnknownImage(function.image.clone()))?;
+        let limits = image.resolve_limits(limits).map_err(CreateError::Limits)?;
         let tag = image.tag();
         if !self.runtime.image_exists(&tag).await? {
             return Err(RuntimeError::ImageMissing(tag, image.name.clone()).into());
@@ -142,7 +146,8 @@ impl Registry {
                 (format!("{prefix}.session"), id.clone()),
                 (format!("{prefix}.function"), function.id.clone()),
             ]),
-            limits: image.limits.clone(),
+            limits: limits.clone(),
+            sandbox: image.sandbox.clone(),
         };
         let container = self.runtime.create(&spec).await?;
         let started = self.start(&container, &code, &args).await;
@@ -161,20 +166,15 @@ impl Registry {
         let (out_tx, out_rx) = mpsc::channel(16);
         let (ctl_tx, ctl_rx) = mpsc::channel(64);
         let (input_tx, input_rx) = mpsc::channel(64);
-        let input_next = Arc::new(AtomicU64::new(1));
+        let input = Arc::new(io::InputProgress::default());
         let output = std::mem::replace(
             &mut container_io.output,
             Box::pin(futures_util::stream::empty()),
         );
         io::spawn_reader(output, out_tx, id.clone());
-        io::spawn_stdin_writer(
-            container_io.input,
-            input_rx,
-            ctl_tx.clone(),
-            input_next.clone(),
-        );
+        io::spawn_stdin_writer(container_io.input, input_rx, ctl_tx.clone(), input.clone());
 
-        let timeout = image.limits.timeout;
+        let timeout = limits.timeout;
         let meta = SessionMeta {
             id: id.clone(),
             token: token.clone(),
@@ -186,10 +186,11 @@ impl Registry {
             created_at: now_secs(),
             timeout: (!timeout.is_zero()).then_some(timeout),
         };
-        let limits = SessionLimits {
+        let session_limits = SessionLimits {
             memory_window: usize::try_from(self.config.output_memory_window).unwrap_or(4 << 20),
             client_queue: self.config.client_queue,
             output_cap: self.config.output_cap,
+            output_policy: self.config.output_policy,
             session_ttl: self.config.session_ttl,
             slow_client_timeout: self.config.slow_client_timeout,
             transient_grace: self.config.transient_grace,
@@ -207,7 +208,7 @@ impl Registry {
             ctl_rx,
             ctl_tx,
             input_tx,
-            input_next,
+            input,
         };
         let spool = self
             .config
@@ -216,7 +217,7 @@ impl Registry {
             .join(format!("{id}.spool"));
         let actor = Actor::new(
             meta,
-            limits,
+            session_limits,
             self.runtime.clone(),
             spool,
             parts,

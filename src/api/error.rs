@@ -57,7 +57,9 @@ impl From<JsonRejection> for ApiError {
 impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> ApiError {
         match e {
-            CreateError::UnknownImage(_) => ApiError::bad_request(e.to_string()),
+            CreateError::UnknownImage(_) | CreateError::Limits(_) => {
+                ApiError::bad_request(e.to_string())
+            }
             CreateError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

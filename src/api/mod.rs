@@ -23,8 +23,6 @@ use crate::store::FunctionStore;
 
 /// The largest function source accepted.
 pub const MAX_CODE_BYTES: usize = 1 << 20;
-/// The largest input message accepted on the attach socket.
-pub const MAX_INPUT_BYTES: usize = 1 << 20;
 /// Arguments per run, and bytes per argument.
 const MAX_ARGS: usize = 256;
 const MAX_ARG_BYTES: usize = 64 << 10;
@@ -129,7 +127,7 @@ async fn create_session(
         })?;
     let created = s
         .registry
-        .create(&function, code, req.args, req.transient)
+        .create(&function, code, req.args, req.transient, &req.limits)
         .await?;
     tracing::info!(session = %created.id, function = %function.id, "session created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
@@ -208,7 +206,7 @@ async fn attach(
     let shutdown = s.shutdown.clone();
     let heartbeat = s.config.heartbeat_interval;
     Ok(ws
-        .max_message_size(MAX_INPUT_BYTES + 64)
+        .max_message_size(crate::protocol::MAX_INPUT_BYTES + crate::protocol::INPUT_HEADER_LEN)
         .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown, heartbeat)))
 }
 

@@ -24,6 +24,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             function: args.function,
             args: args.args,
             transient: args.transient,
+            limits: args.limits.request(),
         })
         .await?;
     if args.detach {
@@ -69,6 +70,9 @@ async fn follow(
         exit: None,
     };
     match follower.follow(&mut att, &mut output).await {
+        // Only the signal watcher detaches here; it says so and exits with
+        // the signal's code, so this task must not race it to the exit.
+        Ok(AttachEnd::Detached) => Ok(std::future::pending::<i32>().await),
         Ok(end) => Ok(follower.finish(end, token)),
         Err(e) => {
             // Output could not be written: leave it on the server (unacked)

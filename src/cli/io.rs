@@ -3,9 +3,8 @@
 use crate::protocol::{OutputFrame, Stream};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Longest stdin line sent as one message: the input buffer's byte bound,
-/// so one line can always be queued.
-pub(super) const MAX_LINE: usize = 16 << 20;
+/// Longest stdin line: one line is one input message.
+pub(super) const MAX_LINE: usize = crate::client::MAX_INPUT_MESSAGE;
 
 /// Reads one line, without its `\n` (and a `\r` before it). A last line
 /// without a newline counts; `None` at end of input. Lines longer than
@@ -26,7 +25,7 @@ pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
         };
         if line.len() + take > max {
             return Err(std::io::Error::other(format!(
-                "an input line is longer than {max} bytes"
+                "an input line is longer than {max} bytes, the most one input message may hold"
             )));
         }
         line.extend_from_slice(&buf[..take]);

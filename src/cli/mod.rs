@@ -7,6 +7,7 @@
 mod attach;
 mod images;
 mod io;
+mod limits;
 mod serve;
 mod simple;
 mod table;
@@ -152,6 +153,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub transient: bool,
     #[command(flatten)]
+    pub limits: limits::LimitArgs,
+    #[command(flatten)]
     pub flags: AttachFlags,
     #[command(flatten)]
     pub server: ServerArgs,
@@ -250,6 +253,16 @@ mod tests {
         assert!(r.transient && !r.flags.raw);
         assert_eq!(r.args, ["--raw", "-x"]);
         assert!(parse(&["run", "f", "--bogus"]).is_err());
+
+        let Command::Run(r) = parse(&["run", "f", "--memory", "64m", "--timeout", "30s"])?.command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(r.limits.request().memory, Some(64 << 20));
+        assert_eq!(
+            r.limits.request().timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
         Ok(())
     }
 }

@@ -127,6 +127,11 @@ pub(crate) async fn attach(
         options.input_limits,
         hello.input_next,
     )));
+    if hello.input_closed {
+        // Another client already ended the input: sending more would only
+        // be discarded, so say so at once.
+        input.end();
+    }
     let (events_tx, events) = mpsc::channel(64);
     let (written, written_rx) = watch::channel(0);
     let (cmds_tx, cmds) = mpsc::channel(4);

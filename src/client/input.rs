@@ -12,6 +12,11 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+/// The largest input message the server accepts (see `docs/api.md`); a
+/// bigger one would be refused at the WebSocket layer, and resent after
+/// every reconnect, forever.
+pub const MAX_INPUT_MESSAGE: usize = crate::protocol::MAX_INPUT_BYTES;
+
 /// Bounds of the unacknowledged input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputLimits {
@@ -30,7 +35,7 @@ impl Default for InputLimits {
 
 /// One numbered input item.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputItem {
+pub(crate) enum InputItem {
     Data(Bytes),
     Eof,
 }
@@ -51,6 +56,8 @@ pub enum InputError {
     Closed,
     #[error("the attachment has ended")]
     Ended,
+    #[error("an input message of {0} bytes is over the limit of {MAX_INPUT_MESSAGE}")]
+    TooLarge(usize),
 }
 
 /// Result of [`InputBuffer::push`].
@@ -91,14 +98,18 @@ impl InputBuffer {
     }
 
     pub(crate) fn push(&mut self, item: InputItem) -> Push {
+        if item.len() > MAX_INPUT_MESSAGE {
+            return Push::Rejected(InputError::TooLarge(item.len()));
+        }
         if self.ended {
             return Push::Rejected(InputError::Ended);
         }
         if self.eof_queued {
             return Push::Rejected(InputError::Closed);
         }
-        // A message larger than the whole byte budget still goes through,
-        // alone, rather than blocking forever.
+        // A message larger than the whole byte budget (when the budget is
+        // set below the message limit) still goes through, alone, rather
+        // than blocking forever.
         let fits = self.items.is_empty()
             || (self.items.len() < self.limits.max_messages
                 && self.bytes + item.len() <= self.limits.max_bytes);
@@ -264,6 +275,18 @@ mod tests {
         let mut b = InputBuffer::new(limits(10, 2), 1);
         assert_eq!(b.push(data("toolong")), Push::Queued(1));
         assert_eq!(b.push(data("x")), Push::Full(data("x")));
+    }
+
+    #[test]
+    fn messages_over_the_server_limit_are_refused() {
+        let mut b = InputBuffer::new(InputLimits::default(), 1);
+        let big = InputItem::Data(Bytes::from(vec![0u8; MAX_INPUT_MESSAGE + 1]));
+        assert_eq!(
+            b.push(big),
+            Push::Rejected(InputError::TooLarge(MAX_INPUT_MESSAGE + 1))
+        );
+        let max = InputItem::Data(Bytes::from(vec![0u8; MAX_INPUT_MESSAGE]));
+        assert_eq!(b.push(max), Push::Queued(1));
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //!
 //! let client = Client::new("http://127.0.0.1:7470", None)?;
 //! let created = client
-//!     .create_session(&CreateSession { function: "hello".into(), args: vec![], transient: false })
+//!     .create_session(&CreateSession {
+//!         function: "hello".into(),
+//!         args: vec![],
+//!         transient: false,
+//!         limits: Default::default(),
+//!     })
 //!     .await?;
 //! let mut att = client.attach(&created.token, AttachOptions::default()).await?;
 //! att.input().eof().await.ok();
@@ -39,7 +44,7 @@ mod tests_attach;
 mod ws;
 
 pub use attach::{AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender};
-pub use input::{InputError, InputLimits};
+pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
 
 use crate::protocol::{
     CloseReason, CreateSession, ErrorBody, FunctionInfo, SessionCreated, SessionInfo,

@@ -57,6 +57,7 @@ fn hello(input_next: u64, last_seq: u64) -> Message {
         session: "s1".into(),
         input_next,
         last_seq,
+        input_closed: false,
     })
 }
 

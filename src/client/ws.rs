@@ -31,6 +31,7 @@ pub(crate) struct Hello {
     pub(crate) session: String,
     pub(crate) input_next: u64,
     pub(crate) last_seq: u64,
+    pub(crate) input_closed: bool,
 }
 
 /// Connects, asking for output after `after`, and reads the `Hello`.
@@ -74,11 +75,13 @@ async fn connect_inner(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), ClientE
                     session,
                     input_next,
                     last_seq,
+                    input_closed,
                 }) => {
                     break Hello {
                         session,
                         input_next,
                         last_seq,
+                        input_closed,
                     }
                 }
                 // The server may refuse right after the upgrade (say, the

@@ -18,11 +18,6 @@ use super::{
     Result, Runtime, RuntimeError,
 };
 
-/// Size of the tmpfs mounted at `/tmp`, the only writable place.
-const TMP_SIZE: &str = "size=64m";
-/// Open files per process.
-const NOFILE: i64 = 1024;
-
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
@@ -72,15 +67,18 @@ fn is_not_found(e: &DockerError) -> bool {
     )
 }
 
+/// The hardened host settings: see `docs/security.md` for each one.
 fn host_config(spec: &ContainerSpec) -> HostConfig {
     let l = &spec.limits;
+    let sb = &spec.sandbox;
     let memory = i64::try_from(l.memory).unwrap_or(i64::MAX);
     HostConfig {
-        network_mode: Some("none".into()),
-        readonly_rootfs: Some(true),
+        network_mode: Some(sb.network.clone()),
+        readonly_rootfs: Some(sb.read_only_root),
+        // The only writable place; noexec keeps dropped binaries from running.
         tmpfs: Some(HashMap::from([(
             "/tmp".to_string(),
-            format!("rw,nosuid,nodev,noexec,{TMP_SIZE}"),
+            format!("rw,nosuid,nodev,noexec,size={}", sb.tmp_size),
         )])),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
@@ -91,8 +89,8 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         pids_limit: Some(l.pids),
         ulimits: Some(vec![ResourcesUlimits {
             name: Some("nofile".into()),
-            soft: Some(NOFILE),
-            hard: Some(NOFILE),
+            soft: Some(sb.nofile),
+            hard: Some(sb.nofile),
         }]),
         // The controller reads output through the attach stream and keeps
         // its own spool; Docker's json-file driver would only slow it down.
@@ -110,7 +108,7 @@ impl Runtime for DockerRuntime {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             labels: Some(spec.labels.clone()),
-            user: Some("65534:65534".into()),
+            user: Some(spec.sandbox.user.clone()),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -119,7 +117,7 @@ impl Runtime for DockerRuntime {
             // attach again; end of input is a frame, not a closed pipe.
             stdin_once: Some(false),
             tty: Some(false),
-            network_disabled: Some(true),
+            network_disabled: Some(spec.sandbox.network == "none"),
             host_config: Some(host_config(spec)),
             ..Default::default()
         };

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use tokio::io::AsyncWrite;
 
-use crate::config::Limits;
+use crate::config::{Limits, Sandbox};
 
 pub use docker::DockerRuntime;
 
@@ -39,6 +39,7 @@ pub struct ContainerSpec {
     pub image_name: String,
     pub labels: HashMap<String, String>,
     pub limits: Limits,
+    pub sandbox: Sandbox,
 }
 
 /// A chunk of what the container wrote, as the engine delivers it.

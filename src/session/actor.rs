@@ -7,16 +7,17 @@
 //! client is attached (or `session_ttl` has passed).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::io::{ControlEvent, OutputEvent};
+use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
 use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
+use crate::config::OutputPolicy;
 use crate::protocol::{
     CloseReason, ExitInfo, ExitReason, OutputFrame, ServerMsg, SessionInfo, SessionState,
 };
@@ -44,6 +45,7 @@ pub struct SessionLimits {
     pub client_queue: usize,
     /// Unacknowledged output at which the container stops being read.
     pub output_cap: u64,
+    pub output_policy: OutputPolicy,
     pub session_ttl: Duration,
     /// A client whose queue stays full this long is detached as too slow.
     pub slow_client_timeout: Duration,
@@ -82,7 +84,7 @@ pub struct Actor {
     ctl_rx: mpsc::Receiver<ControlEvent>,
     ctl_tx: mpsc::Sender<ControlEvent>,
     input_tx: mpsc::Sender<InputItem>,
-    input_next: Arc<AtomicU64>,
+    input: Arc<InputProgress>,
     client: Option<Client>,
     next_client_id: u64,
     /// Input ack not yet delivered to the client (its queue was full).
@@ -108,7 +110,7 @@ pub struct ActorParts {
     pub ctl_rx: mpsc::Receiver<ControlEvent>,
     pub ctl_tx: mpsc::Sender<ControlEvent>,
     pub input_tx: mpsc::Sender<InputItem>,
-    pub input_next: Arc<AtomicU64>,
+    pub input: Arc<InputProgress>,
 }
 
 pub fn now_secs() -> u64 {
@@ -139,7 +141,7 @@ impl Actor {
             ctl_rx: parts.ctl_rx,
             ctl_tx: parts.ctl_tx,
             input_tx: parts.input_tx,
-            input_next: parts.input_next,
+            input: parts.input,
             client: None,
             next_client_id: 1,
             input_ack: None,
@@ -165,8 +167,11 @@ impl Actor {
             }
             // Stop taking output at the cap, unless the container is being
             // killed anyway: then drain it so the exit can be recorded.
-            let paused =
-                self.log.pending_bytes() >= self.limits.output_cap && self.kill_reason.is_none();
+            let at_cap = self.log.pending_bytes() >= self.limits.output_cap;
+            if at_cap && self.limits.output_policy == OutputPolicy::Kill {
+                self.kill(ExitReason::OutputCap);
+            }
+            let paused = at_cap && self.kill_reason.is_none();
             let blocked = self
                 .client
                 .as_ref()
@@ -284,8 +289,6 @@ impl Actor {
         if after > last {
             return Err(AttachError::AfterBeyondEnd { after, last });
         }
-        // A client that holds everything up to `after` has written it out.
-        self.ack(after);
         if let Some(old) = self.client.take() {
             tracing::info!(session = %self.meta.id, "client taken over");
             old.close(CloseReason::TakenOver);
@@ -298,11 +301,13 @@ impl Actor {
             id,
             tx,
             close: Some(close_tx),
-            next_send: self.log.acked() + 1,
+            // Output up to `after` stays held until the client acks it: it
+            // may have received it without having written it out yet.
+            next_send: self.log.acked().max(after) + 1,
             blocked: false,
             blocked_since: None,
         });
-        let input_next = self.input_next.load(Ordering::Acquire);
+        let input_next = self.input.next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
         tracing::info!(session = %self.meta.id, after, "client attached");
         Ok(Attached {
@@ -311,6 +316,7 @@ impl Actor {
                 session: self.meta.id.clone(),
                 input_next,
                 last_seq: last,
+                input_closed: self.input.closed.load(Ordering::Acquire),
             },
             rx,
             closed: close_rx,

@@ -11,7 +11,7 @@
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -123,11 +123,30 @@ pub fn spawn_reader(
     });
 }
 
+/// How far input has got, shared by the stdin writer (which advances it)
+/// and the actor (which tells attaching clients).
+#[derive(Debug)]
+pub struct InputProgress {
+    /// The input seq expected next.
+    pub next: AtomicU64,
+    /// End of input has been applied.
+    pub closed: AtomicBool,
+}
+
+impl Default for InputProgress {
+    fn default() -> Self {
+        InputProgress {
+            next: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
 pub fn spawn_stdin_writer(
     mut input: Pin<Box<dyn AsyncWrite + Send>>,
     mut rx: mpsc::Receiver<InputItem>,
     events: mpsc::Sender<ControlEvent>,
-    next: Arc<AtomicU64>,
+    progress: Arc<InputProgress>,
 ) {
     tokio::spawn(async move {
         let mut eof_written = false;
@@ -135,7 +154,7 @@ pub fn spawn_stdin_writer(
         // that clients do not resend it forever.
         let mut broken = false;
         while let Some(item) = rx.recv().await {
-            let expected = next.load(Ordering::Acquire);
+            let expected = progress.next.load(Ordering::Acquire);
             if item.seq < expected {
                 // A duplicate from a resend: already applied, ack again.
                 if events
@@ -147,14 +166,8 @@ pub fn spawn_stdin_writer(
                 }
                 continue;
             }
-            let problem = if item.seq > expected {
-                Some(format!("input seq {} skips {}", item.seq, expected))
-            } else if eof_written {
-                Some("input after end of input".to_string())
-            } else {
-                None
-            };
-            if let Some(message) = problem {
+            if item.seq > expected {
+                let message = format!("input seq {} skips {}", item.seq, expected);
                 let ev = ControlEvent::InputProtocol {
                     client: item.client,
                     message,
@@ -164,7 +177,10 @@ pub fn spawn_stdin_writer(
                 }
                 continue;
             }
-            if !broken {
+            // Input after end of input (say, from a client that reattached
+            // and ended its own stdin) is acknowledged and discarded, like
+            // input to a function that has ended.
+            if !broken && !eof_written {
                 let result = match &item.bytes {
                     Some(b) => write_message(&mut input, KIND_INPUT, b).await,
                     None => write_message(&mut input, KIND_EOF, &[]).await,
@@ -174,8 +190,11 @@ pub fn spawn_stdin_writer(
                     broken = true;
                 }
             }
-            eof_written |= item.bytes.is_none();
-            next.store(item.seq + 1, Ordering::Release);
+            if item.bytes.is_none() && !eof_written {
+                eof_written = true;
+                progress.closed.store(true, Ordering::Release);
+            }
+            progress.next.store(item.seq + 1, Ordering::Release);
             // Ack in batches: only when no more input is waiting.
             if rx.is_empty()
                 && events

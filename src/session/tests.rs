@@ -62,7 +62,13 @@ impl Fixture {
     async fn session_of_kind(&self, transient: bool) -> (String, SessionHandle, FakeContainer) {
         let created = self
             .registry
-            .create(&function(), "send('x')".into(), vec![], transient)
+            .create(
+                &function(),
+                "send('x')".into(),
+                vec![],
+                transient,
+                &Default::default(),
+            )
             .await
             .unwrap_or_else(|e| panic!("create: {e}"));
         let handle = self
@@ -199,7 +205,10 @@ async fn unacknowledged_output_is_replayed_and_acked_output_is_not() {
     // A client that holds up to 2 gets only what follows.
     let mut c2 = attach(&h, 2).await;
     assert_eq!(output(next(&mut c2).await).0, 3);
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(1));
+    // ...but `after` is no ack: 2 stays held until acknowledged.
+    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(2));
+    h.client_event(c2.client, ClientEvent::Ack(3)).await.ok();
+    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(0));
     // Asking beyond the end is refused.
     assert!(matches!(h.attach(9).await, Ok(Err(_))));
 }
@@ -259,8 +268,52 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
         other => panic!("expected protocol close, got {other:?}"),
     }
     // A new client learns where input stands.
-    let b = attach(&h, 0).await;
-    assert!(matches!(b.hello, ServerMsg::Hello { input_next: 3, .. }));
+    let mut b = attach(&h, 0).await;
+    assert!(matches!(
+        b.hello,
+        ServerMsg::Hello {
+            input_next: 3,
+            input_closed: false,
+            ..
+        }
+    ));
+    // End of input is applied once; a second one, and data after it, from a
+    // client that reattached, are acknowledged and discarded.
+    let eof = |seq| InputItem {
+        client: b.client,
+        seq,
+        bytes: None,
+    };
+    b.input.send(eof(3)).await.ok();
+    b.input.send(eof(4)).await.ok();
+    b.input
+        .send(InputItem {
+            client: b.client,
+            seq: 5,
+            bytes: Some(Bytes::from_static(b"late")),
+        })
+        .await
+        .ok();
+    let mut acked = 0;
+    while acked < 5 {
+        if let ToClient::Msg(ServerMsg::InputAck { seq }) = next(&mut b).await {
+            acked = seq;
+        }
+    }
+    let mut eof_frame = [0u8; 8];
+    c.stdin.read_exact(&mut eof_frame).await.ok();
+    assert_eq!(eof_frame[0], crate::driver_frame::KIND_EOF);
+    let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
+    assert!(extra.is_err(), "nothing is written after end of input");
+    let again = attach(&h, 0).await;
+    assert!(matches!(
+        again.hello,
+        ServerMsg::Hello {
+            input_next: 6,
+            input_closed: true,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]

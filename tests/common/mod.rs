@@ -131,6 +131,7 @@ impl TestServer {
             function: function.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
             transient: false,
+            limits: Default::default(),
         };
         match self.client.create_session(&body).await {
             Ok(s) => (s.token, s.id),

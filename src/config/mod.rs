@@ -8,7 +8,14 @@
 //! `../images/python`). Without a file they are relative to the working
 //! directory.
 
-use serde::{Deserialize, Deserializer};
+mod duration;
+mod image;
+
+use duration::de_duration;
+pub use duration::parse_duration;
+pub use image::{ImageSpec, Limits, LimitsRequest, Sandbox};
+
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +46,16 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// What a session does when its unread output reaches `output_cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputPolicy {
+    /// Stop reading the container; the function blocks until a client reads.
+    Backpressure,
+    /// Kill the function; its exit reason says why.
+    Kill,
+}
+
 /// Server settings. See `config/bento.yaml` for what each one means.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,6 +83,10 @@ pub struct Config {
     /// bytes. At the cap the controller stops reading the container, so the
     /// function blocks until a client catches up: nothing is dropped.
     pub output_cap: u64,
+    /// What happens at `output_cap`: `backpressure` (the default: stop
+    /// reading, the function blocks) or `kill` (the function is killed with
+    /// the reason "output cap reached").
+    pub output_policy: OutputPolicy,
     /// Docker labels prefix; containers are found by `{prefix}.session`.
     pub label_prefix: String,
     /// API key clients must send as `Authorization: Bearer KEY`. Required
@@ -110,6 +131,7 @@ impl Default for Config {
             output_memory_window: 4 << 20,
             client_queue: 256,
             output_cap: 1 << 30,
+            output_policy: OutputPolicy::Backpressure,
             label_prefix: "dev.bento".into(),
             api_key: None,
             api_key_file: None,
@@ -152,7 +174,7 @@ impl Config {
         config.data_dir = config.resolve(&config.data_dir);
         config.images_dir = config.resolve(&config.images_dir);
         config.driver_dir = config.resolve(&config.driver_dir);
-        config.images = load_images(&config.images_dir, &config.root)?;
+        config.images = image::load_images(&config.images_dir, &config.root)?;
         config.load_api_key(path.as_deref())?;
         if config.images.is_empty() {
             // No descriptions at all: the built-in python image still works.
@@ -235,76 +257,6 @@ fn config_root(path: &Path) -> PathBuf {
     }
 }
 
-/// A function image, from `config/images/NAME.yaml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageSpec {
-    /// Name used by `--image` and `bento images build NAME`.
-    pub name: String,
-    /// Build context directory (holds the Dockerfile).
-    #[serde(default)]
-    pub context: Option<PathBuf>,
-    /// Base image passed to the Dockerfile as the `BASE` build argument.
-    #[serde(default = "default_base")]
-    pub base: String,
-    /// The runtime inside the image; only `python3` for now.
-    #[serde(default = "default_runtime")]
-    pub runtime: String,
-    /// Default limits for sessions in this image.
-    #[serde(default)]
-    pub limits: Limits,
-}
-
-fn default_base() -> String {
-    DEFAULT_BASE_IMAGE.into()
-}
-fn default_runtime() -> String {
-    "python3".into()
-}
-
-impl ImageSpec {
-    pub fn builtin_python(root: &Path) -> ImageSpec {
-        ImageSpec {
-            name: "python".into(),
-            context: Some(root.join("images/python")),
-            base: default_base(),
-            runtime: default_runtime(),
-            limits: Limits::default(),
-        }
-    }
-
-    /// The Docker tag function containers of this image run from.
-    pub fn tag(&self) -> String {
-        format!("bento/{}:latest", self.name)
-    }
-}
-
-/// Resource limits of a session's container.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Memory limit in bytes (no swap beyond it).
-    pub memory: u64,
-    /// CPUs, fractional (`0.5` is half a core).
-    pub cpus: f64,
-    /// Maximum number of processes and threads.
-    pub pids: i64,
-    /// Wall-clock timeout; `0s` means none.
-    #[serde(deserialize_with = "de_duration")]
-    pub timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory: 256 << 20,
-            cpus: 1.0,
-            pids: 128,
-            timeout: Duration::from_secs(3600),
-        }
-    }
-}
-
 /// Names of images, functions: short, safe in Docker tags, paths and URLs.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -315,106 +267,9 @@ pub fn valid_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-fn load_images(dir: &Path, root: &Path) -> Result<BTreeMap<String, ImageSpec>, ConfigError> {
-    let mut images = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(images),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let mut spec: ImageSpec =
-            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-                path: path.clone(),
-                source,
-            })?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.clone(),
-            message,
-        };
-        if !valid_name(&spec.name) {
-            return Err(invalid(format!(
-                "image name {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
-                spec.name
-            )));
-        }
-        if images.contains_key(&spec.name) {
-            return Err(invalid(format!("image {} is described twice", spec.name)));
-        }
-        let context = spec
-            .context
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("images").join(&spec.name));
-        spec.context = Some(if context.is_absolute() {
-            context
-        } else {
-            root.join(context)
-        });
-        images.insert(spec.name.clone(), spec);
-    }
-    Ok(images)
-}
-
-/// Accepts `90`, `90s`, `15m`, `24h`, `2d` (and `500ms`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
-    match unit.trim() {
-        "" | "s" => secs(1),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        _ => None,
-    }
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(Duration::from_secs(n)),
-        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {t:?}: use a number with s, m, h or d, like 30s or 24h"
-            ))
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5 parsecs"), None);
-        assert_eq!(parse_duration("h"), None);
-    }
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {

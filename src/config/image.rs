@@ -1,0 +1,355 @@
+//! Function images: `config/images/NAME.yaml`. Each holds the image's
+//! build context, its base, the sandbox its containers get and their limits:
+//! the defaults a run gets and the maximums a run may ask for.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::duration::{de_duration, de_opt_duration};
+use super::{valid_name, ConfigError, DEFAULT_BASE_IMAGE};
+
+/// A function image, from `config/images/NAME.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Name used by `--image` and `bento images build NAME`.
+    pub name: String,
+    /// Build context directory (holds the Dockerfile).
+    #[serde(default)]
+    pub context: Option<PathBuf>,
+    /// Base image passed to the Dockerfile as the `BASE` build argument.
+    #[serde(default = "default_base")]
+    pub base: String,
+    /// The runtime inside the image; only `python3` for now.
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+    /// Limits a session gets unless its run asks for others.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The most a run may ask for; unset, runs may only lower the defaults.
+    #[serde(default)]
+    pub max: Option<Limits>,
+    /// The container's isolation; the defaults are the strict ones.
+    #[serde(default)]
+    pub sandbox: Sandbox,
+}
+
+fn default_base() -> String {
+    DEFAULT_BASE_IMAGE.into()
+}
+fn default_runtime() -> String {
+    "python3".into()
+}
+
+impl ImageSpec {
+    pub fn builtin_python(root: &Path) -> ImageSpec {
+        ImageSpec {
+            name: "python".into(),
+            context: Some(root.join("images/python")),
+            base: default_base(),
+            runtime: default_runtime(),
+            limits: Limits::default(),
+            max: None,
+            sandbox: Sandbox::default(),
+        }
+    }
+
+    /// The most a run may ask for.
+    pub fn max_limits(&self) -> &Limits {
+        self.max.as_ref().unwrap_or(&self.limits)
+    }
+
+    /// The limits of one run: the image's defaults, with what the run asked
+    /// for where it asked, each checked against the image's maximum.
+    pub fn resolve_limits(&self, req: &LimitsRequest) -> Result<Limits, String> {
+        let max = self.max_limits();
+        let mut l = self.limits.clone();
+        if let Some(m) = req.memory {
+            if m < 8 << 20 || m > max.memory {
+                return Err(format!(
+                    "memory {m} is outside 8 MiB..={} (the image's maximum)",
+                    max.memory
+                ));
+            }
+            l.memory = m;
+        }
+        if let Some(c) = req.cpus {
+            if !(c > 0.0 && c <= max.cpus) {
+                return Err(format!("cpus {c} is outside (0, {}]", max.cpus));
+            }
+            l.cpus = c;
+        }
+        if let Some(p) = req.pids {
+            if p < 1 || p > max.pids {
+                return Err(format!("pids {p} is outside 1..={}", max.pids));
+            }
+            l.pids = p;
+        }
+        if let Some(t) = req.timeout {
+            let unlimited_max = max.timeout.is_zero();
+            if t.is_zero() && !unlimited_max {
+                return Err("timeout 0 (none) is not allowed by this image".into());
+            }
+            if !unlimited_max && t > max.timeout {
+                return Err(format!(
+                    "timeout {}s exceeds the image's maximum {}s",
+                    t.as_secs(),
+                    max.timeout.as_secs()
+                ));
+            }
+            l.timeout = t;
+        }
+        Ok(l)
+    }
+
+    /// The Docker tag function containers of this image run from.
+    pub fn tag(&self) -> String {
+        format!("bento/{}:latest", self.name)
+    }
+}
+
+/// Resource limits of a session's container.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit in bytes (no swap beyond it).
+    pub memory: u64,
+    /// CPUs, fractional (`0.5` is half a core).
+    pub cpus: f64,
+    /// Maximum number of processes and threads.
+    pub pids: i64,
+    /// Wall-clock timeout; `0s` means none.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_secs")]
+    pub timeout: Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// Limits a run asks for (`bento run --memory …`); unset ones take the
+/// image's defaults.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// Seconds, or a string such as `"30s"`.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A container's isolation. Every default is the strict choice; an image's
+/// YAML may relax them, and `docs/security.md` says what each one costs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sandbox {
+    /// `none` (no network at all), `bridge`, or the name of a Docker network.
+    pub network: String,
+    /// Mount the image's root filesystem read-only.
+    pub read_only_root: bool,
+    /// Size of the writable tmpfs at `/tmp`, e.g. `64m`.
+    pub tmp_size: String,
+    /// User the function runs as, `uid:gid`. Root (`0`) is refused.
+    pub user: String,
+    /// Open files per process.
+    pub nofile: i64,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            network: "none".into(),
+            read_only_root: true,
+            tmp_size: "64m".into(),
+            user: "65534:65534".into(),
+            nofile: 1024,
+        }
+    }
+}
+
+impl Sandbox {
+    fn check(&self) -> Result<(), String> {
+        let uid = self.user.split(':').next().unwrap_or("");
+        if uid.is_empty() || uid == "0" || uid == "root" {
+            return Err(format!(
+                "sandbox.user {:?}: functions never run as root",
+                self.user
+            ));
+        }
+        let size_ok = {
+            let t = self.tmp_size.trim_end_matches(['k', 'm', 'g']);
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !size_ok {
+            return Err(format!(
+                "sandbox.tmp_size {:?}: use a size such as 64m",
+                self.tmp_size
+            ));
+        }
+        if self.network.is_empty() || self.network.contains(char::is_whitespace) {
+            return Err(format!(
+                "sandbox.network {:?} is not a network name",
+                self.network
+            ));
+        }
+        if self.nofile < 16 {
+            return Err("sandbox.nofile must be at least 16".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 256 << 20,
+            cpus: 1.0,
+            pids: 128,
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub(crate) fn load_images(
+    dir: &Path,
+    root: &Path,
+) -> Result<BTreeMap<String, ImageSpec>, ConfigError> {
+    let mut images = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(images),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut spec: ImageSpec =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        if !valid_name(&spec.name) {
+            return Err(invalid(format!(
+                "image name {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                spec.name
+            )));
+        }
+        spec.sandbox.check().map_err(invalid)?;
+        if let Err(e) = spec.resolve_limits(&LimitsRequest::default()) {
+            return Err(invalid(format!("limits: {e}")));
+        }
+        if images.contains_key(&spec.name) {
+            return Err(invalid(format!("image {} is described twice", spec.name)));
+        }
+        let context = spec
+            .context
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("images").join(&spec.name));
+        spec.context = Some(if context.is_absolute() {
+            context
+        } else {
+            root.join(context)
+        });
+        images.insert(spec.name.clone(), spec);
+    }
+    Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> ImageSpec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn runs_may_ask_within_the_maximums() {
+        let s = spec("name: p\nlimits: {memory: 67108864, timeout: 10s}\nmax: {memory: 134217728, timeout: 60s}\n");
+        let ok = s.resolve_limits(&LimitsRequest {
+            memory: Some(100 << 20),
+            timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        });
+        assert_eq!(
+            ok.map(|l| (l.memory, l.timeout.as_secs())),
+            Ok((100 << 20, 30))
+        );
+        let too_much = s.resolve_limits(&LimitsRequest {
+            memory: Some(1 << 30),
+            ..Default::default()
+        });
+        assert!(too_much.is_err_and(|e| e.contains("memory")));
+        let forever = s.resolve_limits(&LimitsRequest {
+            timeout: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        assert!(forever.is_err());
+    }
+
+    #[test]
+    fn without_maximums_runs_may_only_lower() {
+        let s = spec("name: p\nlimits: {pids: 64}\n");
+        let lower = LimitsRequest {
+            pids: Some(10),
+            ..Default::default()
+        };
+        let higher = LimitsRequest {
+            pids: Some(100),
+            ..Default::default()
+        };
+        assert!(s.resolve_limits(&lower).is_ok());
+        assert!(s.resolve_limits(&higher).is_err());
+    }
+
+    #[test]
+    fn the_sandbox_refuses_root_and_nonsense() {
+        assert!(Sandbox::default().check().is_ok());
+        let root = Sandbox {
+            user: "0:0".into(),
+            ..Sandbox::default()
+        };
+        assert!(root.check().is_err());
+        let tmp = Sandbox {
+            tmp_size: "lots".into(),
+            ..Sandbox::default()
+        };
+        assert!(tmp.check().is_err());
+        assert!(serde_yaml::from_str::<Sandbox>("network: bridge\n").is_ok());
+        assert!(serde_yaml::from_str::<Sandbox>("privileged: true\n").is_err());
+    }
+}
