@@ -52,7 +52,7 @@ impl Default for AttachOptions {
             // The server pings every few seconds too; a connection with no
             // word for 20s is dead even if TCP has not noticed.
             heartbeat_interval: Duration::from_secs(5),
-            heartbeat_timeout: Duration::from_secs(20),
+            heartbeat_timeout: Duration::from_secs(10),
         }
     }
 }

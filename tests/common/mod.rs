@@ -305,3 +305,4 @@ pub async fn containers_of(session_id: &str) -> usize {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+pub mod proxy;
