@@ -2,9 +2,12 @@
 
 Run as:  python3 -u -I -B /opt/bento/bento_driver.py
 with the controller's frame stream on stdin and stdout.  It reads a START
-message (the function's code, args and filename), runs the code, and relays
-the function's messages and output as frames.  Standard library only; works
-on Python 3.11 and later.  The protocol is described in docs/driver.md.
+message (the function's code, args, filename and flow-control limits), runs
+the code, and relays the function's messages and output as frames.  Output
+frames are kept until the controller acknowledges them and retransmitted
+when it asks (RESUME), so a controller restart loses nothing; the driver
+exits only once all output is acknowledged.  Standard library only; works on
+Python 3.11 and later.  The protocol is described in docs/driver.md.
 
 Exit status: 0 on success, 1 if the function raised (traceback on the
 STDERR stream), the code given to sys.exit(), 130 on KeyboardInterrupt
@@ -26,7 +29,8 @@ def _fatal_protocol_error(message):
 
 
 def _read_start(reader, bento):
-    """Read the START message and return (code, args, filename)."""
+    """Read the START message and return (code, args, filename, limits),
+    limits being a dict of window, max_inputs and max_input_bytes."""
     parts = []
     while True:
         frame = reader.read_frame()
@@ -57,14 +61,28 @@ def _read_start(reader, bento):
         raise bento.ProtocolError('START "args" must be a list of strings')
     if not isinstance(filename, str) or not filename:
         raise bento.ProtocolError('START "filename" must be a non-empty string')
-    return code, args, filename
+    limits = {}
+    for key, default, minimum in (("window", bento.DEFAULT_WINDOW, 0),
+                                  ("max_inputs", bento.DEFAULT_MAX_INPUTS, 1),
+                                  ("max_input_bytes", bento.DEFAULT_MAX_INPUT_BYTES, 0)):
+        value = start.get(key, default)
+        if type(value) is not int or value < minimum:
+            raise bento.ProtocolError(
+                'START "%s" must be an integer >= %d' % (key, minimum))
+        limits[key] = value
+    return code, args, filename, limits
 
 
-def _read_inputs(reader, inbox, bento):
-    """Reader thread: queue each complete INPUT message, then the EOF
-    sentinel.  stdin closing between frames counts as EOF."""
+def _read_inputs(reader, inbox, writer, bento):
+    """Stdin reader thread.  It never blocks on anything but stdin: INPUT
+    messages go into the unbounded inbox (the controller keeps within the
+    credit limits, which the inbox checks), ACK and RESUME are handled at
+    once, at any time, EOF included.  stdin closing between frames counts as
+    EOF and means the controller is gone for good."""
+    eof = False
     try:
         parts = None  # chunks of the message being assembled, if any
+        nbytes = 0  # their payload bytes
         while True:
             frame = reader.read_frame()
             if frame is None:
@@ -74,26 +92,51 @@ def _read_inputs(reader, inbox, bento):
                 break
             kind, flags, payload = frame
             if kind == bento.KIND_INPUT:
+                if eof:
+                    raise bento.ProtocolError("INPUT frame after EOF")
+                inbox.add_bytes(len(payload))
                 if parts is None:
                     parts = []
                 parts.append(payload)
+                nbytes += len(payload)
                 if flags & bento.FLAG_END:
-                    inbox.put(b"".join(parts))  # blocks when full: backpressure
+                    inbox.put(b"".join(parts))
                     parts = None
+                    nbytes = 0
+            elif kind == bento.KIND_ACK:
+                if len(payload) != bento.U64.size:
+                    raise bento.ProtocolError(
+                        "ACK payload of %d bytes, not 8" % len(payload))
+                writer.ack(bento.U64.unpack(payload)[0])
+            elif kind == bento.KIND_RESUME:
+                if len(payload) != bento.RESUME_PAYLOAD.size:
+                    raise bento.ProtocolError(
+                        "RESUME payload of %d bytes, not 24" % len(payload))
+                offset, nonce = bento.RESUME_PAYLOAD.unpack(payload)
+                if parts is not None:
+                    # The controller resends the message whole.
+                    inbox.drop_bytes(nbytes)
+                    parts = None
+                    nbytes = 0
+                writer.resume(offset, nonce, inbox.received)
             elif kind == bento.KIND_EOF:
+                if eof:
+                    raise bento.ProtocolError("second EOF frame")
                 if parts is not None:
                     raise bento.ProtocolError("EOF frame inside an INPUT message")
                 if payload:
                     raise bento.ProtocolError("EOF frame with a payload")
-                break
+                eof = True
+                inbox.put_eof()
             else:
                 raise bento.ProtocolError("unexpected frame kind %d after START" % kind)
     except bento.ProtocolError as exc:
         _fatal_protocol_error(str(exc))
     except OSError as exc:
         _fatal_protocol_error("reading stdin failed: %s" % exc)
-    inbox.put(bento._EOF)
-    # Stop reading: anything after EOF is ignored.
+    if not eof:
+        inbox.put_eof(counted=False)
+    writer.stdin_closed()
 
 
 def _strip_driver_frames(tb):
@@ -203,7 +246,10 @@ def _wait_for_threads():
     try:
         for thread in threading.enumerate():
             if thread is not current and not thread.daemon:
-                thread.join()
+                # Timed, so a signal's handler runs even if it arrived just
+                # as the join started blocking.
+                while thread.is_alive():
+                    thread.join(0.25)
     except SystemExit as exc:
         return exc.code & 0xFF if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -221,11 +267,18 @@ def _run_atexit():
             pass
 
 
+class _ExitNow(BaseException):
+    """Raised by a signal once the function has finished: stop waiting for
+    the controller and exit."""
+
+
 def _flush(streams):
     for stream in streams:
         try:
             if stream is not None:
                 stream.flush()
+        except _ExitNow:
+            raise
         except BaseException:
             pass
 
@@ -255,12 +308,20 @@ def main():
         sys.path.insert(0, here)
     import bento
     import io
-    import queue
     import signal
     import threading
     import builtins
 
     writer = bento.FrameWriter(out_fd)
+
+    def close_in_fd_in_child():
+        # A forked child must not read the controller's frames.
+        try:
+            os.close(in_fd)
+        except OSError:
+            pass
+
+    os.register_at_fork(after_in_child=close_in_fd_in_child)
 
     def text_stream(kind, fileno, name):
         raw = bento.OutputRaw(writer, kind, fileno, name)
@@ -274,9 +335,10 @@ def main():
     sys.stderr = sys.__stderr__ = stderr
 
     # SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> SystemExit(143), but
-    # never in the middle of a frame (see bento.FrameWriter).  Installing a
-    # SIGTERM handler also matters when the driver is PID 1: the kernel drops
-    # signals that PID 1 has no handler for.
+    # never in the middle of registering a frame or DATA message (see
+    # bento._SignalGuard).  Installing a SIGTERM handler also matters when
+    # the driver is PID 1: the kernel drops signals that PID 1 has no
+    # handler for.
     def on_signal(signum, frame):
         if writer.deferring_signals(signum):
             return
@@ -291,14 +353,15 @@ def main():
     try:
         reader = bento.FrameReader(in_fd)
         try:
-            code, args, filename = _read_start(reader, bento)
+            code, args, filename, limits = _read_start(reader, bento)
         except bento.ProtocolError as exc:
             _fatal_protocol_error(str(exc))
         except OSError as exc:
             _fatal_protocol_error("reading stdin failed: %s" % exc)
 
-        inbox = queue.Queue(maxsize=64)
-        threading.Thread(target=_read_inputs, args=(reader, inbox, bento),
+        writer.set_window(limits["window"])
+        inbox = bento.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
+        threading.Thread(target=_read_inputs, args=(reader, inbox, writer, bento),
                          name="bento-stdin", daemon=True).start()
 
         def flush_output():
@@ -314,17 +377,45 @@ def main():
     except BaseException as exc:
         status = _exit_status(exc, stderr)
 
-    # Shut down like the interpreter would, then exit without running the
-    # interpreter's own finalisation (the stdin thread is blocked in read).
+    # Shut down like the interpreter would: wait for the function's threads
+    # and run atexit handlers.
     stopped = _wait_for_threads()
     if stopped is not None:
         status = stopped
     _run_atexit()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Flush whatever the function left in sys.stdout/sys.stderr (perhaps its
-    # own wrappers around ours) first, then our streams.
-    _flush([sys.stdout, sys.stderr, stdout, stderr])
+
+    # The function is done.  From now on SIGINT/SIGTERM mean "exit now":
+    # stop flushing or waiting for acknowledgements (still never inside a
+    # frame) and exit with the function's status.
+    def on_late_signal(signum, frame):
+        if writer.deferring_signals(signum):
+            return
+        raise _ExitNow
+
+    signal.signal(signal.SIGINT, on_late_signal)
+    signal.signal(signal.SIGTERM, on_late_signal)
+    try:
+        # Flush whatever the function left in sys.stdout/sys.stderr (perhaps
+        # its own wrappers around ours) first, then our streams.
+        _flush([sys.stdout, sys.stderr, stdout, stderr])
+        # Like interpreter exit, still-running daemon threads write nothing
+        # more (they would keep the wait below from ending).
+        writer.seal()
+        # Then wait until the controller has acknowledged every output frame
+        # (or stdin has closed: nobody left to acknowledge).  No timeout: the
+        # controller kills containers that overstay.
+        writer.wait_done()
+    except _ExitNow:
+        pass
+
+    def on_last_signal(signum, frame):
+        os._exit(status)
+
+    signal.signal(signal.SIGINT, on_last_signal)
+    signal.signal(signal.SIGTERM, on_last_signal)
+    # Let the frame batch in flight finish, then exit without the
+    # interpreter's own finalisation (the stdin thread is blocked in read).
+    writer.stop()
     os._exit(status)
 
 

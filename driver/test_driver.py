@@ -1,5 +1,6 @@
-"""Tests for the Bento driver: run bento_driver.py as a subprocess, speak the
-frame protocol to it, and check what comes back.
+"""Tests for the Bento driver: run bento_driver.py as a subprocess, play the
+controller (speak the frame protocol, acknowledge output), and check what
+comes back.
 
     python3 -m unittest discover -s driver -v
 
@@ -11,6 +12,7 @@ line, e.g. to run the suite against a built image:
         --tmpfs /tmp bento-driver-check" python3 -m unittest discover -s driver
 """
 
+import collections
 import json
 import os
 import shlex
@@ -19,6 +21,8 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,16 +34,28 @@ COMMAND = (shlex.split(os.environ["BENTO_TEST_COMMAND"])
 TIMEOUT = 60
 
 HEADER = struct.Struct(">BBHI")
+U64 = struct.Struct(">Q")
+SYNC_PAYLOAD = struct.Struct(">16sQQQ")
 MAX_PAYLOAD = 1 << 20
+CHUNK = 256 << 10  # the driver's output chunk size
 END = 1
-DATA, STDOUT, STDERR = 1, 2, 3
-START, INPUT, EOF = 16, 17, 18
+DATA, STDOUT, STDERR, SYNC, CREDIT = 1, 2, 3, 4, 5
+START, INPUT, EOF, ACK, RESUME = 16, 17, 18, 19, 20
+RETRANSMITTABLE = (DATA, STDOUT, STDERR)
 
 
 def frame(kind, payload=b"", flags=END, reserved=0, length=None):
     if length is None:
         length = len(payload)
     return HEADER.pack(kind, flags, reserved, length) + payload
+
+
+def ack_frame(offset):
+    return frame(ACK, U64.pack(offset), flags=0)
+
+
+def resume_frame(offset, nonce):
+    return frame(RESUME, U64.pack(offset) + nonce, flags=0)
 
 
 def message_frames(kind, payload, chunk=MAX_PAYLOAD):
@@ -54,37 +70,81 @@ def message_frames(kind, payload, chunk=MAX_PAYLOAD):
     return b"".join(out)
 
 
-def start_frames(code, args=(), filename="function.py", chunk=MAX_PAYLOAD):
+def start_frames(code, args=(), filename="function.py", chunk=MAX_PAYLOAD, **extra):
     body = {"code": textwrap.dedent(code), "args": list(args), "filename": filename}
+    body.update(extra)
     return message_frames(START, json.dumps(body).encode("utf-8"), chunk)
 
 
-def parse_frames(testcase, data):
-    """Split the driver's stdout into frames, checking every header."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        testcase.assertGreaterEqual(len(data) - pos, 8, "truncated frame header")
-        kind, flags, reserved, length = HEADER.unpack_from(data, pos)
-        testcase.assertIn(kind, (DATA, STDOUT, STDERR), "unknown frame kind")
-        testcase.assertEqual(reserved, 0, "nonzero reserved bytes")
-        testcase.assertLessEqual(length, MAX_PAYLOAD, "oversized frame")
-        if kind == DATA:
-            testcase.assertIn(flags, (0, END))
-        else:
-            testcase.assertEqual(flags, 0, "END flag on an output frame")
-        pos += 8
-        testcase.assertGreaterEqual(len(data) - pos, length, "truncated payload")
-        frames.append((kind, flags, data[pos:pos + length]))
-        pos += length
-    return frames
+# One frame from the driver.  offset: its out_offset (None for SYNC/CREDIT);
+# raw: header + payload as received.
+Frame = collections.namedtuple("Frame", "kind flags payload offset raw")
+
+
+class FrameParser:
+    """Incremental, strict parser of the driver's stdout.  Tracks out_offset:
+    it counts DATA/STDOUT/STDERR frames and restarts at each SYNC's offset."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.offset = 0
+        self.error = None
+
+    def feed(self, data):
+        """Return the complete frames in data (plus what was left over)."""
+        if self.error:
+            return []
+        self.buf += data
+        frames = []
+        pos = 0
+        buf = self.buf
+        while len(buf) - pos >= 8:
+            kind, flags, reserved, length = HEADER.unpack_from(buf, pos)
+            problem = None
+            if kind not in (DATA, STDOUT, STDERR, SYNC, CREDIT):
+                problem = "unknown frame kind %d" % kind
+            elif reserved:
+                problem = "nonzero reserved bytes"
+            elif length > MAX_PAYLOAD:
+                problem = "oversized frame (%d bytes)" % length
+            elif kind == DATA and flags not in (0, END):
+                problem = "bad DATA flags %d" % flags
+            elif kind != DATA and flags:
+                problem = "flags %d on a kind %d frame" % (flags, kind)
+            elif kind == SYNC and length != SYNC_PAYLOAD.size:
+                problem = "SYNC of %d bytes" % length
+            elif kind == CREDIT and length != 8:
+                problem = "CREDIT of %d bytes" % length
+            if problem:
+                self.error = "%s at stream byte %d" % (problem, pos)
+                break
+            if len(buf) - pos - 8 < length:
+                break
+            raw = bytes(buf[pos:pos + 8 + length])
+            payload = raw[8:]
+            if kind in RETRANSMITTABLE:
+                frames.append(Frame(kind, flags, payload, self.offset, raw))
+                self.offset += len(raw)
+            else:
+                if kind == SYNC:
+                    self.offset = SYNC_PAYLOAD.unpack(payload)[1]
+                frames.append(Frame(kind, flags, payload, None, raw))
+            pos += 8 + length
+        del buf[:pos]
+        return frames
 
 
 class Result:
-    def __init__(self, testcase, returncode, stdout, stderr):
+    """What a finished driver produced: exit status, frames, messages."""
+
+    def __init__(self, testcase, returncode, frames, raw_stderr, error=None):
+        testcase.assertIsNone(error, "malformed output: %s" % error)
         self.returncode = returncode
-        self.raw_stderr = stderr.decode("utf-8", "replace")
-        self.frames = parse_frames(testcase, stdout)
+        self.raw_stderr = raw_stderr.decode("utf-8", "replace")
+        self.all_frames = frames
+        self.frames = [(f.kind, f.flags, f.payload) for f in frames
+                       if f.kind in RETRANSMITTABLE]
+        self.credits = [U64.unpack(f.payload)[0] for f in frames if f.kind == CREDIT]
         self.messages = []
         self.events = []  # ("data", bytes) / ("stdout", text) / ("stderr", text)
         parts = []
@@ -113,82 +173,210 @@ class Result:
             self.raw_stderr[:2000])
 
 
-class DriverTestCase(unittest.TestCase):
-    def spawn(self):
-        return subprocess.Popen(
+class Driver:
+    """A running driver, with the test playing the controller.
+
+    A thread reads and checks the driver's stdout; with auto_ack it ACKs
+    each batch of output as it arrives (the driver exits only once all its
+    output is acknowledged).  Another thread drains the raw stderr.  stdin
+    stays open until close_stdin(): a closed stdin means "controller gone".
+    """
+
+    def __init__(self, testcase, auto_ack=True):
+        self.testcase = testcase
+        self.auto_ack = auto_ack
+        self.proc = subprocess.Popen(
             COMMAND, cwd=HERE,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def run_raw(self, stdin_bytes):
-        proc = self.spawn()
-        try:
-            out, err = proc.communicate(stdin_bytes, timeout=TIMEOUT)
-        except BaseException:
-            proc.kill()
-            proc.communicate()
-            raise
-        return Result(self, proc.returncode, out, err)
-
-    def run_driver(self, code, args=(), inputs=(), eof=True):
-        data = start_frames(code, args)
-        for message in inputs:
-            data += message_frames(INPUT, message)
-        if eof:
-            data += frame(EOF)
-        return self.run_raw(data)
-
-    def assertOk(self, result):
-        self.assertEqual(result.returncode, 0, result)
-
-
-class Session:
-    """An interactive driver: write frames and read messages as they come."""
-
-    def __init__(self, testcase, code, args=()):
-        self.testcase = testcase
-        self.proc = testcase.spawn()
         testcase.addCleanup(self.close)
-        self.write(start_frames(code, args))
+        self.cond = threading.Condition()
+        self.frames = []
+        self.parser = FrameParser()
+        self.stdout_closed = False
+        self.acked = 0
+        self.stderr_chunks = []
+        self.cursor = 0  # next_message() position in self.frames
+        self._stdin_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    # -- stdin ---------------------------------------------------------------
 
     def write(self, data):
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        with self._stdin_lock:
+            try:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the driver has exited (or stdin was closed)
 
-    def _read_exact(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.proc.stdout.read(n - len(data))
+    def ack(self, offset):
+        with self.cond:
+            self.acked = max(self.acked, offset)
+        self.write(ack_frame(offset))
+
+    def close_stdin(self):
+        with self._stdin_lock:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    # -- stdout / stderr -----------------------------------------------------
+
+    def _read_stdout(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
-                self.testcase.fail("driver stdout closed early")
-            data += chunk
-        return data
+                break
+            new = self.parser.feed(chunk)
+            with self.cond:
+                self.frames.extend(new)
+                offset = self.parser.offset
+                self.cond.notify_all()
+            if self.auto_ack and offset > self.acked and not self.parser.error:
+                self.ack(offset)
+        with self.cond:
+            if self.parser.buf and not self.parser.error:
+                self.parser.error = "stream ended inside a frame"
+            self.stdout_closed = True
+            self.cond.notify_all()
+
+    def _read_stderr(self):
+        fd = self.proc.stderr.fileno()
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self.stderr_chunks.append(chunk)
+
+    @property
+    def raw_stderr(self):
+        return b"".join(self.stderr_chunks).decode("utf-8", "replace")
+
+    def wait_for(self, predicate, what="the expected output", timeout=TIMEOUT):
+        """Wait until predicate(frames) is true; return its value."""
+        with self.cond:
+            value = self.cond.wait_for(
+                lambda: predicate(self.frames) or self.stdout_closed or self.parser.error,
+                timeout)
+            value = predicate(self.frames)
+            if not value:
+                self.testcase.fail("driver did not produce %s (error=%s, frames=%r, "
+                                   "stderr=%r)" % (what, self.parser.error,
+                                                   self.frames[-5:], self.raw_stderr))
+            return value
+
+    def wait_output(self, nframes, kinds=RETRANSMITTABLE):
+        """Wait for at least nframes frames of the given kinds; return them."""
+        def enough(frames):
+            picked = [f for f in frames if f.kind in kinds]
+            return picked if len(picked) >= nframes else None
+        return self.wait_for(enough, "%d frames of kinds %s" % (nframes, kinds))
 
     def next_message(self):
-        """Read frames until a complete DATA message; return it."""
-        parts = []
-        while True:
-            kind, flags, reserved, length = HEADER.unpack(self._read_exact(8))
-            self.testcase.assertEqual(reserved, 0)
-            payload = self._read_exact(length)
-            if kind == DATA:
-                parts.append(payload)
-                if flags & END:
-                    return b"".join(parts)
+        """Wait for the next complete DATA message (after the last one
+        returned) and return it."""
+        def find(frames):
+            parts = []
+            for i in range(self.cursor, len(frames)):
+                f = frames[i]
+                if f.kind == DATA:
+                    parts.append(f.payload)
+                    if f.flags & END:
+                        return i + 1, b"".join(parts)
+            return None
+        index, message = self.wait_for(find, "a DATA message")
+        self.cursor = index
+        return message
 
-    def finish(self):
-        self.proc.stdin.close()
-        self.proc.stdout.read()
-        return self.proc.wait(timeout=TIMEOUT)
+    def quiet(self, seconds=0.15):
+        """Sleep, then return the frames received so far."""
+        time.sleep(seconds)
+        with self.cond:
+            return list(self.frames)
+
+    # -- exit ----------------------------------------------------------------
+
+    def wait(self, timeout=TIMEOUT):
+        """Wait for the driver to exit; return its status."""
+        try:
+            status = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.testcase.fail("driver did not exit (frames=%r, stderr=%r)"
+                               % (self.frames[-5:], self.raw_stderr))
+        for t in self._threads:
+            t.join(timeout)
+        return status
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def result(self):
+        status = self.wait()
+        return Result(self.testcase, status, self.frames,
+                      b"".join(self.stderr_chunks), self.parser.error)
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for t in self._threads:
+            t.join(5)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
             except OSError:
                 pass
+
+
+class DriverTestCase(unittest.TestCase):
+    def run_raw(self, stdin_bytes, close_stdin=False, auto_ack=True):
+        """Run a driver fed stdin_bytes, acknowledging its output, until it
+        exits.  close_stdin closes stdin after the bytes (the controller
+        going away), as malformed-input tests need."""
+        d = Driver(self, auto_ack=auto_ack)
+        d.write(stdin_bytes)
+        if close_stdin:
+            d.close_stdin()
+        return d.result()
+
+    def run_many(self, stdin_list, close_stdin=False):
+        """run_raw() for several inputs, the drivers running side by side."""
+        drivers = []
+        for stdin_bytes in stdin_list:
+            d = Driver(self)
+            d.write(stdin_bytes)
+            if close_stdin:
+                d.close_stdin()
+            drivers.append(d)
+        return [d.result() for d in drivers]
+
+    @staticmethod
+    def driver_input(code, args=(), inputs=(), eof=True):
+        data = start_frames(code, args)
+        for message in inputs:
+            data += message_frames(INPUT, message)
+        if eof:
+            data += frame(EOF)
+        return data
+
+    def run_driver(self, code, args=(), inputs=(), eof=True):
+        return self.run_raw(self.driver_input(code, args, inputs, eof),
+                            close_stdin=not eof)
+
+    def session(self, code, args=(), auto_ack=True, **start):
+        """An interactive driver: START sent, nothing else."""
+        d = Driver(self, auto_ack=auto_ack)
+        d.write(start_frames(code, args, **start))
+        return d
+
+    def assertOk(self, result):
+        self.assertEqual(result.returncode, 0, result)
 
 
 class BasicTests(DriverTestCase):
@@ -346,7 +534,7 @@ class InputTests(DriverTestCase):
         self.assertEqual(r.messages, [b"only", b"None", b"True"])
 
     def test_poll(self):
-        s = Session(self, """
+        s = self.session("""
             import time
             send(repr(poll()))          # nothing sent yet
             send(b"got " + recv())
@@ -371,7 +559,7 @@ class InputTests(DriverTestCase):
         self.assertEqual(s.next_message(), b"True")
         self.assertEqual(s.next_message(), b"None")
         self.assertEqual(s.next_message(), b"True")
-        self.assertEqual(s.finish(), 0)
+        self.assertEqual(s.wait(), 0)
 
     def test_builtin_input_does_not_read_frames(self):
         r = self.run_driver("""
@@ -409,9 +597,10 @@ class MainTests(DriverTestCase):
             ("return object", [b"<class 'object'>"]),  # not JSON: repr
             ("return {1, 2}", [b"{1, 2}"]),
         ]
-        for body, expected in cases:
+        results = self.run_many(self.driver_input("def main():\n    %s\n" % body)
+                                for body, _ in cases)
+        for (body, expected), r in zip(cases, results):
             with self.subTest(body=body):
-                r = self.run_driver("def main():\n    %s\n" % body)
                 self.assertOk(r)
                 self.assertEqual(r.messages, expected)
 
@@ -503,9 +692,11 @@ class ErrorTests(DriverTestCase):
             ('sys.exit("fatal problem")', 1, "fatal problem\n"),
             ("raise SystemExit(4)", 4, ""),
         ]
-        for stmt, code, stderr in cases:
+        results = self.run_many(
+            self.driver_input('import sys\nprint("out")\n%s\nsend("unreachable")' % stmt)
+            for stmt, _, _ in cases)
+        for (stmt, code, stderr), r in zip(cases, results):
             with self.subTest(stmt=stmt):
-                r = self.run_driver('import sys\nprint("out")\n%s\nsend("unreachable")' % stmt)
                 self.assertEqual(r.returncode, code, r)
                 self.assertEqual(r.stderr, stderr)
                 self.assertEqual(r.stdout, "out\n")
@@ -521,13 +712,13 @@ class ErrorTests(DriverTestCase):
         self.assertIn("KeyboardInterrupt", r.stderr)
 
     def test_recv_interrupted_by_sigint(self):
-        s = Session(self, 'send("ready")\nrecv()\n')
+        s = self.session('send("ready")\nrecv()\n')
         self.assertEqual(s.next_message(), b"ready")
         s.proc.send_signal(signal.SIGINT)
-        self.assertEqual(s.proc.wait(timeout=TIMEOUT), 130)
+        self.assertEqual(s.wait(), 130)
 
     def test_sigterm(self):
-        s = Session(self, """
+        s = self.session("""
             try:
                 send("ready")
                 recv()
@@ -536,9 +727,9 @@ class ErrorTests(DriverTestCase):
         """)
         self.assertEqual(s.next_message(), b"ready")
         s.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(s.proc.wait(timeout=TIMEOUT), 143)
-        rest = s.proc.stdout.read()
-        self.assertEqual(parse_frames(self, rest), [(STDOUT, 0, b"cleanup ran\n")])
+        r = s.result()
+        self.assertEqual(r.returncode, 143, r)
+        self.assertEqual(r.frames, [(DATA, END, b"ready"), (STDOUT, 0, b"cleanup ran\n")])
 
 
 class StreamTests(DriverTestCase):
@@ -622,6 +813,22 @@ class StreamTests(DriverTestCase):
         self.assertEqual(r.messages, [b"late"])
         self.assertEqual(r.stdout, "atexit\n")
 
+    def test_busy_daemon_thread_does_not_hold_up_exit(self):
+        r = self.run_driver("""
+            import threading, time
+            def spam():
+                while True:
+                    send(b"d" * 300_000)   # two frames per message
+                    print("spam")
+            threading.Thread(target=spam, daemon=True).start()
+            time.sleep(0.2)
+            send("main done")
+        """)
+        self.assertOk(r)  # Result() checked that every message has its END
+        self.assertIn(b"main done", r.messages)
+        for m in r.messages:
+            self.assertIn(m, (b"main done", b"d" * 300_000))
+
     def test_sigint_during_large_sends_keeps_frames_whole(self):
         r = self.run_driver("""
             import os, signal, threading, time
@@ -644,6 +851,7 @@ class StreamTests(DriverTestCase):
 class ProtocolErrorTests(DriverTestCase):
     def test_malformed_stdin_exits_2(self):
         good_start = start_frames('send("started")\nwhile recv() is not None: pass')
+        sleeper = start_frames('send("started")\nimport time\ntime.sleep(60)')
         cases = {
             "empty stdin": b"",
             "first frame is INPUT": frame(INPUT, b"x") + frame(EOF),
@@ -666,10 +874,19 @@ class ProtocolErrorTests(DriverTestCase):
             "stdin closed inside INPUT message": good_start + frame(INPUT, b"a", 0),
             "EOF with payload": good_start + frame(EOF, b"x"),
             "bad frame after input": good_start + frame(INPUT, b"a") + frame(INPUT, b"", reserved=2),
+            "ACK before START": ack_frame(0) + good_start,
+            "RESUME before START": resume_frame(0, bytes(16)) + good_start,
+            "ACK payload too short": good_start + frame(ACK, b"\0" * 7),
+            "RESUME payload too long": good_start + frame(RESUME, b"\0" * 25),
+            "INPUT after EOF": sleeper + frame(EOF) + frame(INPUT, b"x"),
+            "second EOF": sleeper + frame(EOF) + frame(EOF),
+            "window not an integer": start_frames("pass", window="1"),
+            "negative window": start_frames("pass", window=-1),
+            "max_inputs zero": start_frames("pass", max_inputs=0),
         }
-        for name, data in cases.items():
+        results = self.run_many(cases.values(), close_stdin=True)
+        for name, r in zip(cases, results):
             with self.subTest(name):
-                r = self.run_raw(data)
                 self.assertEqual(r.returncode, 2, r)
                 self.assertIn("protocol error", r.raw_stderr)
 
@@ -683,6 +900,351 @@ class ProtocolErrorTests(DriverTestCase):
         r = self.run_raw(frame(START, body.encode()) + frame(EOF))
         self.assertEqual(r.returncode, 1, r)
         self.assertIn('File "handler.py", line 1', r.stderr)
+
+
+def end_of(f):
+    return f.offset + len(f.raw)
+
+
+def syncs(frames):
+    return [SYNC_PAYLOAD.unpack(f.payload) for f in frames if f.kind == SYNC]
+
+
+class AckTests(DriverTestCase):
+    """Protocol v2: output is kept until acknowledged; exit waits for it."""
+
+    def test_exit_waits_for_ack(self):
+        d = self.session('send("x")\nprint("y")\nimport sys\nsys.exit(3)',
+                         auto_ack=False)
+        frames = d.wait_output(2)
+        self.assertEqual([(f.kind, f.payload, f.offset) for f in frames],
+                         [(DATA, b"x", 0), (STDOUT, b"y\n", 9)])
+        d.quiet()
+        self.assertTrue(d.alive(), "exited with output unacknowledged")
+        d.ack(end_of(frames[0]))  # not everything yet
+        d.quiet()
+        self.assertTrue(d.alive(), "exited with output unacknowledged")
+        d.ack(end_of(frames[1]))
+        self.assertEqual(d.wait(), 3)
+
+    def test_no_output_needs_no_ack(self):
+        d = self.session("pass", auto_ack=False)
+        self.assertEqual(d.wait(), 0)
+
+    def test_stdin_closed_during_exit_wait_exits(self):
+        d = self.session('send("x")', auto_ack=False)
+        d.wait_output(1)
+        d.quiet(0.1)
+        self.assertTrue(d.alive())
+        d.close_stdin()  # the controller is gone for good
+        self.assertEqual(d.wait(), 0)
+
+    def test_sigterm_still_waits_for_ack(self):
+        d = self.session('send("ready")\nrecv()', auto_ack=False)
+        f = d.wait_output(1)[0]
+        d.proc.send_signal(signal.SIGTERM)
+        d.quiet()
+        self.assertTrue(d.alive(), "exited with output unacknowledged")
+        d.ack(end_of(f))
+        self.assertEqual(d.wait(), 143)
+
+    def test_signal_during_exit_wait_exits_at_once(self):
+        d = self.session('send("x")\nimport sys\nsys.exit(4)', auto_ack=False)
+        d.wait_output(1)
+        d.quiet()
+        self.assertTrue(d.alive())
+        d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(d.wait(), 4)  # the function's own status
+
+    def test_ack_beyond_output_is_a_protocol_error(self):
+        d = self.session('send("x")\nrecv()', auto_ack=False)
+        f = d.wait_output(1)[0]
+        d.ack(end_of(f) + 1)
+        self.assertEqual(d.wait(), 2)
+        self.assertIn("protocol error", d.raw_stderr)
+        self.assertIn("beyond", d.raw_stderr)
+
+    def test_old_and_repeated_acks_are_ignored(self):
+        d = self.session('send("a")\nsend("b")', auto_ack=False)
+        a, b = d.wait_output(2)
+        for offset in (end_of(a), 0, end_of(a), 3):  # 3: below the ack, ignored
+            d.ack(offset)
+        d.quiet(0.1)
+        self.assertTrue(d.alive())
+        d.ack(end_of(b))
+        self.assertEqual(d.wait(), 0)
+
+
+class WindowTests(DriverTestCase):
+    def test_large_message_blocks_on_window(self):
+        window = 64 << 10
+        d = self.session("""
+            send(b"m" * (1 << 20))
+            send("done")
+        """, auto_ack=False, window=window)
+        first = d.wait_output(1)[0]
+        frames = d.quiet(0.2)
+        # The first 256 KiB chunk goes although it exceeds the window
+        # (nothing was unacknowledged); the next one must wait.
+        self.assertEqual(len(frames), 1, frames)
+        self.assertEqual(len(first.raw), 8 + CHUNK)
+        self.assertLessEqual(len(first.raw), window + 8 + CHUNK)
+        d.ack(end_of(first))
+        d.wait_output(2)
+        frames = d.quiet()
+        self.assertEqual(len(frames), 2, "a second chunk went without an ACK")
+        d.auto_ack = True
+        d.ack(end_of(frames[-1]))
+        r = d.result()
+        self.assertOk(r)
+        self.assertEqual(r.messages, [b"m" * (1 << 20), b"done"])
+
+    def test_window_bounds_unacked_output(self):
+        window = 4096
+        d = self.session("for i in range(3000):\n    print(i)\n",
+                         auto_ack=False, window=window)
+        def unacked(frames):
+            return sum(len(f.raw) for f in frames)
+        d.wait_for(lambda frames: unacked(frames) > window - 16,
+                   "output filling the window")
+        total = unacked(d.quiet(0.15))
+        self.assertLessEqual(total, window)
+        d.auto_ack = True
+        d.ack(total)
+        r = d.result()
+        self.assertOk(r)
+        self.assertEqual(r.stdout, "".join("%d\n" % i for i in range(3000)))
+
+    def test_window_zero_sends_one_frame_at_a_time(self):
+        d = self.session('send("a")\nsend("b")', auto_ack=False, window=0)
+        a = d.wait_output(1)[0]
+        self.assertEqual(len(d.quiet()), 1)
+        d.ack(end_of(a))
+        b = d.wait_output(2)[1]
+        d.ack(end_of(b))
+        self.assertEqual(d.wait(), 0)
+
+
+class ResumeTests(DriverTestCase):
+    def test_resume_retransmits_unacked_frames(self):
+        d = self.session("""
+            recv()
+            for i in range(10):
+                send("frame %d" % i)
+            send(b"B" * 300000)   # bigger than the window: needs all acked
+            send(recv())
+            print("end")
+        """, auto_ack=False, window=4096)
+        d.write(message_frames(INPUT, b"a") + message_frames(INPUT, b"b"))
+        data = d.wait_output(10)
+        frames = d.quiet()
+        self.assertEqual([f.payload for f in frames if f.kind in RETRANSMITTABLE],
+                         [b"frame %d" % i for i in range(10)])
+        self.assertEqual([U64.unpack(f.payload)[0] for f in frames if f.kind == CREDIT],
+                         [1])
+        k = 4
+        d.ack(data[k].offset)
+        nonce = os.urandom(16)
+        mark = len(frames)
+        d.write(resume_frame(data[k].offset, nonce))
+        after = d.wait_output(len(data) + (10 - k))[len(data):]
+        with d.cond:
+            tail = [f for f in d.frames[mark:] if f.kind != CREDIT]
+        # SYNC first: nonce, the offset, 2 received, 1 consumed.
+        self.assertEqual(tail[0].kind, SYNC, tail)
+        self.assertEqual(syncs(tail[:1]), [(nonce, data[k].offset, 2, 1)])
+        # Then frames k.. again, byte for byte, at their old offsets.
+        self.assertEqual([f.raw for f in after], [f.raw for f in data[k:]])
+        self.assertEqual([f.offset for f in after], [f.offset for f in data[k:]])
+
+        # A RESUME below the oldest frame kept restarts from the oldest.
+        nonce2 = os.urandom(16)
+        mark = len(d.quiet(0.1))
+        d.write(resume_frame(0, nonce2))
+        again = d.wait_output(len(data) + 2 * (10 - k))[len(data) + (10 - k):]
+        with d.cond:
+            tail = [f for f in d.frames[mark:] if f.kind != CREDIT]
+        self.assertEqual(syncs(tail[:1]), [(nonce2, data[k].offset, 2, 1)])
+        self.assertEqual([f.raw for f in again], [f.raw for f in data[k:]])
+
+        # Acknowledge everything: the blocked send goes on, offsets continue.
+        d.auto_ack = True
+        d.ack(end_of(data[-1]))
+        r = d.result()
+        self.assertOk(r)
+        new = [f for f in r.all_frames if f.kind in RETRANSMITTABLE and f.offset >= end_of(data[-1])]
+        self.assertEqual(new[0].offset, end_of(data[-1]))
+        self.assertEqual(b"".join(f.payload for f in new if f.kind == DATA),
+                         b"B" * 300000 + b"b")
+        self.assertEqual(new[-1].payload, b"end\n")
+        self.assertEqual(r.credits[-1], 2)
+
+    def test_resume_discards_partial_input(self):
+        d = self.session("""
+            send("ready")
+            send(recv())
+            send(repr(recv()))
+        """)
+        self.assertEqual(d.next_message(), b"ready")
+        d.write(frame(INPUT, b"par", flags=0) + frame(INPUT, b"tial", flags=0))
+        nonce = os.urandom(16)
+        d.write(resume_frame(8 + 5, nonce))
+        d.wait_for(lambda frames: syncs(frames), "a SYNC")
+        d.write(message_frames(INPUT, b"whole message", chunk=5) + frame(EOF))
+        r = d.result()
+        self.assertOk(r)
+        self.assertEqual(syncs(r.all_frames), [(nonce, 13, 0, 0)])
+        self.assertEqual(r.messages, [b"ready", b"whole message", b"None"])
+
+    def test_resume_at_a_non_boundary_is_a_protocol_error(self):
+        d = self.session('send("abc")\nrecv()', auto_ack=False)
+        d.wait_output(1)
+        d.write(resume_frame(3, bytes(16)))
+        self.assertEqual(d.wait(), 2)
+        self.assertIn("frame boundary", d.raw_stderr)
+
+    def test_resume_beyond_output_is_a_protocol_error(self):
+        d = self.session('send("abc")\nrecv()', auto_ack=False)
+        d.wait_output(1)
+        d.write(resume_frame(12, bytes(16)))
+        self.assertEqual(d.wait(), 2)
+        self.assertIn("protocol error", d.raw_stderr)
+
+    def test_resume_while_output_flows(self):
+        # Repeated RESUMEs during heavy output: rebuilding the stream from
+        # offsets (as the controller does) gives exactly the output, in order.
+        d = self.session("""
+            for i in range(4000):
+                print("line %05d" % i)
+                if i % 500 == 0:
+                    send(b"%d" % i * 1000)
+        """, window=32 << 10)
+        by_offset = {}
+        for n in range(15):
+            time.sleep(0.01)
+            with d.cond:
+                acked = d.acked
+            d.write(resume_frame(acked, n.to_bytes(16, "big")))
+        r = d.result()
+        self.assertOk(r)
+        for f in r.all_frames:
+            if f.kind in RETRANSMITTABLE:
+                self.assertEqual(by_offset.setdefault(f.offset, f.raw), f.raw,
+                                 "retransmitted frame differs")
+        stream = []
+        offset = 0
+        while offset in by_offset:
+            stream.append(by_offset[offset])
+            offset += len(by_offset[offset])
+        self.assertEqual(offset, max(o + len(f) for o, f in by_offset.items()))
+        text = b"".join(raw[8:] for raw in stream if raw[0] == STDOUT)
+        self.assertEqual(text.decode(), "".join("line %05d\n" % i for i in range(4000)))
+        self.assertEqual([raw[8:] for raw in stream if raw[0] == DATA],
+                         [b"%d" % i * 1000 for i in range(0, 4000, 500)])
+
+
+class CreditTests(DriverTestCase):
+    def test_each_recv_sends_credit_and_control_frames_are_not_counted(self):
+        d = self.session("""
+            import sys
+            while True:
+                m = recv()
+                print("got", m)
+                sys.stderr.write("e\\n")
+                send(repr(m))
+                if m is None:
+                    break
+            send(repr(recv()))   # end of input again: not counted twice
+        """, auto_ack=False)
+
+        def credits(frames):
+            return [U64.unpack(f.payload)[0] for f in frames if f.kind == CREDIT]
+
+        for n, message in enumerate([b"a", b"b", b"c"], 1):
+            d.write(message_frames(INPUT, message))
+            d.wait_for(lambda frames: n in credits(frames), "CREDIT %d" % n)
+            self.assertEqual(d.next_message(), repr(message).encode())
+        d.write(frame(EOF))
+        d.wait_for(lambda frames: 4 in credits(frames), "CREDIT 4")
+        self.assertEqual(d.next_message(), b"None")
+        self.assertEqual(d.next_message(), b"None")
+        frames = d.quiet(0.1)
+        self.assertEqual(credits(frames), [1, 2, 3, 4])
+        total = sum(len(f.raw) for f in frames if f.kind in RETRANSMITTABLE)
+        self.assertTrue(d.alive())
+        d.ack(total)
+        self.assertEqual(d.wait(), 0)
+
+    def test_too_many_inputs_is_a_protocol_error(self):
+        d = self.session('send("ready")\nimport time\ntime.sleep(60)', max_inputs=2)
+        self.assertEqual(d.next_message(), b"ready")
+        d.write(message_frames(INPUT, b"x") + message_frames(INPUT, b"y"))
+        d.write(resume_frame(13, bytes(16)))  # answered: both were accepted
+        d.wait_for(lambda frames: syncs(frames), "a SYNC")
+        self.assertEqual(syncs(d.frames)[0][2:], (2, 0))
+        d.write(message_frames(INPUT, b"z"))
+        self.assertEqual(d.wait(), 2)
+        self.assertIn("max_inputs", d.raw_stderr)
+
+    def test_eof_counts_as_an_input(self):
+        r = self.run_raw(start_frames("import time\ntime.sleep(60)", max_inputs=1)
+                         + message_frames(INPUT, b"x") + frame(EOF))
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("max_inputs", r.raw_stderr)
+
+    def test_too_many_input_bytes_is_a_protocol_error(self):
+        d = self.session('send("ready")\nimport time\ntime.sleep(60)',
+                         max_input_bytes=1000)
+        self.assertEqual(d.next_message(), b"ready")
+        # max_input_bytes + 1 MiB is still fine ...
+        d.write(message_frames(INPUT, b"x" * ((1 << 20) + 1000)))
+        d.write(resume_frame(13, bytes(16)))
+        d.wait_for(lambda frames: syncs(frames), "a SYNC")
+        self.assertEqual(syncs(d.frames)[0][2:], (1, 0))
+        # ... one byte more is not, even before the message is complete.
+        d.write(frame(INPUT, b"y", flags=0))
+        self.assertEqual(d.wait(), 2)
+        self.assertIn("max_input_bytes", d.raw_stderr)
+
+    def test_consumed_input_frees_credit(self):
+        inputs = [b"%d" % i for i in range(5)]
+        d = self.session("""
+            while (m := recv()) is not None:
+                send(m)
+        """, max_inputs=1)
+        for i, message in enumerate(inputs, 1):
+            d.write(message_frames(INPUT, message))
+            d.wait_for(lambda frames: any(f.kind == CREDIT and f.payload == U64.pack(i)
+                                          for f in frames), "CREDIT %d" % i)
+        d.write(frame(EOF))
+        r = d.result()
+        self.assertOk(r)
+        self.assertEqual(r.messages, inputs)
+
+
+class ForkTests(DriverTestCase):
+    def test_forked_child_output_goes_to_raw_stderr(self):
+        r = self.run_driver("""
+            import os, sys
+            print("before")
+            pid = os.fork()
+            if pid == 0:
+                print("child out")
+                try:
+                    send("from child")
+                except RuntimeError as e:
+                    print("child send:", e)
+                sys.stdout.flush()
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print("after")
+            send("parent")
+        """)
+        self.assertOk(r)
+        self.assertEqual(r.stdout, "before\nafter\n")
+        self.assertEqual(r.messages, [b"parent"])
+        self.assertIn("child out", r.raw_stderr)
+        self.assertIn("child send: bento:", r.raw_stderr)
 
 
 if __name__ == "__main__":

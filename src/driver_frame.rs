@@ -13,14 +13,36 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD: usize = 1 << 20;
 pub const FLAG_END: u8 = 1;
 
-/// Frame kinds, container → controller.
+/// Frame kinds, container → controller. Data, stdout and stderr frames are
+/// *retransmittable*: the driver keeps them until acknowledged, and their
+/// sizes (header included) make up the stream offsets.
 pub const KIND_DATA: u8 = 1;
 pub const KIND_STDOUT: u8 = 2;
 pub const KIND_STDERR: u8 = 3;
+/// The driver's answer to RESUME: nonce, offset, inputs received, consumed.
+pub const KIND_SYNC: u8 = 4;
+/// Inputs the function has consumed so far (u64), for input flow control.
+pub const KIND_CREDIT: u8 = 5;
 /// Frame kinds, controller → container.
 pub const KIND_START: u8 = 16;
 pub const KIND_INPUT: u8 = 17;
 pub const KIND_EOF: u8 = 18;
+/// Output before this offset (u64) is durable here: the driver may forget it.
+pub const KIND_ACK: u8 = 19;
+/// After (re)attaching: offset (u64) and a 16-byte nonce; the driver answers
+/// with SYNC and retransmits everything from the offset.
+pub const KIND_RESUME: u8 = 20;
+
+pub const NONCE_LEN: usize = 16;
+const SYNC_LEN: usize = NONCE_LEN + 24;
+
+/// The driver's SYNC frame, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sync {
+    pub offset: u64,
+    pub inputs_received: u64,
+    pub inputs_consumed: u64,
+}
 
 /// One decoded frame from the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +90,10 @@ impl Decoder {
         }
         let kind = self.buf[0];
         let flags = self.buf[1];
-        if !matches!(kind, KIND_DATA | KIND_STDOUT | KIND_STDERR) {
+        if !matches!(
+            kind,
+            KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT
+        ) {
             return Err(FrameError::UnknownKind(kind));
         }
         if self.buf[2] != 0 || self.buf[3] != 0 {
@@ -91,6 +116,46 @@ impl Decoder {
             end: flags & FLAG_END != 0,
             payload,
         }))
+    }
+
+    /// Discards bytes up to the SYNC frame carrying `nonce` and decodes it.
+    /// After a controller restart the stream is joined at an arbitrary
+    /// point, possibly inside a frame; the driver marks the point it resumes
+    /// from with this frame. `Ok(None)`: not found yet (the bytes before the
+    /// last possible partial match are dropped, so memory stays bounded).
+    pub fn seek_sync(&mut self, nonce: &[u8; NONCE_LEN]) -> Option<Sync> {
+        let mut pattern = [0u8; HEADER_LEN + NONCE_LEN];
+        pattern[0] = KIND_SYNC;
+        pattern[4..8].copy_from_slice(&(SYNC_LEN as u32).to_be_bytes());
+        pattern[HEADER_LEN..].copy_from_slice(nonce);
+        match self.buf.windows(pattern.len()).position(|w| w == pattern) {
+            Some(at) => {
+                if self.buf.len() < at + HEADER_LEN + SYNC_LEN {
+                    self.buf.advance(at);
+                    return None;
+                }
+                self.buf.advance(at + HEADER_LEN + NONCE_LEN);
+                let offset = self.buf.get_u64();
+                let inputs_received = self.buf.get_u64();
+                let inputs_consumed = self.buf.get_u64();
+                Some(Sync {
+                    offset,
+                    inputs_received,
+                    inputs_consumed,
+                })
+            }
+            None => {
+                let keep = (pattern.len() - 1).min(self.buf.len());
+                let drop = self.buf.len() - keep;
+                self.buf.advance(drop);
+                None
+            }
+        }
+    }
+
+    /// The bytes fed but not decoded yet.
+    pub fn into_remaining(self) -> Bytes {
+        self.buf.freeze()
     }
 
     /// Call at end of stream: an incomplete frame left over is an error.
@@ -187,6 +252,49 @@ mod tests {
             decode_all(&[1, 0, 0, 0, 0, 0, 0, 5, b'a'], 8),
             Err(FrameError::Truncated)
         );
+    }
+
+    #[test]
+    fn sync_is_found_anywhere_in_noise() {
+        let nonce = [7u8; NONCE_LEN];
+        let mut payload = nonce.to_vec();
+        for v in [100u64, 3, 2] {
+            payload.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut stream = b"tail of an old frame".to_vec();
+        stream.extend_from_slice(&encode(KIND_SYNC, false, &payload));
+        stream.extend_from_slice(&encode(KIND_DATA, true, b"next"));
+        for chunk in [1, 5, 64] {
+            let mut d = Decoder::new();
+            let mut found = None;
+            let mut frames = vec![];
+            for c in stream.chunks(chunk) {
+                d.feed(c);
+                if found.is_none() {
+                    found = d.seek_sync(&nonce);
+                }
+                if found.is_some() {
+                    while let Ok(Some(f)) = d.next_frame() {
+                        frames.push(f);
+                    }
+                }
+            }
+            let want = Sync {
+                offset: 100,
+                inputs_received: 3,
+                inputs_consumed: 2,
+            };
+            assert_eq!(found, Some(want), "chunk {chunk}");
+            assert_eq!(frames.len(), 1);
+            assert_eq!(&frames[0].payload[..], b"next");
+        }
+        // A wrong nonce is never taken, and noise does not pile up.
+        let mut d = Decoder::new();
+        for _ in 0..1000 {
+            d.feed(&stream);
+            assert_eq!(d.seek_sync(&[9u8; NONCE_LEN]), None);
+        }
+        assert!(d.buf.len() < HEADER_LEN + NONCE_LEN);
     }
 
     #[test]

@@ -7,8 +7,16 @@ fn main() {
     let cli = bento::cli::Cli::parse();
     // Logs go to stderr so they never mix with output scripts read (ids,
     // tokens, the function's output).
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
+    // The WebSocket handshake's trace lines print the request: its URL holds
+    // the session token and its headers the API key. Never log them, even
+    // at RUST_LOG=trace.
+    for secret_bearing in ["tungstenite::handshake=off", "tokio_tungstenite=off"] {
+        if let Ok(d) = secret_bearing.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

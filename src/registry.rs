@@ -2,18 +2,22 @@
 //! started, code handed over) and forgetting them when their actor reaps them.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, LimitsRequest};
+use crate::db::{Db, DbError, SessionRow};
 use crate::driver_frame::KIND_START;
-use crate::protocol::{FunctionInfo, SessionCreated};
-use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
-use crate::session::actor::{now_secs, Actor, ActorParts, SessionLimits, SessionMeta};
-use crate::session::{io, SessionHandle};
+use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated};
+use crate::runtime::{ContainerIo, ContainerSpec, Runtime, RuntimeError};
+use crate::session::actor::{now_secs, Actor, ActorInit, ActorParts, SessionLimits, SessionMeta};
+use crate::session::io::{self, InputProgress, StdinParts};
+use crate::session::log::OutputLog;
+use crate::session::SessionHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -27,6 +31,28 @@ pub enum CreateError {
     Handover(std::io::Error),
     #[error("the server is at capacity ({0} live sessions); try again later")]
     AtCapacity(usize),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A container's stdio and where its driver's streams stand.
+pub(crate) struct AttachedIo {
+    pub io: ContainerIo,
+    /// Where in the driver's frame stream the output continues.
+    pub offset: u64,
+    pub progress: InputProgress,
+    /// Inputs the function has consumed.
+    pub consumed: u64,
+}
+
+/// What [`Registry::launch`] starts a session from.
+pub(crate) struct Launch {
+    pub row: SessionRow,
+    pub log: OutputLog,
+    /// The container's stdio; `None` when the container is gone or ended.
+    pub io: Option<AttachedIo>,
+    /// The function has ended (exit info, end time in seconds).
+    pub exit: Option<(ExitInfo, u64)>,
 }
 
 /// Counts a session being created until it is registered or has failed.
@@ -40,6 +66,7 @@ impl Drop for Starting<'_> {
 
 pub struct Registry {
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    db: Arc<Db>,
     /// Sessions being created, counted against `max_sessions` too.
     starting: AtomicUsize,
     runtime: Arc<dyn Runtime>,
@@ -67,6 +94,7 @@ fn new_short_id() -> String {
 
 impl Registry {
     pub fn new(
+        db: Arc<Db>,
         runtime: Arc<dyn Runtime>,
         config: Arc<Config>,
         shutdown: CancellationToken,
@@ -74,6 +102,7 @@ impl Registry {
     ) -> Arc<Registry> {
         Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
+            db,
             starting: AtomicUsize::new(0),
             runtime,
             config,
@@ -150,44 +179,115 @@ impl Registry {
             sandbox: image.sandbox.clone(),
         };
         let container = self.runtime.create(&spec).await?;
-        let started = self.start(&container, &code, &args).await;
-        let mut container_io = match started {
+        let created_at = now_secs();
+        let row = SessionRow {
+            token: token.clone(),
+            id: id.clone(),
+            function: function.id.clone(),
+            function_name: function.name.clone(),
+            image: image.name.clone(),
+            transient,
+            container: container.clone(),
+            created_at,
+            deadline: (!limits.timeout.is_zero()).then(|| created_at + limits.timeout.as_secs()),
+            exit: None,
+            ended_at: None,
+            acked: 0,
+            kill_reason: None,
+            input_closed: false,
+        };
+        // Recorded before it starts, so a crash from here on leaves a
+        // session to adopt rather than an orphan to remove.
+        let started = match self.db.insert_session(&row) {
+            Ok(()) => self.start(&container, &code, &args).await,
+            Err(e) => Err(CreateError::Db(e)),
+        };
+        let container_io = match started {
             Ok(io) => io,
             Err(e) => {
                 if let Err(re) = self.runtime.remove(&container).await {
                     tracing::warn!(session = %id, error = %re, "cannot remove failed container");
                 }
+                let _ = self.db.delete_session(&token);
                 return Err(e);
             }
         };
         drop(code);
+        let log = OutputLog::new(self.spool_path(&id), self.memory_window());
+        self.launch(Launch {
+            row,
+            log,
+            io: Some(AttachedIo {
+                io: container_io,
+                offset: 0,
+                progress: InputProgress::default(),
+                consumed: 0,
+            }),
+            exit: None,
+        });
+        Ok(SessionCreated { token, id })
+    }
 
+    pub(crate) fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub(crate) fn spool_path(&self, id: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("spool")
+            .join(format!("{id}.spool"))
+    }
+
+    pub(crate) fn memory_window(&self) -> usize {
+        usize::try_from(self.config.output_memory_window).unwrap_or(4 << 20)
+    }
+
+    /// Builds a session's channels, spawns its reader, stdin writer and
+    /// actor, and registers it.
+    pub(crate) fn launch(self: &Arc<Self>, l: Launch) {
+        let Launch { row, log, io, exit } = l;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (out_tx, out_rx) = mpsc::channel(16);
         let (ctl_tx, ctl_rx) = mpsc::channel(64);
         let (input_tx, input_rx) = mpsc::channel(64);
-        let input = Arc::new(io::InputProgress::default());
-        let output = std::mem::replace(
-            &mut container_io.output,
-            Box::pin(futures_util::stream::empty()),
-        );
-        io::spawn_reader(output, out_tx, id.clone());
-        io::spawn_stdin_writer(container_io.input, input_rx, ctl_tx.clone(), input.clone());
-
-        let timeout = limits.timeout;
-        let meta = SessionMeta {
-            id: id.clone(),
-            token: token.clone(),
-            function: function.id.clone(),
-            function_name: function.name.clone(),
-            image: image.name.clone(),
-            transient,
-            container,
-            created_at: now_secs(),
-            timeout: (!timeout.is_zero()).then_some(timeout),
+        let (acks_tx, acks_rx) = watch::channel(log.stream_offset());
+        let output_closed = io.is_none();
+        let input = match io {
+            Some(a) => {
+                let progress = Arc::new(a.progress);
+                let (credits_tx, credits_rx) = watch::channel(a.consumed);
+                io::spawn_reader(a.io.output, out_tx, credits_tx, row.id.clone(), a.offset);
+                io::spawn_stdin_writer(StdinParts {
+                    input: a.io.input,
+                    rx: input_rx,
+                    events: ctl_tx.clone(),
+                    progress: progress.clone(),
+                    acks: acks_rx,
+                    credits: credits_rx,
+                });
+                progress
+            }
+            // No container to talk to: input is never applied.
+            None => Arc::new(InputProgress::after(0, true)),
         };
-        let session_limits = SessionLimits {
-            memory_window: usize::try_from(self.config.output_memory_window).unwrap_or(4 << 20),
+        let meta = SessionMeta {
+            id: row.id.clone(),
+            token: row.token.clone(),
+            function: row.function.clone(),
+            function_name: row.function_name.clone(),
+            image: row.image.clone(),
+            transient: row.transient,
+            container: row.container.clone(),
+            created_at: row.created_at,
+            deadline: row.deadline,
+        };
+        let limits = SessionLimits {
+            memory_window: self.memory_window(),
             client_queue: self.config.client_queue,
             output_cap: self.config.output_cap,
             output_policy: self.config.output_policy,
@@ -196,43 +296,41 @@ impl Registry {
             transient_grace: self.config.transient_grace,
         };
         let weak: Weak<Registry> = Arc::downgrade(self);
-        let reaped_token = token.clone();
+        let reaped_token = row.token.clone();
         let on_reaped = Box::new(move || {
             if let Some(r) = weak.upgrade() {
                 r.lock().remove(&reaped_token);
             }
         });
-        let parts = ActorParts {
-            cmd_rx,
-            out_rx,
-            ctl_rx,
-            ctl_tx,
-            input_tx,
-            input,
-        };
-        let spool = self
-            .config
-            .data_dir
-            .join("spool")
-            .join(format!("{id}.spool"));
-        let actor = Actor::new(
+        let actor = Actor::new(ActorInit {
             meta,
-            session_limits,
-            self.runtime.clone(),
-            spool,
-            parts,
-            self.shutdown.child_token(),
+            limits,
+            runtime: self.runtime.clone(),
+            db: self.db.clone(),
+            log,
+            parts: ActorParts {
+                cmd_rx,
+                out_rx,
+                ctl_rx,
+                ctl_tx,
+                input_tx,
+                input,
+                acks: acks_tx,
+            },
+            shutdown: self.shutdown.child_token(),
             on_reaped,
-        );
+            kill_reason: row.kill_reason.clone(),
+            exit,
+            output_closed,
+        });
         self.lock().insert(
-            token.clone(),
+            row.token.clone(),
             SessionHandle {
-                id: id.clone(),
+                id: row.id.clone(),
                 tx: cmd_tx,
             },
         );
         self.tracker.spawn(actor.run());
-        Ok(SessionCreated { token, id })
     }
 
     async fn start(
@@ -240,15 +338,23 @@ impl Registry {
         container: &str,
         code: &str,
         args: &[String],
-    ) -> Result<crate::runtime::ContainerIo, CreateError> {
+    ) -> Result<ContainerIo, CreateError> {
         let mut cio = self.runtime.attach(container).await?;
         self.runtime.start(container).await?;
         let start = serde_json::json!({
             "code": code,
             "args": args,
             "filename": "function.py",
+            "window": io::DRIVER_WINDOW,
+            "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
+            "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,
         });
         let payload = serde_json::to_vec(&start).map_err(|e| CreateError::Handover(e.into()))?;
+        if payload.len() > crate::driver_frame::MAX_PAYLOAD * 4 {
+            return Err(CreateError::Handover(std::io::Error::other(
+                "code too large",
+            )));
+        }
         io::write_message(&mut cio.input, KIND_START, &payload)
             .await
             .map_err(CreateError::Handover)?;

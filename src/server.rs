@@ -8,6 +8,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::db::Db;
+use crate::reconcile::reconcile;
 use crate::registry::Registry;
 use crate::runtime::{DockerRuntime, Runtime};
 use crate::store::FunctionStore;
@@ -53,9 +55,24 @@ pub async fn run_with_runtime(
             config.data_dir.display()
         )
     })?;
+    let db = Db::open(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the state database in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
-    let registry = Registry::new(runtime, config.clone(), shutdown.clone(), tracker.clone());
+    let registry = Registry::new(
+        Arc::new(db),
+        runtime,
+        config.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    );
+    // Before serving: every session the database knows is live again (or
+    // ended), and no orphan container is left.
+    reconcile(&registry).await?;
     let state = Arc::new(AppState {
         config,
         store,

@@ -4,7 +4,7 @@ mod common;
 
 use bento::client::{AttachEnd, AttachOptions, Event};
 use bento::protocol::{CloseReason, CreateSession, ExitReason, SessionState};
-use common::{containers_of, receive, TestServer};
+use common::{receive, TestServer};
 
 const ECHO: &str = r#"
 def main(greeting):
@@ -31,7 +31,7 @@ async fn hello_runs_and_is_reaped() {
     assert_eq!(r.exit.as_ref().map(|e| e.code), Some(0));
     assert!(matches!(r.end, Some(AttachEnd::Finished)), "{:?}", r.end);
     s.wait_reaped(&token).await;
-    assert_eq!(containers_of(&id).await, 0, "container must be removed");
+    assert_eq!(s.containers(&id).await, 0, "container must be removed");
     s.stop().await;
 }
 
@@ -104,11 +104,7 @@ async fn output_of_a_function_that_ended_detached_is_delivered_then_reaped() {
         .wait_session(&token, "function ended", |i| i.state == SessionState::Ended)
         .await;
     assert_eq!(info.pending_messages, 53, "50 data, stdout, stderr, exit");
-    assert_eq!(
-        containers_of(&id).await,
-        1,
-        "kept until output is delivered"
-    );
+    assert_eq!(s.containers(&id).await, 1, "kept until output is delivered");
 
     let mut att = s.attach(&token, 0).await;
     let r = receive(&mut att, |_| false).await;
@@ -121,7 +117,7 @@ async fn output_of_a_function_that_ended_detached_is_delivered_then_reaped() {
         Some(ExitReason::Exited { code: 3 })
     );
     s.wait_reaped(&token).await;
-    assert_eq!(containers_of(&id).await, 0);
+    assert_eq!(s.containers(&id).await, 0);
     s.stop().await;
 }
 
@@ -187,7 +183,7 @@ async fn close_detaches_and_kill_stops() {
     );
     assert_eq!(r.exit.map(|e| e.code), Some(137));
     s.wait_reaped(&token).await;
-    assert_eq!(containers_of(&id).await, 0);
+    assert_eq!(s.containers(&id).await, 0);
     s.stop().await;
 }
 

@@ -202,7 +202,10 @@ import time
 time.sleep(60)
 "#;
     let (_, r) = run_with(&s, code, LimitsRequest::default()).await;
-    assert_eq!(r.data_strings(), vec!["before"]);
+    // The driver writes frames from a thread of its own, so the garbage may
+    // land before 'before' does; nothing after the garbage is decoded.
+    let data = r.data_strings();
+    assert!(data.is_empty() || data == ["before"], "{data:?}");
     assert!(
         matches!(reason(&r), Some(ExitReason::ProtocolError { .. })),
         "{:?}",

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ClientMsg, CloseReason, InputFrame, ServerMsg};
+use crate::protocol::{
+    ClientMsg, CloseReason, InputFrame, ServerMsg, INPUT_HEADER_LEN, MAX_INPUT_BYTES,
+};
 use crate::session::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 
 /// WebSocket close codes: 1000 normal, 1008 policy violation, 1001 going away.
@@ -121,6 +123,12 @@ pub async fn serve(
                     // Anything from the client proves it is alive.
                     silent_after = Instant::now() + 2 * heartbeat;
                     match msg {
+                        Message::Binary(b) if b.len() > INPUT_HEADER_LEN + MAX_INPUT_BYTES => {
+                            return End::Protocol(format!(
+                                "input message of {} bytes is over the limit of {MAX_INPUT_BYTES}",
+                                b.len() - INPUT_HEADER_LEN
+                            ));
+                        }
                         Message::Binary(b) => match InputFrame::decode(b) {
                             Ok(f) => {
                                 let item = InputItem { client, seq: f.seq, bytes: Some(f.bytes) };

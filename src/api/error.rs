@@ -50,7 +50,13 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         // axum's text says what is wrong (syntax, type, missing field, size).
-        ApiError::new(r.status(), r.body_text())
+        // A body that parses but does not fit is a bad request like any
+        // other, not axum's 422.
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError::new(status, r.body_text())
     }
 }
 
@@ -66,6 +72,7 @@ impl From<CreateError> for ApiError {
             CreateError::AtCapacity(_) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
             }
+            CreateError::Db(_) => ApiError::internal(e.to_string()),
             CreateError::Runtime(_) | CreateError::Handover(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
             }

@@ -44,6 +44,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sessions/{token}/kill", post(kill_session))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -60,7 +66,31 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body with content-type: application/json",
+            ));
+        }
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        // serde would fill a struct from an array too; every body here is
+        // an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("expected a JSON object"));
+        }
+        let Json(v) = Json::<T>::from_bytes(&body)?;
         Ok(ApiJson(v))
     }
 }
@@ -206,7 +236,9 @@ async fn attach(
     let shutdown = s.shutdown.clone();
     let heartbeat = s.config.heartbeat_interval;
     Ok(ws
-        .max_message_size(crate::protocol::MAX_INPUT_BYTES + crate::protocol::INPUT_HEADER_LEN)
+        // Twice the limit, so that a message just over it is read and
+        // refused with a reason rather than cut off by the socket layer.
+        .max_message_size(2 * crate::protocol::MAX_INPUT_BYTES + crate::protocol::INPUT_HEADER_LEN)
         .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown, heartbeat)))
 }
 

@@ -58,7 +58,7 @@ async fn follow(
         ..AttachOptions::default()
     };
     let mut att = client.attach(token, options).await?;
-    watch_signals(att.detach_handle(), token.to_string())?;
+    let mut sig = watch_signals(att.detach_handle(), token.to_string())?;
     if stdin {
         tokio::spawn(pump_stdin(att.input()));
     }
@@ -69,10 +69,13 @@ async fn follow(
         since_flush: 0,
         exit: None,
     };
-    match follower.follow(&mut att, &mut output).await {
-        // Only the signal watcher detaches here; it says so and exits with
-        // the signal's code, so this task must not race it to the exit.
-        Ok(AttachEnd::Detached) => Ok(std::future::pending::<i32>().await),
+    match follower.follow(&mut att, &mut output, &mut sig).await {
+        Ok(AttachEnd::Detached) => {
+            let code = (*sig.borrow()).unwrap_or(1);
+            att.detach().await;
+            say(&format!("detached; {}", reattach_hint(token)));
+            Ok(code)
+        }
         Ok(end) => Ok(follower.finish(end, token)),
         Err(e) => {
             // Output could not be written: leave it on the server (unacked)
@@ -100,18 +103,28 @@ impl Follower {
         &mut self,
         att: &mut Attachment,
         output: &mut Output<O, E>,
+        sig: &mut tokio::sync::watch::Receiver<Option<i32>>,
     ) -> std::io::Result<AttachEnd>
     where
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
         loop {
+            if sig.borrow().is_some() {
+                self.flush(att, output).await?;
+                return Ok(AttachEnd::Detached);
+            }
             let event = match att.try_next() {
                 Some(ev) => ev,
                 None => {
                     // Nothing more is ready: a good moment to flush.
                     self.flush(att, output).await?;
-                    match att.next().await {
+                    let next = tokio::select! {
+                        biased;
+                        _ = sig.changed() => continue,
+                        ev = att.next() => ev,
+                    };
+                    match next {
                         Some(ev) => ev,
                         None => {
                             let gone = "the attachment ended without saying why";
@@ -247,7 +260,11 @@ async fn pump_stdin(input: InputSender) {
 }
 
 /// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps running.
-fn watch_signals(handle: DetachHandle, token: String) -> anyhow::Result<()> {
+fn watch_signals(
+    handle: DetachHandle,
+    token: String,
+) -> anyhow::Result<tokio::sync::watch::Receiver<Option<i32>>> {
+    let (tx, rx) = tokio::sync::watch::channel(None);
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -258,9 +275,13 @@ fn watch_signals(handle: DetachHandle, token: String) -> anyhow::Result<()> {
             _ = term.recv() => 143,
             _ = hup.recv() => 129,
         };
+        let _ = tx.send(Some(code));
+        // The follower stops, acks what it wrote and detaches; if it is
+        // stuck writing, leave anyway.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), handle.detach()).await;
         say(&format!("detached; {}", reattach_hint(&token)));
         std::process::exit(code);
     });
-    Ok(())
+    Ok(rx)
 }

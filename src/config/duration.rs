@@ -1,6 +1,6 @@
 //! Durations in YAML: a number of seconds, or a number with a unit.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 use std::time::Duration;
 
 /// Accepts `90`, `90s`, `15m`, `24h`, `2d` (and `500ms`).
@@ -21,20 +21,31 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
+    struct V;
+    const HOW: &str = "a whole number of seconds, or a number with s, m, h or d, like 30s or 24h";
+    impl serde::de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(HOW)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(n))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
+            u64::try_from(n).map(Duration::from_secs).map_err(|_| {
+                E::custom(format!(
+                    "invalid duration {n}: durations cannot be negative"
+                ))
+            })
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Duration, E> {
+            Err(E::custom(format!("invalid duration {n}: use {HOW}")))
+        }
+        fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Duration, E> {
+            parse_duration(t).ok_or_else(|| E::custom(format!("invalid duration {t:?}: use {HOW}")))
+        }
     }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(Duration::from_secs(n)),
-        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {t:?}: use a number with s, m, h or d, like 30s or 24h"
-            ))
-        }),
-    }
+    d.deserialize_any(V)
 }
 
 /// [`de_duration`] for optional values.

@@ -6,11 +6,10 @@
 //! session once the function has ended, all output is acknowledged and no
 //! client is attached (or `session_ttl` has passed).
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +17,7 @@ use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
 use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
 use crate::config::OutputPolicy;
+use crate::db::Db;
 use crate::protocol::{
     CloseReason, ExitInfo, ExitReason, OutputFrame, ServerMsg, SessionInfo, SessionState,
 };
@@ -34,8 +34,8 @@ pub struct SessionMeta {
     pub transient: bool,
     pub container: String,
     pub created_at: u64,
-    /// Wall-clock limit of the function; `None` for none.
-    pub timeout: Option<Duration>,
+    /// When the function's timeout fires, seconds since the epoch.
+    pub deadline: Option<u64>,
 }
 
 /// Tunables from the server config.
@@ -78,7 +78,14 @@ pub struct Actor {
     meta: SessionMeta,
     limits: SessionLimits,
     runtime: Arc<dyn Runtime>,
+    db: Arc<Db>,
     log: OutputLog,
+    /// The durable output offset, for the stdin writer to ACK to the driver.
+    acks: watch::Sender<u64>,
+    /// Acks not yet written to the database, and when they last were.
+    acked_saved: (u64, Instant),
+    /// End of input is recorded in the database.
+    input_closed_saved: bool,
     cmd_rx: mpsc::Receiver<Command>,
     out_rx: mpsc::Receiver<OutputEvent>,
     ctl_rx: mpsc::Receiver<ControlEvent>,
@@ -111,6 +118,27 @@ pub struct ActorParts {
     pub ctl_tx: mpsc::Sender<ControlEvent>,
     pub input_tx: mpsc::Sender<InputItem>,
     pub input: Arc<InputProgress>,
+    pub acks: watch::Sender<u64>,
+}
+
+/// Everything an actor starts from: a new session, or one restored after a
+/// controller restart (with its log recovered and perhaps already ended).
+pub struct ActorInit {
+    pub meta: SessionMeta,
+    pub limits: SessionLimits,
+    pub runtime: Arc<dyn Runtime>,
+    pub db: Arc<Db>,
+    pub log: OutputLog,
+    pub parts: ActorParts,
+    pub shutdown: CancellationToken,
+    /// Called once when the session is reaped, to forget it.
+    pub on_reaped: Box<dyn FnOnce() + Send>,
+    /// Why the controller was killing the function before a restart.
+    pub kill_reason: Option<ExitReason>,
+    /// The function has ended (exit info, end time in seconds).
+    pub exit: Option<(ExitInfo, u64)>,
+    /// The container's output is over (it is gone or has exited).
+    pub output_closed: bool,
 }
 
 pub fn now_secs() -> u64 {
@@ -121,21 +149,42 @@ pub fn now_secs() -> u64 {
 }
 
 impl Actor {
-    pub fn new(
-        meta: SessionMeta,
-        limits: SessionLimits,
-        runtime: Arc<dyn Runtime>,
-        spool: PathBuf,
-        parts: ActorParts,
-        shutdown: CancellationToken,
-        on_reaped: Box<dyn FnOnce() + Send>,
-    ) -> Actor {
-        Actor {
-            deadline: meta.timeout.map(|t| Instant::now() + t),
-            log: OutputLog::new(spool, limits.memory_window),
+    pub fn new(init: ActorInit) -> Actor {
+        let ActorInit {
             meta,
             limits,
             runtime,
+            db,
+            log,
+            parts,
+            shutdown,
+            on_reaped,
+            kill_reason,
+            exit,
+            output_closed,
+        } = init;
+        let now = now_secs();
+        let deadline = meta
+            .deadline
+            .map(|d| Instant::now() + Duration::from_secs(d.saturating_sub(now)));
+        let ended_at = exit.as_ref().map(|(_, at)| {
+            // An end before a restart counts from its own time for the ttl.
+            let ago = Duration::from_secs(now.saturating_sub(*at));
+            (
+                *at,
+                Instant::now().checked_sub(ago).unwrap_or_else(Instant::now),
+            )
+        });
+        Actor {
+            deadline,
+            acked_saved: (log.acked(), Instant::now()),
+            input_closed_saved: parts.input.closed.load(Ordering::Acquire),
+            log,
+            meta,
+            limits,
+            runtime,
+            db,
+            acks: parts.acks,
             cmd_rx: parts.cmd_rx,
             out_rx: parts.out_rx,
             ctl_rx: parts.ctl_rx,
@@ -145,11 +194,11 @@ impl Actor {
             client: None,
             next_client_id: 1,
             input_ack: None,
-            kill_reason: None,
-            exit: None,
+            kill_reason,
+            exit: exit.map(|(e, _)| e),
             detached_since: Instant::now(),
-            output_closed: false,
-            ended_at: None,
+            output_closed,
+            ended_at,
             shutdown,
             on_reaped: Some(on_reaped),
         }
@@ -199,6 +248,7 @@ impl Actor {
                     if let Some(c) = self.client.take() {
                         c.close(CloseReason::ServerShutdown);
                     }
+                    self.save_acked(true);
                     return;
                 }
                 cmd = self.cmd_rx.recv() => match cmd {
@@ -328,9 +378,25 @@ impl Actor {
         // A client cannot have written out what it was never sent.
         let sent = self.client.as_ref().map(|c| c.next_send - 1).unwrap_or(0);
         self.ack(seq.min(sent));
+        self.save_acked(false);
         if self.exit.is_some() && self.log.pending_messages() == 0 {
             self.close_client(CloseReason::Finished);
         }
+    }
+
+    /// Writes the acks to the database: at once when `now`, else at most
+    /// once a second. A restart that finds older acks only re-offers
+    /// messages the client already has, which it drops by seq.
+    fn save_acked(&mut self, now: bool) {
+        let acked = self.log.acked();
+        let (saved, at) = self.acked_saved;
+        if acked == saved || (!now && at.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        if let Err(e) = self.db.set_acked(&self.meta.token, acked) {
+            tracing::warn!(session = %self.meta.id, error = %e, "cannot save acks");
+        }
+        self.acked_saved = (acked, Instant::now());
     }
 
     fn ack(&mut self, seq: u64) {
@@ -342,6 +408,7 @@ impl Actor {
     fn close_client(&mut self, reason: CloseReason) {
         if let Some(c) = self.client.take() {
             self.detached_since = Instant::now();
+            self.save_acked(true);
             tracing::info!(session = %self.meta.id, %reason, "client detached");
             c.close(reason);
         }
@@ -350,6 +417,7 @@ impl Actor {
     fn client_gone(&mut self) {
         if self.client.take().is_some() {
             self.detached_since = Instant::now();
+            self.save_acked(true);
             tracing::info!(session = %self.meta.id, "client left");
         }
     }
@@ -415,8 +483,15 @@ impl Actor {
 
     fn on_output(&mut self, ev: Option<OutputEvent>) {
         match ev {
-            Some(OutputEvent::Output { stream, end, bytes }) => {
-                self.append(Entry::Output { stream, end, bytes })
+            Some(OutputEvent::Output {
+                stream,
+                end,
+                bytes,
+                offset,
+            }) => {
+                self.append(Entry::Output { stream, end, bytes }, offset);
+                // Durable now: the driver may forget it.
+                self.acks.send_replace(self.log.stream_offset());
             }
             Some(OutputEvent::BadFrames(message)) => {
                 self.kill(ExitReason::ProtocolError { message });
@@ -425,8 +500,8 @@ impl Actor {
         }
     }
 
-    fn append(&mut self, entry: Entry) {
-        if let Err(e) = self.log.append(entry) {
+    fn append(&mut self, entry: Entry, offset: u64) {
+        if let Err(e) = self.log.append(entry, offset) {
             // Without a spool, output would be lost silently: stop the
             // function instead, and say why.
             tracing::error!(session = %self.meta.id, error = %e, "spool write failed");
@@ -440,6 +515,14 @@ impl Actor {
         match ev {
             ControlEvent::InputApplied(seq) => {
                 self.input_ack = Some(self.input_ack.map_or(seq, |s| s.max(seq)));
+                if !self.input_closed_saved && self.input.closed.load(Ordering::Acquire) {
+                    // So that a restarted controller never writes input
+                    // after end of input.
+                    if let Err(e) = self.db.set_input_closed(&self.meta.token) {
+                        tracing::warn!(session = %self.meta.id, error = %e, "cannot save end of input");
+                    }
+                    self.input_closed_saved = true;
+                }
             }
             ControlEvent::InputProtocol { client, message } => {
                 if self.client.as_ref().map(|c| c.id) == Some(client) {
@@ -482,30 +565,27 @@ impl Actor {
         if self.exit.is_some() {
             return;
         }
-        let reason = match (self.kill_reason.take(), state) {
-            (Some(r), _) => r,
-            (None, ContainerState::Exited(x)) if x.oom_killed => ExitReason::OomKilled,
-            (None, ContainerState::Exited(x)) if x.code > 128 && x.code <= 128 + 64 => {
-                ExitReason::Signaled {
-                    signal: x.code - 128,
-                }
-            }
-            (None, ContainerState::Exited(x)) => ExitReason::Exited { code: x.code },
-            (None, ContainerState::Missing) => ExitReason::Lost {
-                message: "container was removed".into(),
-            },
-            (None, ContainerState::Running) => return,
+        let Some(reason) = exit_reason(self.kill_reason.take(), state) else {
+            return;
         };
         tracing::info!(session = %self.meta.id, %reason, "function ended");
         let info = ExitInfo::from(reason);
+        let ended_at = now_secs();
+        if let Err(e) = self.db.set_exit(&self.meta.token, &info, ended_at) {
+            tracing::warn!(session = %self.meta.id, error = %e, "cannot save exit");
+        }
         self.exit = Some(info.clone());
-        self.ended_at = Some((now_secs(), Instant::now()));
-        self.append(Entry::Exit(info));
+        self.ended_at = Some((ended_at, Instant::now()));
+        let offset = self.log.stream_offset();
+        self.append(Entry::Exit(info), offset);
     }
 
     fn kill(&mut self, reason: ExitReason) {
         if self.exit.is_some() || self.kill_reason.is_some() {
             return;
+        }
+        if let Err(e) = self.db.set_kill_reason(&self.meta.token, &reason) {
+            tracing::warn!(session = %self.meta.id, error = %e, "cannot save kill reason");
         }
         self.kill_reason = Some(reason);
         let runtime = self.runtime.clone();
@@ -527,6 +607,9 @@ impl Actor {
             tracing::warn!(session = %self.meta.id, error = %e, "cannot remove container");
         }
         self.log.remove_spool();
+        if let Err(e) = self.db.delete_session(&self.meta.token) {
+            tracing::warn!(session = %self.meta.id, error = %e, "cannot forget session");
+        }
         if let Some(f) = self.on_reaped.take() {
             f();
         }
@@ -554,6 +637,25 @@ impl Actor {
             ended_at: self.ended_at.map(|(s, _)| s),
         }
     }
+}
+
+/// Why a function ended: the reason the controller killed it for, or what
+/// the engine says. `None` while it still runs.
+pub fn exit_reason(kill_reason: Option<ExitReason>, state: ContainerState) -> Option<ExitReason> {
+    Some(match (kill_reason, state) {
+        (_, ContainerState::Running) => return None,
+        (Some(r), _) => r,
+        (None, ContainerState::Exited(x)) if x.oom_killed => ExitReason::OomKilled,
+        (None, ContainerState::Exited(x)) if x.code > 128 && x.code <= 128 + 64 => {
+            ExitReason::Signaled {
+                signal: x.code - 128,
+            }
+        }
+        (None, ContainerState::Exited(x)) => ExitReason::Exited { code: x.code },
+        (None, ContainerState::Missing) => ExitReason::Lost {
+            message: "container was removed".into(),
+        },
+    })
 }
 
 async fn reserve(tx: Option<mpsc::Sender<ToClient>>) -> Option<mpsc::OwnedPermit<ToClient>> {

@@ -1,27 +1,39 @@
 //! The two tasks that serve a container's stdio for its session actor.
 //!
 //! - The **reader** decodes the driver's frames from the attach stream and
-//!   hands output to the actor over a small bounded channel. When the actor
-//!   stops taking output (the session's output cap), the reader stops reading,
-//!   the pipe fills, and the function blocks: backpressure, nothing dropped.
+//!   hands output to the actor over a small bounded channel, with the
+//!   stream offset each frame takes it to. When the actor stops taking
+//!   output (the session's output cap), the reader stops reading, and the
+//!   driver's window fills: the function blocks. Nothing is dropped.
 //! - The **stdin writer** applies input exactly once, in order (seed 004's
-//!   triage). It is a task of its own so that a function that never reads its
-//!   stdin blocks only the input path, never output delivery or `kill`.
+//!   triage), never more of it than the driver has room for (credits), and
+//!   tells the driver which output is durable (ACK). It is a task of its own
+//!   so that a function that never reads its stdin blocks only the input
+//!   path, never output delivery or `kill`.
 
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::InputItem;
 use crate::driver_frame::{
-    self, Decoder, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR, KIND_STDOUT,
+    self, Decoder, HEADER_LEN, KIND_ACK, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR,
+    KIND_STDOUT, KIND_SYNC,
 };
 use crate::protocol::Stream;
 use crate::runtime::{self, OutputChunk};
+
+/// Input the driver may hold unconsumed (it is told the same in START).
+pub const MAX_INPUTS_IN_FLIGHT: u64 = 64;
+pub const MAX_INPUT_BYTES_IN_FLIGHT: u64 = 8 << 20;
+/// Output the driver may hold unacknowledged.
+pub const DRIVER_WINDOW: u64 = 8 << 20;
 
 /// Output from the reader, in the order the container produced it.
 #[derive(Debug)]
@@ -29,7 +41,10 @@ pub enum OutputEvent {
     Output {
         stream: Stream,
         end: bool,
-        bytes: bytes::Bytes,
+        bytes: Bytes,
+        /// The driver's stream offset after this frame (unchanged for raw
+        /// stderr, which is not part of that stream).
+        offset: u64,
     },
     /// The frame stream is corrupt; later stdout is discarded.
     BadFrames(String),
@@ -41,7 +56,7 @@ pub enum OutputEvent {
 #[derive(Debug)]
 pub enum ControlEvent {
     /// Input up to `seq` has been written to the function (or discarded
-    /// because the function had already ended).
+    /// because input had ended or the function had).
     InputApplied(u64),
     /// A client sent input out of order.
     InputProtocol { client: u64, message: String },
@@ -49,69 +64,96 @@ pub enum ControlEvent {
     Exited(runtime::ContainerState),
 }
 
+/// Spawns the reader; `offset` is where in the driver's frame stream the
+/// output starts (0, or where a resumed driver picks up).
 pub fn spawn_reader(
     mut output: BoxStream<'static, runtime::Result<OutputChunk>>,
     tx: mpsc::Sender<OutputEvent>,
+    credits: watch::Sender<u64>,
     session: String,
+    offset: u64,
 ) {
     tokio::spawn(async move {
         let mut decoder = Decoder::new();
         let mut corrupt = false;
+        let mut offset = offset;
         while let Some(chunk) = output.next().await {
-            let event = match chunk {
-                Ok(OutputChunk::Stdout(bytes)) => {
-                    if corrupt {
-                        continue;
-                    }
-                    decoder.feed(&bytes);
-                    loop {
-                        match decoder.next_frame() {
-                            Ok(Some(f)) => {
-                                let stream = match f.kind {
-                                    KIND_DATA => Stream::Data,
-                                    KIND_STDOUT => Stream::Stdout,
-                                    KIND_STDERR => Stream::Stderr,
-                                    _ => Stream::Stderr,
-                                };
-                                let end = f.end || stream != Stream::Data;
-                                let ev = OutputEvent::Output {
-                                    stream,
-                                    end,
-                                    bytes: f.payload,
-                                };
-                                if tx.send(ev).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(session = %session, error = %e, "function wrote a bad frame");
-                                corrupt = true;
-                                if tx
-                                    .send(OutputEvent::BadFrames(e.to_string()))
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
-                                }
-                                break;
-                            }
-                        }
+            let bytes = match chunk {
+                Ok(OutputChunk::Stdout(bytes)) => bytes,
+                Ok(OutputChunk::Stderr(bytes)) => {
+                    let ev = OutputEvent::Output {
+                        stream: Stream::Stderr,
+                        end: true,
+                        bytes,
+                        offset,
+                    };
+                    if tx.send(ev).await.is_err() {
+                        return;
                     }
                     continue;
                 }
-                Ok(OutputChunk::Stderr(bytes)) => OutputEvent::Output {
-                    stream: Stream::Stderr,
-                    end: true,
-                    bytes,
-                },
                 Err(e) => {
                     tracing::warn!(session = %session, error = %e, "attach stream failed");
                     break;
                 }
             };
-            if tx.send(event).await.is_err() {
-                return;
+            if corrupt {
+                continue;
+            }
+            decoder.feed(&bytes);
+            loop {
+                let f = match decoder.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(session = %session, error = %e, "function wrote a bad frame");
+                        corrupt = true;
+                        if tx
+                            .send(OutputEvent::BadFrames(e.to_string()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        break;
+                    }
+                };
+                let stream = match f.kind {
+                    KIND_DATA => Stream::Data,
+                    KIND_STDOUT => Stream::Stdout,
+                    KIND_STDERR => Stream::Stderr,
+                    KIND_CREDIT => {
+                        match <[u8; 8]>::try_from(&f.payload[..]) {
+                            Ok(b) => {
+                                credits.send_replace(u64::from_be_bytes(b));
+                            }
+                            Err(_) => {
+                                corrupt = true;
+                                let ev =
+                                    OutputEvent::BadFrames("credit frame of wrong size".into());
+                                if tx.send(ev).await.is_err() {
+                                    return;
+                                }
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    // Only meaningful right after RESUME; a stray one
+                    // (which only the function could forge) is ignored.
+                    KIND_SYNC => continue,
+                    _ => continue,
+                };
+                offset += (HEADER_LEN + f.payload.len()) as u64;
+                let ev = OutputEvent::Output {
+                    stream,
+                    end: f.end || stream != Stream::Data,
+                    bytes: f.payload,
+                    offset,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
             }
         }
         if !corrupt {
@@ -133,79 +175,147 @@ pub struct InputProgress {
     pub closed: AtomicBool,
 }
 
-impl Default for InputProgress {
-    fn default() -> Self {
+impl InputProgress {
+    /// Progress after `received` inputs (end of input included) reached the driver.
+    pub fn after(received: u64, closed: bool) -> InputProgress {
         InputProgress {
-            next: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
+            next: AtomicU64::new(received + 1),
+            closed: AtomicBool::new(closed),
         }
     }
 }
 
-pub fn spawn_stdin_writer(
-    mut input: Pin<Box<dyn AsyncWrite + Send>>,
-    mut rx: mpsc::Receiver<InputItem>,
-    events: mpsc::Sender<ControlEvent>,
-    progress: Arc<InputProgress>,
-) {
-    tokio::spawn(async move {
-        let mut eof_written = false;
-        // Once the function is gone, input is acknowledged and discarded so
-        // that clients do not resend it forever.
-        let mut broken = false;
-        while let Some(item) = rx.recv().await {
-            let expected = progress.next.load(Ordering::Acquire);
-            if item.seq < expected {
-                // A duplicate from a resend: already applied, ack again.
-                if events
-                    .send(ControlEvent::InputApplied(expected - 1))
-                    .await
-                    .is_err()
-                {
-                    return;
+impl Default for InputProgress {
+    fn default() -> Self {
+        InputProgress::after(0, false)
+    }
+}
+
+/// The stdin writer's channels.
+pub struct StdinParts {
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub rx: mpsc::Receiver<InputItem>,
+    pub events: mpsc::Sender<ControlEvent>,
+    pub progress: Arc<InputProgress>,
+    /// The durable output offset, to acknowledge to the driver.
+    pub acks: watch::Receiver<u64>,
+    /// Inputs the function has consumed, from the driver's credits.
+    pub credits: watch::Receiver<u64>,
+}
+
+pub fn spawn_stdin_writer(parts: StdinParts) {
+    tokio::spawn(stdin_writer(parts));
+}
+
+async fn stdin_writer(p: StdinParts) {
+    let StdinParts {
+        mut input,
+        mut rx,
+        events,
+        progress,
+        mut acks,
+        mut credits,
+    } = p;
+    // Inputs written to the driver (end of input included), and the sizes
+    // of those it has not consumed yet, oldest first.
+    let sent = progress.next.load(Ordering::Acquire) - 1;
+    let mut consumed = *credits.borrow_and_update();
+    // Sizes of inputs a resumed driver holds are unknown; count them as 0.
+    let mut unconsumed: VecDeque<u64> = (consumed..sent).map(|_| 0).collect();
+    let mut eof_written = progress.closed.load(Ordering::Acquire);
+    // Once the function is gone, input is acknowledged and discarded so
+    // that clients do not resend it forever.
+    let mut broken = false;
+    let mut reader_alive = true;
+    loop {
+        let bytes_in_flight: u64 = unconsumed.iter().sum();
+        let room = (unconsumed.len() as u64) < MAX_INPUTS_IN_FLIGHT
+            && bytes_in_flight < MAX_INPUT_BYTES_IN_FLIGHT;
+        tokio::select! {
+            biased;
+            changed = acks.changed() => {
+                if changed.is_err() {
+                    return; // the session is gone
                 }
-                continue;
-            }
-            if item.seq > expected {
-                let message = format!("input seq {} skips {}", item.seq, expected);
-                let ev = ControlEvent::InputProtocol {
-                    client: item.client,
-                    message,
-                };
-                if events.send(ev).await.is_err() {
-                    return;
+                let offset = *acks.borrow_and_update();
+                if !broken {
+                    let frame = driver_frame::encode(KIND_ACK, false, &offset.to_be_bytes());
+                    if let Err(e) = write_frames(&mut input, &[frame]).await {
+                        tracing::debug!(error = %e, "function's stdin is closed");
+                        broken = true;
+                    }
                 }
-                continue;
             }
-            // Input after end of input (say, from a client that reattached
-            // and ended its own stdin) is acknowledged and discarded, like
-            // input to a function that has ended.
-            if !broken && !eof_written {
-                let result = match &item.bytes {
-                    Some(b) => write_message(&mut input, KIND_INPUT, b).await,
-                    None => write_message(&mut input, KIND_EOF, &[]).await,
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "function's stdin is closed");
+            changed = credits.changed(), if reader_alive => {
+                if changed.is_err() {
+                    // The reader is gone: the container's output has ended,
+                    // so nothing will be consumed any more.
+                    reader_alive = false;
                     broken = true;
+                    continue;
+                }
+                let now = *credits.borrow_and_update();
+                while consumed < now {
+                    consumed += 1;
+                    unconsumed.pop_front();
                 }
             }
-            if item.bytes.is_none() && !eof_written {
-                eof_written = true;
-                progress.closed.store(true, Ordering::Release);
-            }
-            progress.next.store(item.seq + 1, Ordering::Release);
-            // Ack in batches: only when no more input is waiting.
-            if rx.is_empty()
-                && events
-                    .send(ControlEvent::InputApplied(item.seq))
-                    .await
-                    .is_err()
-            {
-                return;
+            item = rx.recv(), if room || broken || eof_written => {
+                let Some(item) = item else { return };
+                let expected = progress.next.load(Ordering::Acquire);
+                if item.seq < expected {
+                    // A duplicate from a resend: already applied, ack again.
+                    if events.send(ControlEvent::InputApplied(expected - 1)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if item.seq > expected {
+                    let message = format!("input seq {} skips {}", item.seq, expected);
+                    let ev = ControlEvent::InputProtocol { client: item.client, message };
+                    if events.send(ev).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                // Input after end of input (say, from a client that
+                // reattached and ended its own stdin again) is acknowledged
+                // and discarded, like input to a function that has ended.
+                if !broken && !eof_written {
+                    let (kind, payload) = match &item.bytes {
+                        Some(b) => (KIND_INPUT, &b[..]),
+                        None => (KIND_EOF, &[][..]),
+                    };
+                    match write_frames(&mut input, &driver_frame::encode_message(kind, payload)).await {
+                        Ok(()) => unconsumed.push_back(payload.len() as u64),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "function's stdin is closed");
+                            broken = true;
+                        }
+                    }
+                    if item.bytes.is_none() {
+                        eof_written = true;
+                        progress.closed.store(true, Ordering::Release);
+                    }
+                }
+                progress.next.store(item.seq + 1, Ordering::Release);
+                // Ack in batches: only when no more input is waiting.
+                if rx.is_empty() && events.send(ControlEvent::InputApplied(item.seq)).await.is_err() {
+                    return;
+                }
             }
         }
-    });
+    }
+}
+
+async fn write_frames(
+    w: &mut Pin<Box<dyn AsyncWrite + Send>>,
+    frames: &[Bytes],
+) -> std::io::Result<()> {
+    for frame in frames {
+        w.write_all(frame).await?;
+    }
+    w.flush().await
 }
 
 /// Writes one message as driver frames and flushes.
@@ -214,8 +324,5 @@ pub async fn write_message(
     kind: u8,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    for frame in driver_frame::encode_message(kind, payload) {
-        w.write_all(&frame).await?;
-    }
-    w.flush().await
+    write_frames(w, &driver_frame::encode_message(kind, payload)).await
 }

@@ -31,7 +31,9 @@ fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     config.images.insert(spec.name.clone(), spec);
     tweak(&mut config);
     let fake = FakeRuntime::default();
+    let db = crate::db::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry::new(
+        Arc::new(db),
         Arc::new(fake.clone()),
         Arc::new(config),
         CancellationToken::new(),

@@ -75,6 +75,7 @@ pub struct TestServer {
     pub url: String,
     pub client: Client,
     pub data_dir: PathBuf,
+    pub label_prefix: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -90,6 +91,13 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let mut config = repo_config();
         config.data_dir = dir.path().join("data");
+        // Each controller owns the containers under its own label prefix:
+        // test servers running side by side must not reconcile away each
+        // other's containers.
+        config.label_prefix = format!(
+            "test{}.bento",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -100,12 +108,14 @@ impl TestServer {
         let url = format!("http://{addr}");
         let shutdown = CancellationToken::new();
         let data_dir = config.data_dir.clone();
+        let label_prefix = config.label_prefix.clone();
         let task = tokio::spawn(bento::server::run(listener, config, shutdown.clone()));
         let client = Client::new(&url, None).unwrap_or_else(|e| panic!("client: {e}"));
         TestServer {
             url,
             client,
             data_dir,
+            label_prefix,
             shutdown,
             task: Some(task),
             _dir: dir,
@@ -180,6 +190,11 @@ impl TestServer {
             assert!(Instant::now() < deadline, "session was not reaped");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Containers of this server's session `id`, running or not.
+    pub async fn containers(&self, id: &str) -> usize {
+        containers_of(&self.label_prefix, id).await
     }
 
     /// Runs the `bento` binary against this server.
@@ -292,11 +307,11 @@ pub async fn receive(att: &mut Attachment, mut stop: impl FnMut(&Received) -> bo
 }
 
 /// Containers carrying this session's label, running or not.
-pub async fn containers_of(session_id: &str) -> usize {
+pub async fn containers_of(label_prefix: &str, session_id: &str) -> usize {
     let rt = DockerRuntime::connect(None)
         .await
         .unwrap_or_else(|e| panic!("docker: {e}"));
-    rt.list(&format!("dev.bento.session={session_id}"))
+    rt.list(&format!("{label_prefix}.session={session_id}"))
         .await
         .unwrap_or_else(|e| panic!("docker list: {e}"))
         .len()

@@ -195,7 +195,16 @@ impl Driver {
 
     /// Detaches on purpose: says so, then closes.
     async fn leave(&mut self, mut sink: Sink) -> ConnEnd {
+        // Ack what the consumer has written before leaving, or the next
+        // attach gets it again.
+        // (Acks are idempotent, so sending one the batcher already sent is
+        // harmless; missing one is not.)
+        let seq = (*self.written.borrow_and_update()).min(self.last_received);
+        self.acks.written(seq, std::time::Instant::now());
         let goodbye = async {
+            if seq > 0 {
+                let _ = send(&mut sink, &ClientMsg::Ack { seq }).await;
+            }
             if send(&mut sink, &ClientMsg::Detach).await.is_ok() {
                 let _ = sink.close().await;
             }

@@ -1,0 +1,242 @@
+//! The controller's durable state: one SQLite database in the data dir
+//! (`bento.db`) holding every live session, so a restarted controller finds
+//! its sessions again. Output itself lives in each session's spool file.
+//!
+//! Writes are small and rare (a session's creation, its exit, its acks at
+//! most once a second, its end), so they are made synchronously on the
+//! calling task; SQLite in WAL mode takes well under a millisecond for each.
+//! The schema is plain SQL so a shared database could later take its place
+//! for several controllers.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::protocol::{ExitInfo, ExitReason};
+
+#[derive(Debug, thiserror::Error)]
+#[error("state database: {0}")]
+pub struct DbError(#[from] rusqlite::Error);
+
+/// What is stored about a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub token: String,
+    pub id: String,
+    pub function: String,
+    pub function_name: Option<String>,
+    pub image: String,
+    pub transient: bool,
+    pub container: String,
+    pub created_at: u64,
+    /// When the function's timeout fires, seconds since the epoch.
+    pub deadline: Option<u64>,
+    pub exit: Option<ExitInfo>,
+    pub ended_at: Option<u64>,
+    /// Output acknowledged by clients (may lag; the spool knows better).
+    pub acked: u64,
+    /// Why the controller was killing the function, if it was.
+    pub kill_reason: Option<ExitReason>,
+    /// End of input has been written to the function.
+    pub input_closed: bool,
+}
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    token         TEXT PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    function      TEXT NOT NULL,
+    function_name TEXT,
+    image         TEXT NOT NULL,
+    transient     INTEGER NOT NULL,
+    container     TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    deadline      INTEGER,
+    exit          TEXT,
+    ended_at      INTEGER,
+    acked         INTEGER NOT NULL DEFAULT 0,
+    kill_reason   TEXT,
+    input_closed  INTEGER NOT NULL DEFAULT 0
+);";
+
+fn json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+impl Db {
+    pub fn open(data_dir: &Path) -> Result<Db, DbError> {
+        let conn = Connection::open(data_dir.join("bento.db"))?;
+        // WAL: a crash loses at most the last transactions, never the file;
+        // NORMAL sync is durable across a process crash (the one we test).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Every use is one statement; a poisoned connection is still whole.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert_session(&self, r: &SessionRow) -> Result<(), DbError> {
+        self.conn().execute(
+            "INSERT INTO sessions (token, id, function, function_name, image, transient,
+                 container, created_at, deadline, exit, ended_at, acked, kill_reason,
+                 input_closed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                r.token,
+                r.id,
+                r.function,
+                r.function_name,
+                r.image,
+                r.transient,
+                r.container,
+                r.created_at as i64,
+                r.deadline.map(|d| d as i64),
+                json(&r.exit),
+                r.ended_at.map(|d| d as i64),
+                r.acked as i64,
+                json(&r.kill_reason),
+                r.input_closed,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_acked(&self, token: &str, acked: u64) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET acked = max(acked, ?2) WHERE token = ?1",
+            params![token, acked as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_exit(&self, token: &str, exit: &ExitInfo, ended_at: u64) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET exit = ?2, ended_at = ?3 WHERE token = ?1",
+            params![token, json(&Some(exit)), ended_at as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_kill_reason(&self, token: &str, reason: &ExitReason) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET kill_reason = ?2 WHERE token = ?1",
+            params![token, json(&Some(reason))],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_input_closed(&self, token: &str) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET input_closed = 1 WHERE token = ?1",
+            params![token],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, token: &str) -> Result<(), DbError> {
+        self.conn()
+            .execute("DELETE FROM sessions WHERE token = ?1", params![token])?;
+        Ok(())
+    }
+
+    pub fn session(&self, token: &str) -> Result<Option<SessionRow>, DbError> {
+        Ok(self
+            .conn()
+            .query_row(&format!("{SELECT} WHERE token = ?1"), params![token], row)
+            .optional()?)
+    }
+
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, DbError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY created_at"))?;
+        let rows = stmt.query_map([], row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
+    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed FROM sessions";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        token: r.get(0)?,
+        id: r.get(1)?,
+        function: r.get(2)?,
+        function_name: r.get(3)?,
+        image: r.get(4)?,
+        transient: r.get(5)?,
+        container: r.get(6)?,
+        created_at: r.get::<_, i64>(7)? as u64,
+        deadline: r.get::<_, Option<i64>>(8)?.map(|d| d as u64),
+        exit: from_json(r.get(9)?),
+        ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
+        acked: r.get::<_, i64>(11)? as u64,
+        kill_reason: from_json(r.get(12)?),
+        input_closed: r.get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SessionRow {
+        SessionRow {
+            token: "t".repeat(64),
+            id: "s-1".into(),
+            function: "fn-1".into(),
+            function_name: Some("f".into()),
+            image: "python".into(),
+            transient: true,
+            container: "c1".into(),
+            created_at: 10,
+            deadline: Some(20),
+            exit: None,
+            ended_at: None,
+            acked: 0,
+            kill_reason: None,
+            input_closed: false,
+        }
+    }
+
+    #[test]
+    fn sessions_survive_reopening_with_their_updates() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let r = sample();
+        db.insert_session(&r).unwrap_or_else(|e| panic!("{e}"));
+        db.set_acked(&r.token, 5).ok();
+        db.set_acked(&r.token, 3).ok(); // never goes back
+        db.set_kill_reason(&r.token, &ExitReason::Timeout).ok();
+        let exit: ExitInfo = ExitReason::Timeout.into();
+        db.set_exit(&r.token, &exit, 30).ok();
+        drop(db);
+        let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let back = db.session(&r.token).ok().flatten();
+        let want = SessionRow {
+            acked: 5,
+            kill_reason: Some(ExitReason::Timeout),
+            exit: Some(exit),
+            ended_at: Some(30),
+            ..r.clone()
+        };
+        assert_eq!(back, Some(want));
+        assert_eq!(db.sessions().map(|v| v.len()).ok(), Some(1));
+        db.delete_session(&r.token).ok();
+        assert_eq!(db.sessions().map(|v| v.len()).ok(), Some(0));
+    }
+}
