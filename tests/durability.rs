@@ -1,0 +1,369 @@
+//! The controller's own crash: `bento serve` is SIGKILLed while sessions
+//! run, attached and detached, and started again on the same data dir.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
+use bento::protocol::{CreateSession, ExitReason, SessionState, Stream, SubmitFunction};
+use tokio::task::JoinHandle;
+
+/// A controller in a process of its own, on a fixed port and data dir.
+struct Controller {
+    dir: PathBuf,
+    port: u16,
+    prefix: String,
+    child: Option<Child>,
+}
+
+impl Controller {
+    async fn new(dir: &Path) -> Controller {
+        common::ensure_image().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("port: {e}"));
+        let prefix = format!("dur{}.bento", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let repo = common::repo();
+        let config = format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\ndriver_dir: {driver}\n\
+             label_prefix: {prefix}\nheartbeat_interval: 1s\n",
+            data = dir.join("data").display(),
+            images = repo.join("config/images").display(),
+            driver = repo.join("driver").display(),
+        );
+        std::fs::create_dir_all(dir.join("config")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("config/bento.yaml"), config).unwrap_or_else(|e| panic!("{e}"));
+        Controller {
+            dir: dir.to_path_buf(),
+            port,
+            prefix,
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `bento serve` and waits until it answers.
+    async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_bento"))
+            .args(["serve", "--config"])
+            .arg(self.dir.join("config/bento.yaml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn bento serve: {e}"));
+        self.child = Some(child);
+        let client = Client::new(&self.url(), None).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..600 {
+            if client.list_sessions().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bento serve did not come up; see {}", self.dir.join("serve.log").display());
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn containers(&self) -> usize {
+        let rt = bento::runtime::DockerRuntime::connect(None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        use bento::runtime::Runtime;
+        rt.list(&format!("{}.session", self.prefix))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Numbered output at a steady pace from a thread; with `echo`, also
+/// echoes every input line until end of input.
+const WORKER: &str = r#"
+import threading, time
+
+def main(n, echo):
+    def produce():
+        for i in range(n):
+            send(f"{i}:" + "x" * 200)
+            time.sleep(0.01)
+    t = threading.Thread(target=produce)
+    t.start()
+    count = 0
+    if echo:
+        while True:
+            m = recv()
+            if m is None:
+                break
+            send(b"echo:" + m)
+            count += 1
+    t.join()
+    send(f"done {count}")
+"#;
+
+const N: usize = 2000;
+const LINES: usize = 50;
+
+struct Outcome {
+    numbered: usize,
+    echoes: usize,
+    done: Option<String>,
+    exit: Option<i32>,
+    end: Option<AttachEnd>,
+}
+
+/// Reads an attachment to its end, checking order and exactly-once.
+async fn collect(mut att: Attachment) -> Outcome {
+    let mut o = Outcome {
+        numbered: 0,
+        echoes: 0,
+        done: None,
+        exit: None,
+        end: None,
+    };
+    let mut last = 0;
+    let mut partial = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, att.next()).await {
+        match ev {
+            Event::Output(f) => {
+                assert!(f.seq > last, "seq {} after {last}", f.seq);
+                last = f.seq;
+                if f.stream != Stream::Data {
+                    att.written(f.seq);
+                    continue;
+                }
+                partial.extend_from_slice(&f.bytes);
+                if f.end {
+                    let m = String::from_utf8_lossy(&std::mem::take(&mut partial)).into_owned();
+                    if let Some(line) = m.strip_prefix("echo:") {
+                        assert_eq!(line, format!("line-{}", o.echoes), "input once, in order");
+                        o.echoes += 1;
+                    } else if m.starts_with("done ") {
+                        o.done = Some(m);
+                    } else {
+                        let want = format!("{}:{}", o.numbered, "x".repeat(200));
+                        assert_eq!(m, want, "numbered output once, in order");
+                        o.numbered += 1;
+                    }
+                }
+                att.written(f.seq);
+            }
+            Event::Exit { seq, exit } => {
+                last = seq;
+                o.exit = Some(exit.code);
+                att.written(seq);
+            }
+            Event::Ended(end) => {
+                o.end = Some(end);
+                break;
+            }
+            _ => {}
+        }
+    }
+    o
+}
+
+fn patient() -> AttachOptions {
+    AttachOptions {
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        give_up_after: Some(Duration::from_secs(120)),
+        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_timeout: Duration::from_secs(2),
+        ..AttachOptions::default()
+    }
+}
+
+async fn create(client: &Client, function: &str, args: &[&str]) -> String {
+    let body = CreateSession {
+        function: function.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        transient: false,
+        limits: Default::default(),
+    };
+    client
+        .create_session(&body)
+        .await
+        .map(|c| c.token)
+        .unwrap_or_else(|e| panic!("create: {e}"))
+}
+
+async fn submit(client: &Client, code: &str) -> String {
+    let body = SubmitFunction {
+        code: code.into(),
+        name: None,
+        image: None,
+    };
+    client
+        .submit_function(&body)
+        .await
+        .map(|f| f.id)
+        .unwrap_or_else(|e| panic!("submit: {e}"))
+}
+
+async fn wait_for(client: &Client, token: &str, what: &str, pred: impl Fn(&bento::protocol::SessionInfo) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(i) = client.session(token).await {
+            if pred(&i) {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_sigkilled_controller() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = dir.path();
+    let mut ctl = Controller::new(dir).await;
+    ctl.start().await;
+    let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    let f = submit(&client, WORKER).await;
+
+    // Ten sessions with reconnecting clients that stream input; ten detached.
+    let mut attached: Vec<(String, JoinHandle<Outcome>)> = Vec::new();
+    for _ in 0..10 {
+        let token = create(&client, &f, &[&N.to_string(), "true"]).await;
+        let att = client
+            .attach(&token, patient())
+            .await
+            .unwrap_or_else(|e| panic!("attach: {e}"));
+        let input = att.input();
+        tokio::spawn(async move {
+            for i in 0..LINES {
+                if input.send(format!("line-{i}").into_bytes()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let _ = input.eof().await;
+        });
+        attached.push((token, tokio::spawn(collect(att))));
+    }
+    let mut detached = Vec::new();
+    for _ in 0..10 {
+        detached.push(create(&client, &f, &[&N.to_string(), "false"]).await);
+    }
+    // Mid-stream: every session has produced output and none has ended.
+    for token in &detached {
+        wait_for(&client, token, "output", |i| i.pending_messages >= 20).await;
+    }
+    for token in attached.iter().map(|(t, _)| t).chain(&detached) {
+        let info = client.session(token).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.state, SessionState::Running, "killed mid-stream");
+    }
+
+    ctl.kill();
+    // The functions go on producing while nobody is there to read.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ctl.start().await;
+
+    for (token, task) in attached {
+        let o = task.await.unwrap_or_else(|e| panic!("collect: {e}"));
+        assert_eq!(o.numbered, N, "{token:.8}: all numbered output");
+        assert_eq!(o.echoes, LINES, "{token:.8}: all echoes");
+        assert_eq!(o.done, Some(format!("done {LINES}")), "{token:.8}: input applied once");
+        assert_eq!(o.exit, Some(0));
+        assert!(matches!(o.end, Some(AttachEnd::Finished)), "{:?}", o.end);
+    }
+    for token in &detached {
+        let att = client
+            .attach(token, patient())
+            .await
+            .unwrap_or_else(|e| panic!("attach after restart: {e}"));
+        let o = collect(att).await;
+        assert_eq!(o.numbered, N, "{token:.8}: all numbered output");
+        assert_eq!(o.done.as_deref(), Some("done 0"));
+        assert_eq!(o.exit, Some(0));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ctl.containers().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "containers left behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = client.list_sessions().await.map(|l| l.len()).unwrap_or(usize::MAX);
+    assert_eq!(left, 0, "every session reaped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::new(dir.path()).await;
+    ctl.start().await;
+    let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    // One ends by itself, one is cut off by the kernel mid-way; both while
+    // the controller is down.
+    let clean = submit(&client, "import time, sys\nsend('hello')\ntime.sleep(1)\nsend('bye')\nsys.exit(3)\n").await;
+    let hard = submit(&client, "import time, os\nsend('hello')\ntime.sleep(1)\nos._exit(5)\n").await;
+    let clean = create(&client, &clean, &[]).await;
+    let hard = create(&client, &hard, &[]).await;
+    wait_for(&client, &clean, "hello", |i| i.pending_messages > 0).await;
+    wait_for(&client, &hard, "hello", |i| i.pending_messages > 0).await;
+    ctl.kill();
+
+    // An orphan: a container with this controller's labels but no session.
+    let docker = bento::images::connect(&common::repo_config())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body = bollard::models::ContainerCreateBody {
+        image: Some("bento/python:latest".into()),
+        labels: Some(std::collections::HashMap::from([(
+            format!("{}.session", ctl.prefix),
+            "s-orphan".to_string(),
+        )])),
+        ..Default::default()
+    };
+    docker
+        .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+        .await
+        .unwrap_or_else(|e| panic!("create orphan: {e}"));
+    assert_eq!(ctl.containers().await, 3);
+    tokio::time::sleep(Duration::from_secs(2)).await; // both functions end meanwhile
+    ctl.start().await;
+    assert_eq!(ctl.containers().await, 2, "the orphan is removed at start");
+
+    for (token, want_reason, want_data) in [
+        (&clean, ExitReason::Exited { code: 3 }, vec!["hello", "bye"]),
+        (&hard, ExitReason::Exited { code: 5 }, vec!["hello"]),
+    ] {
+        wait_for(&client, token, "ended", |i| i.state == SessionState::Ended).await;
+        let info = client.session(token).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.exit.map(|e| e.reason), Some(want_reason));
+        let mut att = client.attach(token, patient()).await.unwrap_or_else(|e| panic!("{e}"));
+        let r = common::receive(&mut att, |_| false).await;
+        assert_eq!(r.data_strings(), want_data);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ctl.containers().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "containers left behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
