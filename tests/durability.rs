@@ -26,7 +26,10 @@ impl Controller {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("port: {e}"));
-        let prefix = format!("dur{}.bento", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let prefix = format!(
+            "dur{}.bento",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let repo = common::repo();
         let config = format!(
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\ndriver_dir: {driver}\n\
@@ -72,7 +75,10 @@ impl Controller {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("bento serve did not come up; see {}", self.dir.join("serve.log").display());
+        panic!(
+            "bento serve did not come up; see {}",
+            self.dir.join("serve.log").display()
+        );
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
@@ -226,7 +232,12 @@ async fn submit(client: &Client, code: &str) -> String {
         .unwrap_or_else(|e| panic!("submit: {e}"))
 }
 
-async fn wait_for(client: &Client, token: &str, what: &str, pred: impl Fn(&bento::protocol::SessionInfo) -> bool) {
+async fn wait_for(
+    client: &Client,
+    token: &str,
+    what: &str,
+    pred: impl Fn(&bento::protocol::SessionInfo) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(i) = client.session(token).await {
@@ -234,7 +245,10 @@ async fn wait_for(client: &Client, token: &str, what: &str, pred: impl Fn(&bento
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -277,7 +291,10 @@ async fn sessions_survive_a_sigkilled_controller() {
         wait_for(&client, token, "output", |i| i.pending_messages >= 20).await;
     }
     for token in attached.iter().map(|(t, _)| t).chain(&detached) {
-        let info = client.session(token).await.unwrap_or_else(|e| panic!("{e}"));
+        let info = client
+            .session(token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(info.state, SessionState::Running, "killed mid-stream");
     }
 
@@ -290,7 +307,11 @@ async fn sessions_survive_a_sigkilled_controller() {
         let o = task.await.unwrap_or_else(|e| panic!("collect: {e}"));
         assert_eq!(o.numbered, N, "{token:.8}: all numbered output");
         assert_eq!(o.echoes, LINES, "{token:.8}: all echoes");
-        assert_eq!(o.done, Some(format!("done {LINES}")), "{token:.8}: input applied once");
+        assert_eq!(
+            o.done,
+            Some(format!("done {LINES}")),
+            "{token:.8}: input applied once"
+        );
         assert_eq!(o.exit, Some(0));
         assert!(matches!(o.end, Some(AttachEnd::Finished)), "{:?}", o.end);
     }
@@ -306,10 +327,17 @@ async fn sessions_survive_a_sigkilled_controller() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while ctl.containers().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "containers left behind");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containers left behind"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let left = client.list_sessions().await.map(|l| l.len()).unwrap_or(usize::MAX);
+    let left = client
+        .list_sessions()
+        .await
+        .map(|l| l.len())
+        .unwrap_or(usize::MAX);
     assert_eq!(left, 0, "every session reaped");
 }
 
@@ -321,8 +349,16 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
     // One ends by itself, one is cut off by the kernel mid-way; both while
     // the controller is down.
-    let clean = submit(&client, "import time, sys\nsend('hello')\ntime.sleep(1)\nsend('bye')\nsys.exit(3)\n").await;
-    let hard = submit(&client, "import time, os\nsend('hello')\ntime.sleep(1)\nos._exit(5)\n").await;
+    let clean = submit(
+        &client,
+        "import time, sys\nsend('hello')\ntime.sleep(1)\nsend('bye')\nsys.exit(3)\n",
+    )
+    .await;
+    let hard = submit(
+        &client,
+        "import time, os\nsend('hello')\ntime.sleep(1)\nos._exit(5)\n",
+    )
+    .await;
     let clean = create(&client, &clean, &[]).await;
     let hard = create(&client, &hard, &[]).await;
     wait_for(&client, &clean, "hello", |i| i.pending_messages > 0).await;
@@ -342,7 +378,10 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         ..Default::default()
     };
     docker
-        .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
         .await
         .unwrap_or_else(|e| panic!("create orphan: {e}"));
     assert_eq!(ctl.containers().await, 3);
@@ -355,15 +394,88 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         (&hard, ExitReason::Exited { code: 5 }, vec!["hello"]),
     ] {
         wait_for(&client, token, "ended", |i| i.state == SessionState::Ended).await;
-        let info = client.session(token).await.unwrap_or_else(|e| panic!("{e}"));
+        let info = client
+            .session(token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(info.exit.map(|e| e.reason), Some(want_reason));
-        let mut att = client.attach(token, patient()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut att = client
+            .attach(token, patient())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let r = common::receive(&mut att, |_| false).await;
         assert_eq!(r.data_strings(), want_data);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while ctl.containers().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "containers left behind");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containers left behind"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_leaves_functions_running() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::new(dir.path()).await;
+    ctl.start().await;
+    let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    let f = submit(
+        &client,
+        "import time\nfor i in range(100):\n    send(str(i))\n    time.sleep(0.05)\n",
+    )
+    .await;
+    let token = create(&client, &f, &[]).await;
+    let att = client
+        .attach(&token, patient())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reader = tokio::spawn(collect_strings(att));
+
+    let Some(child) = ctl.child.as_mut() else {
+        panic!("not running")
+    };
+    let pid = child.id().to_string();
+    let started = std::time::Instant::now();
+    let status = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(matches!(status, Ok(s) if s.success()));
+    let exited = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    ctl.child = None;
+    assert!(exited.success(), "graceful exit: {exited:?}");
+    assert_eq!(ctl.containers().await, 1, "the function keeps running");
+
+    // The client reconnects by itself once the controller is back.
+    ctl.start().await;
+    let got = reader.await.unwrap_or_else(|e| panic!("{e}"));
+    let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+}
+
+async fn collect_strings(mut att: Attachment) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(ev) = att.next().await {
+        match ev {
+            Event::Output(f) => {
+                if f.stream == Stream::Data {
+                    out.push(String::from_utf8_lossy(&f.bytes).into_owned());
+                }
+                att.written(f.seq);
+            }
+            Event::Exit { seq, .. } => att.written(seq),
+            Event::Ended(_) => break,
+            _ => {}
+        }
+    }
+    out
 }
