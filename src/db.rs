@@ -39,6 +39,7 @@ pub struct SessionRow {
     pub kill_reason: Option<ExitReason>,
     /// End of input has been written to the function.
     pub input_closed: bool,
+    pub limits: Option<crate::config::Limits>,
 }
 
 pub struct Db {
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended_at      INTEGER,
     acked         INTEGER NOT NULL DEFAULT 0,
     kill_reason   TEXT,
-    input_closed  INTEGER NOT NULL DEFAULT 0
+    input_closed  INTEGER NOT NULL DEFAULT 0,
+    limits        TEXT
 );";
 
 fn json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
@@ -93,8 +95,8 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 input_closed, limits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 r.token,
                 r.id,
@@ -110,6 +112,7 @@ impl Db {
                 r.acked as i64,
                 json(&r.kill_reason),
                 r.input_closed,
+                json(&r.limits),
             ],
         )?;
         Ok(())
@@ -169,7 +172,7 @@ impl Db {
 }
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
-    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed FROM sessions";
+    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -187,6 +190,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         acked: r.get::<_, i64>(11)? as u64,
         kill_reason: from_json(r.get(12)?),
         input_closed: r.get(13)?,
+        limits: from_json(r.get(14)?),
     })
 }
 
@@ -210,6 +214,7 @@ mod tests {
             acked: 0,
             kill_reason: None,
             input_closed: false,
+            limits: None,
         }
     }
 

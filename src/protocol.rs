@@ -378,6 +378,43 @@ pub struct SessionInfo {
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     pub ended_at: Option<u64>,
+    /// The highest output seq so far.
+    #[serde(default)]
+    pub last_seq: u64,
+    /// Of `pending_bytes`, how much is only on disk (not in memory).
+    #[serde(default)]
+    pub spooled_bytes: u64,
+    /// The limits the function runs under.
+    #[serde(default)]
+    pub limits: Option<crate::config::Limits>,
+    /// When its timeout fires, seconds since the epoch.
+    #[serde(default)]
+    pub deadline: Option<u64>,
+}
+
+/// `GET /v1/sessions/{token}/output` answer: a page of the output the
+/// session still holds, for read-only watchers (`bento logs`). Nothing is
+/// acknowledged by reading it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputPage {
+    /// Output messages, in order, as base64-free JSON: `bytes` is UTF-8
+    /// text where it decodes and `bytes_b64` otherwise.
+    pub messages: Vec<PageMessage>,
+    /// The exit, if the page reaches it.
+    pub exit: Option<ExitInfo>,
+    /// The seq to ask after for the next page.
+    pub next_after: u64,
+    /// The session holds nothing after `next_after` (yet).
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageMessage {
+    pub seq: u64,
+    pub stream: Stream,
+    pub end: bool,
+    /// The bytes as text (lossy: invalid UTF-8 becomes U+FFFD).
+    pub text: String,
 }
 
 /// `POST /v1/sessions` answer.

@@ -195,6 +195,7 @@ impl Registry {
             acked: 0,
             kill_reason: None,
             input_closed: false,
+            limits: Some(limits.clone()),
         };
         // Recorded before it starts, so a crash from here on leaves a
         // session to adopt rather than an orphan to remove.
@@ -285,6 +286,7 @@ impl Registry {
             container: row.container.clone(),
             created_at: row.created_at,
             deadline: row.deadline,
+            limits: row.limits.clone(),
         };
         let limits = SessionLimits {
             memory_window: self.memory_window(),

@@ -28,8 +28,27 @@ pub async fn run(
         .ping()
         .await
         .map_err(|e| anyhow::anyhow!("Docker does not answer: {e}"))?;
+    if config.build_images_on_start {
+        build_missing_images(&docker, &config).await?;
+    }
     let runtime: Arc<dyn Runtime> = Arc::new(docker);
     run_with_runtime(listener, config, runtime, shutdown).await
+}
+
+/// Builds the configured function images that do not exist yet.
+async fn build_missing_images(docker: &DockerRuntime, config: &Config) -> anyhow::Result<()> {
+    for spec in config.images.values() {
+        if docker.image_exists(&spec.tag()).await? {
+            continue;
+        }
+        tracing::info!(image = %spec.name, "building missing function image");
+        crate::images::build_image(docker.docker(), config, spec, |line| {
+            tracing::info!(image = %spec.name, "{}", line.trim_end());
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot build image {}: {e}", spec.name))?;
+    }
+    Ok(())
 }
 
 /// [`run`] with a given container runtime.
@@ -40,7 +59,10 @@ pub async fn run_with_runtime(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && config.api_key.is_none() {
+    if !addr.ip().is_loopback() && config.api_key.is_none() && config.allow_unauthenticated {
+        tracing::warn!(%addr, "serving without an API key (allow_unauthenticated)");
+    }
+    if !addr.ip().is_loopback() && config.api_key.is_none() && !config.allow_unauthenticated {
         anyhow::bail!(
             "refusing to listen on {addr} without an API key: set BENTO_API_KEY, api_key or \
              api_key_file (only loopback addresses may run without one)"

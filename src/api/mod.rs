@@ -42,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sessions/{token}/attach", get(attach))
         .route("/v1/sessions/{token}/close", post(close_session))
         .route("/v1/sessions/{token}/kill", post(kill_session))
+        .route("/v1/sessions/{token}/output", get(session_output))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -210,6 +211,28 @@ async fn kill_session(
         .await
         .map_err(|_| ApiError::unknown_session())?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// Output the session still holds, a page at a time, for read-only
+/// watchers: many may read, nobody is taken over, nothing is acknowledged.
+async fn session_output(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::protocol::OutputPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let page = session(&s, &token)?
+        .page(q.after, 1 << 20)
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(Json(page))
 }
 
 #[derive(Deserialize)]

@@ -94,6 +94,13 @@ pub struct Config {
     pub api_key: Option<String>,
     /// File holding the API key (first line), as an alternative to `api_key`.
     pub api_key_file: Option<PathBuf>,
+    /// Serve without an API key on a non-loopback address. Only for a
+    /// controller inside a container whose port is published on the host's
+    /// loopback alone (the compose stack): anyone who can reach the port
+    /// can run code. Off by default; a warning is logged when on.
+    pub allow_unauthenticated: bool,
+    /// Build function images that are missing when the controller starts.
+    pub build_images_on_start: bool,
     /// Live sessions at most, in total; past it creating one gets 429.
     pub max_sessions: usize,
     /// Heartbeat interval of the attach protocol; a peer silent for two
@@ -135,6 +142,8 @@ impl Default for Config {
             label_prefix: "dev.bento".into(),
             api_key: None,
             api_key_file: None,
+            allow_unauthenticated: false,
+            build_images_on_start: false,
             max_sessions: 256,
             heartbeat_interval: Duration::from_secs(5),
             transient_grace: Duration::from_secs(30),

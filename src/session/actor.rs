@@ -19,7 +19,8 @@ use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
 use crate::config::OutputPolicy;
 use crate::db::Db;
 use crate::protocol::{
-    CloseReason, ExitInfo, ExitReason, OutputFrame, ServerMsg, SessionInfo, SessionState,
+    CloseReason, ExitInfo, ExitReason, OutputFrame, OutputPage, PageMessage, ServerMsg,
+    SessionInfo, SessionState,
 };
 use crate::runtime::{ContainerState, Runtime};
 
@@ -36,6 +37,7 @@ pub struct SessionMeta {
     pub created_at: u64,
     /// When the function's timeout fires, seconds since the epoch.
     pub deadline: Option<u64>,
+    pub limits: Option<crate::config::Limits>,
 }
 
 /// Tunables from the server config.
@@ -330,6 +332,13 @@ impl Actor {
             }
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
+            }
+            Command::Page {
+                after,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.page(after, max_bytes));
             }
         }
     }
@@ -635,6 +644,48 @@ impl Actor {
             pending_bytes: self.log.pending_bytes(),
             created_at: self.meta.created_at,
             ended_at: self.ended_at.map(|(s, _)| s),
+            last_seq: self.log.last_seq(),
+            spooled_bytes: self.log.spooled_bytes(),
+            limits: self.meta.limits.clone(),
+            deadline: self.meta.deadline,
+        }
+    }
+
+    /// A page of held output after `after`, at most about `max_bytes`.
+    fn page(&mut self, after: u64, max_bytes: usize) -> OutputPage {
+        let mut messages = Vec::new();
+        let mut exit = None;
+        let mut seq = after.max(self.log.acked()) + 1;
+        let mut bytes = 0usize;
+        while seq <= self.log.last_seq() && bytes < max_bytes {
+            match self.log.get(seq) {
+                Ok(Some(Entry::Output {
+                    stream,
+                    end,
+                    bytes: b,
+                })) => {
+                    bytes += b.len();
+                    messages.push(PageMessage {
+                        seq,
+                        stream,
+                        end,
+                        text: String::from_utf8_lossy(&b).into_owned(),
+                    });
+                }
+                Ok(Some(Entry::Exit(e))) => exit = Some(e),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %self.meta.id, error = %e, "spool read failed");
+                    break;
+                }
+            }
+            seq += 1;
+        }
+        OutputPage {
+            messages,
+            exit,
+            next_after: seq - 1,
+            complete: seq > self.log.last_seq(),
         }
     }
 }

@@ -48,6 +48,20 @@ impl SessionHandle {
         self.call(|reply| Command::Attach { after, reply }).await
     }
 
+    /// A page of held output after `after`, acknowledging nothing.
+    pub async fn page(
+        &self,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<crate::protocol::OutputPage, SessionGone> {
+        self.call(|reply| Command::Page {
+            after,
+            max_bytes,
+            reply,
+        })
+        .await
+    }
+
     /// Detaches whoever is attached.
     pub async fn close(&self) -> Result<(), SessionGone> {
         self.call(Command::Close).await
@@ -80,6 +94,12 @@ pub enum Command {
     Close(oneshot::Sender<()>),
     Kill(oneshot::Sender<()>),
     Info(oneshot::Sender<SessionInfo>),
+    /// Held output for a read-only watcher.
+    Page {
+        after: u64,
+        max_bytes: usize,
+        reply: oneshot::Sender<crate::protocol::OutputPage>,
+    },
 }
 
 /// What an attached client's connection task tells the session.
