@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod driver_frame;
 pub mod images;
+pub mod metrics;
 pub mod protocol;
 pub mod reconcile;
 pub mod registry;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which stream an output message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// A message the function gave to `send()`.
@@ -122,7 +122,7 @@ impl InputFrame {
 pub struct ProtocolError(pub String);
 
 /// JSON control messages from the server to the client (text frames).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// First message on every attach. `input_next` is the input sequence the
@@ -156,7 +156,7 @@ pub enum ServerMsg {
 }
 
 /// JSON control messages from the client to the server (text frames).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// End of input. It takes a sequence number like an input message.
@@ -175,7 +175,7 @@ pub enum ClientMsg {
 }
 
 /// Why the server closed an attach connection. `Display` is the text users see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CloseReason {
     /// Another client attached with the same token.
@@ -212,7 +212,7 @@ impl fmt::Display for CloseReason {
 }
 
 /// Why a function ended. `Display` is the text users see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExitReason {
     /// The process exited by itself with this code.
@@ -276,7 +276,7 @@ impl fmt::Display for ExitReason {
 }
 
 /// How a session ended, as reported by the API and in the `exit` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExitInfo {
     pub reason: ExitReason,
     /// The exit code the CLI exits with (see [`ExitReason::cli_exit_code`]).
@@ -298,7 +298,7 @@ impl From<ExitReason> for ExitInfo {
 // ---------------------------------------------------------------- HTTP bodies
 
 /// `POST /v1/functions`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitFunction {
     /// Python source.
@@ -311,7 +311,7 @@ pub struct SubmitFunction {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FunctionInfo {
     pub id: String,
     pub name: Option<String>,
@@ -322,7 +322,7 @@ pub struct FunctionInfo {
 }
 
 /// `POST /v1/sessions`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// Function id or name.
@@ -340,7 +340,7 @@ pub struct CreateSession {
     pub limits: crate::config::LimitsRequest,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionState {
     /// Container being created and started.
@@ -360,7 +360,7 @@ impl fmt::Display for SessionState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionInfo {
     pub token: String,
     /// Short id used in logs; not a secret and not enough to attach.
@@ -395,7 +395,7 @@ pub struct SessionInfo {
 /// `GET /v1/sessions/{token}/output` answer: a page of the output the
 /// session still holds, for read-only watchers (`bento logs`). Nothing is
 /// acknowledged by reading it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputPage {
     /// Output messages, in order, as base64-free JSON: `bytes` is UTF-8
     /// text where it decodes and `bytes_b64` otherwise.
@@ -408,7 +408,7 @@ pub struct OutputPage {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PageMessage {
     pub seq: u64,
     pub stream: Stream,
@@ -418,14 +418,14 @@ pub struct PageMessage {
 }
 
 /// `POST /v1/sessions` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionCreated {
     pub token: String,
     pub id: String,
 }
 
 /// Every error answer of the HTTP API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
 }

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, LimitsRequest};
 use crate::db::{Db, DbError, SessionRow};
 use crate::driver_frame::KIND_START;
+use crate::metrics;
 use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated};
 use crate::runtime::{ContainerIo, ContainerSpec, Runtime, RuntimeError};
 use crate::session::actor::{now_secs, Actor, ActorInit, ActorParts, SessionLimits, SessionMeta};
@@ -178,6 +179,7 @@ impl Registry {
             limits: limits.clone(),
             sandbox: image.sandbox.clone(),
         };
+        let clock = std::time::Instant::now();
         let container = self.runtime.create(&spec).await?;
         let created_at = now_secs();
         let row = SessionRow {
@@ -214,6 +216,8 @@ impl Registry {
             }
         };
         drop(code);
+        metrics::METRICS.observe_start(clock.elapsed());
+        metrics::add(&metrics::METRICS.sessions_created, 1);
         let log = OutputLog::new(self.spool_path(&id), self.memory_window());
         self.launch(Launch {
             row,

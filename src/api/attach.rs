@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::protocol::{
     ClientMsg, CloseReason, InputFrame, ServerMsg, INPUT_HEADER_LEN, MAX_INPUT_BYTES,
 };
@@ -99,7 +100,10 @@ pub async fn serve(
                     let mut next = Some(item);
                     while let Some(item) = next {
                         let msg = match item {
-                            ToClient::Output(f) => Message::Binary(f.encode()),
+                            ToClient::Output(f) => {
+                                metrics::add(&metrics::METRICS.bytes_delivered, f.bytes.len() as u64);
+                                Message::Binary(f.encode())
+                            }
                             ToClient::Msg(m) => text(&m),
                         };
                         match timeout_at(silent_after, sink.feed(msg)).await {

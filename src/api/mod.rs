@@ -4,6 +4,9 @@
 mod attach;
 pub mod auth;
 mod error;
+pub mod openapi;
+
+use openapi::{Op, Route};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::StatusCode;
@@ -34,16 +37,145 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// Every route: the router is built from this table and so is the OpenAPI
+/// document, so neither can list a route the other lacks.
+pub static ROUTES: &[Route] = &[
+    Route {
+        path: "/v1/functions",
+        ops: &[
+            Op {
+                method: "post",
+                summary: "Store a function's code",
+                request: openapi::SUBMIT,
+                ok: (201, openapi::FUNCTION),
+                errors: &[400, 401, 413, 415],
+            },
+            Op {
+                method: "get",
+                summary: "List functions, oldest first",
+                request: None,
+                ok: (200, openapi::FUNCTIONS),
+                errors: &[401],
+            },
+        ],
+        handler: || post(submit_function).get(list_functions),
+    },
+    Route {
+        path: "/v1/sessions",
+        ops: &[
+            Op {
+                method: "post",
+                summary: "Start a function in a new session",
+                request: openapi::CREATE,
+                ok: (201, openapi::CREATED),
+                errors: &[400, 401, 404, 409, 415, 429, 502],
+            },
+            Op {
+                method: "get",
+                summary: "List live sessions",
+                request: None,
+                ok: (200, openapi::SESSIONS),
+                errors: &[401],
+            },
+        ],
+        handler: || post(create_session).get(list_sessions),
+    },
+    Route {
+        path: "/v1/sessions/{token}",
+        ops: &[Op {
+            method: "get",
+            summary: "Inspect a session",
+            request: None,
+            ok: (200, openapi::SESSION),
+            errors: &[401, 404],
+        }],
+        handler: || get(get_session),
+    },
+    Route {
+        path: "/v1/sessions/{token}/attach",
+        ops: &[Op {
+            method: "get",
+            summary: "Attach over WebSocket (?after=SEQ); see docs/api.md",
+            request: None,
+            ok: (101, None),
+            errors: &[400, 401, 404],
+        }],
+        handler: || get(attach),
+    },
+    Route {
+        path: "/v1/sessions/{token}/close",
+        ops: &[Op {
+            method: "post",
+            summary: "Detach whoever is attached; the function keeps running",
+            request: None,
+            ok: (204, None),
+            errors: &[401, 404],
+        }],
+        handler: || post(close_session),
+    },
+    Route {
+        path: "/v1/sessions/{token}/kill",
+        ops: &[Op {
+            method: "post",
+            summary: "Kill the function",
+            request: None,
+            ok: (204, None),
+            errors: &[401, 404],
+        }],
+        handler: || post(kill_session),
+    },
+    Route {
+        path: "/v1/sessions/{token}/output",
+        ops: &[Op {
+            method: "get",
+            summary: "A page of held output (?after=SEQ), for read-only watchers",
+            request: None,
+            ok: (200, openapi::PAGE),
+            errors: &[400, 401, 404],
+        }],
+        handler: || get(session_output),
+    },
+    Route {
+        path: "/healthz",
+        ops: &[Op {
+            method: "get",
+            summary: "Health, including the Docker engine (no key needed)",
+            request: None,
+            ok: (200, None),
+            errors: &[503],
+        }],
+        handler: || get(healthz),
+    },
+    Route {
+        path: "/metrics",
+        ops: &[Op {
+            method: "get",
+            summary: "Prometheus metrics",
+            request: None,
+            ok: (200, None),
+            errors: &[401],
+        }],
+        handler: || get(metrics_text),
+    },
+    Route {
+        path: "/openapi.json",
+        ops: &[Op {
+            method: "get",
+            summary: "This document",
+            request: None,
+            ok: (200, None),
+            errors: &[401],
+        }],
+        handler: || get(|| async { Json(openapi::document()) }),
+    },
+];
+
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/functions", post(submit_function).get(list_functions))
-        .route("/v1/sessions", post(create_session).get(list_sessions))
-        .route("/v1/sessions/{token}", get(get_session))
-        .route("/v1/sessions/{token}/attach", get(attach))
-        .route("/v1/sessions/{token}/close", post(close_session))
-        .route("/v1/sessions/{token}/kill", post(kill_session))
-        .route("/v1/sessions/{token}/output", get(session_output))
-        .route("/healthz", get(healthz))
+    let mut router = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, (r.handler)());
+    }
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -263,6 +395,29 @@ async fn attach(
         // refused with a reason rather than cut off by the socket layer.
         .max_message_size(2 * crate::protocol::MAX_INPUT_BYTES + crate::protocol::INPUT_HEADER_LEN)
         .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown, heartbeat)))
+}
+
+async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+    let mut snap = crate::metrics::Snapshot::default();
+    for h in s.registry.all() {
+        let Ok(i) = h.info().await else { continue };
+        match i.state {
+            crate::protocol::SessionState::Starting => snap.starting += 1,
+            crate::protocol::SessionState::Running => snap.running += 1,
+            crate::protocol::SessionState::Ended => snap.ended += 1,
+        }
+        snap.attached += i.attached as u64;
+        snap.buffered_bytes += i.pending_bytes;
+        snap.spooled_bytes += i.spooled_bytes;
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(&snap),
+    )
+        .into_response()
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {

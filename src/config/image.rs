@@ -111,7 +111,7 @@ impl ImageSpec {
 }
 
 /// Resource limits of a session's container.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Memory limit in bytes (no swap beyond it).
@@ -120,8 +120,9 @@ pub struct Limits {
     pub cpus: f64,
     /// Maximum number of processes and threads.
     pub pids: i64,
-    /// Wall-clock timeout; `0s` means none.
+    /// Wall-clock timeout in seconds; 0 means none.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_secs")]
+    #[schemars(with = "u64")]
     pub timeout: Duration,
 }
 
@@ -131,7 +132,7 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
 
 /// Limits a run asks for (`bento run --memory …`); unset ones take the
 /// image's defaults.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +147,7 @@ pub struct LimitsRequest {
         serialize_with = "ser_opt_secs",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 

@@ -54,6 +54,7 @@ impl DockerRuntime {
 }
 
 fn engine(e: DockerError) -> RuntimeError {
+    crate::metrics::add(&crate::metrics::METRICS.docker_errors, 1);
     RuntimeError::Engine(e.to_string())
 }
 

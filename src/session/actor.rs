@@ -18,6 +18,7 @@ use super::log::{Entry, OutputLog};
 use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
 use crate::config::OutputPolicy;
 use crate::db::Db;
+use crate::metrics;
 use crate::protocol::{
     CloseReason, ExitInfo, ExitReason, OutputFrame, OutputPage, PageMessage, ServerMsg,
     SessionInfo, SessionState,
@@ -212,6 +213,7 @@ impl Actor {
         loop {
             self.pump();
             if self.reapable() {
+                metrics::add(&metrics::METRICS.reaped_delivered, 1);
                 self.reap("function ended and all output was delivered")
                     .await;
                 return;
@@ -288,6 +290,7 @@ impl Actor {
                         unread_bytes = self.log.pending_bytes(),
                         "session_ttl passed with output unread: discarding it"
                     );
+                    metrics::add(&metrics::METRICS.reaped_ttl, 1);
                     self.reap("session_ttl passed").await;
                     return;
                 }
@@ -348,7 +351,11 @@ impl Actor {
         if after > last {
             return Err(AttachError::AfterBeyondEnd { after, last });
         }
+        if after > 0 {
+            metrics::add(&metrics::METRICS.reconnects, 1);
+        }
         if let Some(old) = self.client.take() {
+            metrics::add(&metrics::METRICS.takeovers, 1);
             tracing::info!(session = %self.meta.id, "client taken over");
             old.close(CloseReason::TakenOver);
         }
@@ -498,6 +505,7 @@ impl Actor {
                 bytes,
                 offset,
             }) => {
+                metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
                 self.append(Entry::Output { stream, end, bytes }, offset);
                 // Durable now: the driver may forget it.
                 self.acks.send_replace(self.log.stream_offset());

@@ -1,0 +1,156 @@
+//! The OpenAPI description of the HTTP API, served at `/openapi.json`.
+//!
+//! It is generated from [`ROUTES`], the same table the router is built
+//! from, and its schemas are derived from the Rust types the handlers use,
+//! so the document cannot drift from the code.
+
+use axum::routing::MethodRouter;
+use schemars::{schema_for, JsonSchema, Schema};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use super::AppState;
+use crate::protocol::{
+    CreateSession, ErrorBody, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
+};
+
+/// One operation of a route.
+pub struct Op {
+    pub method: &'static str,
+    pub summary: &'static str,
+    /// Request body schema, if the operation takes one.
+    pub request: Option<fn() -> (&'static str, Schema)>,
+    /// Success status and its body schema (`None`: no body).
+    pub ok: (u16, Option<fn() -> (&'static str, Schema)>),
+    /// Error statuses it may answer with, each with an `ErrorBody`.
+    pub errors: &'static [u16],
+}
+
+/// A path, its operations, and the handlers that serve them.
+pub struct Route {
+    pub path: &'static str,
+    pub ops: &'static [Op],
+    pub handler: fn() -> MethodRouter<Arc<AppState>>,
+}
+
+fn schema<T: JsonSchema>() -> (&'static str, Schema) {
+    (
+        std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("Body"),
+        schema_for!(T),
+    )
+}
+
+/// `schema` for a list of `T`.
+fn list<T: JsonSchema>() -> (&'static str, Schema) {
+    let name = std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("Body");
+    let leaked: &'static str = match name {
+        "FunctionInfo" => "FunctionInfoList",
+        "SessionInfo" => "SessionInfoList",
+        _ => "List",
+    };
+    (leaked, schema_for!(Vec<T>))
+}
+
+pub use super::ROUTES;
+
+pub(crate) const SUBMIT: Option<fn() -> (&'static str, Schema)> = Some(schema::<SubmitFunction>);
+pub(crate) const FUNCTION: Option<fn() -> (&'static str, Schema)> = Some(schema::<FunctionInfo>);
+pub(crate) const FUNCTIONS: Option<fn() -> (&'static str, Schema)> = Some(list::<FunctionInfo>);
+pub(crate) const CREATE: Option<fn() -> (&'static str, Schema)> = Some(schema::<CreateSession>);
+pub(crate) const CREATED: Option<fn() -> (&'static str, Schema)> = Some(schema::<SessionCreated>);
+pub(crate) const SESSION: Option<fn() -> (&'static str, Schema)> = Some(schema::<SessionInfo>);
+pub(crate) const SESSIONS: Option<fn() -> (&'static str, Schema)> = Some(list::<SessionInfo>);
+pub(crate) const PAGE: Option<fn() -> (&'static str, Schema)> = Some(schema::<OutputPage>);
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        101 => "Switching Protocols (WebSocket; see docs/api.md)",
+        400 => "Bad request",
+        401 => "Missing or wrong API key",
+        404 => "Not found",
+        409 => "Image not built",
+        413 => "Too large",
+        415 => "Not JSON",
+        429 => "At capacity",
+        502 => "Docker engine failed",
+        503 => "Docker engine unreachable",
+        _ => "See docs/api.md",
+    }
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    let mut add_schema = |f: fn() -> (&'static str, Schema)| -> Value {
+        let (name, s) = f();
+        let mut v = s.to_value();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("$schema");
+        }
+        schemas.insert(name.to_string(), v);
+        json!({ "$ref": format!("#/components/schemas/{name}") })
+    };
+    let error_ref = add_schema(schema::<ErrorBody>);
+    for route in ROUTES {
+        let mut item = Map::new();
+        let params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        for op in route.ops {
+            let mut responses = Map::new();
+            let (status, body) = op.ok;
+            let mut ok = json!({ "description": reason(status) });
+            if let Some(b) = body {
+                ok["content"] = json!({"application/json": {"schema": add_schema(b)}});
+            }
+            responses.insert(status.to_string(), ok);
+            for e in op.errors {
+                responses.insert(
+                    e.to_string(),
+                    json!({"description": reason(*e), "content": {"application/json": {"schema": error_ref.clone()}}}),
+                );
+            }
+            let mut o = json!({
+                "summary": op.summary,
+                "parameters": params,
+                "responses": responses,
+            });
+            if let Some(r) = op.request {
+                o["requestBody"] = json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": add_schema(r)}}
+                });
+            }
+            item.insert(op.method.to_string(), o);
+        }
+        // OpenAPI writes path parameters the way axum does: `{token}`.
+        paths.insert(route.path.to_string(), Value::Object(item));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Bento",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Run untrusted Python functions in sandboxed containers, as sessions that outlive the connection. The attach WebSocket protocol is described in docs/api.md."
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    })
+}
