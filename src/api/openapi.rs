@@ -14,14 +14,17 @@ use crate::protocol::{
     CreateSession, ErrorBody, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
 };
 
+/// Makes a named schema for a body.
+pub type SchemaFn = fn() -> (&'static str, Schema);
+
 /// One operation of a route.
 pub struct Op {
     pub method: &'static str,
     pub summary: &'static str,
     /// Request body schema, if the operation takes one.
-    pub request: Option<fn() -> (&'static str, Schema)>,
+    pub request: Option<SchemaFn>,
     /// Success status and its body schema (`None`: no body).
-    pub ok: (u16, Option<fn() -> (&'static str, Schema)>),
+    pub ok: (u16, Option<SchemaFn>),
     /// Error statuses it may answer with, each with an `ErrorBody`.
     pub errors: &'static [u16],
 }
@@ -59,14 +62,14 @@ fn list<T: JsonSchema>() -> (&'static str, Schema) {
 
 pub use super::ROUTES;
 
-pub(crate) const SUBMIT: Option<fn() -> (&'static str, Schema)> = Some(schema::<SubmitFunction>);
-pub(crate) const FUNCTION: Option<fn() -> (&'static str, Schema)> = Some(schema::<FunctionInfo>);
-pub(crate) const FUNCTIONS: Option<fn() -> (&'static str, Schema)> = Some(list::<FunctionInfo>);
-pub(crate) const CREATE: Option<fn() -> (&'static str, Schema)> = Some(schema::<CreateSession>);
-pub(crate) const CREATED: Option<fn() -> (&'static str, Schema)> = Some(schema::<SessionCreated>);
-pub(crate) const SESSION: Option<fn() -> (&'static str, Schema)> = Some(schema::<SessionInfo>);
-pub(crate) const SESSIONS: Option<fn() -> (&'static str, Schema)> = Some(list::<SessionInfo>);
-pub(crate) const PAGE: Option<fn() -> (&'static str, Schema)> = Some(schema::<OutputPage>);
+pub(crate) const SUBMIT: Option<SchemaFn> = Some(schema::<SubmitFunction>);
+pub(crate) const FUNCTION: Option<SchemaFn> = Some(schema::<FunctionInfo>);
+pub(crate) const FUNCTIONS: Option<SchemaFn> = Some(list::<FunctionInfo>);
+pub(crate) const CREATE: Option<SchemaFn> = Some(schema::<CreateSession>);
+pub(crate) const CREATED: Option<SchemaFn> = Some(schema::<SessionCreated>);
+pub(crate) const SESSION: Option<SchemaFn> = Some(schema::<SessionInfo>);
+pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
+pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -91,7 +94,7 @@ fn reason(status: u16) -> &'static str {
 pub fn document() -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    let mut add_schema = |f: fn() -> (&'static str, Schema)| -> Value {
+    let mut add_schema = |f: SchemaFn| -> Value {
         let (name, s) = f();
         let mut v = s.to_value();
         if let Some(o) = v.as_object_mut() {
