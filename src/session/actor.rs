@@ -158,7 +158,7 @@ impl Actor {
             limits,
             runtime,
             db,
-            log,
+            mut log,
             parts,
             shutdown,
             on_reaped,
@@ -166,6 +166,8 @@ impl Actor {
             exit,
             output_closed,
         } = init;
+        // Nobody is attached yet: nothing to serve from memory.
+        log.set_window(0);
         let now = now_secs();
         let deadline = meta
             .deadline
@@ -373,6 +375,7 @@ impl Actor {
             blocked: false,
             blocked_since: None,
         });
+        self.log.set_window(self.limits.memory_window);
         let input_next = self.input.next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
         tracing::info!(session = %self.meta.id, after, "client attached");
@@ -424,6 +427,7 @@ impl Actor {
     fn close_client(&mut self, reason: CloseReason) {
         if let Some(c) = self.client.take() {
             self.detached_since = Instant::now();
+            self.log.set_window(0);
             self.save_acked(true);
             tracing::info!(session = %self.meta.id, %reason, "client detached");
             c.close(reason);
@@ -433,6 +437,7 @@ impl Actor {
     fn client_gone(&mut self) {
         if self.client.take().is_some() {
             self.detached_since = Instant::now();
+            self.log.set_window(0);
             self.save_acked(true);
             tracing::info!(session = %self.meta.id, "client left");
         }

@@ -246,6 +246,9 @@ impl OutputLog {
         let len = entry.len();
         self.index.push_back((at, len as u64));
         self.pending_bytes += len as u64;
+        if self.window == 0 {
+            return Ok(seq);
+        }
         self.mem_bytes += len;
         self.mem.push_back((seq, entry));
         while self.mem_bytes > self.window && self.mem.len() > 1 {
@@ -254,6 +257,20 @@ impl OutputLog {
             }
         }
         Ok(seq)
+    }
+
+    /// Changes how much of the newest output is kept in memory, evicting
+    /// what no longer fits. With nobody attached there is no one to serve
+    /// from memory, so the owner sets it to 0 and a detached session holds
+    /// its output on disk alone.
+    pub fn set_window(&mut self, window: usize) {
+        self.window = window;
+        while self.mem_bytes > self.window {
+            match self.mem.pop_front() {
+                Some((_, e)) => self.mem_bytes -= e.len(),
+                None => break,
+            }
+        }
     }
 
     /// The entry with this seq, if it is still held.
@@ -388,6 +405,19 @@ mod tests {
         l.ack(51).ok();
         assert_eq!(l.pending_bytes(), 0);
         assert_eq!(l.end, RECORD_HEADER as u64, "only the checkpoint is left");
+    }
+
+    #[test]
+    fn with_no_window_everything_is_read_from_disk() {
+        let (_d, mut l) = log(1 << 20);
+        l.append(out("kept"), 1).ok();
+        l.set_window(0);
+        assert_eq!(l.mem_bytes, 0);
+        l.append(out("on disk"), 2).ok();
+        assert_eq!(l.mem_bytes, 0);
+        assert_eq!(l.get(1).ok().flatten(), Some(out("kept")));
+        assert_eq!(l.get(2).ok().flatten(), Some(out("on disk")));
+        assert_eq!(l.spooled_bytes(), 11);
     }
 
     #[test]
