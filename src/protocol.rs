@@ -397,8 +397,8 @@ pub struct SessionInfo {
 /// acknowledged by reading it.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputPage {
-    /// Output messages, in order, as base64-free JSON: `bytes` is UTF-8
-    /// text where it decodes and `bytes_b64` otherwise.
+    /// Output messages, in order. Their bytes are given as text (lossy
+    /// UTF-8): pages are for people watching, `attach` is byte-exact.
     pub messages: Vec<PageMessage>,
     /// The exit, if the page reaches it.
     pub exit: Option<ExitInfo>,

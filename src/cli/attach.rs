@@ -226,6 +226,9 @@ impl Follower {
             }
             AttachEnd::Failed(e) if e.status().is_some() => {
                 say(&format!("bento: {e}"));
+                if let Some(hint) = super::hints::for_client_error(&e) {
+                    say(&format!("hint: {hint}"));
+                }
                 1
             }
             AttachEnd::Failed(e) => {

@@ -1,5 +1,6 @@
 //! `bento images build` and `bento images ls`.
 
+use super::simple::print_json;
 use super::table::render;
 use super::{out, say};
 use crate::config::Config;
@@ -82,7 +83,17 @@ fn spinner(tag: &str) -> ProgressBar {
     bar
 }
 
-pub(super) async fn list(config: Option<&Path>) -> anyhow::Result<i32> {
+/// One image, as `images ls --json` prints it.
+#[derive(serde::Serialize)]
+struct ImageRow {
+    name: String,
+    tag: String,
+    /// `null` when Docker could not be asked.
+    built: Option<bool>,
+    base: String,
+}
+
+pub(super) async fn list(config: Option<&Path>, json: bool) -> anyhow::Result<i32> {
     let config = Config::load(config)?;
     // The list is useful without Docker too; only the BUILT column needs it.
     let docker = match images::connect(&config).await {
@@ -92,27 +103,40 @@ pub(super) async fn list(config: Option<&Path>) -> anyhow::Result<i32> {
             None
         }
     };
-    let mut rows = Vec::new();
+    let mut images = Vec::new();
     for spec in config.images.values() {
         let tag = spec.tag();
         let built = match &docker {
             Some(d) => match images::image_exists(d, &tag).await {
-                Ok(true) => "yes".to_string(),
-                Ok(false) => "no".to_string(),
+                Ok(b) => Some(b),
                 Err(e) => {
                     tracing::warn!(%tag, "cannot inspect: {e}");
-                    "?".to_string()
+                    None
                 }
             },
-            None => "?".to_string(),
+            None => None,
         };
-        rows.push(vec![
-            spec.name.clone(),
+        images.push(ImageRow {
+            name: spec.name.clone(),
             tag,
             built,
-            config.base_image_for(spec),
-        ]);
+            base: config.base_image_for(spec),
+        });
     }
+    if json {
+        return print_json(&serde_json::to_string(&images)?);
+    }
+    let rows: Vec<Vec<String>> = images
+        .into_iter()
+        .map(|i| {
+            let built = match i.built {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            };
+            vec![i.name, i.tag, built.to_string(), i.base]
+        })
+        .collect();
     out(render(&["NAME", "TAG", "BUILT", "BASE"], &rows).trim_end())?;
     Ok(0)
 }

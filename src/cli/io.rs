@@ -79,7 +79,7 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Output<O, E> {
     }
 
     #[cfg(test)]
-    fn into_parts(self) -> (O, E) {
+    pub(super) fn into_parts(self) -> (O, E) {
         (self.out, self.err)
     }
 }

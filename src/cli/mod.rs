@@ -4,19 +4,26 @@
 //! Everything the user reads goes through [`say`]/[`out`], which never
 //! panic on a closed pipe or terminal (unlike `println!`).
 
+mod args;
 mod attach;
+mod color;
+mod hints;
 mod images;
+mod inspect;
 mod io;
 mod limits;
+mod logs;
 mod serve;
 mod simple;
 mod table;
+mod time;
 
-use crate::client::{Client, DEFAULT_URL};
-use clap::{Args, Parser, Subcommand};
+pub use args::{
+    AttachArgs, AttachFlags, ImagesCommand, InspectArgs, JsonFlag, LogsArgs, RunArgs, ServeArgs,
+    ServerArgs, SubmitArgs,
+};
+use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +48,8 @@ pub enum Command {
     /// List stored functions.
     Functions {
         #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
         server: ServerArgs,
     },
     /// Start a function in a new session and attach to it.
@@ -50,8 +59,14 @@ pub enum Command {
     /// List sessions.
     Ls {
         #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
         server: ServerArgs,
     },
+    /// Show one session: state, limits, timings, what it still holds.
+    Inspect(InspectArgs),
+    /// Print the output a session still holds, without taking it over.
+    Logs(LogsArgs),
     /// Detach whoever is attached to a session; the function keeps running.
     Close {
         token: String,
@@ -64,113 +79,8 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-}
-
-/// Where the controller is, for every client command.
-#[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
-    /// URL of the Bento server.
-    #[arg(long, env = "BENTO_URL", default_value = DEFAULT_URL)]
-    pub url: String,
-    /// API key, sent as a bearer token.
-    #[arg(long, env = "BENTO_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-}
-
-impl ServerArgs {
-    fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.url, self.api_key.clone())?)
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Config file (default: config/bento.yaml if it exists).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Address to listen on (overrides the config; default 127.0.0.1:7470).
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// Where functions and session spools are kept (overrides the config).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ImagesCommand {
-    /// Build function images (all of them unless named).
-    Build {
-        names: Vec<String>,
-        /// Config file (default: config/bento.yaml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// List function images and whether they are built.
-    Ls {
-        /// Config file (default: config/bento.yaml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct SubmitArgs {
-    /// Python file defining `main`.
-    pub file: PathBuf,
-    /// Name to run it by (a later submit with the same name takes it over).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Image to run it in (default: the server's default image).
-    #[arg(long)]
-    pub image: Option<String>,
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
-
-/// How output is shown and whether to reconnect, for `run` and `attach`.
-#[derive(Debug, Clone, Args)]
-pub struct AttachFlags {
-    /// Write data messages exactly as sent, without a newline after each.
-    #[arg(long)]
-    pub raw: bool,
-    /// Do not reconnect when the connection drops.
-    #[arg(long)]
-    pub no_reconnect: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Function id or name.
-    pub function: String,
-    /// Arguments for `main(*args)`; each is decoded as JSON where it parses.
-    /// Put them after `--` if they look like options.
-    #[arg(allow_negative_numbers = true)]
-    pub args: Vec<String>,
-    /// Do not attach: print the session token and return.
-    #[arg(short, long)]
-    pub detach: bool,
-    /// Kill the function when no client has been attached for a while.
-    #[arg(long)]
-    pub transient: bool,
-    #[command(flatten)]
-    pub limits: limits::LimitArgs,
-    #[command(flatten)]
-    pub flags: AttachFlags,
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct AttachArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
-    pub token: String,
-    /// Do not read stdin (and do not end the function's input).
-    #[arg(long)]
-    pub no_stdin: bool,
-    #[command(flatten)]
-    pub flags: AttachFlags,
-    #[command(flatten)]
-    pub server: ServerArgs,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 impl Cli {
@@ -192,22 +102,42 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Images(ImagesCommand::Build { names, config }) => {
             images::build(&names, config.as_deref()).await
         }
-        Command::Images(ImagesCommand::Ls { config }) => images::list(config.as_deref()).await,
+        Command::Images(ImagesCommand::Ls { config, json }) => {
+            images::list(config.as_deref(), json.json).await
+        }
         Command::Submit(args) => simple::submit(args).await,
-        Command::Functions { server } => simple::functions(&server).await,
+        Command::Functions { json, server } => simple::functions(&server, json.json).await,
         Command::Run(args) => attach::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
-        Command::Ls { server } => simple::sessions(&server).await,
+        Command::Ls { json, server } => simple::sessions(&server, json.json).await,
+        Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,
         Command::Kill { token, server } => simple::kill(&token, &server).await,
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             say(&format!("bento: {e:#}"));
+            if let Some(hint) = hints::for_error(&e) {
+                say(&format!("hint: {hint}"));
+            }
             1
         }
     }
+}
+
+/// `bento completions SHELL`: generated into memory first, because
+/// clap_complete panics when its writer fails (a closed pipe).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "bento", &mut script);
+    let mut o = std::io::stdout().lock();
+    o.write_all(&script)?;
+    o.flush()?;
+    Ok(0)
 }
 
 /// One line on stderr; a closed stderr is not worth dying for.
@@ -263,6 +193,34 @@ mod tests {
             r.limits.request().timeout,
             Some(std::time::Duration::from_secs(30))
         );
+        Ok(())
+    }
+    #[test]
+    fn listing_commands_take_json_and_logs_takes_follow() -> Result<(), clap::Error> {
+        assert!(matches!(parse(&["ls", "--json"])?.command, Command::Ls { json, .. } if json.json));
+        assert!(matches!(
+            parse(&["functions", "--json"])?.command,
+            Command::Functions { json, .. } if json.json
+        ));
+        assert!(matches!(
+            parse(&["images", "ls", "--json"])?.command,
+            Command::Images(ImagesCommand::Ls { json, .. }) if json.json
+        ));
+        assert!(matches!(
+            parse(&["inspect", "t", "--json"])?.command,
+            Command::Inspect(a) if a.json.json && a.token == "t"
+        ));
+        assert!(matches!(
+            parse(&["logs", "-f", "t", "--raw"])?.command,
+            Command::Logs(a) if a.follow && a.raw
+        ));
+        assert!(matches!(
+            parse(&["completions", "zsh"])?.command,
+            Command::Completions {
+                shell: clap_complete::Shell::Zsh
+            }
+        ));
+        assert!(parse(&["completions", "tcsh"]).is_err());
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! The one-request commands: submit, functions, ls, close, kill.
 
-use super::table::{ago, bytes, render};
+use super::color;
+use super::table::{bytes, render};
+use super::time::ago;
 use super::{out, ServerArgs, SubmitArgs};
 use crate::protocol::{ExitInfo, ExitReason, SessionInfo, SubmitFunction};
 use anyhow::Context;
@@ -24,8 +26,18 @@ pub(super) async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(super) async fn functions(server: &ServerArgs) -> anyhow::Result<i32> {
-    let mut list = server.client()?.list_functions().await?;
+/// Prints JSON text (the API's answer, as it came) on stdout, one line.
+pub(super) fn print_json(text: &str) -> anyhow::Result<i32> {
+    out(text.trim_end())?;
+    Ok(0)
+}
+
+pub(super) async fn functions(server: &ServerArgs, json: bool) -> anyhow::Result<i32> {
+    let client = server.client()?;
+    if json {
+        return print_json(&client.functions_json().await?);
+    }
+    let mut list = client.list_functions().await?;
     list.sort_by_key(|f| f.created_at);
     let rows: Vec<Vec<String>> = list
         .into_iter()
@@ -42,10 +54,15 @@ pub(super) async fn functions(server: &ServerArgs) -> anyhow::Result<i32> {
     print_table(&["ID", "NAME", "IMAGE", "SIZE", "CREATED"], &rows)
 }
 
-pub(super) async fn sessions(server: &ServerArgs) -> anyhow::Result<i32> {
-    let mut list = server.client()?.list_sessions().await?;
+pub(super) async fn sessions(server: &ServerArgs, json: bool) -> anyhow::Result<i32> {
+    let client = server.client()?;
+    if json {
+        return print_json(&client.sessions_json().await?);
+    }
+    let mut list = client.list_sessions().await?;
     list.sort_by_key(|s| s.created_at);
-    let rows: Vec<Vec<String>> = list.iter().map(session_row).collect();
+    let colour = color::enabled();
+    let rows: Vec<Vec<String>> = list.iter().map(|s| session_row(s, colour)).collect();
     print_table(
         &[
             "TOKEN", "FUNCTION", "STATE", "ATTACHED", "EXIT", "PENDING", "CREATED",
@@ -54,7 +71,7 @@ pub(super) async fn sessions(server: &ServerArgs) -> anyhow::Result<i32> {
     )
 }
 
-fn session_row(s: &SessionInfo) -> Vec<String> {
+fn session_row(s: &SessionInfo, colour: bool) -> Vec<String> {
     let pending = match s.pending_messages {
         0 => "-".to_string(),
         1 => format!("1 msg, {}", bytes(s.pending_bytes)),
@@ -65,12 +82,18 @@ fn session_row(s: &SessionInfo) -> Vec<String> {
         s.function_name
             .clone()
             .unwrap_or_else(|| s.function.clone()),
-        s.state.to_string(),
+        state_cell(s, colour),
         if s.attached { "yes" } else { "no" }.into(),
         s.exit.as_ref().map_or_else(|| "-".into(), exit_cell),
         pending,
         ago(s.created_at),
     ]
+}
+
+/// The state, coloured when `colour` (see [`color::of_state`]).
+pub(super) fn state_cell(s: &SessionInfo, colour: bool) -> String {
+    let c = color::of_state(s.state, s.exit.as_ref());
+    color::paint(&s.state.to_string(), c, colour)
 }
 
 /// The code alone when the function exited by itself; the reason too otherwise.

@@ -1,14 +1,15 @@
 //! Plain aligned tables, and the small formatting helpers they use.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use super::color::visible_width;
 
 /// Formats rows under a header, columns padded to their widest cell and
-/// separated by two spaces; the last column is not padded.
+/// separated by two spaces; the last column is not padded. Widths ignore
+/// colour escapes.
 pub(super) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| visible_width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(visible_width(cell));
         }
     }
     let mut out = String::new();
@@ -19,8 +20,10 @@ pub(super) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
-                let pad = widths.get(i).copied().unwrap_or(0);
-                line.push_str(&format!("{cell:<pad$}  "));
+                let width = widths.get(i).copied().unwrap_or(0);
+                line.push_str(cell);
+                let pad = width.saturating_sub(visible_width(cell)) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(line.trim_end());
@@ -45,21 +48,6 @@ pub(super) fn bytes(n: u64) -> String {
     }
 }
 
-/// Seconds since the epoch → `5m ago`.
-pub(super) fn ago(epoch_secs: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(epoch_secs);
-    let s = now.saturating_sub(epoch_secs);
-    match s {
-        0..60 => format!("{s}s ago"),
-        60..3600 => format!("{}m ago", s / 60),
-        3600..86400 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +59,19 @@ mod tests {
             &[vec!["xxxx".into(), "y".into(), "z".into()]],
         );
         assert_eq!(t, "A     LONGER  C\nxxxx  y       z\n");
+    }
+
+    #[test]
+    fn colour_escapes_do_not_count() {
+        let green = "\x1b[32mok\x1b[0m".to_string();
+        let t = render(
+            &["S", "X"],
+            &[
+                vec![green.clone(), "1".into()],
+                vec!["long".into(), "2".into()],
+            ],
+        );
+        assert_eq!(t, format!("S     X\n{green}    1\nlong  2\n"));
     }
 
     #[test]

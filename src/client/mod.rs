@@ -37,70 +37,29 @@
 
 mod attach;
 mod driver;
+mod error;
 mod input;
 mod pacing;
 #[cfg(test)]
 mod tests_attach;
 mod ws;
 
+pub use error::ClientError;
+use error::{error_chain, http_error, root_cause};
+
 pub use attach::{AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender};
 pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
 
 use crate::protocol::{
-    CloseReason, CreateSession, ErrorBody, FunctionInfo, SessionCreated, SessionInfo,
-    SubmitFunction,
+    CreateSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
 };
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
 /// Where the CLI looks for the controller unless told otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7470";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// No connection could be made (refused, DNS, timeout).
-    #[error("cannot reach the Bento server at {url}: {message}")]
-    Unreachable { url: String, message: String },
-    /// The server answered with an error status; `message` is its own words.
-    #[error("{}", http_message(*.status, .message))]
-    Http { status: u16, message: String },
-    /// The server said something this client does not understand.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// An established connection failed.
-    #[error("connection to the Bento server lost: {0}")]
-    Transport(String),
-    /// The server closed the attach connection, for this reason.
-    #[error("{0}")]
-    Closed(CloseReason),
-    #[error("invalid server URL {url:?}: {message}")]
-    InvalidUrl { url: String, message: String },
-}
-
-fn http_message(status: u16, message: &str) -> String {
-    match (status, message.is_empty()) {
-        (500.., true) => format!("server error (HTTP {status})"),
-        (500.., false) => format!("server error (HTTP {status}): {message}"),
-        (_, true) => format!("request failed (HTTP {status})"),
-        (_, false) => message.to_string(),
-    }
-}
-
-impl ClientError {
-    /// The HTTP status, for errors the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Http { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
-    }
-}
 
 /// A handle on one controller. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -178,6 +137,33 @@ impl Client {
             .await
     }
 
+    /// A page of the output the session still holds (not yet acknowledged
+    /// by a client) with seq above `after`. Read-only: nothing is
+    /// acknowledged and an attached client is not disturbed. Ask again with
+    /// `after = page.next_after` until `page.complete`.
+    pub async fn output_page(&self, token: &str, after: u64) -> Result<OutputPage, ClientError> {
+        let mut url = self.url_for(&["v1", "sessions", token, "output"]);
+        url.query_pairs_mut()
+            .append_pair("after", &after.to_string());
+        self.json_at(Method::GET, url, None::<&()>).await
+    }
+
+    /// [`Client::list_functions`] as the server's JSON text, verbatim: for
+    /// callers that pass the API's answer on (`bento functions --json`).
+    pub async fn functions_json(&self) -> Result<String, ClientError> {
+        self.json_text(&["v1", "functions"]).await
+    }
+
+    /// [`Client::list_sessions`] as the server's JSON text, verbatim.
+    pub async fn sessions_json(&self) -> Result<String, ClientError> {
+        self.json_text(&["v1", "sessions"]).await
+    }
+
+    /// [`Client::session`] as the server's JSON text, verbatim.
+    pub async fn session_json(&self, token: &str) -> Result<String, ClientError> {
+        self.json_text(&["v1", "sessions", token]).await
+    }
+
     /// Detaches whoever is attached; the function keeps running.
     pub async fn close_session(&self, token: &str) -> Result<(), ClientError> {
         self.send(
@@ -240,7 +226,16 @@ impl Client {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut req = self.http.request(method, self.url_for(segments));
+        self.send_to(method, self.url_for(segments), body).await
+    }
+
+    async fn send_to<B: Serialize>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut req = self.http.request(method, url);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
         }
@@ -262,10 +257,30 @@ impl Client {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let resp = self.send(method, segments, body).await?;
+        self.json_at(method, self.url_for(segments), body).await
+    }
+
+    async fn json_at<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let resp = self.send_to(method, url, body).await?;
         let bytes = resp.bytes().await.map_err(|e| self.request_error(&e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("cannot decode the server's answer: {e}")))
+    }
+
+    /// A GET answer as text, checked to be JSON but otherwise untouched.
+    async fn json_text(&self, segments: &[&str]) -> Result<String, ClientError> {
+        let resp = self.send(Method::GET, segments, None::<&()>).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.request_error(&e))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            ClientError::Protocol(format!("the server's answer is not JSON: {e}"))
+        };
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| bad(&e))?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| bad(&e))
     }
 
     fn request_error(&self, e: &reqwest::Error) -> ClientError {
@@ -278,50 +293,6 @@ impl Client {
             ClientError::Transport(error_chain(e))
         }
     }
-}
-
-/// An error answer: the server's `{"error": ...}` if it sent one, else its text.
-pub(crate) fn http_error(status: StatusCode, body: &[u8]) -> ClientError {
-    let message = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(b) => b.error,
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            // An HTML error page from a proxy is noise on a terminal.
-            if text.is_empty() || text.len() > 200 || text.starts_with('<') {
-                status.canonical_reason().unwrap_or("").to_string()
-            } else {
-                text.to_string()
-            }
-        }
-    };
-    ClientError::Http {
-        status: status.as_u16(),
-        message,
-    }
-}
-
-/// The innermost cause, which is the part that says what happened
-/// ("Connection refused") rather than what was being done.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        let s = next.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = next;
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -351,17 +322,5 @@ mod tests {
     fn bad_urls_are_rejected() {
         assert!(Client::new("example.com", None).is_err());
         assert!(Client::new("https://example.com", None).is_err());
-    }
-
-    #[test]
-    fn error_bodies_are_read() {
-        let e = http_error(
-            StatusCode::NOT_FOUND,
-            br#"{"error":"unknown session token"}"#,
-        );
-        assert_eq!(e.to_string(), "unknown session token");
-        assert!(e.is_not_found());
-        let e = http_error(StatusCode::BAD_GATEWAY, b"<html>bad</html>");
-        assert_eq!(e.to_string(), "server error (HTTP 502): Bad Gateway");
     }
 }

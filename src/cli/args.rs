@@ -1,0 +1,149 @@
+//! The arguments of each subcommand (the clap definitions [`super::Cli`]
+//! is built from).
+
+use super::limits;
+use crate::client::{Client, DEFAULT_URL};
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the controller is, for every client command.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// URL of the Bento server.
+    #[arg(long, env = "BENTO_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// API key, sent as a bearer token.
+    #[arg(long, env = "BENTO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl ServerArgs {
+    pub(super) fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.url, self.api_key.clone())?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (default: config/bento.yaml if it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides the config; default 127.0.0.1:7470).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where functions and session spools are kept (overrides the config).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build function images (all of them unless named).
+    Build {
+        names: Vec<String>,
+        /// Config file (default: config/bento.yaml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List function images and whether they are built.
+    Ls {
+        /// Config file (default: config/bento.yaml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Python file defining `main`.
+    pub file: PathBuf,
+    /// Name to run it by (a later submit with the same name takes it over).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image to run it in (default: the server's default image).
+    #[arg(long)]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How output is shown and whether to reconnect, for `run` and `attach`.
+#[derive(Debug, Clone, Args)]
+pub struct AttachFlags {
+    /// Write data messages exactly as sent, without a newline after each.
+    #[arg(long)]
+    pub raw: bool,
+    /// Do not reconnect when the connection drops.
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Function id or name.
+    pub function: String,
+    /// Arguments for `main(*args)`; each is decoded as JSON where it parses.
+    /// Put them after `--` if they look like options.
+    #[arg(allow_negative_numbers = true)]
+    pub args: Vec<String>,
+    /// Do not attach: print the session token and return.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Kill the function when no client has been attached for a while.
+    #[arg(long)]
+    pub transient: bool,
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
+    #[command(flatten)]
+    pub flags: AttachFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Session token (from `bento run -d` or `bento ls`).
+    pub token: String,
+    /// Do not read stdin (and do not end the function's input).
+    #[arg(long)]
+    pub no_stdin: bool,
+    #[command(flatten)]
+    pub flags: AttachFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `--json`, for the commands that list or inspect.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JsonFlag {
+    /// Print the API's JSON instead of a table, and nothing else on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Session token (from `bento run -d` or `bento ls`).
+    pub token: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Session token (from `bento run -d` or `bento ls`).
+    pub token: String,
+    /// Keep watching for new output until the function ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Write data messages exactly as sent, without a newline after each.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}

@@ -1,0 +1,150 @@
+//! `bento inspect TOKEN`: one session in full, as `key  value` lines (or
+//! the API's JSON with `--json`).
+
+use super::simple::{print_json, state_cell};
+use super::table::{bytes, render};
+use super::time::{duration, utc_and_ago};
+use super::{color, out, InspectArgs};
+use crate::config::Limits;
+use crate::protocol::{ExitInfo, SessionInfo};
+
+pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<i32> {
+    let client = args.server.client()?;
+    if args.json.json {
+        return print_json(&client.session_json(&args.token).await?);
+    }
+    let info = client.session(&args.token).await?;
+    let text = describe(&info, color::enabled());
+    out(text.trim_end())?;
+    Ok(0)
+}
+
+/// The human form: one `key  value` line per fact.
+fn describe(s: &SessionInfo, colour: bool) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let function = match &s.function_name {
+        Some(name) => format!("{name} ({})", s.function),
+        None => s.function.clone(),
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("token", s.token.clone()),
+        ("id", s.id.clone()),
+        ("function", function),
+        ("image", s.image.clone()),
+        ("state", state_cell(s, colour)),
+        ("attached", yes_no(s.attached)),
+        ("transient", yes_no(s.transient)),
+    ];
+    match &s.limits {
+        Some(l) => rows.extend(limit_rows(l)),
+        None => rows.push(("limits", "-".into())),
+    }
+    rows.push(("created", utc_and_ago(s.created_at)));
+    rows.push(("deadline", s.deadline.map_or("-".into(), utc_and_ago)));
+    rows.push(("ended", s.ended_at.map_or("-".into(), utc_and_ago)));
+    rows.push(("exit", s.exit.as_ref().map_or("-".into(), exit_words)));
+    rows.push(("pending", pending(s)));
+    rows.push(("last seq", s.last_seq.to_string()));
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(k, v)| vec![k.to_string(), v])
+        .collect();
+    // `render` aligns the values; its header row is left out.
+    let table = render(&["", ""], &rows);
+    table
+        .split_once('\n')
+        .map_or(table.clone(), |(_, rest)| rest.to_string())
+}
+
+fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
+    let timeout = if l.timeout.is_zero() {
+        "none".to_string()
+    } else {
+        duration(l.timeout.as_secs())
+    };
+    vec![
+        ("memory", bytes(l.memory)),
+        ("cpus", l.cpus.to_string()),
+        ("pids", l.pids.to_string()),
+        ("timeout", timeout),
+    ]
+}
+
+/// `exited with code 0`, or `killed: timed out (exit code 124)`.
+fn exit_words(e: &ExitInfo) -> String {
+    match e.reason {
+        crate::protocol::ExitReason::Exited { .. } => e.message.clone(),
+        _ => format!("{} (exit code {})", e.message, e.code),
+    }
+}
+
+/// What the session holds for a client: `3 msgs, 1.2 KiB (0 B spooled)`.
+fn pending(s: &SessionInfo) -> String {
+    let msgs = match s.pending_messages {
+        1 => "1 msg".to_string(),
+        n => format!("{n} msgs"),
+    };
+    format!(
+        "{msgs}, {} ({} spooled to disk)",
+        bytes(s.pending_bytes),
+        bytes(s.spooled_bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ExitReason, SessionState};
+    use std::time::Duration;
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            token: "t0k".into(),
+            id: "s-1".into(),
+            function: "fn-abc".into(),
+            function_name: Some("hello".into()),
+            image: "python".into(),
+            state: SessionState::Ended,
+            transient: false,
+            attached: false,
+            exit: Some(ExitReason::Timeout.into()),
+            pending_messages: 2,
+            pending_bytes: 2048,
+            created_at: 1_763_764_800,
+            ended_at: Some(1_763_764_830),
+            last_seq: 3,
+            spooled_bytes: 0,
+            limits: Some(Limits {
+                memory: 256 << 20,
+                cpus: 0.5,
+                pids: 64,
+                timeout: Duration::from_secs(30),
+            }),
+            deadline: Some(1_763_764_830),
+        }
+    }
+
+    #[test]
+    fn every_fact_has_a_line() {
+        let text = describe(&info(), false);
+        for want in [
+            "token      t0k\n",
+            "function   hello (fn-abc)\n",
+            "state      ended\n",
+            "memory     256.0 MiB\n",
+            "cpus       0.5\n",
+            "pids       64\n",
+            "timeout    30s\n",
+            "created    2025-11-21 22:40:00 UTC (",
+            "exit       killed: timed out (exit code 124)\n",
+            "pending    2 msgs, 2.0 KiB (0 B spooled to disk)\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        let coloured = describe(&info(), true);
+        assert!(
+            coloured.contains("state      \x1b[31mended\x1b[0m\n"),
+            "{coloured}"
+        );
+    }
+}
