@@ -17,10 +17,14 @@ fn main() {
             filter = filter.add_directive(d);
         }
     }
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        bento::cli::LogFormat::Json => builder.json().init(),
+        // Colours only when stderr is a terminal (the default checks it).
+        bento::cli::LogFormat::Human => builder.init(),
+    }
     let code = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(bento::cli::run(cli)),
         Err(e) => {

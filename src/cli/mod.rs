@@ -34,6 +34,16 @@ use std::io::Write;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: `human`, or `json` (one object per line, for
+    /// log collectors). Levels follow RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "BENTO_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
