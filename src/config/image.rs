@@ -75,6 +75,12 @@ impl ImageSpec {
             }
             l.memory = m;
         }
+        if !(l.cpus.is_finite() && l.cpus > 0.0 && max.cpus.is_finite()) {
+            return Err(format!(
+                "the image's cpus {} is not a positive number",
+                l.cpus
+            ));
+        }
         if let Some(c) = req.cpus {
             if !(c > 0.0 && c <= max.cpus) {
                 return Err(format!("cpus {c} is outside (0, {}]", max.cpus));
@@ -127,7 +133,7 @@ pub struct Limits {
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
+    s.serialize_u64(ceil_secs(d))
 }
 
 /// Limits a run asks for (`bento run --memory …`); unset ones take the
@@ -151,9 +157,14 @@ pub struct LimitsRequest {
     pub timeout: Option<Duration>,
 }
 
+/// Whole seconds, rounded up: a timeout of 500ms must not become 0 (none).
+fn ceil_secs(d: &Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_u64(d.as_secs()),
+        Some(d) => s.serialize_u64(ceil_secs(d)),
         None => s.serialize_none(),
     }
 }
@@ -321,6 +332,18 @@ mod tests {
             ..Default::default()
         });
         assert!(forever.is_err());
+    }
+
+    #[test]
+    fn sub_second_timeouts_round_up_on_the_wire() {
+        let req = LimitsRequest {
+            timeout: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&req).unwrap_or_default();
+        assert_eq!(json, r#"{"timeout":1}"#);
+        let bad = spec("name: p\nlimits: {cpus: .nan}\n");
+        assert!(bad.resolve_limits(&LimitsRequest::default()).is_err());
     }
 
     #[test]

@@ -1,0 +1,1317 @@
+//! End-to-end performance of Bento against the real Docker engine, each
+//! figure side by side with its plain `docker run` baseline.
+//!
+//!     cargo bench --bench e2e               # full: 1 GiB, 200 sessions
+//!     cargo bench --bench e2e -- --quick    # smaller, under two minutes
+//!
+//! The controller runs as a child process (the release `bento` binary) with
+//! its own temporary data dir and label prefix. Progress goes to stderr; a
+//! table goes to stdout, and its last line is `RESULT {json}`. Everything it
+//! starts (sessions, containers, the controller) is removed at the end, also
+//! when a measurement fails or the run is interrupted with Ctrl-C.
+//!
+//! See docs/performance.md for the targets and the figures measured.
+
+use std::fmt::Display;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
+use bento::config::Config;
+use bento::protocol::{CreateSession, SessionInfo, SessionState, Stream, SubmitFunction};
+use futures_util::stream::{self, StreamExt};
+
+const IMAGE: &str = "bento/python:latest";
+const OFFLINE_BASE: &str = "bento/base:bookworm";
+const MIB: f64 = 1024.0 * 1024.0;
+const CHUNK: u64 = 64 * 1024;
+/// How long the idle sessions of measurement 4 sleep: long enough that none
+/// ends while the others are still being created.
+const IDLE_SLEEP_S: u64 = 900;
+
+type Res<T> = Result<T, String>;
+
+/// Turns any error into a `String` that says what was being done.
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Res<T>;
+}
+
+impl<T, E: Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Res<T> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        eprintln!("[e2e {:>6.1}s] {}", started().elapsed().as_secs_f64(), format!($($arg)*))
+    };
+}
+
+fn started() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Sizes and repetitions of one run.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    first_byte_reps: usize,
+    stream_bytes: u64,
+    stream_reps: usize,
+    reattach_reps: usize,
+    sessions: usize,
+    detached_bytes: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                first_byte_reps: 5,
+                stream_bytes: 100 << 20,
+                stream_reps: 3,
+                reattach_reps: 5,
+                sessions: 20,
+                detached_bytes: 100 << 20,
+            }
+        } else {
+            Plan {
+                quick,
+                first_byte_reps: 15,
+                stream_bytes: 1 << 30,
+                stream_reps: 3,
+                reattach_reps: 15,
+                sessions: 200,
+                detached_bytes: 1 << 30,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and results
+// ---------------------------------------------------------------------------
+
+/// Samples of one quantity.
+#[derive(Debug, Clone, Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+    fn median(&self) -> Option<f64> {
+        let mut v = self.0.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        Some(if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        })
+    }
+    fn min(&self) -> Option<f64> {
+        self.0.iter().copied().reduce(f64::min)
+    }
+    fn max(&self) -> Option<f64> {
+        self.0.iter().copied().reduce(f64::max)
+    }
+    /// "median (min–max, n=N)".
+    fn describe(&self, digits: usize) -> String {
+        match (self.median(), self.min(), self.max()) {
+            (Some(m), Some(lo), Some(hi)) => format!(
+                "{m:.digits$} ({lo:.digits$}-{hi:.digits$}, n={})",
+                self.0.len()
+            ),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// A figure, or why it could not be measured.
+type Figure<T> = Result<T, String>;
+
+#[derive(Debug, Clone)]
+struct FirstByte {
+    bento_ms: Samples,
+    docker_ms: Samples,
+}
+
+#[derive(Debug, Clone)]
+struct Throughput {
+    bento_mb_s: Samples,
+    docker_mb_s: Samples,
+    bento_s: Samples,
+    docker_s: Samples,
+}
+
+#[derive(Debug, Clone)]
+struct Crowd {
+    /// RSS just before the sessions were created.
+    rss_before_mb: f64,
+    rss_mb: f64,
+    cpu_pct: f64,
+    create_s: f64,
+    attached: usize,
+    teardown_s: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Detached {
+    idle_rss_mb: f64,
+    rss_mb: f64,
+    pending_bytes: u64,
+    spooled_bytes: u64,
+    /// Kill, then attach and read all of it back until reaped.
+    replay_s: f64,
+}
+
+struct Results {
+    plan: Plan,
+    idle_rss_mb: Figure<f64>,
+    first_byte: Figure<FirstByte>,
+    throughput: Figure<Throughput>,
+    reattach_ms: Figure<Samples>,
+    crowd: Figure<Crowd>,
+    detached: Figure<Detached>,
+}
+
+impl Results {
+    fn unmeasured(plan: &Plan, why: &str) -> Results {
+        fn e<T>(why: &str) -> Figure<T> {
+            Err(why.to_string())
+        }
+        Results {
+            plan: plan.clone(),
+            idle_rss_mb: e(why),
+            first_byte: e(why),
+            throughput: e(why),
+            reattach_ms: e(why),
+            crowd: e(why),
+            detached: e(why),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The controller, as a child process
+// ---------------------------------------------------------------------------
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `bento serve` in a process of its own, with a temporary data dir and a
+/// label prefix of its own. Dropping it kills it and removes every container
+/// carrying its labels.
+struct Controller {
+    dir: tempfile::TempDir,
+    prefix: String,
+    url: String,
+    child: Option<Child>,
+    client: Client,
+}
+
+impl Controller {
+    async fn start() -> Res<Controller> {
+        let dir = tempfile::Builder::new()
+            .prefix("bento-bench-")
+            .tempdir()
+            .ctx("temp dir")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ctx("free port")?;
+        let prefix = format!(
+            "bench{}.bento",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let repo = repo();
+        // output_cap 2 GiB: the detached 1 GiB must not meet backpressure
+        // first. max_sessions above the 200 of the crowd.
+        let config = format!(
+            "listen: 127.0.0.1:{port}\n\
+             data_dir: {data}\n\
+             images_dir: {images}\n\
+             driver_dir: {driver}\n\
+             label_prefix: {prefix}\n\
+             output_cap: {cap}\n\
+             max_sessions: 256\n",
+            data = dir.path().join("data").display(),
+            images = repo.join("config/images").display(),
+            driver = repo.join("driver").display(),
+            cap = 2u64 << 30,
+        );
+        let config_path = dir.path().join("bento.yaml");
+        std::fs::write(&config_path, config).ctx("write config")?;
+        let log = std::fs::File::create(dir.path().join("serve.log")).ctx("serve.log")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let client = Client::new(&url, None).ctx("client")?;
+        let child = Command::new(env!("CARGO_BIN_EXE_bento"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .ctx("spawn bento serve")?;
+        let controller = Controller {
+            dir,
+            prefix,
+            url,
+            child: Some(child),
+            client,
+        };
+        controller.wait_up().await?;
+        Ok(controller)
+    }
+
+    async fn wait_up(&self) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.client.list_sessions().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "bento serve did not come up:\n{}",
+            self.log_tail(20)
+        ))
+    }
+
+    fn pid(&self) -> Res<u32> {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .ok_or_else(|| "controller not running".to_string())
+    }
+
+    fn rss_mb(&self) -> Res<f64> {
+        rss_mb(self.pid()?)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Kills the controller and removes its containers. Idempotent.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            // A create the controller had asked Docker for just before it
+            // died can still land: sweep again once it has.
+            let label = format!("{}.session", self.prefix);
+            for pass in 0..3 {
+                if pass > 0 {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                remove_containers(&label);
+            }
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("controller log (tail):\n{}", self.log_tail(30));
+        }
+        self.stop();
+    }
+}
+
+/// `docker rm -f` of every container carrying `label`.
+fn remove_containers(label: &str) {
+    let ids = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
+        .output();
+    let ids: Vec<String> = match ids {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        Err(e) => {
+            eprintln!("cleanup: docker ps: {e}");
+            return;
+        }
+    };
+    if ids.is_empty() {
+        return;
+    }
+    eprintln!(
+        "cleanup: removing {} container(s) labelled {label}",
+        ids.len()
+    );
+    for batch in ids.chunks(50) {
+        let status = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(batch)
+            .stdout(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("cleanup: docker rm -f failed: {status:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+// ---------------------------------------------------------------------------
+
+fn rss_mb(pid: u32) -> Res<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ctx("/proc/PID/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or("no VmRSS in /proc/PID/status")?;
+    Ok(kb / 1024.0)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Res<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ctx("/proc/PID/stat")?;
+    // The command name is in parentheses and may hold spaces: count fields
+    // after the last ')'. utime and stime are fields 14 and 15 overall, so
+    // 12 and 13 after the name (state is the first one there, field 3).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("bad /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Res<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| format!("bad /proc/PID/stat field {}", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU of `pid` over `window`, as % of one core.
+async fn cpu_percent(pid: u32, window: Duration) -> Res<f64> {
+    let t0 = cpu_ticks(pid)?;
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let t1 = cpu_ticks(pid)?;
+    let secs = (t1.saturating_sub(t0)) as f64 / clock_ticks_per_second();
+    Ok(100.0 * secs / start.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------
+// The function image
+// ---------------------------------------------------------------------------
+
+/// Builds the python function image (Docker's cache makes it quick when
+/// nothing changed), bootstrapping the offline base first if no base is
+/// available. The same as tests/common's `ensure_image`.
+async fn ensure_image() -> Res<()> {
+    let mut config = Config::load(Some(&repo().join("config/bento.yaml"))).ctx("config")?;
+    let docker = bento::images::connect(&config).await.ctx("docker")?;
+    let spec = config
+        .images
+        .get("python")
+        .cloned()
+        .ok_or("no python image in config/images")?;
+    if std::env::var(bento::config::BASE_IMAGE_ENV).is_err() {
+        let has = |t: String| {
+            let d = docker.clone();
+            async move { bento::images::image_exists(&d, &t).await.unwrap_or(false) }
+        };
+        if !has(spec.base.clone()).await {
+            if !has(OFFLINE_BASE.to_string()).await {
+                let status = Command::new(repo().join("images/base/bootstrap.sh")).status();
+                if !matches!(status, Ok(s) if s.success()) {
+                    return Err(format!("images/base/bootstrap.sh failed: {status:?}"));
+                }
+            }
+            config.base_image = Some(OFFLINE_BASE.into());
+        }
+    }
+    bento::images::build_image(&docker, &config, &spec, |_| {})
+        .await
+        .ctx("building the python image")
+}
+
+// ---------------------------------------------------------------------------
+// Client helpers
+// ---------------------------------------------------------------------------
+
+async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> Res<T> {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .map_err(|_| format!("timed out after {secs}s: {what}"))
+}
+
+async fn submit(client: &Client, code: &str) -> Res<String> {
+    let body = SubmitFunction {
+        code: code.into(),
+        name: None,
+        image: None,
+    };
+    client
+        .submit_function(&body)
+        .await
+        .map(|f| f.id)
+        .ctx("submit")
+}
+
+async fn create(client: &Client, function: &str, args: &[String]) -> Res<String> {
+    let body = CreateSession {
+        function: function.into(),
+        args: args.to_vec(),
+        transient: false,
+        limits: Default::default(),
+    };
+    client
+        .create_session(&body)
+        .await
+        .map(|c| c.token)
+        .ctx("create session")
+}
+
+async fn attach(client: &Client, token: &str) -> Res<Attachment> {
+    client
+        .attach(token, AttachOptions::default())
+        .await
+        .ctx("attach")
+}
+
+/// Reads until the first non-empty data frame (acking what it reads).
+async fn first_data_byte(att: &mut Attachment) -> Res<()> {
+    while let Some(ev) = att.next().await {
+        match ev {
+            Event::Output(f) => {
+                att.written(f.seq);
+                if f.stream == Stream::Data && !f.bytes.is_empty() {
+                    return Ok(());
+                }
+            }
+            Event::Exit { seq, exit } => {
+                att.written(seq);
+                return Err(format!("exited before any output: {}", exit.message));
+            }
+            Event::Ended(end) => return Err(format!("attachment ended: {end:?}")),
+            _ => {}
+        }
+    }
+    Err("attachment closed".into())
+}
+
+/// Reads and acks everything up to the end of the attachment.
+async fn drain(mut att: Attachment) -> Res<()> {
+    while let Some(ev) = att.next().await {
+        match ev {
+            Event::Output(f) => att.written(f.seq),
+            Event::Exit { seq, .. } => att.written(seq),
+            Event::Ended(AttachEnd::Finished) => return Ok(()),
+            Event::Ended(end) => return Err(format!("attachment ended: {end:?}")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn wait_session(
+    client: &Client,
+    token: &str,
+    what: &str,
+    secs: u64,
+    pred: impl Fn(&SessionInfo) -> bool,
+) -> Res<SessionInfo> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match client.session(token).await {
+            Ok(info) if pred(&info) => return Ok(info),
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {secs}s waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the session is reaped (its token unknown).
+async fn wait_reaped(client: &Client, token: &str) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match client.session(token).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            _ if Instant::now() > deadline => return Err("session was not reaped".into()),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Kills a session, reads its output to the end (through `att` if it is
+/// attached, else through a new attach) so it can be reaped, and waits
+/// until it is.
+async fn kill_and_reap(client: &Client, token: &str, att: Option<Attachment>) -> Res<()> {
+    client.kill_session(token).await.ctx("kill")?;
+    let att = match att {
+        Some(a) => a,
+        None => attach(client, token).await?,
+    };
+    within(120, "draining a killed session", drain(att)).await??;
+    wait_reaped(client, token).await
+}
+
+// ---------------------------------------------------------------------------
+// Docker baselines
+// ---------------------------------------------------------------------------
+
+/// `echo | docker run --rm -i --network none ... python3 -c '<write x>'`:
+/// ms from spawning it to the first byte on its stdout.
+fn docker_first_byte_ms() -> Res<f64> {
+    let start = Instant::now();
+    let mut child = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+        ])
+        .arg(IMAGE)
+        .args([
+            "-c",
+            "import sys; sys.stdout.write(\"x\"); sys.stdout.flush()",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ctx("spawn docker run")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"\n");
+    }
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut byte = [0u8; 1];
+    let n = stdout.read(&mut byte).ctx("read docker stdout")?;
+    let elapsed = start.elapsed();
+    let mut rest = Vec::new();
+    let _ = stdout.read_to_end(&mut rest);
+    let status = child.wait().ctx("wait docker run")?;
+    if n != 1 || !status.success() {
+        return Err(format!("docker run: {status}, read {n} byte(s)"));
+    }
+    Ok(elapsed.as_secs_f64() * 1000.0)
+}
+
+/// `docker run --rm -i --log-driver none ... | wc -c`, `total` bytes written
+/// with os.write in 64 KiB pieces: (seconds, MiB/s) of the whole pipeline.
+fn docker_throughput(total: u64) -> Res<(f64, f64)> {
+    let code = format!(
+        "import os\nb = b'x' * {CHUNK}\nfor _ in range({n}):\n    m = memoryview(b)\n    while m:\n        m = m[os.write(1, m):]\n",
+        n = total / CHUNK
+    );
+    let start = Instant::now();
+    let mut docker = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--log-driver",
+            "none",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+        ])
+        .arg(IMAGE)
+        .args(["-c", &code])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ctx("spawn docker run")?;
+    let pipe = docker.stdout.take().ok_or("no stdout")?;
+    let wc = Command::new("wc")
+        .arg("-c")
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::piped())
+        .spawn()
+        .ctx("spawn wc")?;
+    let out = wc.wait_with_output().ctx("wc")?;
+    let status = docker.wait().ctx("wait docker run")?;
+    let secs = start.elapsed().as_secs_f64();
+    let count: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .ctx("wc output")?;
+    if count != total || !status.success() {
+        return Err(format!("docker run: {status}, {count} of {total} bytes"));
+    }
+    Ok((secs, total as f64 / MIB / secs))
+}
+
+// ---------------------------------------------------------------------------
+// The measurements
+// ---------------------------------------------------------------------------
+
+/// Measurement 1: cold first byte: create_session to the first output byte via attach,
+/// interleaved with `docker run` to its first byte.
+async fn measure_first_byte(c: &Controller, plan: &Plan) -> Res<FirstByte> {
+    let function = submit(&c.client, "send('x')\n").await?;
+    let mut r = FirstByte {
+        bento_ms: Samples::default(),
+        docker_ms: Samples::default(),
+    };
+    for i in 0..plan.first_byte_reps {
+        let start = Instant::now();
+        let token = create(&c.client, &function, &[]).await?;
+        let mut att = attach(&c.client, &token).await?;
+        within(60, "first byte", first_data_byte(&mut att)).await??;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        r.bento_ms.push(ms);
+        // Let it finish and be reaped, so the next one starts on a quiet
+        // machine.
+        within(60, "drain", drain(att)).await??;
+        wait_reaped(&c.client, &token).await?;
+
+        let docker_ms = tokio::task::spawn_blocking(docker_first_byte_ms)
+            .await
+            .ctx("join")??;
+        r.docker_ms.push(docker_ms);
+        progress!(
+            "first byte {}/{}: bento {ms:.0} ms, docker run {docker_ms:.0} ms",
+            i + 1,
+            plan.first_byte_reps
+        );
+    }
+    Ok(r)
+}
+
+/// Measurement 2: throughput: `total` bytes as 64 KiB messages, received and acked by
+/// the client library; from create_session to the last byte.
+async fn bento_throughput(c: &Controller, function: &str, total: u64) -> Res<(f64, f64)> {
+    let start = Instant::now();
+    let token = create(&c.client, function, &[total.to_string()]).await?;
+    let mut att = attach(&c.client, &token).await?;
+    let mut got: u64 = 0;
+    let receive = async {
+        while got < total {
+            match att.next().await {
+                Some(Event::Output(f)) => {
+                    if f.stream == Stream::Data {
+                        got += f.bytes.len() as u64;
+                    }
+                    att.written(f.seq);
+                }
+                Some(Event::Exit { seq, exit }) => {
+                    att.written(seq);
+                    return Err(format!("exited after {got} bytes: {}", exit.message));
+                }
+                Some(Event::Ended(end)) => return Err(format!("ended after {got} bytes: {end:?}")),
+                Some(_) => {}
+                None => return Err("attachment closed".to_string()),
+            }
+        }
+        Ok(())
+    };
+    within(600, "receiving the stream", receive).await??;
+    let secs = start.elapsed().as_secs_f64();
+    within(60, "drain", drain(att)).await??;
+    wait_reaped(&c.client, &token).await?;
+    Ok((secs, total as f64 / MIB / secs))
+}
+
+async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
+    let function = submit(
+        &c.client,
+        "def main(total):\n    b = b'x' * 65536\n    for _ in range(total // 65536):\n        send(b)\n",
+    )
+    .await?;
+    let mut r = Throughput {
+        bento_mb_s: Samples::default(),
+        docker_mb_s: Samples::default(),
+        bento_s: Samples::default(),
+        docker_s: Samples::default(),
+    };
+    for i in 0..plan.stream_reps {
+        let (bs, bm) = bento_throughput(c, &function, plan.stream_bytes).await?;
+        r.bento_s.push(bs);
+        r.bento_mb_s.push(bm);
+        let total = plan.stream_bytes;
+        let (ds, dm) = tokio::task::spawn_blocking(move || docker_throughput(total))
+            .await
+            .ctx("join")??;
+        r.docker_s.push(ds);
+        r.docker_mb_s.push(dm);
+        progress!(
+            "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s), docker run {ds:.2} s ({dm:.0} MiB/s)",
+            i + 1,
+            plan.stream_reps
+        );
+    }
+    Ok(r)
+}
+
+/// Measurement 3: reattach: a session with output produced while nobody was attached;
+/// attach + first replayed byte.
+async fn measure_reattach(c: &Controller, plan: &Plan) -> Res<Samples> {
+    let function = submit(
+        &c.client,
+        "import time\ndef main():\n    send('x' * 100)\n    time.sleep(600)\n",
+    )
+    .await?;
+    let mut samples = Samples::default();
+    for i in 0..plan.reattach_reps {
+        let token = create(&c.client, &function, &[]).await?;
+        let result = async {
+            wait_session(&c.client, &token, "pending output", 60, |s| {
+                s.pending_messages > 0
+            })
+            .await?;
+            let start = Instant::now();
+            let mut att = attach(&c.client, &token).await?;
+            within(30, "replayed byte", first_data_byte(&mut att)).await??;
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            Ok::<_, String>((ms, att))
+        }
+        .await;
+        let (ms, att) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = kill_and_reap(&c.client, &token, None).await;
+                return Err(e);
+            }
+        };
+        samples.push(ms);
+        progress!("reattach {}/{}: {ms:.2} ms", i + 1, plan.reattach_reps);
+        kill_and_reap(&c.client, &token, Some(att)).await?;
+    }
+    Ok(samples)
+}
+
+/// Measurement 4: many idle sessions, half of them attached: the controller's RSS and
+/// CPU. Then all are killed and reaped.
+async fn measure_crowd(c: &Controller, plan: &Plan) -> Res<Crowd> {
+    let function = submit(&c.client, "import time\ndef main(s):\n    time.sleep(s)\n").await?;
+    let arg = vec![IDLE_SLEEP_S.to_string()];
+    let rss_before_mb = c.rss_mb()?;
+    let start = Instant::now();
+    let created: Vec<Res<String>> = stream::iter(0..plan.sessions)
+        .map(|_| create(&c.client, &function, &arg))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let create_s = start.elapsed().as_secs_f64();
+    let mut tokens = Vec::new();
+    let mut failures = Vec::new();
+    for r in created {
+        match r {
+            Ok(t) => tokens.push(t),
+            Err(e) => failures.push(e),
+        }
+    }
+    progress!(
+        "{} sessions created in {create_s:.1} s ({} failed)",
+        tokens.len(),
+        failures.len()
+    );
+    let measured = async {
+        if let Some(e) = failures.first() {
+            return Err(format!(
+                "{} of {} creates failed: {e}",
+                failures.len(),
+                plan.sessions
+            ));
+        }
+        let half = tokens.len() / 2;
+        let mut atts = Vec::new();
+        for t in &tokens[..half] {
+            atts.push(attach(&c.client, t).await?);
+        }
+        let sessions = c.client.list_sessions().await.ctx("list sessions")?;
+        let running = sessions
+            .iter()
+            .filter(|s| s.state == SessionState::Running && tokens.contains(&s.token))
+            .count();
+        if running != tokens.len() {
+            return Err(format!(
+                "only {running} of {} sessions running",
+                tokens.len()
+            ));
+        }
+        // Let the attaches settle before sampling.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = c.rss_mb()?;
+        let cpu = cpu_percent(c.pid()?, Duration::from_secs(2)).await?;
+        progress!(
+            "{} sessions ({half} attached): RSS {rss:.1} MiB, CPU {cpu:.1}%",
+            tokens.len()
+        );
+        Ok((rss, cpu, atts))
+    }
+    .await;
+    // Tear down whatever was created, measured or not.
+    let teardown = Instant::now();
+    let (mut atts, result) = match measured {
+        Ok((rss, cpu, atts)) => (atts, Ok((rss, cpu))),
+        Err(e) => (Vec::new(), Err(e)),
+    };
+    let attached = atts.len();
+    // The attached ones are the first half of `tokens`.
+    let mut atts = atts.drain(..);
+    let with_att: Vec<(String, Option<Attachment>)> =
+        tokens.iter().map(|t| (t.clone(), atts.next())).collect();
+    drop(atts);
+    let reaped: Vec<Res<()>> = stream::iter(with_att)
+        .map(|(t, a)| async move { kill_and_reap(&c.client, &t, a).await })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let teardown_s = teardown.elapsed().as_secs_f64();
+    let errors: Vec<&String> = reaped.iter().filter_map(|r| r.as_ref().err()).collect();
+    progress!(
+        "{} sessions killed and reaped in {teardown_s:.1} s ({} errors)",
+        tokens.len(),
+        errors.len()
+    );
+    let (rss_mb, cpu_pct) = result?;
+    if let Some(e) = errors.first() {
+        return Err(format!("teardown: {} errors, first: {e}", errors.len()));
+    }
+    Ok(Crowd {
+        rss_before_mb,
+        rss_mb,
+        cpu_pct,
+        create_s,
+        attached,
+        teardown_s,
+    })
+}
+
+/// Measurement 5: one detached session holding `total` bytes of unread output.
+async fn measure_detached(c: &Controller, plan: &Plan) -> Res<Detached> {
+    let function = submit(
+        &c.client,
+        "import time\ndef main(total):\n    b = b'x' * 65536\n    for _ in range(total // 65536):\n        send(b)\n    time.sleep(600)\n",
+    )
+    .await?;
+    let idle_rss_mb = c.rss_mb()?;
+    let total = plan.detached_bytes;
+    let token = create(&c.client, &function, &[total.to_string()]).await?;
+    let result = async {
+        let info = wait_session(&c.client, &token, "all output pending", 600, |s| {
+            s.pending_bytes >= total || s.state != SessionState::Running
+        })
+        .await?;
+        if info.pending_bytes < total {
+            return Err(format!(
+                "session ended with {} of {total} bytes pending",
+                info.pending_bytes
+            ));
+        }
+        // Give the controller a moment to settle (spool writes, buffers).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_mb = c.rss_mb()?;
+        let info = c.client.session(&token).await.ctx("session")?;
+        progress!(
+            "detached {:.0} MiB pending ({:.0} MiB spooled): RSS {rss_mb:.1} MiB (idle {idle_rss_mb:.1} MiB)",
+            info.pending_bytes as f64 / MIB,
+            info.spooled_bytes as f64 / MIB
+        );
+        Ok(Detached {
+            idle_rss_mb,
+            rss_mb,
+            pending_bytes: info.pending_bytes,
+            spooled_bytes: info.spooled_bytes,
+            replay_s: 0.0,
+        })
+    }
+    .await;
+    // Kill it and read everything back (from the spool), so the session is
+    // reaped and the controller is clean for what follows; the time it
+    // takes is the replay rate of spooled output.
+    let replay = Instant::now();
+    let cleanup = kill_and_reap(&c.client, &token, None).await;
+    let replay_s = replay.elapsed().as_secs_f64();
+    let mut r = result?;
+    cleanup?;
+    r.replay_s = replay_s;
+    progress!("killed and replayed to the end in {replay_s:.2} s");
+    Ok(r)
+}
+
+// ---------------------------------------------------------------------------
+// Running it all
+// ---------------------------------------------------------------------------
+
+async fn run(plan: &Plan) -> Results {
+    progress!(
+        "mode: {} (binary {})",
+        if plan.quick { "quick" } else { "full" },
+        env!("CARGO_BIN_EXE_bento")
+    );
+    if let Err(e) = ensure_image().await {
+        return Results::unmeasured(plan, &format!("no function image: {e}"));
+    }
+    progress!("image ready; starting the controller");
+    let mut controller = match Controller::start().await {
+        Ok(c) => c,
+        Err(e) => return Results::unmeasured(plan, &e),
+    };
+    progress!(
+        "controller up at {} (label {})",
+        controller.url,
+        controller.prefix
+    );
+    // Idle first (nothing run yet), then the detached session on a clean
+    // controller, so its RSS is not blurred by earlier work.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss_mb = controller.rss_mb();
+    progress!("5. detached session with unread output");
+    let detached = measure_detached(&controller, plan).await;
+    note("detached", &detached);
+    progress!("1. cold first byte");
+    let first_byte = measure_first_byte(&controller, plan).await;
+    note("first byte", &first_byte);
+    progress!("3. reattach");
+    let reattach_ms = measure_reattach(&controller, plan).await;
+    note("reattach", &reattach_ms);
+    progress!("2. throughput");
+    let throughput = measure_throughput(&controller, plan).await;
+    note("throughput", &throughput);
+    progress!("4. {} idle sessions", plan.sessions);
+    let crowd = measure_crowd(&controller, plan).await;
+    note("sessions", &crowd);
+    progress!("stopping the controller");
+    controller.stop();
+    Results {
+        plan: plan.clone(),
+        idle_rss_mb,
+        first_byte,
+        throughput,
+        reattach_ms,
+        crowd,
+        detached,
+    }
+}
+
+fn note<T>(what: &str, r: &Res<T>) {
+    if let Err(e) = r {
+        progress!("{what} FAILED: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// One line of the table.
+struct Row {
+    name: String,
+    bento: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    notes: String,
+}
+
+impl Row {
+    fn failed(name: String, why: &str) -> Row {
+        Row {
+            name,
+            bento: "null".into(),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "-".into(),
+            notes: format!("not measured: {why}"),
+        }
+    }
+
+    fn cells(&self) -> [&str; 6] {
+        [
+            &self.name,
+            &self.bento,
+            &self.baseline,
+            &self.ratio,
+            &self.target,
+            &self.notes,
+        ]
+    }
+}
+
+fn ratio(bento: &Samples, docker: &Samples) -> Option<f64> {
+    bento.median().zip(docker.median()).map(|(b, d)| b / d)
+}
+
+fn first_byte_row(r: &Figure<FirstByte>) -> Row {
+    let name = "cold first byte (ms)".to_string();
+    let f = match r {
+        Ok(f) => f,
+        Err(e) => return Row::failed(name, e),
+    };
+    let x = ratio(&f.bento_ms, &f.docker_ms);
+    Row {
+        name,
+        bento: f.bento_ms.describe(0),
+        baseline: f.docker_ms.describe(0),
+        ratio: fmt_opt(x, 2),
+        target: format!("<= 0.75x: {}", verdict(x.is_some_and(|x| x <= 0.75))),
+        notes: "create_session -> first byte via attach; docker: spawn -> first stdout byte".into(),
+    }
+}
+
+fn warm_row() -> Row {
+    Row {
+        target: "<= 10 ms: not measurable".into(),
+        ..Row::failed(
+            "warm first byte (ms)".into(),
+            "there is no warm pool yet: every session starts a container",
+        )
+    }
+}
+
+fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
+    let name = format!("throughput (MiB/s), {}", size(plan.stream_bytes));
+    let t = match r {
+        Ok(t) => t,
+        Err(e) => return Row::failed(name, e),
+    };
+    let x = ratio(&t.bento_mb_s, &t.docker_mb_s);
+    Row {
+        name,
+        bento: t.bento_mb_s.describe(0),
+        baseline: t.docker_mb_s.describe(0),
+        ratio: fmt_opt(x, 2),
+        target: format!(">= 1.0x: {}", verdict(x.is_some_and(|x| x >= 1.0))),
+        notes: format!(
+            "64 KiB messages, create -> last byte acked: {} s; \
+             docker run --log-driver none piped to wc -c: {} s",
+            fmt_opt(t.bento_s.median(), 2),
+            fmt_opt(t.docker_s.median(), 2)
+        ),
+    }
+}
+
+fn reattach_row(r: &Figure<Samples>) -> Row {
+    let name = "reattach (ms)".to_string();
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Row::failed(name, e),
+    };
+    Row {
+        name,
+        bento: s.describe(2),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: format!("< 10 ms: {}", verdict(s.median().is_some_and(|m| m < 10.0))),
+        notes: "attach + first replayed byte of output produced while detached".into(),
+    }
+}
+
+fn crowd_row(r: &Figure<Crowd>, plan: &Plan) -> Row {
+    let name = format!("{} idle sessions: RSS (MiB)", plan.sessions);
+    let c = match r {
+        Ok(c) => c,
+        Err(e) => return Row::failed(name, e),
+    };
+    let under = c.rss_mb <= 150.0;
+    Row {
+        name,
+        bento: format!("{:.1}", c.rss_mb),
+        baseline: format!("before {:.1}", c.rss_before_mb),
+        ratio: format!("+{:.1}", c.rss_mb - c.rss_before_mb),
+        target: if plan.sessions == 200 {
+            format!("<= 150 MB: {}", verdict(under))
+        } else {
+            let word = if under { "under" } else { "over" };
+            format!("(target is for 200: <= 150 MB; {word})")
+        },
+        notes: format!(
+            "+{:.0} KiB/session; {} attached; CPU {:.1}% of a core over 2 s \
+             (resolution {:.1}%); created in {:.1} s, killed+reaped in {:.1} s",
+            (c.rss_mb - c.rss_before_mb) * 1024.0 / plan.sessions as f64,
+            c.attached,
+            c.cpu_pct,
+            100.0 / (clock_ticks_per_second() * 2.0),
+            c.create_s,
+            c.teardown_s
+        ),
+    }
+}
+
+fn detached_row(r: &Figure<Detached>, plan: &Plan) -> Row {
+    let name = format!("detached {} unread: RSS (MiB)", size(plan.detached_bytes));
+    let d = match r {
+        Ok(d) => d,
+        Err(e) => return Row::failed(name, e),
+    };
+    let growth = d.rss_mb - d.idle_rss_mb;
+    Row {
+        name,
+        bento: format!("{:.1}", d.rss_mb),
+        baseline: format!("idle {:.1}", d.idle_rss_mb),
+        ratio: format!("+{growth:.1}"),
+        target: format!("<= 2 MB over idle: {}", verdict(growth <= 2.0)),
+        notes: format!(
+            "{} pending, {} of it spooled to disk; replayed to a client in {:.1} s",
+            size(d.pending_bytes),
+            size(d.spooled_bytes),
+            d.replay_s
+        ),
+    }
+}
+
+fn idle_row(r: &Figure<f64>) -> Row {
+    let name = "idle controller RSS (MiB)".to_string();
+    match r {
+        Ok(idle) => Row {
+            name,
+            bento: format!("{idle:.1}"),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "-".into(),
+            notes: "right after start, nothing run yet".into(),
+        },
+        Err(e) => Row::failed(name, e),
+    }
+}
+
+fn print_report(r: &Results) {
+    let p = &r.plan;
+    let rows = [
+        first_byte_row(&r.first_byte),
+        warm_row(),
+        throughput_row(&r.throughput, p),
+        reattach_row(&r.reattach_ms),
+        crowd_row(&r.crowd, p),
+        detached_row(&r.detached, p),
+        idle_row(&r.idle_rss_mb),
+    ];
+    let header = Row {
+        name: "measurement".into(),
+        bento: "bento".into(),
+        baseline: "docker / baseline".into(),
+        ratio: "ratio".into(),
+        target: "target".into(),
+        notes: "notes".into(),
+    };
+    let mut widths = header.cells().map(str::len);
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row.cells()) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths.iter())
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    let rules = widths.map(|w| "-".repeat(w));
+    println!();
+    println!(
+        "Bento e2e ({}): medians, (min-max, n); MiB = 2^20 bytes",
+        if p.quick { "quick" } else { "full" }
+    );
+    line(header.cells());
+    line(rules.each_ref().map(String::as_str));
+    for row in &rows {
+        line(row.cells());
+    }
+    println!("RESULT {}", result_json(r));
+}
+
+fn result_json(r: &Results) -> serde_json::Value {
+    let first = r.first_byte.as_ref().ok();
+    let tp = r.throughput.as_ref().ok();
+    serde_json::json!({
+        "cold_first_byte_ms": first.and_then(|f| f.bento_ms.median()),
+        "docker_run_ms": first.and_then(|f| f.docker_ms.median()),
+        "warm_first_byte_ms": null,
+        "throughput_mb_s": tp.and_then(|t| t.bento_mb_s.median()),
+        "docker_throughput_mb_s": tp.and_then(|t| t.docker_mb_s.median()),
+        "reattach_ms": r.reattach_ms.as_ref().ok().and_then(Samples::median),
+        "rss_200_sessions_mb": r.crowd.as_ref().ok().map(|c| c.rss_mb),
+        "rss_detached_1gb_mb": r.detached.as_ref().ok().map(|d| d.rss_mb),
+    })
+}
+
+fn main() {
+    started();
+    // cargo bench passes --bench; only --quick matters here.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = Plan::new(quick);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("tokio runtime: {e}"),
+    };
+    let results = rt.block_on(async {
+        tokio::select! {
+            r = run(&plan) => Some(r),
+            // Dropping run() drops the controller: it is killed and its
+            // containers removed.
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    drop(rt);
+    match results {
+        Some(r) => {
+            progress!("done");
+            print_report(&r);
+        }
+        None => {
+            eprintln!("interrupted; cleaned up");
+            std::process::exit(130);
+        }
+    }
+}
