@@ -231,7 +231,7 @@ async fn a_silent_client_is_detached_within_two_heartbeats() {
     );
     // Two intervals, plus the polling and scheduling slack of a test.
     assert!(
-        took <= 2 * hb + Duration::from_millis(500),
+        took <= 2 * hb + Duration::from_secs(1),
         "detached after {took:?}"
     );
     if let Err(e) = s.client.kill_session(&token).await {
