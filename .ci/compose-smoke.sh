@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Smoke test of the compose stack (docker-compose.yml, docs/compose.md), the
+# offline way: the controller binary built on the host and copied into the
+# locally bootstrapped base, the function image built FROM that base too.
+# Nothing is pulled from a registry.
+#
+#   .ci/compose-smoke.sh
+#
+# Brings up its own compose project (bento-smoke-PID) on a free loopback
+# port, with the repository's config/compose.yaml under a label prefix of
+# its own (so it never touches the sessions of another controller on this
+# engine), drives it with the host's CLI, then takes it down with its
+# volume. Cleans up on any exit. Tags bento/controller:latest and
+# bento/python:latest, like `docker compose build` does.
+#
+# Environment (all optional): BENTO_CONTROLLER_DOCKERFILE,
+# BENTO_RUNTIME_IMAGE, BENTO_BASE_IMAGE (default: the offline values below);
+# BENTO_SMOKE_TIMEOUT seconds to wait for the controller (default 180);
+# BENTO_SMOKE_NO_BUILD=1 to use target/release/bento as it is (CI that has
+# just built it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+passed=0
+failed=0
+summary() {
+  echo "compose smoke: $passed passed, $failed failed"
+}
+ok() {
+  passed=$((passed + 1))
+  echo "ok   $1"
+}
+not_ok() {
+  failed=$((failed + 1))
+  echo "FAIL $1" >&2
+  shift
+  for line in "$@"; do echo "     $line" >&2; done
+}
+
+if command -v docker-compose >/dev/null 2>&1; then
+  dc=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+  dc=(docker compose)
+else
+  echo "compose smoke: neither docker-compose nor docker compose is installed" >&2
+  exit 1
+fi
+
+project="bento-smoke-$$"
+prefix="dev.bento-smoke-$$"
+workdir=$(mktemp -d /tmp/bento-compose-smoke.XXXXXX)
+bento="$root/target/release/bento"
+up=0
+
+# A free TCP port on loopback (the kernel picks it).
+free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  else
+    local p
+    for _ in $(seq 1 50); do
+      p=$((20000 + RANDOM % 20000))
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    done
+    return 1
+  fi
+}
+
+compose() {
+  "${dc[@]}" -p "$project" -f "$root/docker-compose.yml" "$@"
+}
+
+# This run's function containers (by its label prefix).
+session_containers() {
+  docker ps -aq --filter "label=$prefix.session"
+}
+
+cleanup() {
+  local rc=$?
+  if [ "$up" = 1 ]; then
+    if [ "$failed" -gt 0 ]; then
+      echo "--- controller log (last 40 lines)" >&2
+      compose logs --no-color --tail 40 controller >&2 2>/dev/null || true
+    fi
+    compose down -v --remove-orphans >/dev/null 2>&1 || true
+  fi
+  # Whatever is left of this run, and only of this run.
+  local left
+  left=$(session_containers)
+  [ -n "$left" ] && docker rm -f $left >/dev/null 2>&1
+  docker volume rm "${project}_bento-data" >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+  # The last line, whatever happened.
+  summary
+  [ "$failed" -gt 0 ] && [ "$rc" = 0 ] && rc=1
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'not_ok "interrupted"; exit 130' INT TERM
+
+# Stops at the first failure that leaves nothing to test.
+fatal() {
+  not_ok "$@"
+  exit 1
+}
+
+start=$(date +%s)
+
+echo "== build the controller binary on the host"
+if [ "${BENTO_SMOKE_NO_BUILD:-0}" != 1 ]; then
+  cargo build --release --quiet || fatal "cargo build --release"
+fi
+[ -x "$bento" ] || fatal "no $bento after the build"
+ok "release binary built"
+
+echo "== base image"
+export BENTO_RUNTIME_IMAGE="${BENTO_RUNTIME_IMAGE:-bento/base:bookworm}"
+export BENTO_BASE_IMAGE="${BENTO_BASE_IMAGE:-bento/base:bookworm}"
+export BENTO_CONTROLLER_DOCKERFILE="${BENTO_CONTROLLER_DOCKERFILE:-images/controller/Dockerfile.prebuilt}"
+for image in "$BENTO_RUNTIME_IMAGE" "$BENTO_BASE_IMAGE"; do
+  if [ "$image" = bento/base:bookworm ] && ! docker image inspect "$image" >/dev/null 2>&1; then
+    images/base/bootstrap.sh || fatal "images/base/bootstrap.sh"
+  fi
+done
+
+echo "== settings"
+# config/compose.yaml as it is, but for this run's label prefix.
+mkdir -p "$workdir/config"
+cp -r config/images "$workdir/config/images"
+sed "s/^label_prefix: .*/label_prefix: $prefix/" config/compose.yaml >"$workdir/config/compose.yaml"
+grep -q "^label_prefix: $prefix\$" "$workdir/config/compose.yaml" ||
+  fatal "config/compose.yaml has no label_prefix line to replace"
+export BENTO_CONFIG_DIR="$workdir/config"
+BENTO_PORT=$(free_port) || fatal "no free port"
+export BENTO_PORT
+export BENTO_URL="http://127.0.0.1:$BENTO_PORT"
+unset BENTO_API_KEY
+echo "project $project, port $BENTO_PORT, label prefix $prefix, ${dc[*]}"
+
+echo "== up"
+up=1
+if ! compose up -d --build >"$workdir/up.log" 2>&1; then
+  tail -n 30 "$workdir/up.log" >&2
+  fatal "compose up -d --build"
+fi
+ok "compose up -d --build"
+
+cid=$(compose ps -q controller)
+[ -n "$cid" ] || fatal "no controller container"
+deadline=$(($(date +%s) + ${BENTO_SMOKE_TIMEOUT:-180}))
+health=""
+while [ "$(date +%s)" -lt "$deadline" ]; do
+  health=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)
+  [ "$health" = healthy ] || [ "$health" = gone ] && break
+  sleep 1
+done
+[ "$health" = healthy ] || fatal "controller healthy" "health: $health"
+ok "controller healthy ($(($(date +%s) - start))s since start)"
+
+image_status=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(compose ps -q python-image)" 2>/dev/null)
+[ "$image_status" = "exited 0" ] && ok "python-image built, its container exited 0" ||
+  not_ok "python-image built, its container exited 0" "state: $image_status"
+
+echo "== functions"
+cli() { timeout 60 "$bento" "$@"; }
+counter_id=$(cli submit examples/counter.py --name counter) && [ -n "$counter_id" ] &&
+  ok "submit counter ($counter_id)" || fatal "submit counter"
+echo_id=$(cli submit examples/echo.py --name echo) && [ -n "$echo_id" ] &&
+  ok "submit echo ($echo_id)" || fatal "submit echo"
+
+out=$(printf 'hello\nworld\nstop\n' | cli run echo)
+rc=$?
+want=$'echoing; type stop to end\nhello\nworld\nbye'
+[ "$rc" = 0 ] && [ "$out" = "$want" ] && ok "run echo: output and exit 0" ||
+  not_ok "run echo: output and exit 0" "exit $rc" "output: $(echo "$out" | tr '\n' '|')"
+
+echo "== detach and reattach"
+n=30
+token=$(cli run -d counter "$n" 0.2)
+rc=$?
+[ "$rc" = 0 ] && [ -n "$token" ] && ok "run -d counter" || fatal "run -d counter" "exit $rc"
+
+# Attach until some output has come (however slowly the container starts),
+# then Ctrl-C: the CLI detaches with 130 and the function goes on. (Its
+# SIGINT handler is in place before it prints anything, so the signal is not
+# lost to the SIG_IGN a background job of a script starts with.)
+: >"$workdir/attach1.out"
+"$bento" attach "$token" --no-stdin >"$workdir/attach1.out" 2>"$workdir/attach1.err" &
+attach_pid=$!
+deadline=$(($(date +%s) + 60))
+while [ "$(wc -l <"$workdir/attach1.out" 2>/dev/null || echo 0)" -lt 3 ] && kill -0 "$attach_pid" 2>/dev/null &&
+  [ "$(date +%s)" -lt "$deadline" ]; do
+  sleep 0.1
+done
+kill -INT "$attach_pid" 2>/dev/null
+wait "$attach_pid"
+rc=$?
+first=$(cat "$workdir/attach1.out")
+[ "$rc" = 130 ] && [ -n "$first" ] && ok "attach, then Ctrl-C detaches (exit 130)" ||
+  not_ok "attach, then Ctrl-C detaches (exit 130)" "exit $rc" "output: $(echo "$first" | tr '\n' '|')" \
+    "$(cat "$workdir/attach1.err")"
+
+listing=$(cli ls)
+rc=$?
+echo "$listing" | grep "$token" | grep -q running && ok "ls shows the session running" ||
+  not_ok "ls shows the session running" "exit $rc" "$listing"
+
+second=$(cli attach "$token" --no-stdin 2>"$workdir/attach2.err")
+rc=$?
+[ "$rc" = 0 ] && ok "attach again to the end: exit 0" ||
+  not_ok "attach again to the end: exit 0" "exit $rc" "$(cat "$workdir/attach2.err")"
+want=$( (seq 0 $((n - 1)); echo "counted to $n") )
+got=$(printf '%s\n%s\n' "$first" "$second")
+[ "$got" = "$want" ] && ok "both attaches together: the whole output, in order, once" ||
+  not_ok "both attaches together: the whole output, in order, once" \
+    "first: $(echo "$first" | tr '\n' ' ')" "second: $(echo "$second" | tr '\n' ' ')"
+
+# Delivered and ended: the controller reaps the session and its container.
+deadline=$(($(date +%s) + 20))
+while [ -n "$(session_containers)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
+[ -z "$(session_containers)" ] && ok "ended sessions' containers removed" ||
+  not_ok "ended sessions' containers removed" "left: $(session_containers | tr '\n' ' ')"
+
+deadline=$(($(date +%s) + 10))
+while listing=$(cli ls); rc=$?; echo "$listing" | grep -q "$token" && [ "$(date +%s)" -lt "$deadline" ]; do
+  sleep 0.5
+done
+[ "$rc" = 0 ] && ! echo "$listing" | grep -q "$token" && ok "ls: the session is gone" ||
+  not_ok "ls: the session is gone" "exit $rc" "$listing"
+
+echo "== down"
+if compose down -v --remove-orphans >"$workdir/down.log" 2>&1; then
+  up=0
+  ok "compose down -v"
+else
+  not_ok "compose down -v" "$(tail -n 5 "$workdir/down.log")"
+fi
+! docker volume inspect "${project}_bento-data" >/dev/null 2>&1 && ok "volume removed" ||
+  not_ok "volume removed" "${project}_bento-data still exists"
+left=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
+[ -z "$left$(session_containers)" ] && ok "no containers left from this run" ||
+  not_ok "no containers left from this run" "$left $(session_containers)"
+
+echo "time: $(($(date +%s) - start))s"
+[ "$failed" = 0 ]
