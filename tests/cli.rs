@@ -48,23 +48,7 @@ fn bento(url: &str, args: &[&str], stdin: &[u8]) -> impl std::future::Future<Out
     }
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into()
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into()
-}
-
-/// Asserts the exit code, showing what the command said if it is wrong.
-fn expect_code(o: &Output, code: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}: stdout {:?}, stderr {:?}",
-        out(o),
-        err(o)
-    );
-}
+use common::{err, expect_code, out};
 
 /// Asserts a non-zero exit and a stderr naming the problem.
 fn expect_error(o: &Output, phrase: &str, what: &str) {

@@ -51,23 +51,7 @@ fn bento(url: &str, args: &[&str]) -> impl std::future::Future<Output = Output> 
     finish(command(url, args))
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into()
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into()
-}
-
-/// Asserts the exit code, showing what the command said if it is wrong.
-fn expect_code(o: &Output, code: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}: stdout {:?}, stderr {:?}",
-        out(o),
-        err(o)
-    );
-}
+use common::{err, expect_code, out};
 
 /// Stdout as JSON, which must be all it holds.
 fn json(o: &Output, what: &str) -> Value {

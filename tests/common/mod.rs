@@ -321,3 +321,24 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 pub mod proxy;
+
+/// A command's stdout, as text.
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into()
+}
+
+/// A command's stderr, as text.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into()
+}
+
+/// Asserts the exit code, showing what the command said if it is wrong.
+pub fn expect_code(o: &Output, code: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: stdout {:?}, stderr {:?}",
+        out(o),
+        err(o)
+    );
+}
