@@ -202,6 +202,8 @@ impl TestServer {
         run_cli(&self.url, args, stdin)
     }
 
+    /// Stops the server and removes the containers it leaves behind
+    /// (sessions a test killed or abandoned without reading them out).
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
@@ -209,6 +211,18 @@ impl TestServer {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => panic!("server failed: {e}"),
                 Err(e) => panic!("server task: {e}"),
+            }
+        }
+        let rt = DockerRuntime::connect(None)
+            .await
+            .unwrap_or_else(|e| panic!("docker: {e}"));
+        let left = rt
+            .list(&format!("{}.session", self.label_prefix))
+            .await
+            .unwrap_or_else(|e| panic!("docker list: {e}"));
+        for c in left {
+            if let Err(e) = rt.remove(&c.id).await {
+                eprintln!("cannot remove test container {}: {e}", c.id);
             }
         }
     }
