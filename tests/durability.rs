@@ -89,7 +89,7 @@ impl Controller {
         }
     }
 
-    async fn containers(&self) -> usize {
+    async fn list(&self) -> Vec<bento::runtime::ListedContainer> {
         let rt = bento::runtime::DockerRuntime::connect(None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -97,7 +97,10 @@ impl Controller {
         rt.list(&format!("{}.session", self.prefix))
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .len()
+    }
+
+    async fn containers(&self) -> usize {
+        self.list().await.len()
     }
 }
 
@@ -400,7 +403,17 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         .await
         .unwrap_or_else(|e| panic!("create orphan: {e}"));
     assert_eq!(ctl.containers().await, 3);
-    tokio::time::sleep(Duration::from_secs(2)).await; // both functions end meanwhile
+    // The hard one exits while nobody is there. (The clean one's driver
+    // waits for the controller's acknowledgement before exiting, so its
+    // container stays up until the restart.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !ctl.list().await.iter().any(|c| !c.running) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "os._exit never ended its container"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     ctl.start().await;
     assert_eq!(ctl.containers().await, 2, "the orphan is removed at start");
 
