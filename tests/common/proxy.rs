@@ -215,9 +215,14 @@ async fn copy(
             let stall = r.chance(faults.stall_chance).then(|| {
                 Duration::from_micros(r.below(faults.stall_max.as_micros() as usize) as u64)
             });
+            // Both directions spend one budget: check and spend it under
+            // the same lock, or two chunks at once could both pass it.
             let remaining = left.load(Ordering::Relaxed);
             // Cut somewhere inside this chunk when the budget runs out.
             let cut_at = (n >= remaining).then(|| r.below(n.min(remaining).max(1)));
+            if cut_at.is_none() {
+                left.store(remaining - n, Ordering::Relaxed);
+            }
             (stall, cut_at)
         };
         if let Some(d) = stall {
@@ -240,7 +245,6 @@ async fn copy(
                 return Ended::Cut;
             }
             None => {
-                left.fetch_sub(n, Ordering::Relaxed);
                 if to.write_all(&buf[..n]).await.is_err() {
                     return Ended::Closed;
                 }
