@@ -40,6 +40,8 @@ pub struct SessionRow {
     /// End of input has been written to the function.
     pub input_closed: bool,
     pub limits: Option<crate::config::Limits>,
+    /// Its container came from the warm pool.
+    pub warm: bool,
 }
 
 pub struct Db {
@@ -62,8 +64,12 @@ CREATE TABLE IF NOT EXISTS sessions (
     acked         INTEGER NOT NULL DEFAULT 0,
     kill_reason   TEXT,
     input_closed  INTEGER NOT NULL DEFAULT 0,
-    limits        TEXT
+    limits        TEXT,
+    warm          INTEGER NOT NULL DEFAULT 0
 );";
+
+/// Columns added after the first schema, for databases made before them.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("warm", "warm INTEGER NOT NULL DEFAULT 0")];
 
 fn json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
     v.as_ref().and_then(|v| serde_json::to_string(v).ok())
@@ -81,6 +87,16 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        for (name, def) in ADDED_COLUMNS {
+            let exists: bool = conn.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('sessions') WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {def}"))?;
+            }
+        }
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -95,8 +111,8 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed, limits)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 input_closed, limits, warm)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 r.token,
                 r.id,
@@ -113,6 +129,7 @@ impl Db {
                 json(&r.kill_reason),
                 r.input_closed,
                 json(&r.limits),
+                r.warm,
             ],
         )?;
         Ok(())
@@ -172,7 +189,8 @@ impl Db {
 }
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
-    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits FROM sessions";
+    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm
+    FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -191,6 +209,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         kill_reason: from_json(r.get(12)?),
         input_closed: r.get(13)?,
         limits: from_json(r.get(14)?),
+        warm: r.get(15)?,
     })
 }
 
@@ -215,6 +234,7 @@ mod tests {
             kill_reason: None,
             input_closed: false,
             limits: None,
+            warm: true,
         }
     }
 

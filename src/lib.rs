@@ -8,6 +8,7 @@
 //! - [`runtime`]: the container engine behind a small trait (Docker via bollard);
 //! - [`session`]: one actor task per session, its output log and spool;
 //! - [`registry`]: the live sessions by token, creation and reaping;
+//! - [`pool`]: warm containers per image, started ahead of sessions;
 //! - [`store`]: submitted functions on disk;
 //! - [`api`]: the axum HTTP and WebSocket routes;
 //! - [`server`]: `run(listener, config, shutdown)`, which wires it all up;
@@ -23,6 +24,7 @@ pub mod db;
 pub mod driver_frame;
 pub mod images;
 pub mod metrics;
+pub mod pool;
 pub mod protocol;
 pub mod reconcile;
 pub mod registry;

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub reaped_ttl: AtomicU64,
     pub docker_errors: AtomicU64,
     pub sessions_created: AtomicU64,
+    /// Sessions that took a warm container, and those that found none ready.
+    pub pool_hits: AtomicU64,
+    pub pool_misses: AtomicU64,
     start_buckets: [AtomicU64; START_BUCKETS.len()],
     start_count: AtomicU64,
     start_sum_us: AtomicU64,
@@ -34,6 +37,8 @@ pub static METRICS: Metrics = Metrics {
     reaped_ttl: AtomicU64::new(0),
     docker_errors: AtomicU64::new(0),
     sessions_created: AtomicU64::new(0),
+    pool_hits: AtomicU64::new(0),
+    pool_misses: AtomicU64::new(0),
     start_buckets: [const { AtomicU64::new(0) }; START_BUCKETS.len()],
     start_count: AtomicU64::new(0),
     start_sum_us: AtomicU64::new(0),
@@ -67,6 +72,8 @@ pub struct Snapshot {
     pub attached: u64,
     pub buffered_bytes: u64,
     pub spooled_bytes: u64,
+    /// Idle warm containers, by image.
+    pub warm_ready: Vec<(String, u64)>,
 }
 
 /// Renders everything in the Prometheus text exposition format.
@@ -148,6 +155,24 @@ pub fn render(s: &Snapshot) -> String {
         ],
     );
     metric(
+        "bento_pool_ready",
+        "gauge",
+        "Idle warm containers, by image.",
+        &s.warm_ready
+            .iter()
+            .map(|(image, n)| (format!("{{image=\"{image}\"}}"), *n))
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "bento_pool_takes_total",
+        "counter",
+        "Sessions of pooled images by whether a warm container was ready.",
+        &[
+            ("{result=\"hit\"}".into(), get(&m.pool_hits)),
+            ("{result=\"miss\"}".into(), get(&m.pool_misses)),
+        ],
+    );
+    metric(
         "bento_docker_errors_total",
         "counter",
         "Docker Engine API calls that failed.",
@@ -187,8 +212,10 @@ mod tests {
         METRICS.observe_start(Duration::from_millis(150));
         let text = render(&Snapshot {
             running: 2,
+            warm_ready: vec![("python".into(), 3)],
             ..Snapshot::default()
         });
+        assert!(text.contains("bento_pool_ready{image=\"python\"} 3"));
         assert!(text.contains("bento_sessions{state=\"running\"} 2"));
         assert!(text.contains("# TYPE bento_container_start_seconds histogram"));
         assert!(text.contains("bento_container_start_seconds_bucket{le=\"0.2\"}"));

@@ -390,6 +390,10 @@ pub struct SessionInfo {
     /// When its timeout fires, seconds since the epoch.
     #[serde(default)]
     pub deadline: Option<u64>,
+    /// Its container came from the image's warm pool (already started when
+    /// the session was created) rather than being started for it.
+    #[serde(default)]
+    pub warm: bool,
 }
 
 /// `GET /v1/sessions/{token}/output` answer: a page of the output the

@@ -12,7 +12,11 @@
 //! - its container is gone: serve what is left, ending it as lost if it had
 //!   not ended.
 //!
-//! Containers carrying Bento's labels that belong to no session are removed.
+//! Containers carrying this controller's labels that belong to no session
+//! are removed: a session's container whose session is gone, and the idle
+//! warm containers of a controller that did not stop cleanly (a warm
+//! container a session took is known by the session's container id, since
+//! Docker labels cannot change after creation).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,28 +45,32 @@ pub struct Report {
 
 pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<Report> {
     let rows = registry.db().sessions()?;
-    let label = format!("{}.session", registry.config().label_prefix);
-    let mut containers: HashMap<String, String> = registry
-        .runtime()
-        .list(&label)
-        .await?
-        .into_iter()
-        .filter_map(|c| Some((c.labels.get(&label)?.clone(), c.id)))
-        .collect();
+    // Container id -> what it was for, for the log.
+    let mut containers: HashMap<String, String> = HashMap::new();
+    let prefix = &registry.config().label_prefix;
+    for (label, kind) in [
+        (format!("{prefix}.session"), "session"),
+        (registry.pool().label(), "warm"),
+    ] {
+        for c in registry.runtime().list(&label).await? {
+            let what = c.labels.get(&label).cloned().unwrap_or_default();
+            containers.insert(c.id, format!("{kind} {what}"));
+        }
+    }
     let mut report = Report::default();
     for row in rows {
+        containers.remove(&row.container);
         if registry.get(&row.token).is_some() {
             continue; // already live: nothing to do
         }
-        containers.remove(&row.id);
         match adopt(registry, row).await {
             Ok(true) => report.resumed += 1,
             Ok(false) => report.ended += 1,
             Err(e) => tracing::error!(error = %e, "cannot restore a session"),
         }
     }
-    for (session, id) in containers {
-        tracing::warn!(session = %session, container = %id, "removing orphan container");
+    for (id, what) in containers {
+        tracing::warn!(container = %id, was = %what, "removing orphan container");
         if let Err(e) = registry.runtime().remove(&id).await {
             tracing::warn!(container = %id, error = %e, "cannot remove orphan container");
         } else {

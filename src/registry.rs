@@ -13,6 +13,7 @@ use crate::config::{Config, LimitsRequest};
 use crate::db::{Db, DbError, SessionRow};
 use crate::driver_frame::KIND_START;
 use crate::metrics;
+use crate::pool::{Pool, WarmContainer};
 use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated};
 use crate::runtime::{ContainerIo, ContainerSpec, Runtime, RuntimeError};
 use crate::session::actor::{now_secs, Actor, ActorInit, ActorParts, SessionLimits, SessionMeta};
@@ -71,6 +72,7 @@ pub struct Registry {
     /// Sessions being created, counted against `max_sessions` too.
     starting: AtomicUsize,
     runtime: Arc<dyn Runtime>,
+    pool: Arc<Pool>,
     config: Arc<Config>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -105,6 +107,7 @@ impl Registry {
             sessions: Mutex::new(HashMap::new()),
             db,
             starting: AtomicUsize::new(0),
+            pool: Pool::new(&config, runtime.clone()),
             runtime,
             config,
             shutdown,
@@ -137,10 +140,21 @@ impl Registry {
         &self.runtime
     }
 
-    /// Creates a session: creates the container, attaches to it *before*
-    /// starting it (so a fast function's output is not lost), starts it,
-    /// hands over the code and args as the driver's START frame, and spawns
-    /// the session's actor.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Starts filling the warm pools (after reconcile has removed what an
+    /// earlier controller left).
+    pub fn start_pool(&self) {
+        self.pool.spawn(&self.tracker, &self.shutdown);
+    }
+
+    /// Creates a session. Its container comes from the image's warm pool
+    /// when one is ready and the run asks for the pool's limits; otherwise
+    /// it is created and attached *before* it starts (so a fast function's
+    /// output is not lost). Either way the code and args are handed over as
+    /// the driver's START frame, and the session's actor is spawned.
     pub async fn create(
         self: &Arc<Self>,
         function: &FunctionInfo,
@@ -161,26 +175,29 @@ impl Registry {
             .get(&function.image)
             .ok_or_else(|| CreateError::UnknownImage(function.image.clone()))?;
         let limits = image.resolve_limits(limits).map_err(CreateError::Limits)?;
-        let tag = image.tag();
-        if !self.runtime.image_exists(&tag).await? {
-            return Err(RuntimeError::ImageMissing(tag, image.name.clone()).into());
-        }
         let token = new_token();
         let id = new_short_id();
-        let prefix = &self.config.label_prefix;
-        let spec = ContainerSpec {
-            name: format!("bento-{id}"),
-            image: tag,
-            image_name: image.name.clone(),
-            labels: HashMap::from([
-                (format!("{prefix}.session"), id.clone()),
-                (format!("{prefix}.function"), function.id.clone()),
-            ]),
-            limits: limits.clone(),
-            sandbox: image.sandbox.clone(),
-        };
         let clock = std::time::Instant::now();
-        let container = self.runtime.create(&spec).await?;
+        let warm = self.pool.take(&image.name, &limits).await;
+        let container = match &warm {
+            Some(w) => w.container.clone(),
+            None => {
+                let prefix = &self.config.label_prefix;
+                let spec = ContainerSpec {
+                    name: format!("bento-{id}"),
+                    image: image.tag(),
+                    image_name: image.name.clone(),
+                    labels: HashMap::from([
+                        (format!("{prefix}.session"), id.clone()),
+                        (format!("{prefix}.function"), function.id.clone()),
+                    ]),
+                    limits: limits.clone(),
+                    sandbox: image.sandbox.clone(),
+                };
+                // A missing image is the engine's 404, reported as such.
+                self.runtime.create(&spec).await?
+            }
+        };
         let created_at = now_secs();
         let row = SessionRow {
             token: token.clone(),
@@ -198,11 +215,12 @@ impl Registry {
             kill_reason: None,
             input_closed: false,
             limits: Some(limits.clone()),
+            warm: warm.is_some(),
         };
         // Recorded before it starts, so a crash from here on leaves a
         // session to adopt rather than an orphan to remove.
         let started = match self.db.insert_session(&row) {
-            Ok(()) => self.start(&container, &code, &args).await,
+            Ok(()) => self.start(&container, warm, &code, &args).await,
             Err(e) => Err(CreateError::Db(e)),
         };
         let container_io = match started {
@@ -218,6 +236,7 @@ impl Registry {
         drop(code);
         metrics::METRICS.observe_start(clock.elapsed());
         metrics::add(&metrics::METRICS.sessions_created, 1);
+        tracing::debug!(session = %id, warm = row.warm, elapsed = ?clock.elapsed(), "session started");
         let log = OutputLog::new(self.spool_path(&id), self.memory_window());
         self.launch(Launch {
             row,
@@ -291,6 +310,7 @@ impl Registry {
             created_at: row.created_at,
             deadline: row.deadline,
             limits: row.limits.clone(),
+            warm: row.warm,
         };
         let limits = SessionLimits {
             memory_window: self.memory_window(),
@@ -339,14 +359,23 @@ impl Registry {
         self.tracker.spawn(actor.run());
     }
 
+    /// Brings the container to a running driver (a warm one is there
+    /// already) and hands it the code.
     async fn start(
         &self,
         container: &str,
+        warm: Option<WarmContainer>,
         code: &str,
         args: &[String],
     ) -> Result<ContainerIo, CreateError> {
-        let mut cio = self.runtime.attach(container).await?;
-        self.runtime.start(container).await?;
+        let mut cio = match warm {
+            Some(w) => w.io,
+            None => {
+                let cio = self.runtime.attach(container).await?;
+                self.runtime.start(container).await?;
+                cio
+            }
+        };
         let start = serde_json::json!({
             "code": code,
             "args": args,

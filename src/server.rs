@@ -95,6 +95,7 @@ pub async fn run_with_runtime(
     // Before serving: every session the database knows is live again (or
     // ended), and no orphan container is left.
     reconcile(&registry).await?;
+    registry.start_pool();
     let state = Arc::new(AppState {
         config,
         store,

@@ -21,6 +21,11 @@ struct Controller {
 
 impl Controller {
     async fn new(dir: &Path) -> Controller {
+        Self::with_warm(dir, 0).await
+    }
+
+    /// A controller whose python image keeps `warm` containers ready.
+    async fn with_warm(dir: &Path, warm: usize) -> Controller {
         common::ensure_image().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -31,11 +36,25 @@ impl Controller {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let repo = common::repo();
+        let images = if warm == 0 {
+            repo.join("config/images")
+        } else {
+            let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let images = dir.join("images");
+            std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(
+                images.join("python.yaml"),
+                format!("{yaml}\nwarm: {warm}\n"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            images
+        };
         let config = format!(
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\ndriver_dir: {driver}\n\
              label_prefix: {prefix}\nheartbeat_interval: 1s\n",
             data = dir.join("data").display(),
-            images = repo.join("config/images").display(),
+            images = images.display(),
             driver = repo.join("driver").display(),
         );
         std::fs::create_dir_all(dir.join("config")).unwrap_or_else(|e| panic!("{e}"));
@@ -102,18 +121,58 @@ impl Controller {
     async fn containers(&self) -> usize {
         self.list().await.len()
     }
+
+    /// Warm containers (idle or taken), running or not.
+    async fn pooled(&self) -> Vec<bento::runtime::ListedContainer> {
+        let rt = bento::runtime::DockerRuntime::connect(None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        use bento::runtime::Runtime;
+        rt.list(&format!("{}.pool", self.prefix))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until `n` warm containers run, `idle` of them ready in the
+    /// controller's pool; returns their ids.
+    async fn wait_pooled(&self, n: usize, idle: u64) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let running: Vec<String> = self
+                .pooled()
+                .await
+                .into_iter()
+                .filter(|c| c.running)
+                .map(|c| c.id)
+                .collect();
+            if running.len() == n && common::pool_ready(&self.url()).await == idle {
+                return running;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} warm containers run, not {n}",
+                running.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Controller {
     fn drop(&mut self) {
         self.kill();
         // Whatever the test left running under this controller's labels.
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label={}.session", self.prefix))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let mut ids = String::new();
+        for kind in ["session", "pool"] {
+            let found = Command::new("docker")
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!("label={}.{kind}", self.prefix))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            ids.push_str(&found);
+            ids.push('\n');
+        }
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
             let _ = Command::new("docker")
@@ -506,4 +565,49 @@ async fn collect_strings(mut att: Attachment) -> Vec<String> {
         }
     }
     out
+}
+
+/// A session on a warm container survives a SIGKILLed controller; the idle
+/// warm container that controller left is removed at the next start and
+/// the pool is filled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_warm_sessions_and_replaces_idle_warm_containers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::with_warm(dir.path(), 1).await;
+    ctl.start().await;
+    let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    let first = ctl.wait_pooled(1, 1).await;
+    let f = submit(&client, "send('ready')\nsend(b'got ' + recv())\n").await;
+    let token = create(&client, &f, &[]).await;
+    let info = client
+        .session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(info.warm, "the session took the warm container");
+    wait_for(&client, &token, "ready", |i| i.pending_messages > 0).await;
+    // Taken plus its replacement.
+    let both = ctl.wait_pooled(2, 1).await;
+    let idle: Vec<String> = both.into_iter().filter(|c| !first.contains(c)).collect();
+    assert_eq!(idle.len(), 1);
+    ctl.kill();
+
+    ctl.start().await;
+    let after = ctl.wait_pooled(2, 1).await;
+    assert!(after.contains(&first[0]), "the session's container is kept");
+    assert!(!after.contains(&idle[0]), "the old idle one is removed");
+    let all: Vec<String> = ctl.pooled().await.into_iter().map(|c| c.id).collect();
+    assert!(!all.contains(&idle[0]), "removed, not just stopped");
+
+    let att = client
+        .attach(&token, patient())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let input = att.input();
+    input
+        .send(b"input".to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    input.eof().await.unwrap_or_else(|e| panic!("eof: {e}"));
+    let got = collect_strings(att).await;
+    assert_eq!(got, vec!["ready", "got input"]);
 }

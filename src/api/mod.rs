@@ -410,6 +410,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
         snap.buffered_bytes += i.pending_bytes;
         snap.spooled_bytes += i.spooled_bytes;
     }
+    snap.warm_ready = s.registry.pool().ready_all();
     (
         [(
             axum::http::header::CONTENT_TYPE,

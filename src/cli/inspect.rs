@@ -34,6 +34,15 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         ("state", state_cell(s, colour)),
         ("attached", yes_no(s.attached)),
         ("transient", yes_no(s.transient)),
+        (
+            "start",
+            if s.warm {
+                "warm (from the pool)"
+            } else {
+                "cold"
+            }
+            .into(),
+        ),
     ];
     match &s.limits {
         Some(l) => rows.extend(limit_rows(l)),
@@ -121,6 +130,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
             }),
             deadline: Some(1_763_764_830),
+            warm: true,
         }
     }
 
@@ -131,6 +141,7 @@ mod tests {
             "token      t0k\n",
             "function   hello (fn-abc)\n",
             "state      ended\n",
+            "start      warm (from the pool)\n",
             "memory     256.0 MiB\n",
             "cpus       0.5\n",
             "pids       64\n",

@@ -34,7 +34,15 @@ pub struct ImageSpec {
     /// The container's isolation; the defaults are the strict ones.
     #[serde(default)]
     pub sandbox: Sandbox,
+    /// Containers kept created, started and waiting for a function, so a
+    /// session with the default limits starts without a container start.
+    /// Each serves one session only. 0: no pool.
+    #[serde(default)]
+    pub warm: usize,
 }
+
+/// The most warm containers one image may keep.
+pub const MAX_WARM: usize = 64;
 
 fn default_base() -> String {
     DEFAULT_BASE_IMAGE.into()
@@ -53,6 +61,7 @@ impl ImageSpec {
             limits: Limits::default(),
             max: None,
             sandbox: Sandbox::default(),
+            warm: 0,
         }
     }
 
@@ -282,6 +291,12 @@ pub(crate) fn load_images(
             )));
         }
         spec.sandbox.check().map_err(invalid)?;
+        if spec.warm > MAX_WARM {
+            return Err(invalid(format!(
+                "warm {} is more than {MAX_WARM} containers",
+                spec.warm
+            )));
+        }
         if let Err(e) = spec.resolve_limits(&LimitsRequest::default()) {
             return Err(invalid(format!("limits: {e}")));
         }

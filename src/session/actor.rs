@@ -39,6 +39,8 @@ pub struct SessionMeta {
     /// When the function's timeout fires, seconds since the epoch.
     pub deadline: Option<u64>,
     pub limits: Option<crate::config::Limits>,
+    /// Its container came from the warm pool.
+    pub warm: bool,
 }
 
 /// Tunables from the server config.
@@ -661,6 +663,7 @@ impl Actor {
             spooled_bytes: self.log.spooled_bytes(),
             limits: self.meta.limits.clone(),
             deadline: self.meta.deadline,
+            warm: self.meta.warm,
         }
     }
 

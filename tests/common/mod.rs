@@ -202,9 +202,8 @@ impl TestServer {
         run_cli(&self.url, args, stdin)
     }
 
-    /// Stops the server and removes the containers it leaves behind
-    /// (sessions a test killed or abandoned without reading them out).
-    pub async fn stop(mut self) {
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn halt(&mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             match t.await {
@@ -213,18 +212,36 @@ impl TestServer {
                 Err(e) => panic!("server task: {e}"),
             }
         }
+    }
+
+    /// Stops the server and removes the containers it leaves behind
+    /// (sessions a test killed or abandoned without reading them out).
+    pub async fn stop(mut self) {
+        self.halt().await;
         let rt = DockerRuntime::connect(None)
             .await
             .unwrap_or_else(|e| panic!("docker: {e}"));
-        let left = rt
-            .list(&format!("{}.session", self.label_prefix))
-            .await
-            .unwrap_or_else(|e| panic!("docker list: {e}"));
-        for c in left {
-            if let Err(e) = rt.remove(&c.id).await {
-                eprintln!("cannot remove test container {}: {e}", c.id);
+        for kind in ["session", "pool"] {
+            let left = rt
+                .list(&format!("{}.{kind}", self.label_prefix))
+                .await
+                .unwrap_or_else(|e| panic!("docker list: {e}"));
+            for c in left {
+                if let Err(e) = rt.remove(&c.id).await {
+                    eprintln!("cannot remove test container {}: {e}", c.id);
+                }
             }
         }
+    }
+
+    /// This server's warm containers (taken or idle), running or not.
+    pub async fn pool_containers(&self) -> Vec<bento::runtime::ListedContainer> {
+        let rt = DockerRuntime::connect(None)
+            .await
+            .unwrap_or_else(|e| panic!("docker: {e}"));
+        rt.list(&format!("{}.pool", self.label_prefix))
+            .await
+            .unwrap_or_else(|e| panic!("docker list: {e}"))
     }
 }
 
@@ -355,4 +372,19 @@ pub fn expect_code(o: &Output, code: i32, what: &str) {
         out(o),
         err(o)
     );
+}
+
+/// The controller's idle warm python containers (`bento_pool_ready`).
+pub async fn pool_ready(url: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("metrics body: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("bento_pool_ready{image=\"python\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no bento_pool_ready for python in:\n{text}"))
 }
