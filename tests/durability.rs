@@ -45,7 +45,7 @@ impl Controller {
             std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
             std::fs::write(
                 images.join("python.yaml"),
-                format!("{yaml}\nwarm: {warm}\n"),
+                yaml.replace("\nwarm: 0\n", &format!("\nwarm: {warm}\n")),
             )
             .unwrap_or_else(|e| panic!("{e}"));
             images
