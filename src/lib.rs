@@ -10,6 +10,7 @@
 //! - [`registry`]: the live sessions by token, creation and reaping;
 //! - [`pool`]: warm containers per image, started ahead of sessions;
 //! - [`store`]: submitted functions on disk;
+//! - [`trim`]: hands memory the allocator keeps back to the OS;
 //! - [`api`]: the axum HTTP and WebSocket routes;
 //! - [`server`]: `run(listener, config, shutdown)`, which wires it all up;
 //! - [`client`]: the client library the CLI is built on;
@@ -32,3 +33,4 @@ pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod trim;

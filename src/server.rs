@@ -96,6 +96,7 @@ pub async fn run_with_runtime(
     // ended), and no orphan container is left.
     reconcile(&registry).await?;
     registry.start_pool();
+    tracker.spawn(crate::trim::run(shutdown.clone()));
     let state = Arc::new(AppState {
         config,
         store,
