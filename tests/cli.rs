@@ -182,6 +182,10 @@ async fn run_feeds_stdin_writes_output_and_exits_with_the_code() {
         e.starts_with("oops\n") && e.contains("Traceback") && e.contains("ValueError: bad input"),
         "traceback expected on stderr: {e:?}"
     );
+    assert!(
+        !e.contains("bento_driver") && !e.contains("<string>"),
+        "the traceback shows the function's frames only: {e:?}"
+    );
     s.stop().await;
 }
 
