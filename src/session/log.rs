@@ -52,6 +52,8 @@ impl Entry {
 const RECORD_HEADER: usize = 8 + 8 + 1 + 1 + 4;
 const TAG_EXIT: u8 = 0;
 const TAG_CHECKPOINT: u8 = 255;
+/// Acknowledged records are truncated away once the spool reaches this.
+const TRUNCATE_AT: u64 = 8 << 20;
 
 pub struct OutputLog {
     path: PathBuf,
@@ -306,6 +308,7 @@ impl OutputLog {
     /// seq are clamped; acks at or below the current one change nothing.
     pub fn ack(&mut self, seq: u64) -> io::Result<()> {
         let seq = seq.min(self.last_seq());
+        let before = self.acked;
         while self.acked < seq {
             self.acked += 1;
             if let Some((_, len)) = self.index.pop_front() {
@@ -319,13 +322,17 @@ impl OutputLog {
             self.mem_bytes -= e.len();
             self.mem.pop_front();
         }
-        if self.index.is_empty() && self.end > 0 && self.file.is_some() {
-            // Nothing left to read back: start the file over with a
-            // checkpoint, so a restart still knows the numbering.
-            if let Some(f) = &self.file {
-                f.set_len(0)?;
+        if self.acked > before && self.index.is_empty() && self.end > 0 && self.file.is_some() {
+            // Nothing left to read back: a checkpoint carries the numbering
+            // on for a restart (which forgets what came before it). The
+            // file starts over only once it is large: truncating on every
+            // ack made a fast client's stream pay a truncation per batch.
+            if self.end >= TRUNCATE_AT {
+                if let Some(f) = &self.file {
+                    f.set_len(0)?;
+                }
+                self.end = 0;
             }
-            self.end = 0;
             self.write_record(self.acked, TAG_CHECKPOINT, false, &[])?;
         }
         Ok(())
@@ -404,7 +411,10 @@ mod tests {
         assert_eq!(l.get(21).ok().flatten(), Some(out(&msgs[20])));
         l.ack(51).ok();
         assert_eq!(l.pending_bytes(), 0);
-        assert_eq!(l.end, RECORD_HEADER as u64, "only the checkpoint is left");
+        // A small spool keeps its acked records, a checkpoint after them.
+        let recovered = OutputLog::recover(l.path.clone(), 10, 0);
+        let recovered = recovered.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((recovered.acked(), recovered.pending_bytes()), (51, 0));
     }
 
     #[test]
@@ -445,7 +455,7 @@ mod tests {
         let (d, mut l) = log(1 << 20);
         l.append(out("one"), 10).ok();
         l.append(out("two"), 20).ok();
-        l.ack(2).ok(); // truncates to a checkpoint
+        l.ack(2).ok(); // a checkpoint after the acked records
         l.append(out("three"), 30).ok();
         let path = d.path().join("s.spool");
         let end = l.end;
@@ -464,6 +474,29 @@ mod tests {
         assert_eq!(r.get(3).ok().flatten(), Some(out("three")));
         assert_eq!(r.append(out("four"), 40).ok(), Some(4));
         assert_eq!(r.get(4).ok().flatten(), Some(out("four")));
+    }
+
+    #[test]
+    fn a_large_acked_spool_starts_over_and_repeated_acks_write_nothing() {
+        let (_d, mut l) = log(0);
+        let mib = Entry::Output {
+            stream: Stream::Data,
+            end: true,
+            bytes: Bytes::from(vec![7u8; 1 << 20]),
+        };
+        l.append(out("small"), 1).ok();
+        l.ack(1).ok();
+        let after_first = l.end;
+        assert!(after_first > RECORD_HEADER as u64, "small: appended");
+        l.ack(1).ok();
+        assert_eq!(l.end, after_first, "nothing new acked, nothing written");
+        for i in 0..9u64 {
+            l.append(mib.clone(), 2 + i).ok();
+        }
+        assert!(l.end >= TRUNCATE_AT);
+        l.ack(10).ok();
+        assert_eq!(l.end, RECORD_HEADER as u64, "large: one checkpoint left");
+        assert_eq!((l.acked(), l.pending_bytes()), (10, 0));
     }
 
     #[test]
