@@ -40,6 +40,7 @@ KIND_STDOUT = 2
 KIND_STDERR = 3
 KIND_SYNC = 4
 KIND_CREDIT = 5
+KIND_READY = 6
 # controller -> container
 KIND_START = 16
 KIND_INPUT = 17
@@ -296,6 +297,15 @@ class FrameWriter:
             self._acked = self._emitted
             self._space.notify_all()
             self._idle.notify_all()
+
+    def ready(self):
+        """Queue READY: the driver is up and waits for START.  A control
+        frame like CREDIT: not retained, not counted in the offsets."""
+        with self._lock:
+            if self._broken:
+                return
+            self._queue.append((HEADER.pack(KIND_READY, 0, 0, 0), b""))
+            self._work.notify()
 
     # -- the function's side -----------------------------------------------
 

@@ -360,6 +360,9 @@ def main():
     status = 0
     try:
         reader = bento.FrameReader(in_fd)
+        # Up and waiting: a warm pool hands this container to a session only
+        # now, so none of the start-up above is on the session's clock.
+        writer.ready()
         try:
             code, args, filename, limits = _read_start(reader, bento)
         except bento.ProtocolError as exc:

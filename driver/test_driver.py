@@ -39,7 +39,7 @@ SYNC_PAYLOAD = struct.Struct(">16sQQQ")
 MAX_PAYLOAD = 1 << 20
 CHUNK = 256 << 10  # the driver's output chunk size
 END = 1
-DATA, STDOUT, STDERR, SYNC, CREDIT = 1, 2, 3, 4, 5
+DATA, STDOUT, STDERR, SYNC, CREDIT, READY = 1, 2, 3, 4, 5, 6
 START, INPUT, EOF, ACK, RESUME = 16, 17, 18, 19, 20
 RETRANSMITTABLE = (DATA, STDOUT, STDERR)
 
@@ -89,6 +89,7 @@ class FrameParser:
         self.buf = bytearray()
         self.offset = 0
         self.error = None
+        self.seen_any = False  # READY must come before any other frame
 
     def feed(self, data):
         """Return the complete frames in data (plus what was left over)."""
@@ -101,7 +102,7 @@ class FrameParser:
         while len(buf) - pos >= 8:
             kind, flags, reserved, length = HEADER.unpack_from(buf, pos)
             problem = None
-            if kind not in (DATA, STDOUT, STDERR, SYNC, CREDIT):
+            if kind not in (DATA, STDOUT, STDERR, SYNC, CREDIT, READY):
                 problem = "unknown frame kind %d" % kind
             elif reserved:
                 problem = "nonzero reserved bytes"
@@ -115,6 +116,8 @@ class FrameParser:
                 problem = "SYNC of %d bytes" % length
             elif kind == CREDIT and length != 8:
                 problem = "CREDIT of %d bytes" % length
+            elif kind == READY and (length or self.seen_any):
+                problem = "READY of %d bytes, or not first" % length
             if problem:
                 self.error = "%s at stream byte %d" % (problem, pos)
                 break
@@ -128,7 +131,9 @@ class FrameParser:
             else:
                 if kind == SYNC:
                     self.offset = SYNC_PAYLOAD.unpack(payload)[1]
+
                 frames.append(Frame(kind, flags, payload, None, raw))
+            self.seen_any = True
             pos += 8 + length
         del buf[:pos]
         return frames
@@ -191,6 +196,7 @@ class Driver:
         testcase.addCleanup(self.close)
         self.cond = threading.Condition()
         self.frames = []
+        self.ready = 0  # READY frames seen
         self.parser = FrameParser()
         self.stdout_closed = False
         self.acked = 0
@@ -235,7 +241,10 @@ class Driver:
                 break
             new = self.parser.feed(chunk)
             with self.cond:
-                self.frames.extend(new)
+                # READY (checked by the parser: first, once, empty) is
+                # counted here, not kept with the output frames.
+                self.ready += sum(1 for f in new if f.kind == READY)
+                self.frames.extend(f for f in new if f.kind != READY)
                 offset = self.parser.offset
                 self.cond.notify_all()
             if self.auto_ack and offset > self.acked and not self.parser.error:
@@ -384,6 +393,18 @@ class BasicTests(DriverTestCase):
         r = self.run_driver('send("hello")')
         self.assertOk(r)
         self.assertEqual(r.messages, [b"hello"])
+
+    def test_ready_comes_first_and_before_start(self):
+        d = Driver(self)
+        try:
+            # Nothing written to its stdin yet: READY, and nothing else.
+            d.wait_for(lambda frames: d.ready or None, "READY")
+            self.assertEqual(d.quiet(), [])
+            self.assertEqual(d.ready, 1)
+            d.write(start_frames('send("after")'))
+            self.assertEqual(d.next_message(), b"after")
+        finally:
+            d.close()
 
     def test_print_and_send_ordering(self):
         r = self.run_driver("""

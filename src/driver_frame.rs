@@ -23,6 +23,10 @@ pub const KIND_STDERR: u8 = 3;
 pub const KIND_SYNC: u8 = 4;
 /// Inputs the function has consumed so far (u64), for input flow control.
 pub const KIND_CREDIT: u8 = 5;
+/// The driver has started and waits for START (empty; sent once, before
+/// anything else, and not part of the stream offsets). The warm pool hands
+/// out a container only after it.
+pub const KIND_READY: u8 = 6;
 /// Frame kinds, controller → container.
 pub const KIND_START: u8 = 16;
 pub const KIND_INPUT: u8 = 17;
@@ -92,7 +96,7 @@ impl Decoder {
         let flags = self.buf[1];
         if !matches!(
             kind,
-            KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT
+            KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT | KIND_READY
         ) {
             return Err(FrameError::UnknownKind(kind));
         }

@@ -6,8 +6,9 @@
 //!   with the image's default limits. A run that asks for other memory, CPU
 //!   or pids limits starts cold; a timeout is the controller's to enforce,
 //!   so asking for one still takes a warm container.
-//! - Its driver has started and waits for the START frame on stdin, which
-//!   carries the code: handing a session a warm container is one write.
+//! - It joins the pool once its driver has said READY: started, imports
+//!   done, waiting for the START frame on stdin, which carries the code.
+//!   Handing a session a warm container is then one write.
 //! - A container serves one session and is never reused: taking one wakes
 //!   the refill task, which starts another in the background.
 //! - While idle, a watcher holds the container's output stream. The driver
@@ -34,12 +35,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ImageSpec, Limits};
+use crate::driver_frame::{Decoder, KIND_READY};
 use crate::metrics;
-use crate::runtime::{ContainerIo, ContainerSpec, OutputChunk, Runtime, RuntimeError};
+use crate::runtime::{ContainerIo, ContainerSpec, OutputChunk, Runtime};
 
 /// Backoff between failed attempts to start a warm container.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a new warm container's driver has to say READY.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 type Output = BoxStream<'static, crate::runtime::Result<OutputChunk>>;
 
@@ -215,13 +219,13 @@ impl Pool {
         tracing::info!(%image, drained, "warm pool drained");
     }
 
-    /// Creates, attaches and starts one warm container and puts it in the
-    /// pool with a watcher.
+    /// Creates, attaches and starts one warm container, waits for its
+    /// driver's READY, and puts it in the pool with a watcher.
     async fn start_one(
         self: &Arc<Self>,
         pool: &Arc<ImagePool>,
         shutdown: &CancellationToken,
-    ) -> Result<(), RuntimeError> {
+    ) -> anyhow::Result<()> {
         let spec = &pool.spec;
         let short = uuid::Uuid::new_v4().simple().to_string();
         let cspec = ContainerSpec {
@@ -234,13 +238,22 @@ impl Pool {
         };
         let container = self.runtime.create(&cspec).await?;
         let started = async {
-            let io = self.runtime.attach(&container).await?;
+            let mut io = self.runtime.attach(&container).await?;
             self.runtime.start(&container).await?;
-            Ok::<_, RuntimeError>(io)
+            tokio::select! {
+                ready = tokio::time::timeout(READY_TIMEOUT, wait_ready(&mut io.output)) => {
+                    ready.map_err(|_| anyhow::anyhow!(
+                        "its driver did not say READY within {READY_TIMEOUT:?} \
+                         (an image built with an older driver? rebuild it)"
+                    ))??;
+                    Ok(Some(io))
+                }
+                _ = shutdown.cancelled() => Ok(None),
+            }
         }
         .await;
         let io = match started {
-            Ok(io) if !shutdown.is_cancelled() => io,
+            Ok(Some(io)) if !shutdown.is_cancelled() => io,
             Ok(_) => {
                 self.discard(&container).await;
                 return Ok(());
@@ -269,6 +282,29 @@ impl Pool {
         });
         Ok(())
     }
+}
+
+/// Reads a new container's output up to its driver's READY frame. Raw
+/// stderr before it (interpreter warnings) is ignored; anything else on
+/// the frame stream is not a driver waiting for START.
+async fn wait_ready(output: &mut Output) -> anyhow::Result<()> {
+    let mut decoder = Decoder::new();
+    while let Some(chunk) = output.next().await {
+        match chunk? {
+            OutputChunk::Stderr(_) => continue,
+            OutputChunk::Stdout(bytes) => decoder.feed(&bytes),
+        }
+        if let Some(f) = decoder.next_frame()? {
+            if f.kind != KIND_READY {
+                anyhow::bail!("its driver wrote frame kind {} before READY", f.kind);
+            }
+            if !decoder.into_remaining().is_empty() {
+                anyhow::bail!("its driver wrote more than READY before START");
+            }
+            return Ok(());
+        }
+    }
+    anyhow::bail!("its output ended before its driver said READY")
 }
 
 /// Holds an idle container's output stream until the container is taken
@@ -311,7 +347,8 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake::FakeRuntime;
+    use crate::driver_frame::KIND_DATA;
+    use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
     use std::path::Path;
 
     fn config(warm: usize) -> Config {
@@ -337,6 +374,24 @@ mod tests {
         let fake = FakeRuntime::default();
         let pool = Pool::new(&config, Arc::new(fake.clone()));
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        // Plays each new container's driver: READY once it is attached.
+        // The first one says something else first and never joins.
+        let drivers = fake.clone();
+        let playing = tokio::spawn(async move {
+            let mut kept: Vec<FakeContainer> = Vec::new();
+            loop {
+                while let Some(c) = drivers.take_container() {
+                    let kind = if c.id == "fake00000001" {
+                        KIND_DATA
+                    } else {
+                        KIND_READY
+                    };
+                    drivers.push(&c.id, frame(kind, false, b"")).await;
+                    kept.push(c);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
         pool.spawn(&tracker, &shutdown);
         until("filled", || pool.ready("python") == 2).await;
         assert_eq!(pool.ready_all(), vec![("python".to_string(), 2)]);
@@ -353,13 +408,17 @@ mod tests {
         longer.timeout *= 2;
         let first = pool.take("python", &longer).await;
         let first = first.map(|w| w.container).unwrap_or_default();
-        assert_eq!(first, "fake00000001", "oldest first; a timeout still fits");
+        assert_eq!(first, "fake00000002", "oldest first; a timeout still fits");
+        assert!(
+            fake.removed().contains(&"fake00000001".into()),
+            "no READY: removed"
+        );
         until("refilled", || pool.ready("python") == 2).await;
 
         // A container whose output ends broke: removed and replaced.
-        fake.exit("fake00000002", 137, false);
+        fake.exit("fake00000003", 137, false);
         until("replaced", || {
-            fake.removed().contains(&"fake00000002".into())
+            fake.removed().contains(&"fake00000003".into())
         })
         .await;
         until("refilled again", || pool.ready("python") == 2).await;
@@ -371,9 +430,16 @@ mod tests {
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        playing.abort();
         assert_eq!(pool.ready("python"), 0);
         let mut removed = fake.removed();
         removed.sort();
-        assert_eq!(removed, ["fake00000002", "fake00000003", "fake00000004"]);
+        let want = [
+            "fake00000001",
+            "fake00000003",
+            "fake00000004",
+            "fake00000005",
+        ];
+        assert_eq!(removed, want);
     }
 }

@@ -142,6 +142,7 @@ pub fn spawn_reader(
                     // Only meaningful right after RESUME; a stray one
                     // (which only the function could forge) is ignored.
                     KIND_SYNC => continue,
+                    // The driver is up; only the warm pool waits for it.
                     _ => continue,
                 };
                 offset += (HEADER_LEN + f.payload.len()) as u64;
