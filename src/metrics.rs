@@ -180,7 +180,7 @@ pub fn render(s: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP bento_container_start_seconds Container create, attach, start and code handover.\n# TYPE bento_container_start_seconds histogram"
+        "# HELP bento_container_start_seconds Session start: container create, attach and start (none for a warm container) and code handover.\n# TYPE bento_container_start_seconds histogram"
     );
     for (i, le) in START_BUCKETS.iter().enumerate() {
         let _ = writeln!(
