@@ -228,14 +228,12 @@ impl Pool {
     ) -> anyhow::Result<()> {
         let spec = &pool.spec;
         let short = uuid::Uuid::new_v4().simple().to_string();
-        let cspec = ContainerSpec {
-            name: format!("bento-warm-{}-{}", spec.name, &short[..10]),
-            image: spec.tag(),
-            image_name: spec.name.clone(),
-            labels: HashMap::from([(self.label(), spec.name.clone())]),
-            limits: spec.limits.clone(),
-            sandbox: spec.sandbox.clone(),
-        };
+        let cspec = ContainerSpec::for_image(
+            spec,
+            format!("bento-warm-{}-{}", spec.name, &short[..10]),
+            HashMap::from([(self.label(), spec.name.clone())]),
+            spec.limits.clone(),
+        );
         let container = self.runtime.create(&cspec).await?;
         let started = async {
             let mut io = self.runtime.attach(&container).await?;

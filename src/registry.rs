@@ -183,17 +183,12 @@ impl Registry {
             Some(w) => w.container.clone(),
             None => {
                 let prefix = &self.config.label_prefix;
-                let spec = ContainerSpec {
-                    name: format!("bento-{id}"),
-                    image: image.tag(),
-                    image_name: image.name.clone(),
-                    labels: HashMap::from([
-                        (format!("{prefix}.session"), id.clone()),
-                        (format!("{prefix}.function"), function.id.clone()),
-                    ]),
-                    limits: limits.clone(),
-                    sandbox: image.sandbox.clone(),
-                };
+                let labels = HashMap::from([
+                    (format!("{prefix}.session"), id.clone()),
+                    (format!("{prefix}.function"), function.id.clone()),
+                ]);
+                let spec =
+                    ContainerSpec::for_image(image, format!("bento-{id}"), labels, limits.clone());
                 // A missing image is the engine's 404, reported as such.
                 self.runtime.create(&spec).await?
             }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use tokio::io::AsyncWrite;
 
-use crate::config::{Limits, Sandbox};
+use crate::config::{ImageSpec, Limits, Sandbox};
 
 pub use docker::DockerRuntime;
 
@@ -40,6 +40,26 @@ pub struct ContainerSpec {
     pub labels: HashMap<String, String>,
     pub limits: Limits,
     pub sandbox: Sandbox,
+}
+
+impl ContainerSpec {
+    /// A container of `image` with its sandbox: the one place cold session
+    /// containers and warm ones are described, so they cannot drift apart.
+    pub fn for_image(
+        image: &ImageSpec,
+        name: String,
+        labels: HashMap<String, String>,
+        limits: Limits,
+    ) -> ContainerSpec {
+        ContainerSpec {
+            name,
+            image: image.tag(),
+            image_name: image.name.clone(),
+            labels,
+            limits,
+            sandbox: image.sandbox.clone(),
+        }
+    }
 }
 
 /// A chunk of what the container wrote, as the engine delivers it.
