@@ -121,41 +121,6 @@ impl Controller {
     async fn containers(&self) -> usize {
         self.list().await.len()
     }
-
-    /// Warm containers (idle or taken), running or not.
-    async fn pooled(&self) -> Vec<bento::runtime::ListedContainer> {
-        let rt = bento::runtime::DockerRuntime::connect(None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        use bento::runtime::Runtime;
-        rt.list(&format!("{}.pool", self.prefix))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Waits until `n` warm containers run, `idle` of them ready in the
-    /// controller's pool; returns their ids.
-    async fn wait_pooled(&self, n: usize, idle: u64) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let running: Vec<String> = self
-                .pooled()
-                .await
-                .into_iter()
-                .filter(|c| c.running)
-                .map(|c| c.id)
-                .collect();
-            if running.len() == n && common::pool_ready(&self.url()).await == idle {
-                return running;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} warm containers run, not {n}",
-                running.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 impl Drop for Controller {
@@ -576,7 +541,7 @@ async fn a_restart_keeps_warm_sessions_and_replaces_idle_warm_containers() {
     let mut ctl = Controller::with_warm(dir.path(), 1).await;
     ctl.start().await;
     let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
-    let first = ctl.wait_pooled(1, 1).await;
+    let first = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 1).await;
     let f = submit(&client, "send('ready')\nsend(b'got ' + recv())\n").await;
     let token = create(&client, &f, &[]).await;
     let info = client
@@ -586,17 +551,21 @@ async fn a_restart_keeps_warm_sessions_and_replaces_idle_warm_containers() {
     assert!(info.warm, "the session took the warm container");
     wait_for(&client, &token, "ready", |i| i.pending_messages > 0).await;
     // Taken plus its replacement.
-    let both = ctl.wait_pooled(2, 1).await;
-    let idle: Vec<String> = both.into_iter().filter(|c| !first.contains(c)).collect();
+    let both = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
+    let idle: Vec<&String> = both.difference(&first).collect();
     assert_eq!(idle.len(), 1);
     ctl.kill();
 
     ctl.start().await;
-    let after = ctl.wait_pooled(2, 1).await;
-    assert!(after.contains(&first[0]), "the session's container is kept");
-    assert!(!after.contains(&idle[0]), "the old idle one is removed");
-    let all: Vec<String> = ctl.pooled().await.into_iter().map(|c| c.id).collect();
-    assert!(!all.contains(&idle[0]), "removed, not just stopped");
+    let after = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
+    assert!(after.is_superset(&first), "the session's container is kept");
+    assert!(!after.contains(idle[0]), "the old idle one is removed");
+    let all: Vec<String> = common::pool_containers(&ctl.prefix)
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(!all.contains(idle[0]), "removed, not just stopped");
 
     let att = client
         .attach(&token, patient())

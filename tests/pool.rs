@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bento::config::LimitsRequest;
@@ -18,30 +17,6 @@ async fn start(warm: usize) -> TestServer {
         }
     })
     .await
-}
-
-/// Waits until the pool holds `n` idle containers and the engine shows
-/// `total` pool containers running; returns their ids.
-async fn wait_pool(s: &TestServer, n: u64, total: usize) -> HashSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let running: HashSet<String> = s
-            .pool_containers()
-            .await
-            .into_iter()
-            .filter(|c| c.running)
-            .map(|c| c.id)
-            .collect();
-        if common::pool_ready(&s.url).await == n && running.len() == total {
-            return running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool never reached {n} idle / {total} running (now {} running)",
-            running.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn create(s: &TestServer, function: &str, limits: LimitsRequest) -> (String, String) {
@@ -73,7 +48,7 @@ send(f"uid={os.getuid()} root={writable('/probe')} tmp={writable('/tmp/probe')} 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_takes_a_hardened_warm_container_that_is_never_reused() {
     let s = start(2).await;
-    let pooled = wait_pool(&s, 2, 2).await;
+    let pooled = s.wait_pool(2, 2).await;
     let f = s.submit(PROBE).await;
 
     // Warm: taken from the pool, and the sandbox is the cold one's.
@@ -106,7 +81,7 @@ async fn a_session_takes_a_hardened_warm_container_that_is_never_reused() {
     // pool is back to two, one of them new.
     s.wait_reaped(&warm_token).await;
     s.wait_reaped(&cold_token).await;
-    let now = wait_pool(&s, 2, 2).await;
+    let now = s.wait_pool(2, 2).await;
     assert_eq!(
         now.intersection(&pooled).count(),
         1,
@@ -118,7 +93,7 @@ async fn a_session_takes_a_hardened_warm_container_that_is_never_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_and_cold_containers_get_the_same_host_config() {
     let s = start(1).await;
-    let pooled = wait_pool(&s, 1, 1).await;
+    let pooled = s.wait_pool(1, 1).await;
     let f = s.submit("x = recv()\n").await;
     let other = LimitsRequest {
         pids: Some(100),
@@ -177,7 +152,7 @@ async fn warm_and_cold_containers_get_the_same_host_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_warm_container_is_replaced_and_shutdown_drains_the_pool() {
     let mut s = start(1).await;
-    let pooled = wait_pool(&s, 1, 1).await;
+    let pooled = s.wait_pool(1, 1).await;
     let victim = pooled.iter().next().cloned().unwrap_or_default();
     let status = std::process::Command::new("docker")
         .args(["kill", &victim])
@@ -190,7 +165,7 @@ async fn a_broken_warm_container_is_replaced_and_shutdown_drains_the_pool() {
     // The watcher sees its output end, removes it and a new one starts.
     let deadline = Instant::now() + Duration::from_secs(60);
     let replaced = loop {
-        let now = wait_pool(&s, 1, 1).await;
+        let now = s.wait_pool(1, 1).await;
         if !now.contains(&victim) {
             break now;
         }
@@ -218,7 +193,7 @@ async fn a_broken_warm_container_is_replaced_and_shutdown_drains_the_pool() {
     assert_eq!(r.data_strings(), vec!["warm"]);
     drop(att);
     s.wait_reaped(&token).await;
-    let refilled = wait_pool(&s, 1, 1).await;
+    let refilled = s.wait_pool(1, 1).await;
     assert!(refilled.is_disjoint(&replaced));
 
     // A graceful shutdown removes the idle containers.

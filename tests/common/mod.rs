@@ -2,6 +2,7 @@
 //! engine, with a temporary data dir, driven through the real client.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -236,12 +237,12 @@ impl TestServer {
 
     /// This server's warm containers (taken or idle), running or not.
     pub async fn pool_containers(&self) -> Vec<bento::runtime::ListedContainer> {
-        let rt = DockerRuntime::connect(None)
-            .await
-            .unwrap_or_else(|e| panic!("docker: {e}"));
-        rt.list(&format!("{}.pool", self.label_prefix))
-            .await
-            .unwrap_or_else(|e| panic!("docker list: {e}"))
+        pool_containers(&self.label_prefix).await
+    }
+
+    /// See [`wait_pool`].
+    pub async fn wait_pool(&self, idle: u64, running: usize) -> HashSet<String> {
+        wait_pool(&self.url, &self.label_prefix, idle, running).await
     }
 }
 
@@ -387,4 +388,43 @@ pub async fn pool_ready(url: &str) -> u64 {
         .find_map(|l| l.strip_prefix("bento_pool_ready{image=\"python\"} "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no bento_pool_ready for python in:\n{text}"))
+}
+
+/// Warm containers (idle or taken) under `label_prefix`, running or not.
+pub async fn pool_containers(label_prefix: &str) -> Vec<bento::runtime::ListedContainer> {
+    let rt = DockerRuntime::connect(None)
+        .await
+        .unwrap_or_else(|e| panic!("docker: {e}"));
+    rt.list(&format!("{label_prefix}.pool"))
+        .await
+        .unwrap_or_else(|e| panic!("docker list: {e}"))
+}
+
+/// Waits until the controller at `url` has `idle` warm python containers
+/// ready and the engine runs `running` warm containers (idle or taken)
+/// under `label_prefix`; returns the running ones' ids.
+pub async fn wait_pool(
+    url: &str,
+    label_prefix: &str,
+    idle: u64,
+    running: usize,
+) -> HashSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now: HashSet<String> = pool_containers(label_prefix)
+            .await
+            .into_iter()
+            .filter(|c| c.running)
+            .map(|c| c.id)
+            .collect();
+        if now.len() == running && pool_ready(url).await == idle {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool never reached {idle} idle / {running} running (now {} running)",
+            now.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
