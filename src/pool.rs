@@ -120,11 +120,6 @@ impl Pool {
         format!("{}.pool", self.label_prefix)
     }
 
-    /// Idle warm containers of `image`.
-    pub fn ready(&self, image: &str) -> usize {
-        self.images.get(image).map_or(0, |p| p.lock().len())
-    }
-
     /// Idle warm containers of every pooled image, by name.
     pub fn ready_all(&self) -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> = self
@@ -357,6 +352,14 @@ mod tests {
         c
     }
 
+    /// Idle python containers.
+    fn ready(pool: &Pool) -> u64 {
+        let all = pool.ready_all();
+        all.iter()
+            .find(|(i, _)| i == "python")
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// Waits, yielding to the pool's tasks, until `cond` holds.
     async fn until(what: &str, cond: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -391,7 +394,7 @@ mod tests {
             }
         });
         pool.spawn(&tracker, &shutdown);
-        until("filled", || pool.ready("python") == 2).await;
+        until("filled", || ready(&pool) == 2).await;
         assert_eq!(pool.ready_all(), vec![("python".to_string(), 2)]);
 
         let defaults = config.images["python"].limits.clone();
@@ -411,7 +414,7 @@ mod tests {
             fake.removed().contains(&"fake00000001".into()),
             "no READY: removed"
         );
-        until("refilled", || pool.ready("python") == 2).await;
+        until("refilled", || ready(&pool) == 2).await;
 
         // A container whose output ends broke: removed and replaced.
         fake.exit("fake00000003", 137, false);
@@ -419,7 +422,7 @@ mod tests {
             fake.removed().contains(&"fake00000003".into())
         })
         .await;
-        until("refilled again", || pool.ready("python") == 2).await;
+        until("refilled again", || ready(&pool) == 2).await;
         assert!(
             !fake.removed().contains(&first),
             "a taken one is the session's"
@@ -429,7 +432,7 @@ mod tests {
         tracker.close();
         tracker.wait().await;
         playing.abort();
-        assert_eq!(pool.ready("python"), 0);
+        assert_eq!(ready(&pool), 0);
         let mut removed = fake.removed();
         removed.sort();
         let want = [
