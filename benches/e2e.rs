@@ -169,6 +169,8 @@ struct Throughput {
     docker_s: Samples,
     /// CPU seconds the controller spent per bento run.
     controller_cpu_s: Samples,
+    /// Share of the stream the controller wrote to its spool (0-1).
+    spooled_share: Samples,
 }
 
 #[derive(Debug, Clone)]
@@ -747,8 +749,8 @@ async fn measure_first_byte(c: &Controller, plan: &Plan) -> Res<FirstByte> {
     Ok(r)
 }
 
-/// `bento_pool_ready{image="python"}` from the controller's metrics.
-async fn pool_ready(c: &Controller) -> Res<u64> {
+/// One sample from the controller's `/metrics`, by its name with labels.
+async fn metric(c: &Controller, name: &str) -> Res<f64> {
     let text = reqwest::get(format!("{}/metrics", c.url))
         .await
         .and_then(|r| r.error_for_status())
@@ -757,9 +759,14 @@ async fn pool_ready(c: &Controller) -> Res<u64> {
         .await
         .ctx("metrics body")?;
     text.lines()
-        .find_map(|l| l.strip_prefix("bento_pool_ready{image=\"python\"} "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no bento_pool_ready for python in /metrics".to_string())
+        .ok_or_else(|| format!("no {name} in /metrics"))
+}
+
+/// `bento_pool_ready{image="python"}` from the controller's metrics.
+async fn pool_ready(c: &Controller) -> Res<u64> {
+    Ok(metric(c, "bento_pool_ready{image=\"python\"}").await? as u64)
 }
 
 /// Measurement 1b: warm first byte, on a controller of its own whose
@@ -852,13 +859,18 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         bento_s: Samples::default(),
         docker_s: Samples::default(),
         controller_cpu_s: Samples::default(),
+        spooled_share: Samples::default(),
     };
     let hz = clock_ticks_per_second();
     for i in 0..plan.stream_reps {
         let ticks = cpu_ticks(c.pid()?)?;
+        let spooled = metric(c, "bento_spool_written_bytes_total").await?;
         let (bs, bm) = bento_throughput(c, &function, plan.stream_bytes).await?;
         let cpu = (cpu_ticks(c.pid()?)?.saturating_sub(ticks)) as f64 / hz;
+        let spooled = metric(c, "bento_spool_written_bytes_total").await? - spooled;
+        let share = spooled / plan.stream_bytes as f64;
         r.controller_cpu_s.push(cpu);
+        r.spooled_share.push(share);
         r.bento_s.push(bs);
         r.bento_mb_s.push(bm);
         let total = plan.stream_bytes;
@@ -868,9 +880,10 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         r.docker_s.push(ds);
         r.docker_mb_s.push(dm);
         progress!(
-            "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s, controller CPU {cpu:.2} s), docker run {ds:.2} s ({dm:.0} MiB/s)",
+            "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s, controller CPU {cpu:.2} s, {:.0} % spooled), docker run {ds:.2} s ({dm:.0} MiB/s)",
             i + 1,
-            plan.stream_reps
+            plan.stream_reps,
+            share * 100.0
         );
     }
     Ok(r)
@@ -1273,10 +1286,11 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
         ratio: fmt_opt(x, 2),
         target: format!(">= 1.0x: {}", verdict(x.is_some_and(|x| x >= 1.0))),
         notes: format!(
-            "64 KiB messages, create -> last byte acked: {} s (controller CPU {} s); \
+            "64 KiB messages, create -> last byte acked: {} s (controller CPU {} s, {} % spooled); \
              docker run --log-driver none piped to wc -c: {} s",
             fmt_opt(t.bento_s.median(), 2),
             fmt_opt(t.controller_cpu_s.median(), 2),
+            fmt_opt(t.spooled_share.median().map(|x| x * 100.0), 0),
             fmt_opt(t.docker_s.median(), 2)
         ),
     }

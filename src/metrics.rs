@@ -14,6 +14,8 @@ const START_BUCKETS: [f64; 10] = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0,
 pub struct Metrics {
     pub bytes_received: AtomicU64,
     pub bytes_delivered: AtomicU64,
+    /// Output payload written to spool files (see `session::log`).
+    pub bytes_spooled: AtomicU64,
     pub reconnects: AtomicU64,
     pub takeovers: AtomicU64,
     pub reaped_delivered: AtomicU64,
@@ -31,6 +33,7 @@ pub struct Metrics {
 pub static METRICS: Metrics = Metrics {
     bytes_received: AtomicU64::new(0),
     bytes_delivered: AtomicU64::new(0),
+    bytes_spooled: AtomicU64::new(0),
     reconnects: AtomicU64::new(0),
     takeovers: AtomicU64::new(0),
     reaped_delivered: AtomicU64::new(0),
@@ -120,6 +123,12 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Output bytes sent to clients.",
         &[(String::new(), get(&m.bytes_delivered))],
+    );
+    metric(
+        "bento_spool_written_bytes_total",
+        "counter",
+        "Output bytes written to spool files. Output a client acknowledges while it is still in memory is never spooled.",
+        &[(String::new(), get(&m.bytes_spooled))],
     );
     metric(
         "bento_output_buffered_bytes",

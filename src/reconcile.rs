@@ -98,6 +98,7 @@ async fn adopt(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<bool
                     log,
                     io: Some(io),
                     exit: None,
+                    restored: true,
                 });
                 return Ok(true);
             }
@@ -113,6 +114,7 @@ async fn adopt(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<bool
                     log,
                     io: None,
                     exit: Some(exit),
+                    restored: true,
                 });
                 return Ok(false);
             }
@@ -133,6 +135,7 @@ async fn adopt(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<bool
         log,
         io: None,
         exit: Some(exit),
+        restored: true,
     });
     Ok(false)
 }

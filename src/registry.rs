@@ -55,6 +55,8 @@ pub(crate) struct Launch {
     pub io: Option<AttachedIo>,
     /// The function has ended (exit info, end time in seconds).
     pub exit: Option<(ExitInfo, u64)>,
+    /// The log was recovered after a restart (see `ActorInit::restored`).
+    pub restored: bool,
 }
 
 /// Counts a session being created until it is registered or has failed.
@@ -243,6 +245,7 @@ impl Registry {
                 consumed: 0,
             }),
             exit: None,
+            restored: false,
         });
         Ok(SessionCreated { token, id })
     }
@@ -269,12 +272,18 @@ impl Registry {
     /// Builds a session's channels, spawns its reader, stdin writer and
     /// actor, and registers it.
     pub(crate) fn launch(self: &Arc<Self>, l: Launch) {
-        let Launch { row, log, io, exit } = l;
+        let Launch {
+            row,
+            log,
+            io,
+            exit,
+            restored,
+        } = l;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (out_tx, out_rx) = mpsc::channel(16);
         let (ctl_tx, ctl_rx) = mpsc::channel(64);
         let (input_tx, input_rx) = mpsc::channel(64);
-        let (acks_tx, acks_rx) = watch::channel(log.stream_offset());
+        let (acks_tx, acks_rx) = watch::channel(log.durable_offset());
         let output_closed = io.is_none();
         let input = match io {
             Some(a) => {
@@ -343,6 +352,7 @@ impl Registry {
             kill_reason: row.kill_reason.clone(),
             exit,
             output_closed,
+            restored,
         });
         self.lock().insert(
             row.token.clone(),

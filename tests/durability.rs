@@ -383,6 +383,117 @@ async fn sessions_survive_a_sigkilled_controller() {
     assert_eq!(left, 0, "every session reaped");
 }
 
+/// Numbered output as fast as the function can send it: the stream does
+/// not go quiet, so an attached client is sent output that the controller
+/// holds in memory only (it spools lazily, see `session::log`).
+const STREAMER: &str = r#"
+def main(n):
+    for i in range(n):
+        send(f"{i}:" + "x" * 200)
+    send("done 0")
+"#;
+
+/// Starts a STREAMER session with an attached client that acknowledges
+/// nothing before the exit, so what it is sent is durable only once the
+/// controller spools it; returns once the controller has sent it output
+/// that it has not spooled. The client collects in the returned task.
+async fn stream_ahead_of_the_spool(ctl: &Controller, many: usize) -> JoinHandle<Outcome> {
+    let url = ctl.url();
+    let client = Client::new(&url, None).unwrap_or_else(|e| panic!("{e}"));
+    let f = submit(&client, STREAMER).await;
+    let token = create(&client, &f, &[&many.to_string()]).await;
+    let opts = AttachOptions {
+        ack_every: u64::MAX,
+        ack_interval: Duration::from_secs(3600),
+        ..patient()
+    };
+    let att = client
+        .attach(&token, opts)
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let task = tokio::spawn(collect(att));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let received = common::metric(&url, "bento_output_received_bytes_total").await;
+        let spooled = common::metric(&url, "bento_spool_written_bytes_total").await;
+        let sent = common::metric(&url, "bento_output_delivered_bytes_total").await;
+        if sent > spooled + 65536.0 && received > spooled + 65536.0 {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client was never sent unspooled output: received {received}, sent {sent}, spooled {spooled}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_sent_before_it_was_spooled_survives_a_sigkilled_controller() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::new(dir.path()).await;
+    ctl.start().await;
+    let many = 400_000;
+    let task = stream_ahead_of_the_spool(&ctl, many).await;
+    ctl.kill();
+    ctl.start().await;
+
+    // The client reconnects: the driver sends again what was not durable,
+    // under the same seqs, and the client gets each message exactly once.
+    let o = task.await.unwrap_or_else(|e| panic!("collect: {e}"));
+    assert_eq!(
+        o.numbered, many,
+        "all numbered output, once, in order (end: {:?})",
+        o.end
+    );
+    assert_eq!(o.done.as_deref(), Some("done 0"));
+    assert_eq!(o.exit, Some(0));
+    assert!(matches!(o.end, Some(AttachEnd::Finished)), "{:?}", o.end);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ahead_of_a_log_that_cannot_catch_up_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::new(dir.path()).await;
+    ctl.start().await;
+    let many = 400_000;
+    let task = stream_ahead_of_the_spool(&ctl, many).await;
+    ctl.kill();
+    // The function dies while the controller is away, and with it the
+    // driver that held the output not yet durable.
+    let containers = ctl.list().await;
+    assert_eq!(containers.len(), 1);
+    let killed = Command::new("docker")
+        .args(["kill", &containers[0].id])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("docker kill: {e}"));
+    assert!(killed.success());
+    ctl.start().await;
+
+    // The client had been sent more than the restored log holds, and it
+    // will never hold more: the reconnect is refused, saying why, instead
+    // of waiting for output that cannot come.
+    let o = task.await.unwrap_or_else(|e| panic!("collect: {e}"));
+    assert!(o.numbered < many, "the function was killed mid-stream");
+    let end = format!("{:?}", o.end);
+    assert!(end.contains("beyond the last output message"), "end: {end}");
+    let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    let tokens: Vec<String> = client
+        .list_sessions()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    assert_eq!(tokens.len(), 1);
+    let info = client
+        .session(&tokens[0])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.state, SessionState::Ended, "its end is in its info");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

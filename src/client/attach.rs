@@ -28,7 +28,11 @@ pub struct AttachOptions {
     pub give_up_after: Option<Duration>,
     /// Ack written output at most this long after it was written...
     pub ack_interval: Duration,
-    /// ...or as soon as this many messages are written.
+    /// ...or as soon as this many messages are written. The server keeps
+    /// output it has not spooled yet in its memory window (4 MiB by
+    /// default); output acknowledged while it is still there never touches
+    /// its disk, so the default, 16, acks a stream of 64 KiB messages every
+    /// MiB.
     pub ack_every: u64,
     /// Bounds of the unacknowledged input; sending waits when they are reached.
     pub input_limits: InputLimits,
@@ -47,7 +51,7 @@ impl Default for AttachOptions {
             backoff_max: Duration::from_secs(5),
             give_up_after: Some(Duration::from_secs(600)),
             ack_interval: Duration::from_millis(50),
-            ack_every: 64,
+            ack_every: 16,
             input_limits: InputLimits::default(),
             // The server pings every few seconds too; a connection with no
             // word for 20s is dead even if TCP has not noticed.

@@ -25,6 +25,12 @@ use crate::protocol::{
 };
 use crate::runtime::{ContainerState, Runtime};
 
+/// Output held unspooled is spooled once none has arrived for this long. A
+/// client that keeps up acknowledges it sooner, and then it never touches
+/// the disk; otherwise this bounds how long the driver waits for the ACK
+/// that lets it exit (it exits only once all its output is durable).
+const QUIET_FLUSH: Duration = Duration::from_millis(5);
+
 /// What a session is, fixed at creation.
 #[derive(Debug, Clone)]
 pub struct SessionMeta {
@@ -108,6 +114,10 @@ pub struct Actor {
     detached_since: Instant,
     /// The container's output stream has ended.
     output_closed: bool,
+    /// When output last arrived (see [`QUIET_FLUSH`]).
+    last_output: Instant,
+    /// See [`ActorInit::restored`].
+    restored: bool,
     ended_at: Option<(u64, Instant)>,
     deadline: Option<Instant>,
     shutdown: CancellationToken,
@@ -144,6 +154,11 @@ pub struct ActorInit {
     pub exit: Option<(ExitInfo, u64)>,
     /// The container's output is over (it is gone or has exited).
     pub output_closed: bool,
+    /// The log was recovered after a controller restart. Its last seq may
+    /// then be behind what clients were sent before the crash: output that
+    /// was not yet durable, which the driver sends again under the same
+    /// seqs.
+    pub restored: bool,
 }
 
 pub fn now_secs() -> u64 {
@@ -167,9 +182,13 @@ impl Actor {
             kill_reason,
             exit,
             output_closed,
+            restored,
         } = init;
-        // Nobody is attached yet: nothing to serve from memory.
-        log.set_window(0);
+        // Nobody is attached yet: nothing to serve from memory. (A new or
+        // recovered log holds nothing unspooled, so this writes nothing.)
+        if let Err(e) = log.set_window(0) {
+            tracing::warn!(session = %meta.id, error = %e, "spool write failed");
+        }
         let now = now_secs();
         let deadline = meta
             .deadline
@@ -205,6 +224,8 @@ impl Actor {
             exit: exit.map(|(e, _)| e),
             detached_since: Instant::now(),
             output_closed,
+            last_output: Instant::now(),
+            restored,
             ended_at,
             shutdown,
             on_reaped: Some(on_reaped),
@@ -249,6 +270,7 @@ impl Actor {
                 (Some((_, at)), None) => Some(at + self.limits.session_ttl),
                 _ => None,
             };
+            let flush_at = (self.log.unspooled_bytes() > 0).then(|| self.last_output + QUIET_FLUSH);
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
@@ -279,6 +301,10 @@ impl Actor {
                     tracing::info!(session = %id, "timeout: killing function");
                     self.kill(ExitReason::Timeout);
                     self.deadline = None;
+                }
+                _ = sleep_until(flush_at), if flush_at.is_some() => {
+                    let flushed = self.log.flush();
+                    self.spool_result(flushed);
                 }
                 _ = sleep_until(slow_at), if slow_at.is_some() => {
                     self.close_client(CloseReason::SlowClient);
@@ -352,7 +378,10 @@ impl Actor {
 
     fn attach(&mut self, after: u64) -> Result<Attached, AttachError> {
         let last = self.log.last_seq();
-        if after > last {
+        // Only a restored log that may still grow can be behind a client;
+        // otherwise every seq a client was ever sent is in the log.
+        let may_catch_up = self.restored && !self.log.has_exit();
+        if after > last && !may_catch_up {
             return Err(AttachError::AfterBeyondEnd { after, last });
         }
         if after > 0 {
@@ -377,7 +406,8 @@ impl Actor {
             blocked: false,
             blocked_since: None,
         });
-        self.log.set_window(self.limits.memory_window);
+        let grown = self.log.set_window(self.limits.memory_window);
+        self.spool_result(grown);
         let input_next = self.input.next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
         tracing::info!(session = %self.meta.id, after, "client attached");
@@ -421,16 +451,42 @@ impl Actor {
     }
 
     fn ack(&mut self, seq: u64) {
-        if let Err(e) = self.log.ack(seq) {
-            tracing::error!(session = %self.meta.id, error = %e, "spool trim failed");
+        let acked = self.log.ack(seq);
+        self.spool_result(acked);
+    }
+
+    /// After the log may have written to its spool: tells the driver what
+    /// is durable now, or, if the spool failed, stops the function, since
+    /// its output could no longer be kept.
+    fn spool_result(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(session = %self.meta.id, error = %e, "spool write failed");
+            self.kill(ExitReason::Lost {
+                message: format!("cannot spool output: {e}"),
+            });
+            return;
         }
+        let durable = self.log.durable_offset();
+        self.acks.send_if_modified(|acked| {
+            let newer = durable > *acked;
+            if newer {
+                *acked = durable;
+            }
+            newer
+        });
+    }
+
+    /// No client to serve from memory: spool what only memory holds.
+    fn detached(&mut self) {
+        self.detached_since = Instant::now();
+        let spooled = self.log.set_window(0);
+        self.spool_result(spooled);
+        self.save_acked(true);
     }
 
     fn close_client(&mut self, reason: CloseReason) {
         if let Some(c) = self.client.take() {
-            self.detached_since = Instant::now();
-            self.log.set_window(0);
-            self.save_acked(true);
+            self.detached();
             tracing::info!(session = %self.meta.id, %reason, "client detached");
             c.close(reason);
         }
@@ -438,15 +494,14 @@ impl Actor {
 
     fn client_gone(&mut self) {
         if self.client.take().is_some() {
-            self.detached_since = Instant::now();
-            self.log.set_window(0);
-            self.save_acked(true);
+            self.detached();
             tracing::info!(session = %self.meta.id, "client left");
         }
     }
 
     /// Pushes what the client has not been sent yet, until its queue is full.
     fn pump(&mut self) {
+        self.check_past_the_end();
         loop {
             let Some(c) = &mut self.client else { return };
             if c.blocked {
@@ -468,6 +523,25 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// A client that said it had output beyond a restored log's end, where
+    /// the log ended without catching up (the function ended before its
+    /// driver could send that output again): it would wait for output that
+    /// never comes. Tell it instead.
+    fn check_past_the_end(&mut self) {
+        let Some(c) = &self.client else { return };
+        let last = self.log.last_seq();
+        if !self.log.has_exit() || c.next_send <= last + 1 {
+            return;
+        }
+        let message = format!(
+            "after={} is beyond the last output message ({last}): the function ended \
+             while the controller was restarting, before output this client had been \
+             sent was durable; its exit is in the session's info",
+            c.next_send - 1
+        );
+        self.close_client(CloseReason::Protocol { message });
     }
 
     /// Sends the next thing the client is owed through a reserved slot.
@@ -511,27 +585,22 @@ impl Actor {
                 end,
                 bytes,
                 offset,
+                replayable,
             }) => {
                 metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
-                self.append(Entry::Output { stream, end, bytes }, offset);
-                // Durable now: the driver may forget it.
-                self.acks.send_replace(self.log.stream_offset());
+                self.last_output = Instant::now();
+                let entry = Entry::Output { stream, end, bytes };
+                let appended = if replayable {
+                    self.log.append_replayable(entry, offset)
+                } else {
+                    self.log.append(entry, offset)
+                };
+                self.spool_result(appended.map(drop));
             }
             Some(OutputEvent::BadFrames(message)) => {
                 self.kill(ExitReason::ProtocolError { message });
             }
             Some(OutputEvent::Closed) | None => self.watch_exit(),
-        }
-    }
-
-    fn append(&mut self, entry: Entry, offset: u64) {
-        if let Err(e) = self.log.append(entry, offset) {
-            // Without a spool, output would be lost silently: stop the
-            // function instead, and say why.
-            tracing::error!(session = %self.meta.id, error = %e, "spool write failed");
-            self.kill(ExitReason::Lost {
-                message: format!("cannot spool output: {e}"),
-            });
         }
     }
 
@@ -601,7 +670,8 @@ impl Actor {
         self.exit = Some(info.clone());
         self.ended_at = Some((ended_at, Instant::now()));
         let offset = self.log.stream_offset();
-        self.append(Entry::Exit(info), offset);
+        let appended = self.log.append(Entry::Exit(info), offset);
+        self.spool_result(appended.map(drop));
     }
 
     fn kill(&mut self, reason: ExitReason) {

@@ -34,6 +34,9 @@ pub const MAX_INPUTS_IN_FLIGHT: u64 = 64;
 pub const MAX_INPUT_BYTES_IN_FLIGHT: u64 = 8 << 20;
 /// Output the driver may hold unacknowledged.
 pub const DRIVER_WINDOW: u64 = 8 << 20;
+// What the log keeps unspooled is unacknowledged at the driver too: leave
+// the driver room to keep writing meanwhile.
+const _: () = assert!(super::log::MAX_UNSPOOLED as u64 <= DRIVER_WINDOW / 2);
 
 /// Output from the reader, in the order the container produced it.
 #[derive(Debug)]
@@ -45,6 +48,9 @@ pub enum OutputEvent {
         /// The driver's stream offset after this frame (unchanged for raw
         /// stderr, which is not part of that stream).
         offset: u64,
+        /// A frame of the driver's stream, which the driver retransmits
+        /// until it is acknowledged; raw stderr is not.
+        replayable: bool,
     },
     /// The frame stream is corrupt; later stdout is discarded.
     BadFrames(String),
@@ -86,6 +92,7 @@ pub fn spawn_reader(
                         end: true,
                         bytes,
                         offset,
+                        replayable: false,
                     };
                     if tx.send(ev).await.is_err() {
                         return;
@@ -151,6 +158,7 @@ pub fn spawn_reader(
                     end: f.end || stream != Stream::Data,
                     bytes: f.payload,
                     offset,
+                    replayable: true,
                 };
                 if tx.send(ev).await.is_err() {
                     return;

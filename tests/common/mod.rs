@@ -375,8 +375,9 @@ pub fn expect_code(o: &Output, code: i32, what: &str) {
     );
 }
 
-/// The controller's idle warm python containers (`bento_pool_ready`).
-pub async fn pool_ready(url: &str) -> u64 {
+/// One sample of the controller's `/metrics` at `url`, by its name with
+/// labels.
+pub async fn metric(url: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .and_then(|r| r.error_for_status())
@@ -385,9 +386,14 @@ pub async fn pool_ready(url: &str) -> u64 {
         .await
         .unwrap_or_else(|e| panic!("metrics body: {e}"));
     text.lines()
-        .find_map(|l| l.strip_prefix("bento_pool_ready{image=\"python\"} "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no bento_pool_ready for python in:\n{text}"))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// The controller's idle warm python containers (`bento_pool_ready`).
+pub async fn pool_ready(url: &str) -> u64 {
+    metric(url, "bento_pool_ready{image=\"python\"}").await as u64
 }
 
 /// Warm containers (idle or taken) under `label_prefix`, running or not.

@@ -175,10 +175,13 @@ impl Driver {
             match result {
                 Ok((ws, hello)) => {
                     if hello.last_seq < self.last_received {
-                        tracing::warn!(
+                        // After a controller restart: output we were sent
+                        // before it was durable comes again under the same
+                        // seqs, and the server skips what we have.
+                        tracing::info!(
                             server = hello.last_seq,
                             ours = self.last_received,
-                            "the server has less output than we already received"
+                            "the server has not yet recovered all output we received"
                         );
                     }
                     self.input.resume(hello.input_next);
