@@ -283,6 +283,21 @@ def _flush(streams):
             pass
 
 
+# What the output pipe to the engine may hold (its default is 64 KiB).
+PIPE_SIZE = 1 << 20
+
+
+def _grow_pipe(fd):
+    """Let the output pipe hold more, so the writer thread and the engine
+    each move more per wake-up.  Best effort: the pipe may not be one, or
+    its owner may be over the kernel's per-user pipe limits."""
+    import fcntl
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def main():
     # Private copies of the protocol descriptors (os.dup makes them
     # non-inheritable), then point fd 1 at the real stderr, so anything
@@ -291,6 +306,7 @@ def main():
     # driver reads the controller's frames.
     out_fd = os.dup(1)
     in_fd = os.dup(0)
+    _grow_pipe(out_fd)
     os.dup2(2, 1)
     try:
         null_fd = os.open(os.devnull, os.O_RDONLY)

@@ -406,6 +406,25 @@ class BasicTests(DriverTestCase):
         finally:
             d.close()
 
+    def test_the_output_pipe_is_grown_before_ready(self):
+        import fcntl
+        if not hasattr(fcntl, "F_GETPIPE_SZ"):
+            self.skipTest("no F_GETPIPE_SZ on this platform")
+        d = Driver(self)
+        try:
+            d.wait_for(lambda frames: d.ready or None, "READY")
+            import bento_driver
+            want = bento_driver.PIPE_SIZE
+            try:
+                with open("/proc/sys/fs/pipe-max-size") as f:
+                    want = min(want, int(f.read()))
+            except (OSError, ValueError):
+                pass
+            size = fcntl.fcntl(d.proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+            self.assertEqual(size, want)
+        finally:
+            d.close()
+
     def test_print_and_send_ordering(self):
         r = self.run_driver("""
             import sys
