@@ -63,12 +63,23 @@ const INPUT_KIND_DATA: u8 = 1;
 impl OutputFrame {
     /// Encodes as a binary WebSocket payload: `[stream u8][flags u8][seq u64 BE][bytes]`.
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(OUTPUT_HEADER_LEN + self.bytes.len());
-        b.put_u8(self.stream as u8);
-        b.put_u8(if self.end { FLAG_END } else { 0 });
-        b.put_u64(self.seq);
-        b.extend_from_slice(&self.bytes);
-        b.freeze()
+        self.encode_into(&mut BytesMut::new())
+    }
+
+    /// Like [`OutputFrame::encode`], in `buf`'s memory. Once the returned
+    /// bytes are dropped, the next call reuses that memory instead of
+    /// allocating: a connection that encodes one message at a time (the
+    /// WebSocket layer copies each into its own buffer) then streams
+    /// without an allocation, and the page faults of fresh memory, per
+    /// message.
+    pub fn encode_into(&self, buf: &mut BytesMut) -> Bytes {
+        buf.clear();
+        buf.reserve(OUTPUT_HEADER_LEN + self.bytes.len());
+        buf.put_u8(self.stream as u8);
+        buf.put_u8(if self.end { FLAG_END } else { 0 });
+        buf.put_u64(self.seq);
+        buf.extend_from_slice(&self.bytes);
+        buf.split().freeze()
     }
 
     pub fn decode(mut b: Bytes) -> Result<OutputFrame, ProtocolError> {
@@ -447,6 +458,27 @@ mod tests {
             bytes: Bytes::from_static(b"hello"),
         };
         assert_eq!(OutputFrame::decode(f.encode()), Ok(f));
+    }
+
+    #[test]
+    fn encoding_into_a_buffer_reuses_its_memory_once_the_last_message_is_gone() {
+        let frame = |seq, n| OutputFrame {
+            seq,
+            stream: Stream::Data,
+            end: true,
+            bytes: Bytes::from(vec![7u8; n]),
+        };
+        let mut buf = BytesMut::new();
+        let first = frame(1, 65536).encode_into(&mut buf);
+        let at = first.as_ptr();
+        assert_eq!(OutputFrame::decode(first), Ok(frame(1, 65536)));
+        let second = frame(2, 1000).encode_into(&mut buf);
+        assert_eq!(second.as_ptr(), at, "the same memory, not a new allocation");
+        // While a message is still held, the next one goes elsewhere.
+        let third = frame(3, 65536).encode_into(&mut buf);
+        assert_ne!(third.as_ptr(), second.as_ptr());
+        assert_eq!(OutputFrame::decode(second), Ok(frame(2, 1000)));
+        assert_eq!(OutputFrame::decode(third), Ok(frame(3, 65536)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the session when it ends, whatever ended it.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
@@ -65,6 +66,7 @@ pub async fn serve(
     let heartbeat = heartbeat.max(Duration::from_millis(10));
     let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     let mut silent_after = Instant::now() + 2 * heartbeat;
+    let mut encoded = BytesMut::new();
     let end = async {
         if sink.send(text(&hello)).await.is_err() {
             return End::Gone;
@@ -102,7 +104,7 @@ pub async fn serve(
                         let msg = match item {
                             ToClient::Output(f) => {
                                 metrics::add(&metrics::METRICS.bytes_delivered, f.bytes.len() as u64);
-                                Message::Binary(f.encode())
+                                Message::Binary(f.encode_into(&mut encoded))
                             }
                             ToClient::Msg(m) => text(&m),
                         };
