@@ -171,6 +171,10 @@ struct Throughput {
     controller_cpu_s: Samples,
     /// Share of the stream the controller wrote to its spool (0-1).
     spooled_share: Samples,
+    /// CPU seconds of the client (this process) per bento run.
+    client_cpu_s: Samples,
+    /// CPU seconds of `docker` (the CLI) and `wc` per docker run.
+    docker_cli_cpu_s: Samples,
 }
 
 #[derive(Debug, Clone)]
@@ -439,6 +443,20 @@ fn cpu_ticks(pid: u32) -> Res<u64> {
             .ok_or_else(|| format!("bad /proc/PID/stat field {}", i + 3))
     };
     Ok(field(11)? + field(12)?)
+}
+
+/// CPU seconds (user + system) of this process (`RUSAGE_SELF`) or of its
+/// children that have been waited for (`RUSAGE_CHILDREN`).
+fn own_cpu(who: libc::c_int) -> Res<f64> {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes into the struct it is given and nothing else.
+    if unsafe { libc::getrusage(who, u.as_mut_ptr()) } != 0 {
+        return Err(format!("getrusage: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: zeroed, then filled in by a successful getrusage.
+    let u = unsafe { u.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(secs(u.ru_utime) + secs(u.ru_stime))
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -860,12 +878,16 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         docker_s: Samples::default(),
         controller_cpu_s: Samples::default(),
         spooled_share: Samples::default(),
+        client_cpu_s: Samples::default(),
+        docker_cli_cpu_s: Samples::default(),
     };
     let hz = clock_ticks_per_second();
     for i in 0..plan.stream_reps {
         let ticks = cpu_ticks(c.pid()?)?;
         let spooled = metric(c, "bento_spool_written_bytes_total").await?;
+        let client_cpu = own_cpu(libc::RUSAGE_SELF)?;
         let (bs, bm) = bento_throughput(c, &function, plan.stream_bytes).await?;
+        let client_cpu = own_cpu(libc::RUSAGE_SELF)? - client_cpu;
         let cpu = (cpu_ticks(c.pid()?)?.saturating_sub(ticks)) as f64 / hz;
         let spooled = metric(c, "bento_spool_written_bytes_total").await? - spooled;
         let share = spooled / plan.stream_bytes as f64;
@@ -874,13 +896,17 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         r.bento_s.push(bs);
         r.bento_mb_s.push(bm);
         let total = plan.stream_bytes;
+        let cli_cpu = own_cpu(libc::RUSAGE_CHILDREN)?;
         let (ds, dm) = tokio::task::spawn_blocking(move || docker_throughput(total))
             .await
             .ctx("join")??;
+        let cli_cpu = own_cpu(libc::RUSAGE_CHILDREN)? - cli_cpu;
+        r.client_cpu_s.push(client_cpu);
+        r.docker_cli_cpu_s.push(cli_cpu);
         r.docker_s.push(ds);
         r.docker_mb_s.push(dm);
         progress!(
-            "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s, controller CPU {cpu:.2} s, {:.0} % spooled), docker run {ds:.2} s ({dm:.0} MiB/s)",
+            "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s, CPU controller {cpu:.2} s + client {client_cpu:.2} s, {:.0} % spooled), docker run {ds:.2} s ({dm:.0} MiB/s, CPU docker CLI + wc {cli_cpu:.2} s)",
             i + 1,
             plan.stream_reps,
             share * 100.0
@@ -1286,12 +1312,14 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
         ratio: fmt_opt(x, 2),
         target: format!(">= 1.0x: {}", verdict(x.is_some_and(|x| x >= 1.0))),
         notes: format!(
-            "64 KiB messages, create -> last byte acked: {} s (controller CPU {} s, {} % spooled); \
-             docker run --log-driver none piped to wc -c: {} s",
+            "64 KiB messages, create -> last byte acked: {} s (CPU: controller {} s, client {} s; {} % spooled); \
+             docker run --log-driver none piped to wc -c: {} s (CPU: docker CLI + wc {} s)",
             fmt_opt(t.bento_s.median(), 2),
             fmt_opt(t.controller_cpu_s.median(), 2),
+            fmt_opt(t.client_cpu_s.median(), 2),
             fmt_opt(t.spooled_share.median().map(|x| x * 100.0), 0),
-            fmt_opt(t.docker_s.median(), 2)
+            fmt_opt(t.docker_s.median(), 2),
+            fmt_opt(t.docker_cli_cpu_s.median(), 2)
         ),
     }
 }
