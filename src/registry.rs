@@ -192,7 +192,9 @@ impl Registry {
                 let spec =
                     ContainerSpec::for_image(image, format!("bento-{id}"), labels, limits.clone());
                 // A missing image is the engine's 404, reported as such.
-                self.runtime.create(&spec).await?
+                let created = self.runtime.create(&spec).await?;
+                tracing::debug!(session = %id, elapsed = ?clock.elapsed(), "container created");
+                created
             }
         };
         let created_at = now_secs();
@@ -376,8 +378,11 @@ impl Registry {
         let mut cio = match warm {
             Some(w) => w.io,
             None => {
+                let clock = std::time::Instant::now();
                 let cio = self.runtime.attach(container).await?;
+                let attached = clock.elapsed();
                 self.runtime.start(container).await?;
+                tracing::debug!(?attached, started = ?clock.elapsed(), "container attached and started");
                 cio
             }
         };
