@@ -75,6 +75,8 @@ struct Client {
     blocked: bool,
     /// When its queue last became full without room made since.
     blocked_since: Option<Instant>,
+    /// The exit has been pushed to it.
+    exit_sent: bool,
 }
 
 impl Client {
@@ -378,10 +380,10 @@ impl Actor {
 
     fn attach(&mut self, after: u64) -> Result<Attached, AttachError> {
         let last = self.log.last_seq();
-        // Only a restored log that may still grow can be behind a client;
-        // otherwise every seq a client was ever sent is in the log.
-        let may_catch_up = self.restored && !self.log.has_exit();
-        if after > last && !may_catch_up {
+        // Only a restored log can be behind a client (see
+        // `deliver_the_exit_past_the_end`); otherwise every seq a client was
+        // ever sent is in the log.
+        if after > last && !self.restored {
             return Err(AttachError::AfterBeyondEnd { after, last });
         }
         if after > 0 {
@@ -405,6 +407,7 @@ impl Actor {
             next_send: self.log.acked().max(after) + 1,
             blocked: false,
             blocked_since: None,
+            exit_sent: false,
         });
         let grown = self.log.set_window(self.limits.memory_window);
         self.spool_result(grown);
@@ -501,7 +504,7 @@ impl Actor {
 
     /// Pushes what the client has not been sent yet, until its queue is full.
     fn pump(&mut self) {
-        self.check_past_the_end();
+        self.deliver_the_exit_past_the_end();
         loop {
             let Some(c) = &mut self.client else { return };
             if c.blocked {
@@ -525,23 +528,21 @@ impl Actor {
         }
     }
 
-    /// A client that said it had output beyond a restored log's end, where
-    /// the log ended without catching up (the function ended before its
-    /// driver could send that output again): it would wait for output that
-    /// never comes. Tell it instead.
-    fn check_past_the_end(&mut self) {
-        let Some(c) = &self.client else { return };
+    /// A client whose `after` is at or past the exit is sent the exit
+    /// (again). Normally it has it already and drops it by seq. But after a
+    /// restart whose log ended before catching up with what its driver had
+    /// sent (the function died while the controller was away, with output
+    /// not yet durable), the exit's seq may be one the client holds other
+    /// output under; this way it still learns how the function ended,
+    /// rather than waiting for output that never comes.
+    fn deliver_the_exit_past_the_end(&mut self) {
         let last = self.log.last_seq();
-        if !self.log.has_exit() || c.next_send <= last + 1 {
-            return;
+        // Not once the exit is acknowledged: the log no longer holds it.
+        let ended = self.log.has_exit() && last > self.log.acked();
+        let Some(c) = &mut self.client else { return };
+        if ended && !c.exit_sent && c.next_send > last {
+            c.next_send = last;
         }
-        let message = format!(
-            "after={} is beyond the last output message ({last}): the function ended \
-             while the controller was restarting, before output this client had been \
-             sent was durable; its exit is in the session's info",
-            c.next_send - 1
-        );
-        self.close_client(CloseReason::Protocol { message });
     }
 
     /// Sends the next thing the client is owed through a reserved slot.
@@ -574,7 +575,10 @@ impl Actor {
                 end,
                 bytes,
             }),
-            Entry::Exit(exit) => ToClient::Msg(ServerMsg::Exit { seq, exit }),
+            Entry::Exit(exit) => {
+                c.exit_sent = true;
+                ToClient::Msg(ServerMsg::Exit { seq, exit })
+            }
         });
     }
 

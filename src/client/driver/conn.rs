@@ -125,6 +125,23 @@ impl Driver {
                     self.exit_received = true;
                     self.acks.set_exit(seq);
                     deliver(permit, Event::Exit { seq, exit });
+                } else if !self.exit_received {
+                    // The exit, under a seq we already hold other output
+                    // under: after a controller restart that could not
+                    // recover the output we were sent last (the function
+                    // died meanwhile). What we have stays; this is how the
+                    // function ended, and nothing more will come.
+                    tracing::warn!(
+                        exit_seq = seq,
+                        ours = self.last_received,
+                        "the session ended without the output we were sent last: \
+                         it was lost with the function while the controller restarted"
+                    );
+                    self.exit_received = true;
+                    self.acks.set_exit(seq);
+                    deliver(permit, Event::Exit { seq, exit });
+                    // Everything up to it may already be written out.
+                    return self.on_written(sink).await;
                 }
             }
             ServerMsg::InputAck { seq } => self.input.ack(seq),
