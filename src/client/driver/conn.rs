@@ -126,16 +126,16 @@ impl Driver {
                     self.acks.set_exit(seq);
                     deliver(permit, Event::Exit { seq, exit });
                 } else if !self.exit_received {
-                    // The exit, under a seq we already hold other output
-                    // under: after a controller restart that could not
-                    // recover the output we were sent last (the function
-                    // died meanwhile). What we have stays; this is how the
-                    // function ended, and nothing more will come.
-                    tracing::warn!(
+                    // The exit, under a seq we already have: we attached
+                    // with `after` at or past it, or a controller restart
+                    // could not recover the output we were sent last (the
+                    // function died meanwhile), and the exit took one of
+                    // its seqs. Either way this is how the function ended,
+                    // and nothing more will come.
+                    tracing::info!(
                         exit_seq = seq,
                         ours = self.last_received,
-                        "the session ended without the output we were sent last: \
-                         it was lost with the function while the controller restarted"
+                        "the session's exit came under a seq we already have"
                     );
                     self.exit_received = true;
                     self.acks.set_exit(seq);
