@@ -168,7 +168,7 @@ async fn resume(
 ) -> anyhow::Result<AttachedIo> {
     let mut cio = registry.runtime().attach(&row.container).await?;
     let nonce: [u8; NONCE_LEN] = *uuid::Uuid::new_v4().as_bytes();
-    let mut payload = log.stream_offset().to_be_bytes().to_vec();
+    let mut payload = log.durable_offset().to_be_bytes().to_vec();
     payload.extend_from_slice(&nonce);
     write_message(&mut cio.input, KIND_RESUME, &payload).await?;
     let mut decoder = Decoder::new();
@@ -196,10 +196,10 @@ async fn resume(
     })
     .await
     .map_err(|_| anyhow::anyhow!("the driver did not answer RESUME in time"))??;
-    if sync.offset != log.stream_offset() {
+    if sync.offset != log.durable_offset() {
         tracing::warn!(
             session = %row.id,
-            want = log.stream_offset(),
+            want = log.durable_offset(),
             got = sync.offset,
             "the driver resumed from another offset; output between them is lost"
         );

@@ -111,13 +111,7 @@ impl Controller {
     }
 
     async fn list(&self) -> Vec<bento::runtime::ListedContainer> {
-        let rt = bento::runtime::DockerRuntime::connect(None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        use bento::runtime::Runtime;
-        rt.list(&format!("{}.session", self.prefix))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        common::labelled(&format!("{}.session", self.prefix)).await
     }
 
     async fn containers(&self) -> usize {

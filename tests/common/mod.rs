@@ -338,14 +338,20 @@ pub async fn receive(att: &mut Attachment, mut stop: impl FnMut(&Received) -> bo
     }
 }
 
-/// Containers carrying this session's label, running or not.
-pub async fn containers_of(label_prefix: &str, session_id: &str) -> usize {
+/// Containers carrying this label (`key` or `key=value`), running or not.
+pub async fn labelled(label: &str) -> Vec<bento::runtime::ListedContainer> {
     let rt = DockerRuntime::connect(None)
         .await
         .unwrap_or_else(|e| panic!("docker: {e}"));
-    rt.list(&format!("{label_prefix}.session={session_id}"))
+    rt.list(label)
         .await
         .unwrap_or_else(|e| panic!("docker list: {e}"))
+}
+
+/// Containers carrying this session's label, running or not.
+pub async fn containers_of(label_prefix: &str, session_id: &str) -> usize {
+    labelled(&format!("{label_prefix}.session={session_id}"))
+        .await
         .len()
 }
 
@@ -398,12 +404,7 @@ pub async fn pool_ready(url: &str) -> u64 {
 
 /// Warm containers (idle or taken) under `label_prefix`, running or not.
 pub async fn pool_containers(label_prefix: &str) -> Vec<bento::runtime::ListedContainer> {
-    let rt = DockerRuntime::connect(None)
-        .await
-        .unwrap_or_else(|e| panic!("docker: {e}"));
-    rt.list(&format!("{label_prefix}.pool"))
-        .await
-        .unwrap_or_else(|e| panic!("docker list: {e}"))
+    labelled(&format!("{label_prefix}.pool")).await
 }
 
 /// Waits until the controller at `url` has `idle` warm python containers

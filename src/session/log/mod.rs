@@ -259,7 +259,8 @@ impl OutputLog {
         self.stream_offset = self.stream_offset.max(offset);
         self.pending_bytes += len as u64;
         self.has_exit |= matches!(entry, Entry::Exit(_));
-        if self.window > 0 || !spool_now {
+        // (An entry left unspooled always has a window to stay in.)
+        if self.window > 0 {
             self.mem_bytes += len;
             self.mem.push_back(Held { seq, offset, entry });
         }
