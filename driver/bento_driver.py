@@ -28,6 +28,62 @@ def _fatal_protocol_error(message):
         os._exit(2)
 
 
+class _JsonContext:
+    """What json's scanner reads off a JSONDecoder: json.loads's defaults."""
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+_json_scan = None  # the C scanner once made; False: use the json module
+
+
+def _json_scanner():
+    global _json_scan
+    if _json_scan is None:
+        try:
+            import _json
+            _json_scan = _json.make_scanner(_JsonContext())
+        except (ImportError, AttributeError, TypeError):
+            _json_scan = False
+    return _json_scan
+
+
+def _json_loads(text):
+    """json.loads(text) for START and a function's args, without importing
+    json: with CPython's C scanner (_json), which json itself uses.
+
+    Why: in a fresh container every module file the interpreter opens is a
+    round trip through the engine's storage driver (fuse-overlayfs on our
+    machines), and json brings re with it: json and linecache cost 15-30 ms
+    of every cold start, _json under 1 ms.  Raises ValueError (json's own
+    JSONDecodeError where the scanner reports one) for what json.loads
+    rejects."""
+    scan = _json_scanner()
+    if not scan:
+        import json
+        return json.loads(text)
+    # json.loads skips JSON whitespace (only these four) at both ends.
+    s = text.strip(" \t\n\r")
+    try:
+        value, end = scan(s, 0)
+    except StopIteration as exc:
+        raise ValueError("Expecting value: char %s" % exc.value) from None
+    except SystemError:
+        # Malformed JSON inside a value: the scanner reports it with
+        # json.decoder's JSONDecodeError, which CPython 3.11 only finds if
+        # json.decoder is already imported.  Let json raise it.
+        import json
+        return json.loads(s)
+    if end != len(s):
+        raise ValueError("Extra data: char %d" % end)
+    return value
+
+
 def _read_start(reader, bento):
     """Read the START message and return (code, args, filename, limits),
     limits being a dict of window, max_inputs and max_input_bytes."""
@@ -45,9 +101,8 @@ def _read_start(reader, bento):
         if flags & bento.FLAG_END:
             break
 
-    import json
     try:
-        start = json.loads(b"".join(parts).decode("utf-8"))
+        start = _json_loads(b"".join(parts).decode("utf-8"))
     except ValueError as exc:  # includes UnicodeDecodeError, JSONDecodeError
         raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
     if not isinstance(start, dict):
@@ -192,27 +247,36 @@ def _exit_status(exc, stream):
 
 
 def _decode_arg(arg):
-    import json
     try:
-        return json.loads(arg)
+        return _json_loads(arg)
     except ValueError:
         return arg
+
+
+class _SourceLoader:
+    """The function module's __loader__: just enough for linecache."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def get_source(self, name):
+        return self._source
 
 
 def _run_function(code, args, filename, send):
     """Compile and run the function's code as __main__, then call main(*args)
     if it defines one, sending a non-None return value."""
     import builtins
-    import linecache
     import types
-
-    # Let tracebacks show the function's source lines.  mtime None keeps
-    # linecache.checkcache() from dropping the entry.
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
 
     module = types.ModuleType("__main__")
     namespace = module.__dict__
     namespace["__file__"] = filename
+    # Lets tracebacks show the function's source lines: traceback asks
+    # linecache, which asks the frame's module for its __loader__'s source.
+    # Not by filling linecache.cache ahead: importing linecache (and with it
+    # tokenize and re) was 8-12 ms of every cold start.
+    namespace["__loader__"] = _SourceLoader(code)
     namespace["__builtins__"] = builtins
     sys.modules["__main__"] = module
     sys.argv = [filename] + list(args)
@@ -324,9 +388,9 @@ def main():
         sys.path.insert(0, here)
     import bento
     import io
-    import signal
     import threading
     import builtins
+    signal = bento.signal  # _signal where there is one: no enum import
 
     writer = bento.FrameWriter(out_fd)
 
@@ -365,12 +429,11 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    # What every run needs is imported before START is read, so that a warm
+    # What every run needs is loaded before START is read, so that a warm
     # container (started ahead of its session, see docs/performance.md)
-    # spends none of its session's time on imports: json and linecache
-    # bring in re and tokenize, about 10 ms.
-    import json  # noqa: F401
-    import linecache  # noqa: F401
+    # spends none of its session's time on it.  Only what every run needs:
+    # a cold start waits for all of it (see _json_loads).
+    _json_scanner()
     import types  # noqa: F401
 
     status = 0

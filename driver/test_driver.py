@@ -410,6 +410,9 @@ class BasicTests(DriverTestCase):
         import fcntl
         if not hasattr(fcntl, "F_GETPIPE_SZ"):
             self.skipTest("no F_GETPIPE_SZ on this platform")
+        if os.environ.get("BENTO_TEST_COMMAND"):
+            # The pipe we read is the container engine's, not the driver's.
+            self.skipTest("the driver does not write to our pipe directly")
         d = Driver(self)
         try:
             d.wait_for(lambda frames: d.ready or None, "READY")
@@ -1260,6 +1263,91 @@ class CreditTests(DriverTestCase):
         r = d.result()
         self.assertOk(r)
         self.assertEqual(r.messages, inputs)
+
+
+class StartupTests(DriverTestCase):
+    """What a cold start pays for: in a fresh container every module file is
+    a round trip through the engine's storage driver."""
+
+    # Modules the driver used to load before running any function (json
+    # brings re; linecache brings tokenize and re; signal brings enum).
+    HEAVY = ("json", "linecache", "tokenize", "re", "enum")
+
+    def test_a_function_runs_without_the_heavy_modules_loaded(self):
+        # Compared with what the bare interpreter loads at start-up (a
+        # site-packages .pth file may load re, say).
+        r = self.run_driver("""
+            import sys
+            loaded = [m for m in %r if m in sys.modules]
+            import subprocess
+            bare = subprocess.run(
+                [sys.executable, "-I", "-B", "-c",
+                 "import sys; print(sorted(sys.modules))"],
+                capture_output=True, text=True, check=True).stdout
+            def main(n, word):
+                send(repr([m for m in loaded if repr(m) not in bare]))
+                return [n, word]
+        """ % (self.HEAVY,), args=["3", "plain"])
+        self.assertOk(r)
+        self.assertEqual(r.messages, [b"[]", b'[3, "plain"]'])
+
+    def test_tracebacks_formatted_by_the_function_show_its_source(self):
+        r = self.run_driver("""
+            import traceback
+            def inner():
+                raise KeyError("deep")
+            try:
+                inner()
+            except KeyError:
+                send(traceback.format_exc())
+        """)
+        self.assertOk(r)
+        self.assertIn(b'File "function.py", line 4, in inner', r.messages[0])
+        self.assertIn(b'raise KeyError("deep")', r.messages[0])
+
+
+class JsonLoadsTests(unittest.TestCase):
+    """bento_driver._json_loads must accept and reject what json.loads does."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import bento_driver
+        cls.driver = bento_driver
+
+    CASES = [
+        "0", "-1", "12345678901234567890123", "3.5", "1e400", "-0.0", '"s"',
+        '"\\u00e9\\ud83d\\ude00 \\n"', "true", "false", "null", "[]", "{}",
+        '{"a": [1, {"b": null}], "c": "d"}', " \t\n\r[1, 2]\r\n ", "NaN",
+        "-Infinity", '{"code": "print(1)\\n", "args": ["1"], "window": 8388608}',
+        '{"a": 1, "a": 2}',
+    ]
+    BAD = ["", " ", "plain", "[1", "[1,]", '{"a" 1}', "1 2", "[1] x", '"\\x"',
+           "tru", "'s'", "\u00a0 1", "01"]
+
+    def check(self, loads):
+        for text in self.CASES:
+            with self.subTest(text=text):
+                got, want = loads(text), json.loads(text)
+                self.assertEqual(repr(got), repr(want))
+        for text in self.BAD:
+            with self.subTest(text=text):
+                with self.assertRaises(ValueError):
+                    json.loads(text)
+                with self.assertRaises(ValueError):
+                    loads(text)
+
+    def test_the_c_scanner_matches_json_loads(self):
+        self.assertTrue(self.driver._json_scanner(), "no _json scanner here")
+        self.check(self.driver._json_loads)
+
+    def test_without_the_c_scanner_json_itself_is_used(self):
+        saved = self.driver._json_scan
+        self.driver._json_scan = False
+        try:
+            self.check(self.driver._json_loads)
+        finally:
+            self.driver._json_scan = saved
 
 
 class ForkTests(DriverTestCase):
