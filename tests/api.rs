@@ -1594,3 +1594,50 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
     wait_reaped_with(&client, &created.token).await;
     s.stop().await;
 }
+
+/// A client that has stopped reading (its socket full, the server's write
+/// to it waiting) can still ack what it wrote out and detach. The server
+/// reads while it writes, so the ack counts and the next attach starts
+/// after it; before, it was lost and the output came again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_from_a_client_that_stopped_reading_is_not_lost() {
+    let s = TestServer::start().await;
+    let f = s
+        .submit(
+            "def main(n):\n    b = b'x' * 65536\n    for _ in range(int(n)):\n        send(b)\n",
+        )
+        .await;
+    // 32 MiB: far more than the attachment's queue and both sockets hold.
+    let (token, _) = s.session(&f, &["512"]).await;
+    let mut att = s.attach(&token, 0).await;
+    let first = loop {
+        match att.next().await {
+            Some(Event::Output(o)) => break o.seq,
+            Some(_) => continue,
+            None => panic!("the attachment ended before any output"),
+        }
+    };
+    // Read no more. Once the function has produced all of it, the server
+    // is stuck writing to this client.
+    s.wait_session(&token, "the function to finish", |i| {
+        i.state != SessionState::Running
+    })
+    .await;
+    // Only now is the first message written out: its ack goes with the
+    // detach, to a server that is waiting to write.
+    att.written(first);
+    att.detach().await;
+
+    let mut again = s.attach(&token, 0).await;
+    let next = loop {
+        match again.next().await {
+            Some(Event::Output(o)) => break o.seq,
+            Some(_) => continue,
+            None => panic!("the second attachment ended before any output"),
+        }
+    };
+    assert_eq!(next, first + 1, "the ack for {first} was lost");
+    drop(again);
+    drain_and_reap(&s, &token).await;
+    s.stop().await;
+}

@@ -4,9 +4,12 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::BytesMut;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::time::{timeout_at, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
@@ -41,11 +44,59 @@ enum End {
     Gone,
 }
 
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
+/// How long the goodbye (the `closed` message and the close frame) may take
+/// to write: a client that stopped reading must not keep this task alive.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When anything last arrived from the client, shared by the two halves.
+struct Heard {
+    base: Instant,
+    /// Milliseconds since `base`.
+    at: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Heard {
+        Heard {
+            base: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = self.base.elapsed().as_millis();
+        self.at
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.at.load(Ordering::Relaxed))
+    }
+
+    /// Completes once nothing has arrived for `limit`.
+    async fn silent_for(&self, limit: Duration) {
+        loop {
+            let deadline = self.last() + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
 /// Serves one attached client until it leaves, the session closes it, or it
 /// falls silent: the server pings every `heartbeat`, and a client from which
-/// nothing has arrived for two intervals is treated as gone. Writes are
-/// bounded by the same deadline, so a client that stops reading cannot
-/// wedge this task on a full socket.
+/// nothing has arrived for two intervals is treated as gone.
+///
+/// The client's messages are read while output is written, not between
+/// writes: a client that has stopped reading (its socket full, our write
+/// waiting) can still ack what it wrote out and detach, and its ack is not
+/// lost. Every write also gives way to the session closing the client (too
+/// slow, taken over) and to shutdown, so it cannot hold this task.
 pub async fn serve(
     socket: WebSocket,
     handle: SessionHandle,
@@ -62,118 +113,32 @@ pub async fn serve(
         input,
         ..
     } = attached;
-
     let heartbeat = heartbeat.max(Duration::from_millis(10));
-    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    let mut silent_after = Instant::now() + 2 * heartbeat;
-    let mut encoded = BytesMut::new();
-    let end = async {
-        if sink.send(text(&hello)).await.is_err() {
-            return End::Gone;
+    let heard = Heard::new();
+    // The reading half asks the writing half to answer pings.
+    let (pong_tx, mut pong_rx) = mpsc::channel(1);
+
+    let end = {
+        let reading = read_client(&mut stream, &handle, client, &input, &heard, &pong_tx);
+        let mut ends = Ends {
+            closed: &mut closed,
+            shutdown: &shutdown,
+            heard: &heard,
+            silence: 2 * heartbeat,
+        };
+        let writing = write_client(
+            &mut sink,
+            &mut ends,
+            hello,
+            &mut rx,
+            &mut pong_rx,
+            heartbeat,
+        );
+        tokio::select! {
+            end = reading => end,
+            end = writing => end,
         }
-        loop {
-            tokio::select! {
-                // The session sends the reason before dropping its end of
-                // `rx`, so checking `closed` first reports the real reason.
-                biased;
-                reason = &mut closed => {
-                    return match reason {
-                        Ok(r) => End::Closed(r),
-                        Err(_) => End::Closed(CloseReason::SessionGone),
-                    };
-                }
-                _ = shutdown.cancelled() => return End::Closed(CloseReason::ServerShutdown),
-                _ = tokio::time::sleep_until(silent_after) => {
-                    return End::Closed(CloseReason::HeartbeatTimeout);
-                }
-                _ = ping.tick() => {
-                    match timeout_at(silent_after, sink.send(text(&ServerMsg::Ping))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::Gone,
-                        Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
-                    }
-                }
-                item = rx.recv() => {
-                    let Some(item) = item else {
-                        let reason = closed.try_recv().unwrap_or(CloseReason::SessionGone);
-                        return End::Closed(reason);
-                    };
-                    // Write everything already queued, then flush once.
-                    let mut next = Some(item);
-                    while let Some(item) = next {
-                        let msg = match item {
-                            ToClient::Output(f) => {
-                                metrics::add(&metrics::METRICS.bytes_delivered, f.bytes.len() as u64);
-                                Message::Binary(f.encode_into(&mut encoded))
-                            }
-                            ToClient::Msg(m) => text(&m),
-                        };
-                        match timeout_at(silent_after, sink.feed(msg)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => return End::Gone,
-                            Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    match timeout_at(silent_after, sink.flush()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::Gone,
-                        Err(_) => return End::Closed(CloseReason::HeartbeatTimeout),
-                    }
-                }
-                msg = stream.next() => {
-                    let msg = match msg {
-                        Some(Ok(m)) => m,
-                        Some(Err(_)) | None => return End::Gone,
-                    };
-                    // Anything from the client proves it is alive.
-                    silent_after = Instant::now() + 2 * heartbeat;
-                    match msg {
-                        Message::Binary(b) if b.len() > INPUT_HEADER_LEN + MAX_INPUT_BYTES => {
-                            return End::Protocol(format!(
-                                "input message of {} bytes is over the limit of {MAX_INPUT_BYTES}",
-                                b.len() - INPUT_HEADER_LEN
-                            ));
-                        }
-                        Message::Binary(b) => match InputFrame::decode(b) {
-                            Ok(f) => {
-                                let item = InputItem { client, seq: f.seq, bytes: Some(f.bytes) };
-                                if input.send(item).await.is_err() {
-                                    return End::Closed(CloseReason::SessionGone);
-                                }
-                            }
-                            Err(e) => return End::Protocol(e.0),
-                        },
-                        Message::Text(t) => match serde_json::from_str::<ClientMsg>(t.as_str()) {
-                            Ok(ClientMsg::Ack { seq }) => {
-                                if handle.client_event(client, ClientEvent::Ack(seq)).await.is_err() {
-                                    return End::Closed(CloseReason::SessionGone);
-                                }
-                            }
-                            Ok(ClientMsg::Eof { seq }) => {
-                                let item = InputItem { client, seq, bytes: None };
-                                if input.send(item).await.is_err() {
-                                    return End::Closed(CloseReason::SessionGone);
-                                }
-                            }
-                            Ok(ClientMsg::Ping) => {
-                                if sink.send(text(&ServerMsg::Pong)).await.is_err() {
-                                    return End::Gone;
-                                }
-                            }
-                            Ok(ClientMsg::Pong) => {}
-                            Ok(ClientMsg::Detach) => return End::Gone,
-                            Err(e) => return End::Protocol(format!("bad control message: {e}")),
-                        },
-                        Message::Close(_) => return End::Gone,
-                        // WebSocket-level pings are answered by axum.
-                        Message::Ping(_) | Message::Pong(_) => {}
-                    }
-                }
-            }
-        }
-    }
-    .await;
+    };
 
     let reason = match end {
         End::Closed(r) => Some(r),
@@ -181,16 +146,18 @@ pub async fn serve(
         End::Gone => None,
     };
     if let Some(reason) = reason {
-        let _ = sink
-            .send(text(&ServerMsg::Closed {
+        let goodbye = async {
+            sink.send(text(&ServerMsg::Closed {
                 reason: reason.clone(),
             }))
-            .await;
-        let frame = CloseFrame {
-            code: close_code(&reason),
-            reason: Utf8Bytes::from(truncate(&reason.to_string(), 120)),
+            .await?;
+            let frame = CloseFrame {
+                code: close_code(&reason),
+                reason: Utf8Bytes::from(truncate(&reason.to_string(), 120)),
+            };
+            sink.send(Message::Close(Some(frame))).await
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
         if let CloseReason::Protocol { message } = reason {
             let _ = handle
                 .client_event(client, ClientEvent::Protocol(message))
@@ -200,6 +167,167 @@ pub async fn serve(
     // Always deregister, however the connection ended. A session that has
     // already replaced this client ignores it.
     let _ = handle.client_event(client, ClientEvent::Gone).await;
+}
+
+/// The reading half: acks and input to the session, pings answered.
+async fn read_client(
+    stream: &mut Source,
+    handle: &SessionHandle,
+    client: u64,
+    input: &mpsc::Sender<InputItem>,
+    heard: &Heard,
+    pongs: &mpsc::Sender<()>,
+) -> End {
+    loop {
+        let msg = match stream.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(_)) | None => return End::Gone,
+        };
+        // Anything from the client proves it is alive.
+        heard.now();
+        match msg {
+            Message::Binary(b) if b.len() > INPUT_HEADER_LEN + MAX_INPUT_BYTES => {
+                return End::Protocol(format!(
+                    "input message of {} bytes is over the limit of {MAX_INPUT_BYTES}",
+                    b.len() - INPUT_HEADER_LEN
+                ));
+            }
+            Message::Binary(b) => match InputFrame::decode(b) {
+                Ok(f) => {
+                    let item = InputItem {
+                        client,
+                        seq: f.seq,
+                        bytes: Some(f.bytes),
+                    };
+                    if input.send(item).await.is_err() {
+                        return End::Closed(CloseReason::SessionGone);
+                    }
+                }
+                Err(e) => return End::Protocol(e.0),
+            },
+            Message::Text(t) => match serde_json::from_str::<ClientMsg>(t.as_str()) {
+                Ok(ClientMsg::Ack { seq }) => {
+                    if handle
+                        .client_event(client, ClientEvent::Ack(seq))
+                        .await
+                        .is_err()
+                    {
+                        return End::Closed(CloseReason::SessionGone);
+                    }
+                }
+                Ok(ClientMsg::Eof { seq }) => {
+                    let item = InputItem {
+                        client,
+                        seq,
+                        bytes: None,
+                    };
+                    if input.send(item).await.is_err() {
+                        return End::Closed(CloseReason::SessionGone);
+                    }
+                }
+                // One pong pending is enough: a full channel means one is.
+                Ok(ClientMsg::Ping) => {
+                    let _ = pongs.try_send(());
+                }
+                Ok(ClientMsg::Pong) => {}
+                Ok(ClientMsg::Detach) => return End::Gone,
+                Err(e) => return End::Protocol(format!("bad control message: {e}")),
+            },
+            Message::Close(_) => return End::Gone,
+            // WebSocket-level pings are answered by axum.
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+/// What ends the connection whatever is being written: the session closing
+/// the client, the server shutting down, or the client falling silent.
+struct Ends<'a> {
+    closed: &'a mut oneshot::Receiver<CloseReason>,
+    shutdown: &'a CancellationToken,
+    heard: &'a Heard,
+    silence: Duration,
+}
+
+impl Ends<'_> {
+    async fn ended(&mut self) -> End {
+        tokio::select! {
+            // The session sends the reason before dropping its end of the
+            // output queue, so checking `closed` first reports the real one.
+            biased;
+            reason = &mut *self.closed => End::Closed(reason.unwrap_or(CloseReason::SessionGone)),
+            _ = self.shutdown.cancelled() => End::Closed(CloseReason::ServerShutdown),
+            _ = self.heard.silent_for(self.silence) => End::Closed(CloseReason::HeartbeatTimeout),
+        }
+    }
+
+    /// Runs one write unless the connection ends first.
+    async fn guard(
+        &mut self,
+        write: impl std::future::Future<Output = Result<(), axum::Error>>,
+    ) -> Result<(), End> {
+        tokio::select! {
+            biased;
+            r = write => r.map_err(|_| End::Gone),
+            end = self.ended() => Err(end),
+        }
+    }
+}
+
+/// The writing half: the session's output queue, pings and pongs.
+async fn write_client(
+    sink: &mut Sink,
+    ends: &mut Ends<'_>,
+    hello: ServerMsg,
+    rx: &mut mpsc::Receiver<ToClient>,
+    pongs: &mut mpsc::Receiver<()>,
+    heartbeat: Duration,
+) -> End {
+    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let mut encoded = BytesMut::new();
+    if let Err(end) = ends.guard(sink.send(text(&hello))).await {
+        return end;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            end = ends.ended() => return end,
+            _ = ping.tick() => {
+                if let Err(end) = ends.guard(sink.send(text(&ServerMsg::Ping))).await {
+                    return end;
+                }
+            }
+            Some(()) = pongs.recv() => {
+                if let Err(end) = ends.guard(sink.send(text(&ServerMsg::Pong))).await {
+                    return end;
+                }
+            }
+            item = rx.recv() => {
+                let Some(item) = item else {
+                    let reason = ends.closed.try_recv().unwrap_or(CloseReason::SessionGone);
+                    return End::Closed(reason);
+                };
+                // Write everything already queued, then flush once.
+                let mut next = Some(item);
+                while let Some(item) = next {
+                    let msg = match item {
+                        ToClient::Output(f) => {
+                            metrics::add(&metrics::METRICS.bytes_delivered, f.bytes.len() as u64);
+                            Message::Binary(f.encode_into(&mut encoded))
+                        }
+                        ToClient::Msg(m) => text(&m),
+                    };
+                    if let Err(end) = ends.guard(sink.feed(msg)).await {
+                        return end;
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if let Err(end) = ends.guard(sink.flush()).await {
+                    return end;
+                }
+            }
+        }
+    }
 }
 
 /// Close-frame reasons are limited to 123 bytes.

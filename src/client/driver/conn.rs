@@ -1,7 +1,9 @@
 //! Serving one attach connection: output to the consumer, input and acks
 //! to the server, heartbeats, and how the connection ends.
 
-use super::{encode, send, worth_reconnecting, Cmd, ConnEnd, Driver, Sink, GOODBYE_TIMEOUT};
+use super::{
+    encode, send, worth_reconnecting, Cmd, ConnEnd, Driver, Sink, Source, GOODBYE_TIMEOUT,
+};
 use crate::client::attach::{AttachEnd, Event};
 use crate::client::input::InputItem;
 use crate::client::ws::Ws;
@@ -37,12 +39,12 @@ impl Driver {
                     if let Some(Cmd::Detach(reply)) = cmd {
                         self.detach_replies.push(reply);
                     }
-                    return self.leave(sink).await;
+                    return self.leave(sink, stream).await;
                 }
                 changed = self.written.changed() => {
                     if changed.is_err() {
                         // The Attachment was dropped: that is a detach.
-                        return self.leave(sink).await;
+                        return self.leave(sink, stream).await;
                     }
                     if let Some(end) = self.on_written(&mut sink).await {
                         return end;
@@ -63,7 +65,7 @@ impl Driver {
                         permit = Some(p);
                         waiting_since = Instant::now();
                     }
-                    Err(_) => return self.leave(sink).await,
+                    Err(_) => return self.leave(sink, stream).await,
                 },
                 msg = stream.next(), if permit.is_some() => {
                     waiting_since = Instant::now();
@@ -210,8 +212,9 @@ impl Driver {
         Ok(())
     }
 
-    /// Detaches on purpose: says so, then closes.
-    async fn leave(&mut self, mut sink: Sink) -> ConnEnd {
+    /// Detaches on purpose: says so, closes, and waits for the server to
+    /// end the connection.
+    async fn leave(&mut self, mut sink: Sink, mut stream: Source) -> ConnEnd {
         // Ack what the consumer has written before leaving, or the next
         // attach gets it again.
         // (Acks are idempotent, so sending one the batcher already sent is
@@ -224,6 +227,12 @@ impl Driver {
             }
             if send(&mut sink, &ClientMsg::Detach).await.is_ok() {
                 let _ = sink.close().await;
+                // The server ends the connection once it has taken our ack
+                // and detach, in that order, to the session: so an attach
+                // made after this returns starts after the ack, never
+                // before it. What still arrives meanwhile is not ours to
+                // deliver any more (it stays on the server, unacked).
+                while let Some(Ok(_)) = stream.next().await {}
             }
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;

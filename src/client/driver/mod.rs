@@ -17,7 +17,7 @@ use super::pacing::{AckBatcher, Backoff};
 use super::ws::{self, Endpoint, Ws};
 use super::{error_chain, ClientError};
 use crate::protocol::{ClientMsg, CloseReason};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::SinkExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 type Sink = SplitSink<Ws, Message>;
+type Source = SplitStream<Ws>;
 
 /// Bound on saying goodbye (detach, final ack) to a server that may be gone.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
