@@ -26,7 +26,16 @@ fn main() {
         bento::cli::LogFormat::Human => builder.init(),
     }
     let code = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(bento::cli::run(cli)),
+        // On a worker, not on this thread: a command's own tasks (an
+        // attachment's connection, say) then wake it without a hop
+        // between threads, as `bento run` does once per message.
+        Ok(rt) => match rt.block_on(rt.spawn(bento::cli::run(cli))) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("bento: {e}");
+                1
+            }
+        },
         Err(e) => {
             eprintln!("bento: cannot start the async runtime: {e}");
             1

@@ -285,6 +285,55 @@ async fn ctrl_c_detaches_and_a_new_attach_continues_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_detaches_and_leaves_the_rest_for_the_next_attach() {
+    let s = TestServer::start().await;
+    // About 2 MB: far more than a pipe holds once nobody reads it.
+    let n: u64 = 20_000;
+    let f = s
+        .submit("def main(n):\n    for i in range(n):\n        send('%d %s' % (i, 'x' * 100))\n")
+        .await;
+    let token = run_detached(&s.url, &f, &[&n.to_string()]).await;
+    let number = |line: &str| -> u64 {
+        let (i, pad) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        assert_eq!(pad, "x".repeat(100), "line {i} was mangled");
+        i.parse().unwrap_or_else(|e| panic!("line {line:?}: {e}"))
+    };
+
+    let (child, mut lines) = attach_child(&s.url, &token);
+    let first = next_line(&mut lines).await.unwrap_or_default();
+    assert_eq!(number(&first), 0);
+    // Close our end of its stdout: its next write fails.
+    drop(lines);
+    let (code, stderr) = exit_of(child).await;
+    assert_eq!(code, Some(1), "stderr {stderr:?}");
+    assert!(
+        stderr.contains("cannot write output") && stderr.contains(&format!("bento attach {token}")),
+        "stderr should say what failed and how to reattach: {stderr:?}"
+    );
+
+    // What it could not write was never acked: the next attach gets it,
+    // once, in order, up to the end. (What went into the pipe before it
+    // closed counts as written, so the rest starts somewhere after 0.)
+    let o = bento(&s.url, &["attach", &token, "--no-stdin"], b"").await;
+    expect_code(&o, 0, "reattach");
+    let rest: Vec<u64> = out(&o).lines().map(number).collect();
+    let k = rest.first().copied().unwrap_or(n);
+    assert!(
+        k >= 1 && k < n,
+        "the rest should start after line 0, at {k}"
+    );
+    assert_eq!(
+        rest,
+        (k..n).collect::<Vec<_>>(),
+        "gaps or repeats after {k}"
+    );
+    s.wait_reaped(&token).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_close_ls_and_kill() {
     let s = TestServer::start().await;
     let f = s

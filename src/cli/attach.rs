@@ -1,21 +1,18 @@
 //! `bento run` and `bento attach`: follow a session's output on the
 //! terminal, feed it stdin, and exit with the function's exit code.
 
-use super::io::{read_line, Output, MAX_LINE};
+use super::io::{read_line, MAX_LINE};
+use super::writer::Writer;
 use super::{out, say, AttachArgs, AttachFlags, RunArgs};
 use crate::client::{
     AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender,
 };
 use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
 use anyhow::Context;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, BufWriter};
 use tokio::signal::unix::{signal, SignalKind};
-
-/// Flush (and so ack) at least this often in a stream of ready frames, so
-/// a busy session does not keep a long tail of written-but-unacked output.
-const FLUSH_EVERY: u32 = 64;
-const STDOUT_BUFFER: usize = 64 << 10;
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
@@ -57,19 +54,28 @@ async fn follow(
         reconnect: !flags.no_reconnect,
         ..AttachOptions::default()
     };
+    super::writer::keep_freed_memory();
     let mut att = client.attach(token, options).await?;
     let mut sig = watch_signals(att.detach_handle(), token.to_string())?;
     if stdin {
         tokio::spawn(pump_stdin(att.input()));
     }
-    let stdout = BufWriter::with_capacity(STDOUT_BUFFER, tokio::io::stdout());
-    let mut output = Output::new(stdout, tokio::io::stderr(), flags.raw);
-    let mut follower = Follower {
-        unflushed: None,
-        since_flush: 0,
-        exit: None,
+    let written = att.written_handle();
+    let writer = Writer::spawn(
+        terminal(std::io::stdout().as_fd())?,
+        terminal(std::io::stderr().as_fd())?,
+        flags.raw,
+        move |seq| written.written(seq),
+    )
+    .context("cannot start the output thread")?;
+    let mut follower = Follower { exit: None };
+    let followed = follower.follow(&mut att, &writer, &mut sig).await;
+    // Whatever ended it, what was queued goes out before anything is said.
+    let followed = match (followed, writer.flush().await) {
+        (Ok(end), Ok(())) => Ok(end),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
     };
-    match follower.follow(&mut att, &mut output, &mut sig).await {
+    match followed {
         Ok(AttachEnd::Detached) => {
             let code = (*sig.borrow()).unwrap_or(1);
             att.detach().await;
@@ -90,35 +96,34 @@ async fn follow(
     }
 }
 
+/// A file for one of our standard streams, for the output thread: a
+/// duplicate of its descriptor, written without buffering in between.
+fn terminal(fd: BorrowedFd<'_>) -> anyhow::Result<File> {
+    let owned = fd
+        .try_clone_to_owned()
+        .context("cannot duplicate a standard stream")?;
+    Ok(File::from(owned))
+}
+
 struct Follower {
-    /// Highest seq written to the buffer but not yet flushed and reported.
-    unflushed: Option<u64>,
-    since_flush: u32,
     exit: Option<ExitInfo>,
 }
 
 impl Follower {
     /// Runs until the attachment ends; errors are output write errors.
-    async fn follow<O, E>(
+    async fn follow(
         &mut self,
         att: &mut Attachment,
-        output: &mut Output<O, E>,
+        writer: &Writer,
         sig: &mut tokio::sync::watch::Receiver<Option<i32>>,
-    ) -> std::io::Result<AttachEnd>
-    where
-        O: AsyncWrite + Unpin,
-        E: AsyncWrite + Unpin,
-    {
+    ) -> std::io::Result<AttachEnd> {
         loop {
             if sig.borrow().is_some() {
-                self.flush(att, output).await?;
                 return Ok(AttachEnd::Detached);
             }
             let event = match att.try_next() {
                 Some(ev) => ev,
                 None => {
-                    // Nothing more is ready: a good moment to flush.
-                    self.flush(att, output).await?;
                     let next = tokio::select! {
                         biased;
                         _ = sig.changed() => continue,
@@ -136,52 +141,25 @@ impl Follower {
                 }
             };
             match event {
-                Event::Output(frame) => {
-                    output.write(&frame).await?;
-                    self.unflushed = Some(frame.seq);
-                    self.since_flush += 1;
-                    if self.since_flush >= FLUSH_EVERY {
-                        self.flush(att, output).await?;
-                    }
-                }
+                // The writer reports each frame as written once it is, so
+                // the attachment acks only output that really left this
+                // process.
+                Event::Output(frame) => writer.write(frame).await?,
                 Event::Exit { seq, exit } => {
                     self.exit = Some(exit);
-                    self.unflushed = Some(seq);
-                    self.flush(att, output).await?;
+                    writer.mark(seq).await?;
                 }
                 Event::Reconnecting { attempt, cause, .. } => {
                     tracing::debug!(attempt, %cause, "reconnecting");
                     if attempt == 1 {
-                        output.flush().await?;
+                        writer.flush().await?;
                         say(&format!("bento: connection lost ({cause}), reconnecting…"));
                     }
                 }
                 Event::Reconnected { .. } => {}
-                Event::Ended(end) => {
-                    output.flush().await?;
-                    return Ok(end);
-                }
+                Event::Ended(end) => return Ok(end),
             }
         }
-    }
-
-    /// Flushes stdout, then tells the attachment: acks go out only for
-    /// output that really left this process.
-    async fn flush<O, E>(
-        &mut self,
-        att: &Attachment,
-        output: &mut Output<O, E>,
-    ) -> std::io::Result<()>
-    where
-        O: AsyncWrite + Unpin,
-        E: AsyncWrite + Unpin,
-    {
-        output.flush().await?;
-        if let Some(seq) = self.unflushed.take() {
-            att.written(seq);
-        }
-        self.since_flush = 0;
-        Ok(())
     }
 
     /// Prints why the attachment ended (if it needs saying) and picks the exit code.

@@ -39,6 +39,12 @@ pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// Whether a frame is followed by a newline on the terminal: the end of a
+/// data message is, unless the user asked for the raw bytes.
+pub(super) fn newline_after(f: &OutputFrame, raw: bool) -> bool {
+    f.stream == Stream::Data && f.end && !raw
+}
+
 /// Writes output frames where they belong: data and stdout to `out`
 /// (buffered by the caller), stderr to `err`.
 pub(super) struct Output<O, E> {
@@ -58,7 +64,7 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Output<O, E> {
         match f.stream {
             Stream::Data => {
                 self.out.write_all(&f.bytes).await?;
-                if f.end && !self.raw {
+                if newline_after(f, self.raw) {
                     self.out.write_all(b"\n").await?;
                 }
             }

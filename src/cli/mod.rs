@@ -17,6 +17,7 @@ mod serve;
 mod simple;
 mod table;
 mod time;
+mod writer;
 
 pub use args::{
     AttachArgs, AttachFlags, ImagesCommand, InspectArgs, JsonFlag, LogsArgs, RunArgs, ServeArgs,

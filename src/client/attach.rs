@@ -115,6 +115,30 @@ pub struct InputSender {
     shared: Arc<InputShared>,
 }
 
+/// Reports output as written from anywhere, for instance from a thread
+/// that does the writing: see [`Attachment::written_handle`].
+#[derive(Debug, Clone)]
+pub struct WrittenHandle {
+    written: watch::Sender<u64>,
+}
+
+impl WrittenHandle {
+    /// Same as [`Attachment::written`].
+    pub fn written(&self, seq: u64) {
+        mark_written(&self.written, seq);
+    }
+}
+
+fn mark_written(written: &watch::Sender<u64>, seq: u64) {
+    written.send_if_modified(|w| {
+        let newer = seq > *w;
+        if newer {
+            *w = seq;
+        }
+        newer
+    });
+}
+
 /// Detaches an attachment from anywhere (a signal handler, say).
 #[derive(Debug, Clone)]
 pub struct DetachHandle {
@@ -183,13 +207,16 @@ impl Attachment {
     /// Tells the attachment that every output message up to `seq` has been
     /// written out (flushed), so the server may forget it. Acks are batched.
     pub fn written(&self, seq: u64) {
-        self.written.send_if_modified(|w| {
-            let newer = seq > *w;
-            if newer {
-                *w = seq;
-            }
-            newer
-        });
+        mark_written(&self.written, seq);
+    }
+
+    /// A handle for [`Attachment::written`] that can be moved to another
+    /// task or thread. While one is alive, dropping the attachment is
+    /// noticed only when the next event cannot be delivered, not at once.
+    pub fn written_handle(&self) -> WrittenHandle {
+        WrittenHandle {
+            written: self.written.clone(),
+        }
     }
 
     pub fn input(&self) -> InputSender {

@@ -47,7 +47,9 @@ mod ws;
 pub use error::ClientError;
 use error::{error_chain, http_error, root_cause};
 
-pub use attach::{AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender};
+pub use attach::{
+    AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender, WrittenHandle,
+};
 pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
 
 use crate::protocol::{
