@@ -61,8 +61,10 @@ async fn follow(
         tokio::spawn(pump_stdin(att.input()));
     }
     let written = att.written_handle();
+    let stdout = terminal(std::io::stdout().as_fd())?;
+    super::writer::grow_pipe(&stdout);
     let writer = Writer::spawn(
-        terminal(std::io::stdout().as_fd())?,
+        stdout,
         terminal(std::io::stderr().as_fd())?,
         flags.raw,
         move |seq| written.written(seq),

@@ -202,6 +202,22 @@ impl<'a> Pending<'a> {
     }
 }
 
+/// Asks for a 1 MiB pipe if stdout is one (the default holds 64 KiB), so
+/// this thread and the reader at the other end each move more per wake-up.
+/// Best effort: anything else, or a refusal, leaves it as it is.
+#[cfg(target_os = "linux")]
+pub(super) fn grow_pipe(out: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; on
+    // a descriptor that is not a pipe it fails with EBADF, which we ignore.
+    unsafe {
+        libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn grow_pipe(_: &std::fs::File) {}
+
 /// Has malloc keep freed memory for reuse instead of handing it back to the
 /// OS at once. Each output message arrives in a buffer of its own, freed
 /// once written; with glibc's defaults the next one's buffer was mostly
