@@ -175,6 +175,11 @@ struct Throughput {
     client_cpu_s: Samples,
     /// CPU seconds of `docker` (the CLI) and `wc` per docker run.
     docker_cli_cpu_s: Samples,
+    /// The same stream through `bento run --raw | wc -c`, the CLI a user
+    /// runs, next to `docker run | wc -c`.
+    cli_mb_s: Samples,
+    /// CPU seconds of `bento run` and `wc` per run.
+    cli_cpu_s: Samples,
 }
 
 #[derive(Debug, Clone)]
@@ -625,6 +630,22 @@ async fn wait_reaped(client: &Client, token: &str) -> Res<()> {
     }
 }
 
+/// Waits until the controller holds no session: the last one (started by
+/// a CLI, whose token we never saw) has been reaped.
+async fn wait_no_sessions(c: &Controller) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held = c.client.list_sessions().await.ctx("list sessions")?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} session(s) were not reaped", held.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Kills a session, reads its output to the end (through `att` if it is
 /// attached, else through a new attach) so it can be reaped, and waits
 /// until it is.
@@ -681,6 +702,38 @@ fn docker_first_byte_ms() -> Res<f64> {
         return Err(format!("docker run: {status}, read {n} byte(s)"));
     }
     Ok(elapsed.as_secs_f64() * 1000.0)
+}
+
+/// `bento run --raw FUNCTION TOTAL | wc -c` against the controller:
+/// (seconds, MiB/s) of the whole pipeline, from spawning it.
+fn cli_throughput(url: &str, function: &str, total: u64) -> Res<(f64, f64)> {
+    let start = Instant::now();
+    let mut bento = Command::new(env!("CARGO_BIN_EXE_bento"))
+        .args(["run", "--raw", function, &total.to_string()])
+        .env("BENTO_URL", url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ctx("spawn bento run")?;
+    let pipe = bento.stdout.take().ok_or("no stdout")?;
+    let wc = Command::new("wc")
+        .arg("-c")
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::piped())
+        .spawn()
+        .ctx("spawn wc")?;
+    let out = wc.wait_with_output().ctx("wc")?;
+    let status = bento.wait().ctx("wait bento run")?;
+    let secs = start.elapsed().as_secs_f64();
+    let count: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .ctx("wc output")?;
+    if count != total || !status.success() {
+        return Err(format!("bento run: {status}, {count} of {total} bytes"));
+    }
+    Ok((secs, total as f64 / MIB / secs))
 }
 
 /// `docker run --rm -i --log-driver none ... | wc -c`, `total` bytes written
@@ -880,6 +933,8 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         spooled_share: Samples::default(),
         client_cpu_s: Samples::default(),
         docker_cli_cpu_s: Samples::default(),
+        cli_mb_s: Samples::default(),
+        cli_cpu_s: Samples::default(),
     };
     let hz = clock_ticks_per_second();
     for i in 0..plan.stream_reps {
@@ -905,6 +960,18 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         r.docker_cli_cpu_s.push(cli_cpu);
         r.docker_s.push(ds);
         r.docker_mb_s.push(dm);
+        let children = own_cpu(libc::RUSAGE_CHILDREN)?;
+        let (url, f) = (c.url.clone(), function.clone());
+        let (cs, cm) = tokio::task::spawn_blocking(move || cli_throughput(&url, &f, total))
+            .await
+            .ctx("join")??;
+        wait_no_sessions(c).await?;
+        let cli_run_cpu = own_cpu(libc::RUSAGE_CHILDREN)? - children;
+        r.cli_mb_s.push(cm);
+        r.cli_cpu_s.push(cli_run_cpu);
+        progress!(
+            "  bento run --raw | wc -c: {cs:.2} s ({cm:.0} MiB/s, CPU bento run + wc {cli_run_cpu:.2} s)"
+        );
         progress!(
             "throughput {}/{}: bento {bs:.2} s ({bm:.0} MiB/s, CPU controller {cpu:.2} s + client {client_cpu:.2} s, {:.0} % spooled), docker run {ds:.2} s ({dm:.0} MiB/s, CPU docker CLI + wc {cli_cpu:.2} s)",
             i + 1,
@@ -1324,6 +1391,26 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
     }
 }
 
+/// The same stream as the CLI delivers it (not a target of its own).
+fn cli_throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
+    let name = format!("  via bento run | wc (MiB/s), {}", size(plan.stream_bytes));
+    let t = match r {
+        Ok(t) => t,
+        Err(e) => return Row::failed(name, e),
+    };
+    Row {
+        name,
+        bento: t.cli_mb_s.describe(0),
+        baseline: t.docker_mb_s.describe(0),
+        ratio: fmt_opt(ratio(&t.cli_mb_s, &t.docker_mb_s), 2),
+        target: "-".into(),
+        notes: format!(
+            "bento run --raw piped to wc -c, the CLI a user runs, against the same docker run; CPU bento run + wc {} s",
+            fmt_opt(t.cli_cpu_s.median(), 2)
+        ),
+    }
+}
+
 fn reattach_row(r: &Figure<Samples>) -> Row {
     let name = "reattach (ms)".to_string();
     let s = match r {
@@ -1414,6 +1501,7 @@ fn print_report(r: &Results) {
         first_byte_row(&r.first_byte),
         warm_row(&r.warm, &r.first_byte),
         throughput_row(&r.throughput, p),
+        cli_throughput_row(&r.throughput, p),
         reattach_row(&r.reattach_ms),
         crowd_row(&r.crowd, p),
         detached_row(&r.detached, p),
