@@ -707,16 +707,24 @@ fn docker_first_byte_ms() -> Res<f64> {
 /// `bento run --raw FUNCTION TOTAL | wc -c` against the controller:
 /// (seconds, MiB/s) of the whole pipeline, from spawning it.
 fn cli_throughput(url: &str, function: &str, total: u64) -> Res<(f64, f64)> {
-    let start = Instant::now();
-    let mut bento = Command::new(env!("CARGO_BIN_EXE_bento"))
+    let mut bento = Command::new(env!("CARGO_BIN_EXE_bento"));
+    bento
         .args(["run", "--raw", function, &total.to_string()])
-        .env("BENTO_URL", url)
+        .env("BENTO_URL", url);
+    piped_to_wc(bento, total)
+}
+
+/// Runs `producer | wc -c` and checks that `total` bytes came through:
+/// (seconds, MiB/s) from spawning it to the end of both.
+fn piped_to_wc(mut producer: Command, total: u64) -> Res<(f64, f64)> {
+    let start = Instant::now();
+    let mut child = producer
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .ctx("spawn bento run")?;
-    let pipe = bento.stdout.take().ok_or("no stdout")?;
+        .ctx("spawn the producer")?;
+    let pipe = child.stdout.take().ok_or("no stdout")?;
     let wc = Command::new("wc")
         .arg("-c")
         .stdin(Stdio::from(pipe))
@@ -724,14 +732,14 @@ fn cli_throughput(url: &str, function: &str, total: u64) -> Res<(f64, f64)> {
         .spawn()
         .ctx("spawn wc")?;
     let out = wc.wait_with_output().ctx("wc")?;
-    let status = bento.wait().ctx("wait bento run")?;
+    let status = child.wait().ctx("wait for the producer")?;
     let secs = start.elapsed().as_secs_f64();
     let count: u64 = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
         .ctx("wc output")?;
     if count != total || !status.success() {
-        return Err(format!("bento run: {status}, {count} of {total} bytes"));
+        return Err(format!("{status}, {count} of {total} bytes"));
     }
     Ok((secs, total as f64 / MIB / secs))
 }
@@ -743,8 +751,8 @@ fn docker_throughput(total: u64) -> Res<(f64, f64)> {
         "import os\nb = b'x' * {CHUNK}\nfor _ in range({n}):\n    m = memoryview(b)\n    while m:\n        m = m[os.write(1, m):]\n",
         n = total / CHUNK
     );
-    let start = Instant::now();
-    let mut docker = Command::new("docker")
+    let mut docker = Command::new("docker");
+    docker
         .args([
             "run",
             "--rm",
@@ -757,30 +765,8 @@ fn docker_throughput(total: u64) -> Res<(f64, f64)> {
             "python3",
         ])
         .arg(IMAGE)
-        .args(["-c", &code])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ctx("spawn docker run")?;
-    let pipe = docker.stdout.take().ok_or("no stdout")?;
-    let wc = Command::new("wc")
-        .arg("-c")
-        .stdin(Stdio::from(pipe))
-        .stdout(Stdio::piped())
-        .spawn()
-        .ctx("spawn wc")?;
-    let out = wc.wait_with_output().ctx("wc")?;
-    let status = docker.wait().ctx("wait docker run")?;
-    let secs = start.elapsed().as_secs_f64();
-    let count: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .ctx("wc output")?;
-    if count != total || !status.success() {
-        return Err(format!("docker run: {status}, {count} of {total} bytes"));
-    }
-    Ok((secs, total as f64 / MIB / secs))
+        .args(["-c", &code]);
+    piped_to_wc(docker, total).map_err(|e| format!("docker run: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -964,7 +950,8 @@ async fn measure_throughput(c: &Controller, plan: &Plan) -> Res<Throughput> {
         let (url, f) = (c.url.clone(), function.clone());
         let (cs, cm) = tokio::task::spawn_blocking(move || cli_throughput(&url, &f, total))
             .await
-            .ctx("join")??;
+            .ctx("join")?
+            .map_err(|e| format!("bento run: {e}"))?;
         wait_no_sessions(c).await?;
         let cli_run_cpu = own_cpu(libc::RUSAGE_CHILDREN)? - children;
         r.cli_mb_s.push(cm);

@@ -1595,6 +1595,17 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
     s.stop().await;
 }
 
+/// The seq of the next output message on `att`.
+async fn first_output_seq(att: &mut bento::client::Attachment) -> u64 {
+    loop {
+        match att.next().await {
+            Some(Event::Output(o)) => return o.seq,
+            Some(_) => continue,
+            None => panic!("the attachment ended before any output"),
+        }
+    }
+}
+
 /// A client that has stopped reading (its socket full, the server's write
 /// to it waiting) can still ack what it wrote out and detach. The server
 /// reads while it writes, so the ack counts and the next attach starts
@@ -1610,13 +1621,7 @@ async fn an_ack_from_a_client_that_stopped_reading_is_not_lost() {
     // 32 MiB: far more than the attachment's queue and both sockets hold.
     let (token, _) = s.session(&f, &["512"]).await;
     let mut att = s.attach(&token, 0).await;
-    let first = loop {
-        match att.next().await {
-            Some(Event::Output(o)) => break o.seq,
-            Some(_) => continue,
-            None => panic!("the attachment ended before any output"),
-        }
-    };
+    let first = first_output_seq(&mut att).await;
     // Read no more. Once the function has produced all of it, the server
     // is stuck writing to this client.
     s.wait_session(&token, "the function to finish", |i| {
@@ -1629,13 +1634,7 @@ async fn an_ack_from_a_client_that_stopped_reading_is_not_lost() {
     att.detach().await;
 
     let mut again = s.attach(&token, 0).await;
-    let next = loop {
-        match again.next().await {
-            Some(Event::Output(o)) => break o.seq,
-            Some(_) => continue,
-            None => panic!("the second attachment ended before any output"),
-        }
-    };
+    let next = first_output_seq(&mut again).await;
     assert_eq!(next, first + 1, "the ack for {first} was lost");
     drop(again);
     drain_and_reap(&s, &token).await;
