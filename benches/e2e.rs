@@ -1380,7 +1380,10 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
 
 /// The same stream as the CLI delivers it (not a target of its own).
 fn cli_throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
-    let name = format!("  via bento run | wc (MiB/s), {}", size(plan.stream_bytes));
+    let name = format!(
+        "  the same via the CLI (MiB/s), {}",
+        size(plan.stream_bytes)
+    );
     let t = match r {
         Ok(t) => t,
         Err(e) => return Row::failed(name, e),
