@@ -104,7 +104,7 @@ pub struct Attachment {
     token: String,
     session: String,
     events: mpsc::Receiver<Event>,
-    written: watch::Sender<u64>,
+    written: WrittenHandle,
     input: InputSender,
     detach: DetachHandle,
 }
@@ -125,18 +125,14 @@ pub struct WrittenHandle {
 impl WrittenHandle {
     /// Same as [`Attachment::written`].
     pub fn written(&self, seq: u64) {
-        mark_written(&self.written, seq);
+        self.written.send_if_modified(|w| {
+            let newer = seq > *w;
+            if newer {
+                *w = seq;
+            }
+            newer
+        });
     }
-}
-
-fn mark_written(written: &watch::Sender<u64>, seq: u64) {
-    written.send_if_modified(|w| {
-        let newer = seq > *w;
-        if newer {
-            *w = seq;
-        }
-        newer
-    });
 }
 
 /// Detaches an attachment from anywhere (a signal handler, say).
@@ -177,7 +173,7 @@ pub(crate) async fn attach(
         token: token.to_string(),
         session: hello.session,
         events,
-        written,
+        written: WrittenHandle { written },
         input: InputSender { shared: input },
         detach: DetachHandle { cmds: cmds_tx },
     })
@@ -207,16 +203,14 @@ impl Attachment {
     /// Tells the attachment that every output message up to `seq` has been
     /// written out (flushed), so the server may forget it. Acks are batched.
     pub fn written(&self, seq: u64) {
-        mark_written(&self.written, seq);
+        self.written.written(seq);
     }
 
     /// A handle for [`Attachment::written`] that can be moved to another
     /// task or thread. While one is alive, dropping the attachment is
     /// noticed only when the next event cannot be delivered, not at once.
     pub fn written_handle(&self) -> WrittenHandle {
-        WrittenHandle {
-            written: self.written.clone(),
-        }
+        self.written.clone()
     }
 
     pub fn input(&self) -> InputSender {

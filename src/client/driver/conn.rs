@@ -122,12 +122,11 @@ impl Driver {
         };
         match msg {
             ServerMsg::Exit { seq, exit } => {
-                if seq > self.last_received {
-                    self.last_received = seq;
-                    self.exit_received = true;
-                    self.acks.set_exit(seq);
-                    deliver(permit, Event::Exit { seq, exit });
-                } else if !self.exit_received {
+                let new = seq > self.last_received;
+                if self.exit_received && !new {
+                    return None;
+                }
+                if !new {
                     // The exit, under a seq we already have: we attached
                     // with `after` at or past it, or a controller restart
                     // could not recover the output we were sent last (the
@@ -139,9 +138,12 @@ impl Driver {
                         ours = self.last_received,
                         "the session's exit came under a seq we already have"
                     );
-                    self.exit_received = true;
-                    self.acks.set_exit(seq);
-                    deliver(permit, Event::Exit { seq, exit });
+                }
+                self.last_received = self.last_received.max(seq);
+                self.exit_received = true;
+                self.acks.set_exit(seq);
+                deliver(permit, Event::Exit { seq, exit });
+                if !new {
                     // Everything up to it may already be written out.
                     return self.on_written(sink).await;
                 }
