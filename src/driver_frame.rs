@@ -70,9 +70,46 @@ pub enum FrameError {
 
 /// Incremental decoder over the bytes of the container's stdout, which arrive
 /// in chunks of any size.
+///
+/// Each frame's payload is copied once, into a buffer of exactly its size
+/// from the [frame pool](crate::frame_pool), so that a frame never pins
+/// the engine's read buffer it arrived in and a stream's frames reuse
+/// memory instead of faulting in new pages.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    buf: BytesMut,
+    /// Fed bytes not taken into a frame yet (the tail of the last chunk).
+    rest: Bytes,
+    /// A header split across chunks, collected here.
+    head: Vec<u8>,
+    /// The frame whose header has been read and whose payload is arriving.
+    filling: Option<Filling>,
+}
+
+#[derive(Debug)]
+struct Filling {
+    kind: u8,
+    end: bool,
+    len: usize,
+    payload: Vec<u8>,
+}
+
+/// Checks a header: (kind, end, payload length).
+fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(u8, bool, usize), FrameError> {
+    let kind = h[0];
+    if !matches!(
+        kind,
+        KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT | KIND_READY
+    ) {
+        return Err(FrameError::UnknownKind(kind));
+    }
+    if h[2] != 0 || h[3] != 0 {
+        return Err(FrameError::Reserved);
+    }
+    let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    if len as usize > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok((kind, h[1] & FLAG_END != 0, len as usize))
 }
 
 impl Decoder {
@@ -81,45 +118,66 @@ impl Decoder {
     }
 
     /// Feeds more bytes. Call [`Decoder::next_frame`] until it returns `None`
-    /// before feeding again, so the buffer never holds more than one frame
+    /// before feeding again, so the decoder never holds more than one frame
     /// plus one chunk.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn feed(&mut self, bytes: Bytes) {
+        if self.rest.is_empty() {
+            self.rest = bytes;
+        } else {
+            // Fed twice without decoding in between (seek_sync's callers):
+            // keep both, in order.
+            let mut joined = BytesMut::with_capacity(self.rest.len() + bytes.len());
+            joined.extend_from_slice(&self.rest);
+            joined.extend_from_slice(&bytes);
+            self.rest = joined.freeze();
+        }
     }
 
-    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    /// The next complete frame, `Ok(None)` if more bytes are needed. After
+    /// an error the stream is corrupt; the decoder's state is unspecified.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buf.len() < HEADER_LEN {
+        if self.filling.is_none() {
+            let Some(header) = self.take_header() else {
+                return Ok(None);
+            };
+            let (kind, end, len) = parse_header(&header)?;
+            let payload = crate::frame_pool::FRAMES.take(len);
+            self.filling = Some(Filling {
+                kind,
+                end,
+                len,
+                payload,
+            });
+        }
+        let Some(f) = self.filling.as_mut() else {
+            return Ok(None);
+        };
+        let n = (f.len - f.payload.len()).min(self.rest.len());
+        f.payload.extend_from_slice(&self.rest[..n]);
+        self.rest.advance(n);
+        if f.payload.len() < f.len {
             return Ok(None);
         }
-        let kind = self.buf[0];
-        let flags = self.buf[1];
-        if !matches!(
-            kind,
-            KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT | KIND_READY
-        ) {
-            return Err(FrameError::UnknownKind(kind));
-        }
-        if self.buf[2] != 0 || self.buf[3] != 0 {
-            return Err(FrameError::Reserved);
-        }
-        let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
-        if len as usize > MAX_PAYLOAD {
-            return Err(FrameError::TooLarge(len));
-        }
-        let total = HEADER_LEN + len as usize;
-        if self.buf.len() < total {
-            // Reserve once for the whole frame instead of growing in steps.
-            self.buf.reserve(total - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(HEADER_LEN);
-        let payload = self.buf.split_to(len as usize).freeze();
-        Ok(Some(Frame {
-            kind,
-            end: flags & FLAG_END != 0,
-            payload,
+        Ok(self.filling.take().map(|f| Frame {
+            kind: f.kind,
+            end: f.end,
+            payload: crate::frame_pool::FRAMES.freeze(f.payload),
         }))
+    }
+
+    /// The next header, once all of its bytes have arrived.
+    fn take_header(&mut self) -> Option<[u8; HEADER_LEN]> {
+        if self.head.is_empty() && self.rest.len() >= HEADER_LEN {
+            let mut h = [0u8; HEADER_LEN];
+            self.rest.copy_to_slice(&mut h);
+            return Some(h);
+        }
+        let n = (HEADER_LEN - self.head.len()).min(self.rest.len());
+        self.head.extend_from_slice(&self.rest[..n]);
+        self.rest.advance(n);
+        let h = <[u8; HEADER_LEN]>::try_from(&self.head[..]).ok()?;
+        self.head.clear();
+        Some(h)
     }
 
     /// Discards bytes up to the SYNC frame carrying `nonce` and decodes it.
@@ -127,44 +185,59 @@ impl Decoder {
     /// point, possibly inside a frame; the driver marks the point it resumes
     /// from with this frame. `Ok(None)`: not found yet (the bytes before the
     /// last possible partial match are dropped, so memory stays bounded).
+    /// Call it before [`Decoder::next_frame`], which then decodes what
+    /// follows the SYNC frame.
     pub fn seek_sync(&mut self, nonce: &[u8; NONCE_LEN]) -> Option<Sync> {
+        let mut buf = BytesMut::with_capacity(self.head.len() + self.rest.len());
+        buf.extend_from_slice(&self.head);
+        buf.extend_from_slice(&self.rest);
+        self.head.clear();
         let mut pattern = [0u8; HEADER_LEN + NONCE_LEN];
         pattern[0] = KIND_SYNC;
         pattern[4..8].copy_from_slice(&(SYNC_LEN as u32).to_be_bytes());
         pattern[HEADER_LEN..].copy_from_slice(nonce);
-        match self.buf.windows(pattern.len()).position(|w| w == pattern) {
-            Some(at) => {
-                if self.buf.len() < at + HEADER_LEN + SYNC_LEN {
-                    self.buf.advance(at);
-                    return None;
-                }
-                self.buf.advance(at + HEADER_LEN + NONCE_LEN);
-                let offset = self.buf.get_u64();
-                let inputs_received = self.buf.get_u64();
-                let inputs_consumed = self.buf.get_u64();
+        let found = match buf.windows(pattern.len()).position(|w| w == pattern) {
+            Some(at) if buf.len() >= at + HEADER_LEN + SYNC_LEN => {
+                buf.advance(at + HEADER_LEN + NONCE_LEN);
+                let offset = buf.get_u64();
+                let inputs_received = buf.get_u64();
+                let inputs_consumed = buf.get_u64();
                 Some(Sync {
                     offset,
                     inputs_received,
                     inputs_consumed,
                 })
             }
-            None => {
-                let keep = (pattern.len() - 1).min(self.buf.len());
-                let drop = self.buf.len() - keep;
-                self.buf.advance(drop);
+            Some(at) => {
+                buf.advance(at);
                 None
             }
-        }
+            None => {
+                let keep = (pattern.len() - 1).min(buf.len());
+                let drop = buf.len() - keep;
+                buf.advance(drop);
+                None
+            }
+        };
+        self.rest = buf.freeze();
+        found
     }
 
-    /// The bytes fed but not decoded yet.
+    /// The bytes fed but not decoded yet, a partial frame included.
     pub fn into_remaining(self) -> Bytes {
-        self.buf.freeze()
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&self.head);
+        if let Some(f) = &self.filling {
+            encode_header(&mut b, f.kind, f.end, f.len);
+            b.extend_from_slice(&f.payload);
+        }
+        b.extend_from_slice(&self.rest);
+        b.freeze()
     }
 
     /// Call at end of stream: an incomplete frame left over is an error.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
+        if self.head.is_empty() && self.filling.is_none() && self.rest.is_empty() {
             Ok(())
         } else {
             Err(FrameError::Truncated)
@@ -211,7 +284,7 @@ mod tests {
         let mut d = Decoder::new();
         let mut out = vec![];
         for c in bytes.chunks(chunk.max(1)) {
-            d.feed(c);
+            d.feed(Bytes::copy_from_slice(c));
             while let Some(f) = d.next_frame()? {
                 out.push(f);
             }
@@ -235,11 +308,37 @@ mod tests {
     }
 
     #[test]
+    fn large_frames_across_chunks_keep_every_byte() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&encode(KIND_DATA, true, &big[..65536]));
+        stream.extend_from_slice(&encode(KIND_STDOUT, false, b"x"));
+        stream.extend_from_slice(&encode(KIND_DATA, true, &big));
+        for chunk in [1000, 32768 + 8, 70_000, stream.len()] {
+            let frames = decode_all(&stream, chunk).unwrap_or_default();
+            assert_eq!(frames.len(), 3, "chunk size {chunk}");
+            assert_eq!(&frames[0].payload[..], &big[..65536]);
+            assert_eq!(&frames[1].payload[..], b"x");
+            assert_eq!(&frames[2].payload[..], &big[..]);
+        }
+        // What is left mid-frame is given back as it was fed.
+        let mut d = Decoder::new();
+        d.feed(Bytes::copy_from_slice(&stream[..70_000]));
+        assert!(d.next_frame().ok().flatten().is_some());
+        assert!(d.next_frame().ok().flatten().is_some());
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.finish(), Err(FrameError::Truncated));
+        assert_eq!(&d.into_remaining()[..], &stream[65536 + 8 + 9..70_000]);
+    }
+
+    #[test]
     fn huge_length_is_rejected_without_allocating() {
         let mut d = Decoder::new();
-        d.feed(&[KIND_DATA, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        d.feed(Bytes::from_static(&[
+            KIND_DATA, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ]));
         assert_eq!(d.next_frame(), Err(FrameError::TooLarge(u32::MAX)));
-        assert!(d.buf.capacity() < 1024);
+        assert!(d.filling.is_none());
     }
 
     #[test]
@@ -273,7 +372,7 @@ mod tests {
             let mut found = None;
             let mut frames = vec![];
             for c in stream.chunks(chunk) {
-                d.feed(c);
+                d.feed(Bytes::copy_from_slice(c));
                 if found.is_none() {
                     found = d.seek_sync(&nonce);
                 }
@@ -295,10 +394,10 @@ mod tests {
         // A wrong nonce is never taken, and noise does not pile up.
         let mut d = Decoder::new();
         for _ in 0..1000 {
-            d.feed(&stream);
+            d.feed(Bytes::copy_from_slice(&stream));
             assert_eq!(d.seek_sync(&[9u8; NONCE_LEN]), None);
         }
-        assert!(d.buf.len() < HEADER_LEN + NONCE_LEN);
+        assert!(d.rest.len() < HEADER_LEN + NONCE_LEN);
     }
 
     #[test]

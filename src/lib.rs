@@ -5,6 +5,7 @@
 //! - [`protocol`]: wire types of the HTTP API and the attach WebSocket;
 //! - [`config`]: server settings and image descriptions (YAML);
 //! - [`driver_frame`]: the framing between the controller and the in-container driver;
+//! - [`frame_pool`]: recycled buffers for the frames decoded from containers;
 //! - [`runtime`]: the container engine behind a small trait (Docker via bollard);
 //! - [`session`]: one actor task per session, its output log and spool;
 //! - [`registry`]: the live sessions by token, creation and reaping;
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod driver_frame;
+pub mod frame_pool;
 pub mod images;
 pub mod metrics;
 pub mod pool;

@@ -285,7 +285,7 @@ async fn wait_ready(output: &mut Output) -> anyhow::Result<()> {
     while let Some(chunk) = output.next().await {
         match chunk? {
             OutputChunk::Stderr(_) => continue,
-            OutputChunk::Stdout(bytes) => decoder.feed(&bytes),
+            OutputChunk::Stdout(bytes) => decoder.feed(bytes),
         }
         if let Some(f) = decoder.next_frame()? {
             if f.kind != KIND_READY {

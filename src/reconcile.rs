@@ -176,7 +176,7 @@ async fn resume(
         while let Some(chunk) = cio.output.next().await {
             match chunk? {
                 OutputChunk::Stdout(b) => {
-                    decoder.feed(&b);
+                    decoder.feed(b);
                     if let Some(sync) = decoder.seek_sync(&nonce) {
                         return Ok(sync);
                     }

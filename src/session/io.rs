@@ -107,7 +107,7 @@ pub fn spawn_reader(
             if corrupt {
                 continue;
             }
-            decoder.feed(&bytes);
+            decoder.feed(bytes);
             loop {
                 let f = match decoder.next_frame() {
                     Ok(Some(f)) => f,
