@@ -451,3 +451,44 @@ async fn a_transient_session_without_a_client_is_killed_after_the_grace_period()
         Some(SessionState::Running)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spooled() {
+    let f = fixture(|c| c.output_memory_window = 100);
+    let (_t, h, c) = f.session().await;
+    let spooled = || async {
+        h.info()
+            .await
+            .map(|i| i.spooled_bytes)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut a = attach(&h, 0).await;
+    for m in [[1u8; 40], [2u8; 40], [3u8; 40]] {
+        f.fake.push(&c.id, frame(KIND_DATA, true, &m)).await;
+    }
+    assert_eq!(output(next(&mut a).await).0, 1);
+    assert_eq!(output(next(&mut a).await).0, 2);
+    // The client lags for less than the grace: the third message would
+    // pass the 100-byte bound, so it waits, and nothing goes to disk.
+    tokio::time::sleep(super::actor::SPILL_GRACE / 2).await;
+    assert!(a.rx.try_recv().is_err(), "the third waits for an ack");
+    assert_eq!(spooled().await, 0);
+    h.client_event(a.client, ClientEvent::Ack(2)).await.ok();
+    assert_eq!(
+        output(next(&mut a).await),
+        (3, Stream::Data, Bytes::from(vec![3u8; 40]))
+    );
+    assert_eq!(spooled().await, 0, "acked in memory, never spooled");
+
+    // A client that stays behind: once the grace is over, the oldest
+    // unacknowledged output is spooled and the stream goes on.
+    for m in [[4u8; 40], [5u8; 40]] {
+        f.fake.push(&c.id, frame(KIND_DATA, true, &m)).await;
+    }
+    assert_eq!(output(next(&mut a).await).0, 4);
+    assert_eq!(
+        output(next(&mut a).await),
+        (5, Stream::Data, Bytes::from(vec![5u8; 40]))
+    );
+    assert_eq!(spooled().await, 40, "message 3 went to the spool");
+}

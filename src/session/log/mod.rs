@@ -224,6 +224,11 @@ impl OutputLog {
     }
 
     /// Bytes held in memory only, not yet durable.
+    /// The most output kept unspooled: past it, the oldest is spooled.
+    pub fn unspooled_limit(&self) -> usize {
+        self.window.min(MAX_UNSPOOLED)
+    }
+
     pub fn unspooled_bytes(&self) -> usize {
         self.unspooled_bytes
     }
@@ -321,7 +326,7 @@ impl OutputLog {
     /// [`MAX_UNSPOOLED`], memory within the window (keeping at least `keep`
     /// entries). What leaves memory unspooled is spooled first.
     fn shrink(&mut self, keep: usize) -> io::Result<()> {
-        while self.unspooled_bytes > self.window.min(MAX_UNSPOOLED) {
+        while self.unspooled_bytes > self.unspooled_limit() {
             if !self.spool_next()? {
                 break;
             }
