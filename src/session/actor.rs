@@ -39,8 +39,9 @@ const QUIET_FLUSH: Duration = Duration::from_millis(5);
 /// controller's CPU in a 1 GiB stream (5-10 % of the stream went to disk).
 /// Instead the next frame waits in the actor, and the container is not
 /// read meanwhile; the driver's window (twice the bound) lets the function
-/// keep writing. A client that is really slow gets this wait once per
-/// episode, and then its output is spooled as before.
+/// keep writing. A client that stays behind gets this wait once, until it
+/// has caught up to half the bound, and meanwhile its output is spooled
+/// as before.
 pub(crate) const SPILL_GRACE: Duration = Duration::from_millis(20);
 
 /// What a session is, fixed at creation.
@@ -620,12 +621,21 @@ impl Actor {
 
     /// Whether a replayable frame of `len` bytes should wait for the
     /// client's acks rather than push older output into the spool.
+    ///
+    /// One wait per episode: the grace starts again only once the client
+    /// has caught up to half the bound. A client that stays slower than the
+    /// function, but acks often enough to make room for the odd frame, would
+    /// otherwise hold the function to its own pace; this way the function
+    /// runs on and the client reads its output back from the spool.
     fn wait_for_acks(&mut self, len: usize) -> bool {
         let limit = self.log.unspooled_limit();
-        let fits = self.log.unspooled_bytes() + len <= limit;
-        let may_fit = len <= limit && self.client.is_some() && self.kill_reason.is_none();
-        if fits || !may_fit {
+        let unspooled = self.log.unspooled_bytes();
+        if unspooled <= limit / 2 {
             self.spill_wait = None;
+        }
+        let fits = unspooled + len <= limit;
+        let may_wait = len <= limit && self.client.is_some() && self.kill_reason.is_none();
+        if fits || !may_wait {
             return false;
         }
         let since = *self.spill_wait.get_or_insert_with(Instant::now);

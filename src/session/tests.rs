@@ -454,6 +454,7 @@ async fn a_transient_session_without_a_client_is_killed_after_the_grace_period()
 
 #[tokio::test(start_paused = true)]
 async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spooled() {
+    // The bound is 100 bytes; messages are 30.
     let f = fixture(|c| c.output_memory_window = 100);
     let (_t, h, c) = f.session().await;
     let spooled = || async {
@@ -462,33 +463,45 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
             .map(|i| i.spooled_bytes)
             .unwrap_or_else(|e| panic!("{e}"))
     };
+    let push = |n: u8| f.fake.push(&c.id, frame(KIND_DATA, true, &[n; 30]));
     let mut a = attach(&h, 0).await;
-    for m in [[1u8; 40], [2u8; 40], [3u8; 40]] {
-        f.fake.push(&c.id, frame(KIND_DATA, true, &m)).await;
+    for n in 1..=4 {
+        push(n).await;
     }
-    assert_eq!(output(next(&mut a).await).0, 1);
-    assert_eq!(output(next(&mut a).await).0, 2);
-    // The client lags for less than the grace: the third message would
-    // pass the 100-byte bound, so it waits, and nothing goes to disk.
+    for seq in 1..=3 {
+        assert_eq!(output(next(&mut a).await).0, seq);
+    }
+    // The client lags for less than the grace: the fourth message would
+    // pass the bound, so it waits, and nothing goes to disk.
     tokio::time::sleep(super::actor::SPILL_GRACE / 2).await;
-    assert!(a.rx.try_recv().is_err(), "the third waits for an ack");
+    assert!(a.rx.try_recv().is_err(), "the fourth waits for an ack");
     assert_eq!(spooled().await, 0);
-    h.client_event(a.client, ClientEvent::Ack(2)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(3)).await.ok();
     assert_eq!(
         output(next(&mut a).await),
-        (3, Stream::Data, Bytes::from(vec![3u8; 40]))
+        (4, Stream::Data, Bytes::from(vec![4u8; 30]))
     );
     assert_eq!(spooled().await, 0, "acked in memory, never spooled");
 
     // A client that stays behind: once the grace is over, the oldest
     // unacknowledged output is spooled and the stream goes on.
-    for m in [[4u8; 40], [5u8; 40]] {
-        f.fake.push(&c.id, frame(KIND_DATA, true, &m)).await;
+    for n in 5..=7 {
+        push(n).await;
     }
-    assert_eq!(output(next(&mut a).await).0, 4);
-    assert_eq!(
-        output(next(&mut a).await),
-        (5, Stream::Data, Bytes::from(vec![5u8; 40]))
-    );
-    assert_eq!(spooled().await, 40, "message 3 went to the spool");
+    for seq in 5..=7 {
+        assert_eq!(output(next(&mut a).await).0, seq);
+    }
+    assert_eq!(spooled().await, 30, "message 4 went to the spool");
+
+    // An ack that makes room for one more message, but leaves the client
+    // behind: the next message past the bound does not wait again, so a
+    // slow client does not hold the function to its pace.
+    h.client_event(a.client, ClientEvent::Ack(5)).await.ok();
+    let before = tokio::time::Instant::now();
+    push(8).await;
+    push(9).await;
+    assert_eq!(output(next(&mut a).await).0, 8);
+    assert_eq!(output(next(&mut a).await).0, 9);
+    assert!(before.elapsed() < super::actor::SPILL_GRACE);
+    assert_eq!(spooled().await, 30, "message 6 is on disk (4 was acked)");
 }
