@@ -14,7 +14,9 @@
 //! in memory only, unspooled, until the first of:
 //! - a client acknowledges it (a checkpoint is written instead);
 //! - it would leave the memory window, or the unspooled bytes exceed
-//!   [`MAX_UNSPOOLED`]: the oldest are spooled;
+//!   [`MAX_UNSPOOLED`]: the oldest are spooled (the session actor first
+//!   gives an attached client a moment to make room with its acks, see
+//!   `SPILL_GRACE`);
 //! - the owner calls [`OutputLog::flush`] (output went quiet, the client
 //!   left, the function ended).
 //!
@@ -223,12 +225,12 @@ impl OutputLog {
         self.pending_bytes.saturating_sub(self.mem_bytes as u64)
     }
 
-    /// Bytes held in memory only, not yet durable.
     /// The most output kept unspooled: past it, the oldest is spooled.
     pub fn unspooled_limit(&self) -> usize {
         self.window.min(MAX_UNSPOOLED)
     }
 
+    /// Bytes held in memory only, not yet durable.
     pub fn unspooled_bytes(&self) -> usize {
         self.unspooled_bytes
     }
