@@ -5,6 +5,11 @@
 //! through a bounded queue, notices the end of the function, and reaps the
 //! session once the function has ended, all output is acknowledged and no
 //! client is attached (or `session_ttl` has passed).
+//!
+//! This file holds the state and the loop. By concern: `output` takes the
+//! container's output into the log (and decides when it waits for a
+//! client's acks rather than going to the spool); `delivery` serves the
+//! log to clients (attach, the queue to the attached client, its acks).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,24 +30,11 @@ use crate::protocol::{
 };
 use crate::runtime::{ContainerState, Runtime};
 
-/// Output held unspooled is spooled once none has arrived for this long. A
-/// client that keeps up acknowledges it sooner, and then it never touches
-/// the disk; otherwise this bounds how long the driver waits for the ACK
-/// that lets it exit (it exits only once all its output is durable).
-const QUIET_FLUSH: Duration = Duration::from_millis(5);
+mod delivery;
+mod output;
 
-/// How long output waits for an attached client's acks before it is
-/// spooled. A client that keeps up on average still falls behind by more
-/// than the unspooled bound ([`MAX_UNSPOOLED`](super::log::MAX_UNSPOOLED))
-/// now and then, when it or the controller is not scheduled for a few
-/// milliseconds. Spooling the excess then cost about 7 % of the
-/// controller's CPU in a 1 GiB stream (5-10 % of the stream went to disk).
-/// Instead the next frame waits in the actor, and the container is not
-/// read meanwhile; the driver's window (twice the bound) lets the function
-/// keep writing. A client that stays behind gets this wait once, until it
-/// has caught up to half the bound, and meanwhile its output is spooled
-/// as before.
-pub(crate) const SPILL_GRACE: Duration = Duration::from_millis(20);
+use output::QUIET_FLUSH;
+pub(crate) use output::SPILL_GRACE;
 
 /// What a session is, fixed at creation.
 #[derive(Debug, Clone)]
@@ -415,266 +407,6 @@ impl Actor {
         }
     }
 
-    fn attach(&mut self, after: u64) -> Result<Attached, AttachError> {
-        let last = self.log.last_seq();
-        // Only a restored log can be behind a client (see
-        // `deliver_the_exit_past_the_end`); otherwise every seq a client was
-        // ever sent is in the log.
-        if after > last && !self.restored {
-            return Err(AttachError::AfterBeyondEnd { after, last });
-        }
-        if after > 0 {
-            metrics::add(&metrics::METRICS.reconnects, 1);
-        }
-        if let Some(old) = self.client.take() {
-            metrics::add(&metrics::METRICS.takeovers, 1);
-            tracing::info!(session = %self.meta.id, "client taken over");
-            old.close(CloseReason::TakenOver);
-        }
-        let (tx, rx) = mpsc::channel(self.limits.client_queue.max(1));
-        let (close_tx, close_rx) = oneshot::channel();
-        let id = self.next_client_id;
-        self.next_client_id += 1;
-        self.client = Some(Client {
-            id,
-            tx,
-            close: Some(close_tx),
-            // Output up to `after` stays held until the client acks it: it
-            // may have received it without having written it out yet.
-            next_send: self.log.acked().max(after) + 1,
-            blocked: false,
-            blocked_since: None,
-            exit_sent: false,
-        });
-        let grown = self.log.set_window(self.limits.memory_window);
-        self.spool_result(grown);
-        let input_next = self.input.next.load(Ordering::Acquire);
-        self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
-        tracing::info!(session = %self.meta.id, after, "client attached");
-        Ok(Attached {
-            client: id,
-            hello: ServerMsg::Hello {
-                session: self.meta.id.clone(),
-                input_next,
-                last_seq: last,
-                input_closed: self.input.closed.load(Ordering::Acquire),
-            },
-            rx,
-            closed: close_rx,
-            input: self.input_tx.clone(),
-        })
-    }
-
-    fn on_ack(&mut self, seq: u64) {
-        // A client cannot have written out what it was never sent.
-        let sent = self.client.as_ref().map(|c| c.next_send - 1).unwrap_or(0);
-        self.ack(seq.min(sent));
-        self.save_acked(false);
-        if self.exit.is_some() && self.log.pending_messages() == 0 {
-            self.close_client(CloseReason::Finished);
-        }
-    }
-
-    /// Writes the acks to the database: at once when `now`, else at most
-    /// once a second. A restart that finds older acks only re-offers
-    /// messages the client already has, which it drops by seq.
-    fn save_acked(&mut self, now: bool) {
-        let acked = self.log.acked();
-        let (saved, at) = self.acked_saved;
-        if acked == saved || (!now && at.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        if let Err(e) = self.db.set_acked(&self.meta.token, acked) {
-            tracing::warn!(session = %self.meta.id, error = %e, "cannot save acks");
-        }
-        self.acked_saved = (acked, Instant::now());
-    }
-
-    fn ack(&mut self, seq: u64) {
-        let acked = self.log.ack(seq);
-        self.spool_result(acked);
-    }
-
-    /// After the log may have written to its spool: tells the driver what
-    /// is durable now, or, if the spool failed, stops the function, since
-    /// its output could no longer be kept.
-    fn spool_result(&mut self, result: std::io::Result<()>) {
-        if let Err(e) = result {
-            tracing::error!(session = %self.meta.id, error = %e, "spool write failed");
-            self.kill(ExitReason::Lost {
-                message: format!("cannot spool output: {e}"),
-            });
-            return;
-        }
-        let durable = self.log.durable_offset();
-        self.acks.send_if_modified(|acked| {
-            let newer = durable > *acked;
-            if newer {
-                *acked = durable;
-            }
-            newer
-        });
-    }
-
-    /// No client to serve from memory: spool what only memory holds.
-    fn detached(&mut self) {
-        self.detached_since = Instant::now();
-        let spooled = self.log.set_window(0);
-        self.spool_result(spooled);
-        self.save_acked(true);
-    }
-
-    fn close_client(&mut self, reason: CloseReason) {
-        if let Some(c) = self.client.take() {
-            self.detached();
-            tracing::info!(session = %self.meta.id, %reason, "client detached");
-            c.close(reason);
-        }
-    }
-
-    fn client_gone(&mut self) {
-        if self.client.take().is_some() {
-            self.detached();
-            tracing::info!(session = %self.meta.id, "client left");
-        }
-    }
-
-    /// Pushes what the client has not been sent yet, until its queue is full.
-    fn pump(&mut self) {
-        self.deliver_the_exit_past_the_end();
-        loop {
-            let Some(c) = &mut self.client else { return };
-            if c.blocked {
-                return;
-            }
-            let has_output = c.next_send <= self.log.last_seq();
-            if !has_output && self.input_ack.is_none() {
-                return;
-            }
-            match c.tx.clone().try_reserve_owned() {
-                Ok(permit) => self.send_one(permit),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    c.blocked = true;
-                    c.blocked_since.get_or_insert_with(Instant::now);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.client_gone();
-                    return;
-                }
-            }
-        }
-    }
-
-    /// A client whose `after` is at or past the exit is sent the exit
-    /// (again). Normally it has it already and drops it by seq. But after a
-    /// restart whose log ended before catching up with what its driver had
-    /// sent (the function died while the controller was away, with output
-    /// not yet durable), the exit's seq may be one the client holds other
-    /// output under; this way it still learns how the function ended,
-    /// rather than waiting for output that never comes.
-    fn deliver_the_exit_past_the_end(&mut self) {
-        let last = self.log.last_seq();
-        // Not once the exit is acknowledged: the log no longer holds it.
-        let ended = self.log.has_exit() && last > self.log.acked();
-        let Some(c) = &mut self.client else { return };
-        if ended && !c.exit_sent && c.next_send > last {
-            c.next_send = last;
-        }
-    }
-
-    /// Sends the next thing the client is owed through a reserved slot.
-    fn send_one(&mut self, permit: mpsc::OwnedPermit<ToClient>) {
-        let Some(c) = &mut self.client else { return };
-        c.blocked = false;
-        c.blocked_since = None;
-        if let Some(seq) = self.input_ack.take() {
-            permit.send(ToClient::Msg(ServerMsg::InputAck { seq }));
-            return;
-        }
-        let seq = c.next_send;
-        let entry = match self.log.get(seq) {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                c.next_send = self.log.acked().max(seq) + 1;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(session = %self.meta.id, error = %e, "spool read failed");
-                self.close_client(CloseReason::SessionGone);
-                return;
-            }
-        };
-        c.next_send = seq + 1;
-        permit.send(match entry {
-            Entry::Output { stream, end, bytes } => ToClient::Output(OutputFrame {
-                seq,
-                stream,
-                end,
-                bytes,
-            }),
-            Entry::Exit(exit) => {
-                c.exit_sent = true;
-                ToClient::Msg(ServerMsg::Exit { seq, exit })
-            }
-        });
-    }
-
-    /// Whether a replayable frame of `len` bytes should wait for the
-    /// client's acks rather than push older output into the spool.
-    ///
-    /// One wait per episode: the grace starts again only once the client
-    /// has caught up to half the bound. A client that stays slower than the
-    /// function, but acks often enough to make room for the odd frame, would
-    /// otherwise hold the function to its own pace; this way the function
-    /// runs on and the client reads its output back from the spool.
-    fn wait_for_acks(&mut self, len: usize) -> bool {
-        let limit = self.log.unspooled_limit();
-        let unspooled = self.log.unspooled_bytes();
-        if unspooled <= limit / 2 {
-            self.spill_wait = None;
-        }
-        let fits = unspooled + len <= limit;
-        let may_wait = len <= limit && self.client.is_some() && self.kill_reason.is_none();
-        if fits || !may_wait {
-            return false;
-        }
-        let since = *self.spill_wait.get_or_insert_with(Instant::now);
-        since.elapsed() < SPILL_GRACE
-    }
-
-    fn on_output(&mut self, ev: Option<OutputEvent>) {
-        match ev {
-            Some(OutputEvent::Output {
-                replayable: true,
-                ref bytes,
-                ..
-            }) if self.wait_for_acks(bytes.len()) => {
-                self.held = ev;
-            }
-            Some(OutputEvent::Output {
-                stream,
-                end,
-                bytes,
-                offset,
-                replayable,
-            }) => {
-                metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
-                self.last_output = Instant::now();
-                let entry = Entry::Output { stream, end, bytes };
-                let appended = if replayable {
-                    self.log.append_replayable(entry, offset)
-                } else {
-                    self.log.append(entry, offset)
-                };
-                self.spool_result(appended.map(drop));
-            }
-            Some(OutputEvent::BadFrames(message)) => {
-                self.kill(ExitReason::ProtocolError { message });
-            }
-            Some(OutputEvent::Closed) | None => self.watch_exit(),
-        }
-    }
-
     fn on_control(&mut self, ev: ControlEvent) {
         match ev {
             ControlEvent::InputApplied(seq) => {
@@ -805,44 +537,6 @@ impl Actor {
             limits: self.meta.limits.clone(),
             deadline: self.meta.deadline,
             warm: self.meta.warm,
-        }
-    }
-
-    /// A page of held output after `after`, at most about `max_bytes`.
-    fn page(&mut self, after: u64, max_bytes: usize) -> OutputPage {
-        let mut messages = Vec::new();
-        let mut exit = None;
-        let mut seq = after.max(self.log.acked()) + 1;
-        let mut bytes = 0usize;
-        while seq <= self.log.last_seq() && bytes < max_bytes {
-            match self.log.get(seq) {
-                Ok(Some(Entry::Output {
-                    stream,
-                    end,
-                    bytes: b,
-                })) => {
-                    bytes += b.len();
-                    messages.push(PageMessage {
-                        seq,
-                        stream,
-                        end,
-                        text: String::from_utf8_lossy(&b).into_owned(),
-                    });
-                }
-                Ok(Some(Entry::Exit(e))) => exit = Some(e),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(session = %self.meta.id, error = %e, "spool read failed");
-                    break;
-                }
-            }
-            seq += 1;
-        }
-        OutputPage {
-            messages,
-            exit,
-            next_after: seq - 1,
-            complete: seq > self.log.last_seq(),
         }
     }
 }
