@@ -16,6 +16,7 @@
 use bento::driver_frame::{
     Decoder, Frame, FrameError, FLAG_END, HEADER_LEN, KIND_START, MAX_PAYLOAD,
 };
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq)]
@@ -38,7 +39,7 @@ fn decode(stream: &[u8], sizes: &[usize]) -> (Vec<Frame>, End) {
         i += 1;
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        d.feed(chunk);
+        d.feed(Bytes::copy_from_slice(chunk));
         loop {
             match d.next_frame() {
                 Ok(Some(f)) => frames.push(f),

@@ -18,6 +18,7 @@
 #![no_main]
 
 use bento::driver_frame::{Decoder, Sync, HEADER_LEN, KIND_SYNC, NONCE_LEN};
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 /// SYNC's payload: nonce, then offset, inputs_received, inputs_consumed (u64 BE).
@@ -70,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         i += 1;
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        d.feed(chunk);
+        d.feed(Bytes::copy_from_slice(chunk));
         if let Some(sync) = d.seek_sync(&nonce) {
             break Some(sync);
         }
@@ -91,8 +92,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(&tail[..], after, "bytes after SYNC lost or duplicated");
             // What follows is decoded from scratch (session::io); it must not panic.
             let mut next = Decoder::new();
-            next.feed(&remaining);
-            next.feed(rest);
+            next.feed(remaining.clone());
+            next.feed(Bytes::copy_from_slice(rest));
             while let Ok(Some(_)) = next.next_frame() {}
         }
         (None, None) => {
