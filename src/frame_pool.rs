@@ -94,7 +94,8 @@ impl FramePool {
     }
 
     /// Capacity held by the pool now.
-    pub fn pooled_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn pooled_bytes(&self) -> usize {
         self.lock().bytes
     }
 

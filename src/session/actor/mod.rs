@@ -326,13 +326,10 @@ impl Actor {
                     self.kill(ExitReason::Timeout);
                     self.deadline = None;
                 }
-                _ = sleep_until(hold_until), if hold_until.is_some() => {
-                    // The grace is over: the frame goes in, spooling the
-                    // oldest output (on_output sees the wait has expired).
-                    if let Some(ev) = self.held.take() {
-                        self.on_output(Some(ev));
-                    }
-                }
+                // The grace is over: the top of the loop retries the frame,
+                // and on_output sees the wait has expired and takes it in,
+                // spooling the oldest output.
+                _ = sleep_until(hold_until), if hold_until.is_some() => {}
                 _ = sleep_until(flush_at), if flush_at.is_some() => {
                     let flushed = self.log.flush();
                     self.spool_result(flushed);
