@@ -156,6 +156,10 @@ impl Decoder {
         f.payload.extend_from_slice(&self.rest[..n]);
         self.rest.advance(n);
         if f.payload.len() < f.len {
+            // Everything fed is copied out: let go of the chunk, so that
+            // the reader's buffer is unshared again and reused for the
+            // next read instead of reallocated.
+            self.rest = Bytes::new();
             return Ok(None);
         }
         Ok(self.filling.take().map(|f| Frame {
@@ -175,6 +179,10 @@ impl Decoder {
         let n = (HEADER_LEN - self.head.len()).min(self.rest.len());
         self.head.extend_from_slice(&self.rest[..n]);
         self.rest.advance(n);
+        if self.rest.is_empty() {
+            // As above: the chunk is spent.
+            self.rest = Bytes::new();
+        }
         let h = <[u8; HEADER_LEN]>::try_from(&self.head[..]).ok()?;
         self.head.clear();
         Some(h)

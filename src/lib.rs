@@ -6,7 +6,8 @@
 //! - [`config`]: server settings and image descriptions (YAML);
 //! - [`driver_frame`]: the framing between the controller and the in-container driver;
 //! - [`frame_pool`]: recycled buffers for the frames decoded from containers;
-//! - [`runtime`]: the container engine behind a small trait (Docker via bollard);
+//! - [`runtime`]: the container engine behind a small trait (Docker via bollard,
+//!   and its own attach on the engine's Unix socket);
 //! - [`session`]: one actor task per session, its output log and spool;
 //! - [`registry`]: the live sessions by token, creation and reaping;
 //! - [`pool`]: warm containers per image, started ahead of sessions;

@@ -1,4 +1,5 @@
-//! [`Runtime`] on the Docker Engine API, through bollard.
+//! [`Runtime`] on the Docker Engine API, through bollard; on a Unix socket,
+//! attach goes through [`super::attach`] instead (see there for why).
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -11,6 +12,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
@@ -18,9 +20,15 @@ use super::{
     Result, Runtime, RuntimeError,
 };
 
+/// Where bollard looks when neither the config nor `DOCKER_HOST` says.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// The engine's Unix socket, when it is reached through one: attach
+    /// then goes through [`super::attach`] instead of bollard.
+    socket: Option<PathBuf>,
 }
 
 impl DockerRuntime {
@@ -28,11 +36,13 @@ impl DockerRuntime {
     /// negotiates the API version, since the engine may be older than the
     /// version bollard speaks by default.
     pub async fn connect(host: Option<&str>) -> Result<DockerRuntime> {
-        let docker = match host {
-            Some(h) => Docker::connect_with_host(h),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(engine)?;
+        // bollard's own choice, spelled out so that attach knows the socket.
+        let host = match host {
+            Some(h) => h.to_string(),
+            None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string()),
+        };
+        let docker = Docker::connect_with_host(&host).map_err(engine)?;
+        let socket = super::attach::unix_socket_path(&host).map(PathBuf::from);
         // Attach and wait requests stay open for as long as a function runs;
         // the per-request timeout must not cut them.
         let docker = docker
@@ -40,7 +50,14 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(engine)?;
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime { docker, socket })
+    }
+
+    /// Attach through bollard even on a Unix socket, as for engines reached
+    /// over TCP; for tests that compare the two paths.
+    pub fn with_bollard_attach(mut self) -> DockerRuntime {
+        self.socket = None;
+        self
     }
 
     pub fn docker(&self) -> &Docker {
@@ -136,6 +153,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn attach(&self, id: &str) -> Result<ContainerIo> {
+        if let Some(socket) = &self.socket {
+            return super::attach::attach(socket, id).await;
+        }
         let opts = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stdout(true)
