@@ -24,9 +24,9 @@ use tokio::net::UnixStream;
 
 use super::{ContainerIo, OutputChunk, Result, RuntimeError};
 
-/// The first read buffer; reads that fill it double it, up to
-/// [`MAX_READ`]. An idle session keeps the small one.
-const MIN_READ: usize = 16 << 10;
+/// The first read buffer, as large as bollard's; reads that fill it double
+/// it, up to [`MAX_READ`]. An idle session keeps the small one.
+const MIN_READ: usize = 8 << 10;
 /// The engine relays in 32 KiB pieces: two of them per read. 256 KiB
 /// measured no better (fewer, larger bursts towards the client) and holds
 /// four times the memory per streaming session.
