@@ -70,7 +70,12 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
     let ours = DockerRuntime::connect(None)
         .await
         .unwrap_or_else(|e| panic!("docker: {e}"));
+    assert!(
+        ours.attach_socket().is_some(),
+        "DOCKER_HOST is not a unix:// socket: both sides would be bollard's"
+    );
     let bollard = ours.clone().with_bollard_attach();
+    assert!(bollard.attach_socket().is_none());
     let run = uuid::Uuid::new_v4().simple().to_string();
     let spec = ContainerSpec::for_image(
         image,
@@ -113,9 +118,12 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
                     Ok(OutputChunk::Stdout(b)) => {
                         stdout.extend_from_slice(&b);
                         frames.feed(b);
-                        while let Ok(Some(f)) = frames.next_frame() {
-                            if f.kind == KIND_DATA {
-                                data += f.payload.len();
+                        loop {
+                            match frames.next_frame() {
+                                Ok(Some(f)) if f.kind == KIND_DATA => data += f.payload.len(),
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                                Err(e) => panic!("bad frame in the attach stream: {e}"),
                             }
                         }
                     }
@@ -140,8 +148,16 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
             .map_err(|_| "the function's output did not arrive".to_string())?
             .map_err(|_| "the reader ended early".to_string())?;
         ours.kill(&id).await.map_err(|e| e.to_string())?;
-        let fast = reader.await.map_err(|e| e.to_string())?;
-        let slow = slow_reader.await.map_err(|e| e.to_string())?;
+        // Killed, the container's streams end.
+        let ended = |what: &'static str| move |_| format!("{what} did not end after the kill");
+        let fast = tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .map_err(ended("our attach stream"))?
+            .map_err(|e| e.to_string())?;
+        let slow = tokio::time::timeout(Duration::from_secs(60), slow_reader)
+            .await
+            .map_err(ended("bollard's attach stream"))?
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>((fast, slow, want))
     }
     .await;

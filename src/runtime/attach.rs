@@ -14,12 +14,15 @@
 //! come out as zero-copy slices of the read buffer, split wherever a read
 //! ended; the frame decoder downstream does not care where chunks split.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream};
 use futures_util::StreamExt;
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedReadHalf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 
 use super::{ContainerIo, OutputChunk, Result, RuntimeError};
@@ -33,6 +36,8 @@ const MIN_READ: usize = 8 << 10;
 const MAX_READ: usize = 64 << 10;
 /// The engine's answer to the upgrade: status line and headers.
 const MAX_RESPONSE_HEAD: usize = 16 << 10;
+/// Connecting, sending the request and reading the answer's head.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const HEADER: usize = 8;
 
 /// The socket path of a `unix://` Docker host, `None` for any other kind.
@@ -54,6 +59,27 @@ pub async fn attach(socket: &Path, id: &str) -> Result<ContainerIo> {
             "attach: {id:?} is not a container id"
         )));
     }
+    // The stream itself may stay open for as long as the function runs;
+    // the engine's answer to the request may not: a hung engine must not
+    // stall session creation, the pool or reconcile for good.
+    let (conn, buf) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(socket, id))
+        .await
+        .map_err(|_| {
+            RuntimeError::Engine(format!(
+                "attach: the engine did not answer within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ))
+        })??;
+    let (read, write) = conn.into_split();
+    Ok(ContainerIo {
+        output: demux(read, buf),
+        input: Box::pin(Stdin(Some(write))),
+    })
+}
+
+/// Sends the request and reads the answer's head; returns the connection
+/// and whatever of the stream came with the head.
+async fn handshake(socket: &Path, id: &str) -> Result<(UnixStream, BytesMut)> {
     let mut conn = UnixStream::connect(socket)
         .await
         .map_err(|e| io_error("connect to", socket, e))?;
@@ -68,9 +94,11 @@ pub async fn attach(socket: &Path, id: &str) -> Result<ContainerIo> {
         .await
         .map_err(|e| io_error("write to", socket, e))?;
     let mut buf = BytesMut::with_capacity(MIN_READ);
-    let head_len = loop {
+    loop {
         if let Some(n) = response_head(&buf, id)? {
-            break n;
+            // What followed the head is the start of the stream.
+            buf.advance(n);
+            return Ok((conn, buf));
         }
         if buf.len() >= MAX_RESPONSE_HEAD {
             return Err(RuntimeError::Engine(
@@ -86,14 +114,74 @@ pub async fn attach(socket: &Path, id: &str) -> Result<ContainerIo> {
                 "attach: the engine closed the connection before answering".into(),
             ));
         }
-    };
-    // What followed the head is the start of the stream.
-    buf.advance(head_len);
-    let (read, write) = conn.into_split();
-    Ok(ContainerIo {
-        output: demux(read, buf),
-        input: Box::pin(write),
-    })
+    }
+}
+
+/// The container's stdin: the socket's write half, except that dropping it
+/// does not half-close the socket (tokio's `OwnedWriteHalf` does). The
+/// engine ends an attach's output when its stdin ends, so a half-close
+/// would look like the container exiting; bollard's writer does not do it
+/// either. The socket closes when the output stream is dropped too.
+struct Stdin(Option<OwnedWriteHalf>);
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.forget();
+        }
+    }
+}
+
+impl Stdin {
+    fn half(&mut self) -> std::io::Result<Pin<&mut OwnedWriteHalf>> {
+        match self.0.as_mut() {
+            Some(w) => Ok(Pin::new(w)),
+            // Only Drop takes it.
+            None => Err(std::io::Error::other("stdin is gone")),
+        }
+    }
+}
+
+impl AsyncWrite for Stdin {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.half() {
+            Ok(w) => w.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.half() {
+            Ok(w) => w.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.half() {
+            Ok(w) => w.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.half() {
+            Ok(w) => w.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
 }
 
 fn io_error(what: &str, socket: &Path, e: std::io::Error) -> RuntimeError {
@@ -103,7 +191,7 @@ fn io_error(what: &str, socket: &Path, e: std::io::Error) -> RuntimeError {
 /// The length of the response head if it is complete and says the
 /// connection was upgraded; an error for any other answer.
 fn response_head(buf: &[u8], id: &str) -> Result<Option<usize>> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
     let n = match response.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -138,15 +226,18 @@ enum Part {
     Payload { stream: u8, left: usize },
 }
 
-struct Demux {
-    read: OwnedReadHalf,
+struct Demux<R> {
+    read: R,
     buf: BytesMut,
     part: Part,
     /// How much the next read asks for.
     want: usize,
 }
 
-fn demux(read: OwnedReadHalf, buf: BytesMut) -> BoxStream<'static, Result<OutputChunk>> {
+fn demux<R>(read: R, buf: BytesMut) -> BoxStream<'static, Result<OutputChunk>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
     let state = Demux {
         read,
         buf,
@@ -162,10 +253,12 @@ fn demux(read: OwnedReadHalf, buf: BytesMut) -> BoxStream<'static, Result<Output
             None => None,
         }
     })
+    // Polling again after the end gives the end again, as bollard's does.
+    .fuse()
     .boxed()
 }
 
-impl Demux {
+impl<R: AsyncRead + Unpin> Demux<R> {
     /// The next chunk of output; `None` at the end of the stream.
     async fn next(&mut self) -> Option<Result<OutputChunk>> {
         loop {
@@ -225,8 +318,12 @@ impl Demux {
                     }
                 };
                 Some(Ok(match stream {
+                    // The frame decoder copies stdout out of the slice.
                     1 => Some(OutputChunk::Stdout(bytes)),
-                    2 => Some(OutputChunk::Stderr(bytes)),
+                    // Raw stderr goes into the log as it is: a slice would
+                    // keep the whole read buffer alive for as long as the
+                    // log holds it, and each read would need a new buffer.
+                    2 => Some(OutputChunk::Stderr(Bytes::copy_from_slice(&bytes))),
                     // Stdin is never echoed without a TTY.
                     _ => None,
                 }))
@@ -270,17 +367,15 @@ mod tests {
         out
     }
 
-    /// Demultiplexes `wire` written in pieces of `piece` bytes through a
-    /// real socket pair, joining what each stream got.
+    /// Demultiplexes `wire` through a pipe that holds at most `piece`
+    /// bytes, so that no read returns more than that: with `piece` under
+    /// 8, every header is split across reads.
     async fn run(wire: Vec<u8>, piece: usize) -> (Vec<u8>, Vec<u8>, Option<String>) {
-        let (ours, mut engine) = UnixStream::pair().expect("socket pair");
+        let (ours, mut engine) = tokio::io::duplex(piece);
         let writer = tokio::spawn(async move {
-            for p in wire.chunks(piece) {
-                engine.write_all(p).await.expect("write");
-            }
+            engine.write_all(&wire).await.expect("write");
         });
-        let (read, _write) = ours.into_split();
-        let mut out = demux(read, BytesMut::new());
+        let mut out = demux(ours, BytesMut::new());
         let (mut stdout, mut stderr, mut error) = (Vec::new(), Vec::new(), None);
         while let Some(chunk) = out.next().await {
             match chunk {
@@ -289,13 +384,15 @@ mod tests {
                 Err(e) => error = Some(e.to_string()),
             }
         }
+        // Fused: the end stays the end.
+        assert!(out.next().await.is_none());
         writer.await.expect("writer");
         (stdout, stderr, error)
     }
 
     #[tokio::test]
     async fn demultiplexes_however_the_stream_is_split() {
-        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
         let wire = muxed(&[
             (1, b"hello "),
             (2, b"oops\n"),
@@ -308,7 +405,7 @@ mod tests {
         let mut want_out = b"hello ".to_vec();
         want_out.extend_from_slice(&big);
         want_out.push(b'!');
-        for piece in [1, 7, 8, 9, 32 << 10, 1 << 20] {
+        for piece in [1, 3, 7, 8, 9, 32 << 10, 1 << 20] {
             let (stdout, stderr, error) = run(wire.clone(), piece).await;
             assert_eq!(error, None, "piece {piece}");
             assert!(stdout == want_out, "stdout differs with piece {piece}");
@@ -342,6 +439,114 @@ mod tests {
         let e = response_head(conflict, "c").expect_err("409");
         assert!(e.to_string().contains("409 Conflict"), "{e}");
         assert!(response_head(b"garbage\r\n\r\n", "c").is_err());
+    }
+
+    /// A fake engine on a Unix socket: reads one request head, answers
+    /// `answer` in one write, then hands the connection to `then`.
+    async fn fake_engine<F, Fut>(
+        answer: Vec<u8>,
+        then: F,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        tokio::task::JoinHandle<String>,
+    )
+    where
+        F: FnOnce(UnixStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                if conn.read_exact(&mut b).await.is_err() {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            conn.write_all(&answer).await.expect("answer");
+            then(conn).await;
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (dir, path, server)
+    }
+
+    const UPGRADED: &[u8] = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
+
+    #[tokio::test]
+    async fn attach_reads_the_stream_that_comes_with_the_answer() {
+        let mut answer = UPGRADED.to_vec();
+        answer.extend_from_slice(&muxed(&[(1, b"first"), (2, b"err")]));
+        let (_dir, path, server) = fake_engine(answer, |_| async {}).await;
+        let io = attach(&path, "abc_1.x-2").await.expect("attach");
+        let chunks: Vec<_> = io.output.collect().await;
+        let chunks: Vec<_> = chunks.into_iter().map(|c| c.expect("chunk")).collect();
+        assert_eq!(
+            chunks,
+            vec![
+                OutputChunk::Stdout(Bytes::from_static(b"first")),
+                OutputChunk::Stderr(Bytes::from_static(b"err")),
+            ]
+        );
+        let request = server.await.expect("server");
+        assert!(
+            request.starts_with("POST /containers/abc_1.x-2/attach?stream=1&stdin=1&stdout=1&stderr=1&logs=0 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("Upgrade: tcp\r\n"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn attach_reports_what_the_engine_refused() {
+        let (_dir, path, _server) = fake_engine(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+            |_| async {},
+        )
+        .await;
+        assert!(
+            matches!(attach(&path, "gone").await, Err(RuntimeError::NotFound(id)) if id == "gone")
+        );
+
+        let (_dir, path, _server) = fake_engine(Vec::new(), |_| async {}).await;
+        let e = attach(&path, "c").await.err().expect("an error");
+        assert!(
+            e.to_string()
+                .contains("closed the connection before answering"),
+            "{e}"
+        );
+
+        let e = attach(&path.with_file_name("nothing.sock"), "c")
+            .await
+            .err()
+            .expect("an error");
+        assert!(e.to_string().contains("connect to"), "{e}");
+        let e = attach(&path, "a/../b").await.err().expect("an error");
+        assert!(e.to_string().contains("not a container id"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn dropping_stdin_does_not_half_close_the_stream() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<UnixStream>();
+        let (_dir, path, _server) = fake_engine(UPGRADED.to_vec(), |conn| async move {
+            let _ = tx.send(conn);
+        })
+        .await;
+        let io = attach(&path, "c").await.expect("attach");
+        let engine = rx.await.expect("the engine's end");
+        let mut byte = [0u8; 1];
+        drop(io.input);
+        // A shutdown would be visible at once: the engine would read EOF.
+        assert!(matches!(
+            engine.try_read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ));
+        drop(io.output);
+        let mut engine = engine;
+        assert_eq!(engine.read(&mut byte).await.expect("read"), 0);
     }
 
     #[test]

@@ -53,6 +53,12 @@ impl DockerRuntime {
         Ok(DockerRuntime { docker, socket })
     }
 
+    /// The Unix socket attach goes through, `None` when it goes through
+    /// bollard.
+    pub fn attach_socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
+    }
+
     /// Attach through bollard even on a Unix socket, as for engines reached
     /// over TCP; for tests that compare the two paths.
     pub fn with_bollard_attach(mut self) -> DockerRuntime {
@@ -154,7 +160,11 @@ impl Runtime for DockerRuntime {
 
     async fn attach(&self, id: &str) -> Result<ContainerIo> {
         if let Some(socket) = &self.socket {
-            return super::attach::attach(socket, id).await;
+            let result = super::attach::attach(socket, id).await;
+            if let Err(RuntimeError::Engine(_)) = &result {
+                crate::metrics::add(&crate::metrics::METRICS.docker_errors, 1);
+            }
+            return result;
         }
         let opts = AttachContainerOptionsBuilder::new()
             .stdin(true)
