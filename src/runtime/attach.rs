@@ -11,8 +11,10 @@
 //!
 //! The stream is Docker's `stdcopy` format: an 8-byte header (stream type,
 //! three zero bytes, big-endian payload length) before each payload. Payloads
-//! come out as zero-copy slices of the read buffer, split wherever a read
-//! ended; the frame decoder downstream does not care where chunks split.
+//! come out split wherever a read ended; the frame decoder downstream does
+//! not care where chunks split. Stdout comes out as zero-copy slices of the
+//! read buffer (the decoder copies frames out of them at once); raw stderr
+//! is copied, because the log keeps it as it is.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream};
