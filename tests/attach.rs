@@ -1,5 +1,5 @@
 //! The controller's own attach over the engine's Unix socket
-//! (`src/runtime/attach.rs`) against bollard's, on one real container: both
+//! (`src/runtime/attach/`) against bollard's, on one real container: both
 //! attach before it starts, and must read the same bytes on each stream.
 
 mod common;
