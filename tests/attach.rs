@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bento::driver_frame::{Decoder, KIND_DATA, KIND_START};
 use bento::runtime::{ContainerIo, ContainerSpec, DockerRuntime, OutputChunk, Runtime};
+use bento::session::io;
 use futures_util::StreamExt;
 
 /// The function's messages: sizes across the engine's 32 KiB pieces and
@@ -94,10 +95,12 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
         ours.start(&id).await.map_err(|e| e.to_string())?;
         let start = serde_json::json!({
             "code": CODE, "args": [], "filename": "function.py",
-            "window": 8 << 20, "max_inputs": 64, "max_input_bytes": 8 << 20,
+            "window": io::DRIVER_WINDOW,
+            "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
+            "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,
         });
         let payload = serde_json::to_vec(&start).map_err(|e| e.to_string())?;
-        bento::session::io::write_message(&mut fast.input, KIND_START, &payload)
+        io::write_message(&mut fast.input, KIND_START, &payload)
             .await
             .map_err(|e| e.to_string())?;
         // The driver waits for acks that never come once the function is

@@ -108,7 +108,6 @@ impl<R: AsyncRead + Unpin> Demux<R> {
                     return None;
                 }
                 let n = left.min(self.buf.len());
-                let bytes = self.buf.split_to(n).freeze();
                 self.part = if n == left {
                     Part::Header
                 } else {
@@ -117,16 +116,24 @@ impl<R: AsyncRead + Unpin> Demux<R> {
                         left: left - n,
                     }
                 };
-                Some(Ok(match stream {
+                let chunk = match stream {
                     // The frame decoder copies stdout out of the slice.
-                    1 => Some(OutputChunk::Stdout(bytes)),
+                    1 => Some(OutputChunk::Stdout(self.buf.split_to(n).freeze())),
                     // Raw stderr goes into the log as it is: a slice would
                     // keep the whole read buffer alive for as long as the
                     // log holds it, and each read would need a new buffer.
-                    2 => Some(OutputChunk::Stderr(Bytes::copy_from_slice(&bytes))),
+                    2 => {
+                        let copy = Bytes::copy_from_slice(&self.buf[..n]);
+                        self.buf.advance(n);
+                        Some(OutputChunk::Stderr(copy))
+                    }
                     // Stdin is never echoed without a TTY.
-                    _ => None,
-                }))
+                    _ => {
+                        self.buf.advance(n);
+                        None
+                    }
+                };
+                Some(Ok(chunk))
             }
         }
     }

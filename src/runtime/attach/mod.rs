@@ -164,7 +164,7 @@ impl AsyncWrite for Stdin {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.0.as_ref().is_some_and(|w| w.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
