@@ -93,7 +93,12 @@ impl Plan {
                 only: Vec::new(),
                 first_byte_reps: 15,
                 stream_bytes: 1 << 30,
-                stream_reps: 3,
+                // Five pairs, not three: one 1 GiB stream's rate varies by
+                // up to a third from run to run on either side (two shared
+                // cores, six processes in the pipeline), and a median of
+                // three pairs often landed on the wrong side of a 10 %
+                // difference. About 25 s more.
+                stream_reps: 5,
                 reattach_reps: 15,
                 sessions: 200,
                 detached_bytes: 1 << 30,
@@ -1359,6 +1364,13 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
         Err(e) => return Row::failed(name, e),
     };
     let x = ratio(&t.bento_mb_s, &t.docker_mb_s);
+    let pairs: Vec<String> = t
+        .bento_mb_s
+        .0
+        .iter()
+        .zip(&t.docker_mb_s.0)
+        .map(|(b, d)| format!("{:.2}", b / d))
+        .collect();
     Row {
         name,
         bento: t.bento_mb_s.describe(0),
@@ -1367,13 +1379,14 @@ fn throughput_row(r: &Figure<Throughput>, plan: &Plan) -> Row {
         target: format!(">= 1.0x: {}", verdict(x.is_some_and(|x| x >= 1.0))),
         notes: format!(
             "64 KiB messages, create -> last byte acked: {} s (CPU: controller {} s, client {} s; {} % spooled); \
-             docker run --log-driver none piped to wc -c: {} s (CPU: docker CLI + wc {} s)",
+             docker run --log-driver none piped to wc -c: {} s (CPU: docker CLI + wc {} s); ratio per pair, in order: {}",
             fmt_opt(t.bento_s.median(), 2),
             fmt_opt(t.controller_cpu_s.median(), 2),
             fmt_opt(t.client_cpu_s.median(), 2),
             fmt_opt(t.spooled_share.median().map(|x| x * 100.0), 0),
             fmt_opt(t.docker_s.median(), 2),
-            fmt_opt(t.docker_cli_cpu_s.median(), 2)
+            fmt_opt(t.docker_cli_cpu_s.median(), 2),
+            pairs.join(" / ")
         ),
     }
 }
