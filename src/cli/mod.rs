@@ -1,7 +1,7 @@
 //! The `bento` command line. [`Cli`] is the clap definition; [`run`] runs a
 //! parsed command and returns the process exit code.
 //!
-//! Everything the user reads goes through [`say`]/[`out`], which never
+//! Everything the user reads goes through `say`/`out`, which never
 //! panic on a closed pipe or terminal (unlike `println!`).
 
 mod args;

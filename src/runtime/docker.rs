@@ -1,5 +1,5 @@
 //! [`Runtime`] on the Docker Engine API, through bollard; on a Unix socket,
-//! attach goes through [`super::attach`] instead (see there for why).
+//! attach goes through `runtime::attach` instead (see there for why).
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;

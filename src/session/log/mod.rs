@@ -5,7 +5,7 @@
 //! the frame is durable, and retransmits what is not after a controller
 //! crash. So an entry must be durable before [`OutputLog::durable_offset`]
 //! passes it, and it is durable once it is either in the spool file (see
-//! [`spool`]) or acknowledged by a client, with a checkpoint in the spool
+//! `spool.rs`) or acknowledged by a client, with a checkpoint in the spool
 //! that carries the numbering and the resume point on.
 //!
 //! **Lazy spooling.** A client that keeps up acknowledges output while it is
