@@ -96,8 +96,9 @@ impl Plan {
                 // Five pairs, not three: one 1 GiB stream's rate varies by
                 // up to a third from run to run on either side (two shared
                 // cores, six processes in the pipeline), and a median of
-                // three pairs often landed on the wrong side of a 10 %
-                // difference. About 25 s more.
+                // three pairs now and then landed on the wrong side of a
+                // 10 % difference (see docs/performance.md, the sixth
+                // round). About 25 s more.
                 stream_reps: 5,
                 reattach_reps: 15,
                 sessions: 200,
