@@ -42,6 +42,10 @@ pub struct SessionRow {
     pub limits: Option<crate::config::Limits>,
     /// Its container came from the warm pool.
     pub warm: bool,
+    /// No input seq above this has been written to the function (see
+    /// `session::io::InputReservation`). `None` for sessions recorded
+    /// before the bound was kept.
+    pub input_reserved: Option<u64>,
 }
 
 pub struct Db {
@@ -65,11 +69,20 @@ CREATE TABLE IF NOT EXISTS sessions (
     kill_reason   TEXT,
     input_closed  INTEGER NOT NULL DEFAULT 0,
     limits        TEXT,
-    warm          INTEGER NOT NULL DEFAULT 0
+    warm          INTEGER NOT NULL DEFAULT 0,
+    input_reserved INTEGER
 );";
 
 /// Columns added after the first schema, for databases made before them.
-const ADDED_COLUMNS: &[(&str, &str)] = &[("warm", "warm INTEGER NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("warm", "warm INTEGER NOT NULL DEFAULT 0"),
+    ("input_reserved", "input_reserved INTEGER"),
+];
+
+/// SQLite integers are signed; counts past `i64::MAX` are stored as it.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
 
 fn json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
     v.as_ref().and_then(|v| serde_json::to_string(v).ok())
@@ -111,8 +124,8 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed, limits, warm)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 input_closed, limits, warm, input_reserved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 r.token,
                 r.id,
@@ -130,6 +143,7 @@ impl Db {
                 r.input_closed,
                 json(&r.limits),
                 r.warm,
+                r.input_reserved.map(int),
             ],
         )?;
         Ok(())
@@ -155,6 +169,16 @@ impl Db {
         self.conn().execute(
             "UPDATE sessions SET kill_reason = ?2 WHERE token = ?1",
             params![token, json(&Some(reason))],
+        )?;
+        Ok(())
+    }
+
+    /// Raises the bound on input seqs written (never lowers it).
+    pub fn set_input_reserved(&self, token: &str, upto: u64) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET input_reserved = max(coalesce(input_reserved, 0), ?2)
+             WHERE token = ?1",
+            params![token, int(upto)],
         )?;
         Ok(())
     }
@@ -189,7 +213,8 @@ impl Db {
 }
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
-    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm
+    created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
+    input_reserved
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -210,6 +235,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         input_closed: r.get(13)?,
         limits: from_json(r.get(14)?),
         warm: r.get(15)?,
+        input_reserved: r.get::<_, Option<i64>>(16)?.map(|v| v.max(0) as u64),
     })
 }
 
@@ -235,6 +261,7 @@ mod tests {
             input_closed: false,
             limits: None,
             warm: true,
+            input_reserved: Some(1024),
         }
     }
 
@@ -249,6 +276,8 @@ mod tests {
         db.set_kill_reason(&r.token, &ExitReason::Timeout).ok();
         let exit: ExitInfo = ExitReason::Timeout.into();
         db.set_exit(&r.token, &exit, 30).ok();
+        db.set_input_reserved(&r.token, 4096).ok();
+        db.set_input_reserved(&r.token, 2048).ok(); // never goes back
         drop(db);
         let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let back = db.session(&r.token).ok().flatten();
@@ -257,6 +286,7 @@ mod tests {
             kill_reason: Some(ExitReason::Timeout),
             exit: Some(exit),
             ended_at: Some(30),
+            input_reserved: Some(4096),
             ..r.clone()
         };
         assert_eq!(back, Some(want));

@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::db::SessionRow;
-use crate::driver_frame::{Decoder, KIND_RESUME, NONCE_LEN};
+use crate::driver_frame::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
 use crate::protocol::{ExitInfo, ExitReason};
 use crate::registry::{AttachedIo, Launch, Registry};
 use crate::runtime::{ContainerState, OutputChunk};
@@ -157,6 +157,39 @@ fn finish(
     Ok((info, at))
 }
 
+/// Checks a driver's SYNC answer against what the controller itself knows,
+/// before anything is done with it: the function can read the nonce and
+/// forge the answer. The driver resumes from the offset it was sent (it has
+/// forgotten only what was acknowledged to it, all of it durable here), it
+/// cannot have consumed more input than it received, nor received more
+/// than was ever written (`reserved`, the bound recorded before writing).
+/// Nothing here or after allocates per claimed input.
+pub fn check_sync(sync: &Sync, durable: u64, reserved: Option<u64>) -> anyhow::Result<()> {
+    if sync.offset != durable {
+        anyhow::bail!(
+            "the driver resumed from offset {}, not {durable}",
+            sync.offset
+        );
+    }
+    if sync.inputs_consumed > sync.inputs_received {
+        anyhow::bail!(
+            "the driver claims {} inputs consumed of {} received",
+            sync.inputs_consumed,
+            sync.inputs_received
+        );
+    }
+    // Without a recorded bound (a session from before it was kept), only
+    // the largest counts are impossible.
+    let bound = reserved.unwrap_or(u64::MAX - 1);
+    if sync.inputs_received > bound {
+        anyhow::bail!(
+            "the driver claims {} inputs received, more than were written",
+            sync.inputs_received
+        );
+    }
+    Ok(())
+}
+
 /// Attaches to a running container again and resumes its driver: RESUME
 /// names the output already durable; the driver answers SYNC (marked with
 /// our nonce, so the point is found in a stream joined mid-frame) and
@@ -196,14 +229,7 @@ async fn resume(
     })
     .await
     .map_err(|_| anyhow::anyhow!("the driver did not answer RESUME in time"))??;
-    if sync.offset != log.durable_offset() {
-        tracing::warn!(
-            session = %row.id,
-            want = log.durable_offset(),
-            got = sync.offset,
-            "the driver resumed from another offset; output between them is lost"
-        );
-    }
+    check_sync(&sync, log.durable_offset(), row.input_reserved)?;
     // What followed the SYNC frame in the same chunk comes first.
     let rest = decoder.into_remaining();
     let head =
@@ -218,4 +244,41 @@ async fn resume(
         progress: InputProgress::after(sync.inputs_received, row.input_closed),
         consumed: sync.inputs_consumed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(offset: u64, inputs_received: u64, inputs_consumed: u64) -> Sync {
+        Sync {
+            offset,
+            inputs_received,
+            inputs_consumed,
+        }
+    }
+
+    #[test]
+    fn a_true_sync_is_taken() {
+        assert!(check_sync(&sync(100, 5, 3), 100, Some(1024)).is_ok());
+        assert!(check_sync(&sync(0, 0, 0), 0, Some(1024)).is_ok());
+        assert!(check_sync(&sync(0, 1024, 1024), 0, Some(1024)).is_ok());
+        assert!(check_sync(&sync(0, 7, 7), 0, None).is_ok());
+    }
+
+    #[test]
+    fn forged_syncs_are_refused() {
+        let refused = |s: Sync, durable, reserved| {
+            check_sync(&s, durable, reserved)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused(sync(0, 1 << 40, 0), 0, Some(1024)).contains("more than were written"));
+        assert!(refused(sync(0, 1025, 0), 0, Some(1024)).contains("more than were written"));
+        assert!(refused(sync(0, u64::MAX, 0), 0, None).contains("more than were written"));
+        assert!(refused(sync(0, 3, 4), 0, Some(1024)).contains("consumed"));
+        assert!(refused(sync(1 << 60, 0, 0), 100, Some(1024)).contains("offset"));
+        assert!(refused(sync(50, 0, 0), 100, Some(1024)).contains("offset"));
+    }
 }

@@ -215,6 +215,8 @@ impl Registry {
             input_closed: false,
             limits: Some(limits.clone()),
             warm: warm.is_some(),
+            // Recorded with the row, so short sessions never write it again.
+            input_reserved: Some(io::INPUT_RESERVATION_STEP),
         };
         // Recorded before it starts, so a crash from here on leaves a
         // session to adopt rather than an orphan to remove.
@@ -299,6 +301,13 @@ impl Registry {
                     progress: progress.clone(),
                     acks: acks_rx,
                     credits: credits_rx,
+                    consumed: a.consumed,
+                    reservation: io::InputReservation {
+                        db: self.db.clone(),
+                        token: row.token.clone(),
+                        // Old rows have no bound: the next input records one.
+                        upto: row.input_reserved.unwrap_or(0),
+                    },
                 });
                 progress
             }
@@ -322,6 +331,7 @@ impl Registry {
             memory_window: self.memory_window(),
             client_queue: self.config.client_queue,
             output_cap: self.config.output_cap,
+            output_max_messages: self.config.output_max_messages,
             output_policy: self.config.output_policy,
             session_ttl: self.config.session_ttl,
             slow_client_timeout: self.config.slow_client_timeout,

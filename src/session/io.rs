@@ -14,14 +14,15 @@
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use super::input_window::InputWindow;
 use super::InputItem;
+use crate::db::Db;
 use crate::driver_frame::{
     self, Decoder, HEADER_LEN, KIND_ACK, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR,
     KIND_STDOUT, KIND_SYNC,
@@ -66,6 +67,9 @@ pub enum ControlEvent {
     InputApplied(u64),
     /// A client sent input out of order.
     InputProtocol { client: u64, message: String },
+    /// The driver (or the function forging its frames) broke the input
+    /// protocol: the session ends with a protocol error.
+    DriverProtocol(String),
     /// The container has ended.
     Exited(runtime::ContainerState),
 }
@@ -130,19 +134,27 @@ pub fn spawn_reader(
                     KIND_STDOUT => Stream::Stdout,
                     KIND_STDERR => Stream::Stderr,
                     KIND_CREDIT => {
-                        match <[u8; 8]>::try_from(&f.payload[..]) {
-                            Ok(b) => {
-                                credits.send_replace(u64::from_be_bytes(b));
+                        // Checked here, where it enters: the count only
+                        // grows. Whether it exceeds what was written only
+                        // the stdin writer knows; it checks that.
+                        let now = <[u8; 8]>::try_from(&f.payload[..]).map(u64::from_be_bytes);
+                        let before = *credits.borrow();
+                        let bad = match now {
+                            Ok(now) if now >= before => {
+                                credits.send_replace(now);
+                                None
                             }
-                            Err(_) => {
-                                corrupt = true;
-                                let ev =
-                                    OutputEvent::BadFrames("credit frame of wrong size".into());
-                                if tx.send(ev).await.is_err() {
-                                    return;
-                                }
-                                break;
+                            Ok(now) => Some(format!(
+                                "credit went backwards: {now} inputs consumed after {before}"
+                            )),
+                            Err(_) => Some("credit frame of wrong size".to_string()),
+                        };
+                        if let Some(message) = bad {
+                            corrupt = true;
+                            if tx.send(OutputEvent::BadFrames(message)).await.is_err() {
+                                return;
                             }
+                            break;
                         }
                         continue;
                     }
@@ -188,7 +200,7 @@ impl InputProgress {
     /// Progress after `received` inputs (end of input included) reached the driver.
     pub fn after(received: u64, closed: bool) -> InputProgress {
         InputProgress {
-            next: AtomicU64::new(received + 1),
+            next: AtomicU64::new(received.saturating_add(1)),
             closed: AtomicBool::new(closed),
         }
     }
@@ -200,6 +212,35 @@ impl Default for InputProgress {
     }
 }
 
+/// How many inputs the stdin writer may write before it must record a
+/// higher bound in the store. After a restart, a driver's claim of inputs
+/// received is checked against this bound: the driver cannot have received
+/// more than was written, and nothing was written past the bound.
+pub struct InputReservation {
+    pub db: Arc<Db>,
+    pub token: String,
+    /// The highest input seq that may be written without a new record.
+    pub upto: u64,
+}
+
+/// Inputs reserved per store write: one small write per this many inputs.
+pub const INPUT_RESERVATION_STEP: u64 = 1024;
+
+impl InputReservation {
+    /// Makes sure `seq` may be written: records a higher bound first if
+    /// needed. An error means the bound could not be made durable, and the
+    /// input must not be written.
+    fn cover(&mut self, seq: u64) -> Result<(), crate::db::DbError> {
+        if seq <= self.upto {
+            return Ok(());
+        }
+        let upto = seq.saturating_add(INPUT_RESERVATION_STEP);
+        self.db.set_input_reserved(&self.token, upto)?;
+        self.upto = upto;
+        Ok(())
+    }
+}
+
 /// The stdin writer's channels.
 pub struct StdinParts {
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
@@ -208,8 +249,13 @@ pub struct StdinParts {
     pub progress: Arc<InputProgress>,
     /// The durable output offset, to acknowledge to the driver.
     pub acks: watch::Receiver<u64>,
-    /// Inputs the function has consumed, from the driver's credits.
+    /// Inputs the function has consumed, from the driver's credits. Its
+    /// changes only: the count to start from is `consumed`.
     pub credits: watch::Receiver<u64>,
+    /// Inputs consumed when the driver was attached (0, or a resumed
+    /// driver's checked count).
+    pub consumed: u64,
+    pub reservation: InputReservation,
 }
 
 pub fn spawn_stdin_writer(parts: StdinParts) {
@@ -224,22 +270,23 @@ async fn stdin_writer(p: StdinParts) {
         progress,
         mut acks,
         mut credits,
+        consumed,
+        mut reservation,
     } = p;
-    // Inputs written to the driver (end of input included), and the sizes
-    // of those it has not consumed yet, oldest first.
+    // Inputs written to the driver (end of input included), and what of
+    // them it has not consumed yet. A resumed driver's counts were checked
+    // against the store before this task was started.
     let sent = progress.next.load(Ordering::Acquire) - 1;
-    let mut consumed = *credits.borrow_and_update();
-    // Sizes of inputs a resumed driver holds are unknown; count them as 0.
-    let mut unconsumed: VecDeque<u64> = (consumed..sent).map(|_| 0).collect();
+    // Not the credits' current value: the reader may already have taken a
+    // forged one in, which must be checked like any later one.
+    let mut window = InputWindow::new(sent, consumed);
     let mut eof_written = progress.closed.load(Ordering::Acquire);
     // Once the function is gone, input is acknowledged and discarded so
     // that clients do not resend it forever.
     let mut broken = false;
     let mut reader_alive = true;
     loop {
-        let bytes_in_flight: u64 = unconsumed.iter().sum();
-        let room = (unconsumed.len() as u64) < MAX_INPUTS_IN_FLIGHT
-            && bytes_in_flight < MAX_INPUT_BYTES_IN_FLIGHT;
+        let room = window.has_room();
         tokio::select! {
             biased;
             changed = acks.changed() => {
@@ -264,9 +311,14 @@ async fn stdin_writer(p: StdinParts) {
                     continue;
                 }
                 let now = *credits.borrow_and_update();
-                while consumed < now {
-                    consumed += 1;
-                    unconsumed.pop_front();
+                if let Err(e) = window.credit(now) {
+                    // Forged: the session ends. Input from now on is
+                    // acknowledged and discarded, as for an ended function.
+                    reader_alive = false;
+                    broken = true;
+                    if events.send(ControlEvent::DriverProtocol(e.to_string())).await.is_err() {
+                        return;
+                    }
                 }
             }
             item = rx.recv(), if room || broken || eof_written => {
@@ -291,12 +343,18 @@ async fn stdin_writer(p: StdinParts) {
                 // reattached and ended its own stdin again) is acknowledged
                 // and discarded, like input to a function that has ended.
                 if !broken && !eof_written {
+                    if let Err(e) = reservation.cover(item.seq) {
+                        // Not applied and not acknowledged: the client
+                        // keeps it and sends it again.
+                        tracing::warn!(error = %e, "cannot record the input bound; input waits");
+                        continue;
+                    }
                     let (kind, payload) = match &item.bytes {
                         Some(b) => (KIND_INPUT, &b[..]),
                         None => (KIND_EOF, &[][..]),
                     };
                     match write_frames(&mut input, &driver_frame::encode_message(kind, payload)).await {
-                        Ok(()) => unconsumed.push_back(payload.len() as u64),
+                        Ok(()) => window.written(payload.len() as u64),
                         Err(e) => {
                             tracing::debug!(error = %e, "function's stdin is closed");
                             broken = true;
@@ -307,7 +365,7 @@ async fn stdin_writer(p: StdinParts) {
                         progress.closed.store(true, Ordering::Release);
                     }
                 }
-                progress.next.store(item.seq + 1, Ordering::Release);
+                progress.next.store(item.seq.saturating_add(1), Ordering::Release);
                 // Ack in batches: only when no more input is waiting.
                 if rx.is_empty() && events.send(ControlEvent::InputApplied(item.seq)).await.is_err() {
                     return;

@@ -8,6 +8,7 @@
 //! writer that applies input exactly once, in order.
 
 pub mod actor;
+pub mod input_window;
 pub mod io;
 pub mod log;
 

@@ -9,11 +9,12 @@ use tokio_util::task::TaskTracker;
 
 use super::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 use crate::config::{Config, ImageSpec};
-use crate::driver_frame::{KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
+use crate::driver_frame::{KIND_CREDIT, KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
 use crate::protocol::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
 use crate::registry::Registry;
 use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
+use crate::session::log::ENTRY_OVERHEAD;
 
 struct Fixture {
     fake: FakeRuntime,
@@ -339,7 +340,8 @@ async fn garbage_on_stdout_kills_the_function_with_a_reason() {
 
 #[tokio::test]
 async fn at_the_output_cap_the_container_is_not_read_until_a_client_acks() {
-    let f = fixture(|c| c.output_cap = 10);
+    // Room for two 8-byte messages with their overhead, not three.
+    let f = fixture(|c| c.output_cap = 2 * (8 + ENTRY_OVERHEAD as u64));
     let (_token, h, c) = f.session().await;
     let id = c.id.clone();
     let fake = f.fake.clone();
@@ -454,8 +456,10 @@ async fn a_transient_session_without_a_client_is_killed_after_the_grace_period()
 
 #[tokio::test(start_paused = true)]
 async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spooled() {
-    // The bound is 100 bytes; messages are 30.
-    let f = fixture(|c| c.output_memory_window = 100);
+    // Messages are 30 bytes and cost 30 + ENTRY_OVERHEAD; the bound holds
+    // three of them, not four.
+    let cost = 30 + ENTRY_OVERHEAD as u64;
+    let f = fixture(|c| c.output_memory_window = 3 * cost + cost / 2);
     let (_t, h, c) = f.session().await;
     let spooled = || async {
         h.info()
@@ -504,4 +508,109 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
     assert_eq!(output(next(&mut a).await).0, 9);
     assert!(before.elapsed() < super::actor::SPILL_GRACE);
     assert_eq!(spooled().await, 30, "message 6 is on disk (4 was acked)");
+}
+
+/// Pushes one CREDIT frame claiming `consumed` inputs.
+async fn credit(f: &Fixture, c: &FakeContainer, consumed: u64) {
+    f.fake
+        .push(&c.id, frame(KIND_CREDIT, false, &consumed.to_be_bytes()))
+        .await;
+}
+
+async fn protocol_error(h: &SessionHandle) -> String {
+    wait_state(h, SessionState::Ended).await;
+    match h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason) {
+        Some(ExitReason::ProtocolError { message }) => message,
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_forged_credit_ends_that_session_alone() {
+    let f = fixture(|_| {});
+    let (_t, other, oc) = f.session().await;
+    // Ahead of what was written: 2^64-1 inputs consumed, none written.
+    let (_t, h, c) = f.session().await;
+    credit(&f, &c, u64::MAX).await;
+    let message = protocol_error(&h).await;
+    assert!(message.contains("only 0 were written"), "{message}");
+    // Backwards: one input written and credited, then a smaller count.
+    let (_t, h2, mut c2) = f.session().await;
+    let a = attach(&h2, 0).await;
+    let one = InputItem {
+        client: a.client,
+        seq: 1,
+        bytes: Some(Bytes::from_static(b"x")),
+    };
+    a.input.send(one).await.ok();
+    let mut buf = [0u8; 9];
+    c2.stdin.read_exact(&mut buf).await.ok();
+    credit(&f, &c2, 1).await;
+    credit(&f, &c2, 0).await;
+    let message = protocol_error(&h2).await;
+    assert!(message.contains("backwards"), "{message}");
+    // The other session never noticed.
+    f.fake
+        .push(&oc.id, frame(KIND_DATA, true, b"still here"))
+        .await;
+    let mut o = attach(&other, 0).await;
+    assert_eq!(
+        output(next(&mut o).await).2,
+        Bytes::from_static(b"still here")
+    );
+    assert_eq!(
+        other.info().await.map(|i| i.state).ok(),
+        Some(SessionState::Running)
+    );
+}
+
+#[tokio::test]
+async fn empty_messages_count_against_the_cap_and_the_message_bound() {
+    // Empty messages cost their overhead: ten fit under this cap.
+    let f = fixture(|c| c.output_cap = 10 * ENTRY_OVERHEAD as u64);
+    let (_t, h, c) = f.session().await;
+    let fake = f.fake.clone();
+    let id = c.id.clone();
+    let pusher = tokio::spawn(async move {
+        for _ in 0..100 {
+            fake.push(&id, frame(KIND_DATA, true, b"")).await;
+        }
+    });
+    let mut held = 0;
+    for _ in 0..200 {
+        held = h.info().await.map(|i| i.pending_messages).unwrap_or(0);
+        if held >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(held, 10, "the cap holds empty messages too");
+    // Reading stopped there: the pusher is blocked, nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(10));
+    assert!(!pusher.is_finished());
+    pusher.abort();
+
+    // The message bound, with a cap that bytes alone would not reach.
+    let f = fixture(|c| c.output_max_messages = 5);
+    let (_t, h, c) = f.session().await;
+    let fake = f.fake.clone();
+    let id = c.id.clone();
+    let pusher = tokio::spawn(async move {
+        for _ in 0..100 {
+            fake.push(&id, frame(KIND_STDOUT, true, b"x")).await;
+        }
+    });
+    let mut a = attach(&h, 0).await;
+    for seq in 1..=5 {
+        assert_eq!(output(next(&mut a).await).0, seq);
+    }
+    let sixth = tokio::time::timeout(Duration::from_millis(200), a.rx.recv()).await;
+    assert!(
+        sixth.is_err(),
+        "nothing past the message bound until an ack"
+    );
+    h.client_event(a.client, ClientEvent::Ack(5)).await.ok();
+    assert_eq!(output(next(&mut a).await).0, 6);
+    pusher.abort();
 }

@@ -59,8 +59,11 @@ pub struct SessionMeta {
 pub struct SessionLimits {
     pub memory_window: usize,
     pub client_queue: usize,
-    /// Unacknowledged output at which the container stops being read.
+    /// Unacknowledged output at which the container stops being read (its
+    /// cost: payload plus the overhead of each entry).
     pub output_cap: u64,
+    /// Unacknowledged messages at which the container stops being read.
+    pub output_max_messages: u64,
     pub output_policy: OutputPolicy,
     pub session_ttl: Duration,
     /// A client whose queue stays full this long is detached as too slow.
@@ -263,7 +266,8 @@ impl Actor {
             }
             // Stop taking output at the cap, unless the container is being
             // killed anyway: then drain it so the exit can be recorded.
-            let at_cap = self.log.pending_bytes() >= self.limits.output_cap;
+            let at_cap = self.log.pending_cost() >= self.limits.output_cap
+                || self.log.pending_messages() >= self.limits.output_max_messages;
             if at_cap && self.limits.output_policy == OutputPolicy::Kill {
                 self.kill(ExitReason::OutputCap);
             }
@@ -421,6 +425,10 @@ impl Actor {
                 if self.client.as_ref().map(|c| c.id) == Some(client) {
                     self.close_client(CloseReason::Protocol { message });
                 }
+            }
+            ControlEvent::DriverProtocol(message) => {
+                tracing::warn!(session = %self.meta.id, %message, "function broke the input protocol");
+                self.kill(ExitReason::ProtocolError { message });
             }
             ControlEvent::Exited(state) => self.on_exit(state),
         }
