@@ -83,7 +83,12 @@ pub struct Config {
     /// bytes. At the cap the controller stops reading the container, so the
     /// function blocks until a client catches up: nothing is dropped.
     pub output_cap: u64,
-    /// What happens at `output_cap`: `backpressure` (the default: stop
+    /// Unacknowledged messages a session may hold. Each costs memory and
+    /// disk beyond its payload (an index entry, a spool record), so
+    /// millions of tiny ones are bounded here as the bytes are by
+    /// `output_cap`; at the cap `output_policy` applies as well.
+    pub output_max_messages: u64,
+    /// What happens at `output_cap` (or `output_max_messages`): `backpressure` (the default: stop
     /// reading, the function blocks) or `kill` (the function is killed with
     /// the reason "output cap reached").
     pub output_policy: OutputPolicy,
@@ -138,6 +143,7 @@ impl Default for Config {
             output_memory_window: 4 << 20,
             client_queue: 256,
             output_cap: 1 << 30,
+            output_max_messages: 100_000,
             output_policy: OutputPolicy::Backpressure,
             label_prefix: "dev.bento".into(),
             api_key: None,

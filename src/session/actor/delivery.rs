@@ -200,7 +200,9 @@ impl Actor {
                     end,
                     bytes: b,
                 })) => {
-                    bytes += b.len();
+                    // Charged with its overhead, so a page of empty
+                    // messages is as bounded as one of bytes.
+                    bytes += b.len() + crate::session::log::ENTRY_OVERHEAD;
                     messages.push(PageMessage {
                         seq,
                         stream,

@@ -45,7 +45,7 @@ impl Actor {
         });
     }
 
-    /// Whether a replayable frame of `len` bytes should wait for the
+    /// Whether a replayable frame costing `len` bytes should wait for the
     /// client's acks rather than push older output into the spool.
     ///
     /// One wait per episode: the grace starts again only once the client
@@ -74,7 +74,7 @@ impl Actor {
                 replayable: true,
                 ref bytes,
                 ..
-            }) if self.wait_for_acks(bytes.len()) => {
+            }) if self.wait_for_acks(bytes.len() + crate::session::log::ENTRY_OVERHEAD) => {
                 self.held = ev;
             }
             Some(OutputEvent::Output {

@@ -54,6 +54,13 @@ use spool::{Spool, TAG_CHECKPOINT, TAG_EXIT};
 /// driver's window (`io::DRIVER_WINDOW`), or the driver would stop writing
 /// while it waits for an ACK that only a client's ack could bring.
 pub const MAX_UNSPOOLED: usize = 4 << 20;
+/// What one entry costs beyond its payload, charged wherever a size is
+/// bounded (the memory window, what is held unspooled, the output cap, a
+/// page of `GET /output`). Without it an empty message cost nothing, and a
+/// function sending millions of them went past every bound. It is about
+/// what an entry really takes: its place in memory (seq, offset, buffer
+/// handle) or in the index and the spool's record header.
+pub const ENTRY_OVERHEAD: usize = 64;
 /// Acknowledged records are cleared away once the spool reaches this.
 const TRUNCATE_AT: u64 = 8 << 20;
 
@@ -70,11 +77,17 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// Payload bytes, as users count output.
     fn len(&self) -> usize {
         match self {
             Entry::Output { bytes, .. } => bytes.len(),
             Entry::Exit(_) => 64,
         }
+    }
+
+    /// What holding it costs, as the bounds count it.
+    pub fn cost(&self) -> usize {
+        self.len() + ENTRY_OVERHEAD
     }
 }
 
@@ -104,11 +117,12 @@ pub struct OutputLog {
     /// from `acked + 1` to `spooled`.
     index: VecDeque<(u64, u64)>,
     pending_bytes: u64,
-    /// The newest entries, contiguous up to the last seq, at most `window`
-    /// bytes (but always every unspooled one).
+    /// The newest entries, contiguous up to the last seq, costing at most
+    /// `window` bytes (but always every unspooled one).
     mem: VecDeque<Held>,
+    /// What the entries in `mem` cost ([`Entry::cost`]).
     mem_bytes: usize,
-    /// Bytes of the entries after `spooled`.
+    /// What the entries after `spooled` cost ([`Entry::cost`]).
     unspooled_bytes: usize,
     window: usize,
     /// An exit entry has been appended.
@@ -219,10 +233,23 @@ impl OutputLog {
         self.pending_bytes
     }
 
-    /// Unacknowledged bytes not in the memory cache: what a reader must
-    /// fetch from disk.
+    /// What the unacknowledged entries cost, [`ENTRY_OVERHEAD`] each
+    /// included: what the output cap bounds.
+    pub fn pending_cost(&self) -> u64 {
+        let overhead = self
+            .pending_messages()
+            .saturating_mul(ENTRY_OVERHEAD as u64);
+        self.pending_bytes.saturating_add(overhead)
+    }
+
+    /// Unacknowledged payload bytes not in the memory cache: what a reader
+    /// must fetch from disk.
     pub fn spooled_bytes(&self) -> u64 {
-        self.pending_bytes.saturating_sub(self.mem_bytes as u64)
+        // (Acknowledging takes entries out of `mem`: all of it is pending.)
+        let mem_payload = self
+            .mem_bytes
+            .saturating_sub(self.mem.len() * ENTRY_OVERHEAD);
+        self.pending_bytes.saturating_sub(mem_payload as u64)
     }
 
     /// The most output kept unspooled: past it, the oldest is spooled.
@@ -230,7 +257,8 @@ impl OutputLog {
         self.window.min(MAX_UNSPOOLED)
     }
 
-    /// Bytes held in memory only, not yet durable.
+    /// What the entries held in memory only, not yet durable, cost
+    /// ([`Entry::cost`]).
     pub fn unspooled_bytes(&self) -> usize {
         self.unspooled_bytes
     }
@@ -256,11 +284,11 @@ impl OutputLog {
 
     fn push(&mut self, entry: Entry, offset: u64, spool_now: bool) -> io::Result<u64> {
         let seq = self.next_seq;
-        let len = entry.len();
+        let (len, cost) = (entry.len(), entry.cost());
         if spool_now {
             self.spool_entry(seq, offset, &entry)?;
         } else {
-            self.unspooled_bytes += len;
+            self.unspooled_bytes += cost;
         }
         self.next_seq += 1;
         self.stream_offset = self.stream_offset.max(offset);
@@ -268,7 +296,7 @@ impl OutputLog {
         self.has_exit |= matches!(entry, Entry::Exit(_));
         // (An entry left unspooled always has a window to stay in.)
         if self.window > 0 {
-            self.mem_bytes += len;
+            self.mem_bytes += cost;
             self.mem.push_back(Held { seq, offset, entry });
         }
         self.shrink(1)?;
@@ -310,7 +338,7 @@ impl OutputLog {
         };
         let (offset, entry) = (held.offset, held.entry.clone());
         self.spool_entry(seq, offset, &entry)?;
-        self.unspooled_bytes -= entry.len();
+        self.unspooled_bytes -= entry.cost();
         Ok(true)
     }
 
@@ -342,7 +370,7 @@ impl OutputLog {
                 break;
             }
             if let Some(h) = self.mem.pop_front() {
-                self.mem_bytes -= h.entry.len();
+                self.mem_bytes -= h.entry.cost();
             }
         }
         Ok(())
@@ -406,13 +434,13 @@ impl OutputLog {
             if h.seq > seq {
                 break;
             }
-            let len = h.entry.len();
+            let (len, cost) = (h.entry.len(), h.entry.cost());
             if h.seq > spooled {
                 self.pending_bytes -= len as u64;
-                self.unspooled_bytes -= len;
+                self.unspooled_bytes -= cost;
                 resume_at = Some(h.offset);
             }
-            self.mem_bytes -= len;
+            self.mem_bytes -= cost;
             self.mem.pop_front();
         }
         self.acked = seq;

@@ -47,7 +47,8 @@ fn entries_beyond_the_memory_window_are_read_back_from_the_spool() {
     l.append(Entry::Exit(ExitReason::Exited { code: 3 }.into()), 50)
         .ok();
     assert!(l.spooled_bytes() > 0, "small window must read from disk");
-    assert!(l.mem_bytes <= 64 + 10);
+    // Only the newest entry (the exit) stays, whatever the window.
+    assert!(l.mem_bytes <= 64 + ENTRY_OVERHEAD);
     for (i, m) in msgs.iter().enumerate() {
         assert_eq!(l.get(i as u64 + 1).ok().flatten(), Some(out(m)));
     }
@@ -160,11 +161,12 @@ fn a_missing_spool_recovers_empty() {
     assert_eq!((r.acked(), r.last_seq()), (5, 5));
 }
 
+/// An entry that costs 1 MiB, its overhead included.
 fn mib(byte: u8) -> Entry {
     Entry::Output {
         stream: Stream::Data,
         end: true,
-        bytes: Bytes::from(vec![byte; 1 << 20]),
+        bytes: Bytes::from(vec![byte; (1 << 20) - ENTRY_OVERHEAD]),
     }
 }
 
@@ -262,4 +264,20 @@ fn the_exit_is_written_through_after_what_is_unspooled() {
     let mut r = OutputLog::recover(l.path(), 1 << 20, 0).unwrap_or_else(|e| panic!("{e}"));
     assert!(r.has_exit());
     assert_eq!(r.get(1).ok().flatten(), Some(out("last words")));
+}
+
+#[test]
+fn empty_entries_cost_their_overhead_everywhere_a_size_is_bounded() {
+    let (_d, mut l) = log(10 * ENTRY_OVERHEAD);
+    for i in 0..100u64 {
+        l.append_replayable(out(""), (i + 1) * 8).ok();
+    }
+    // The window holds ten of them; the rest went to the spool.
+    assert!(l.mem_bytes <= 10 * ENTRY_OVERHEAD);
+    assert!(l.unspooled_bytes() <= 10 * ENTRY_OVERHEAD);
+    assert_eq!(l.durable_offset(), 90 * 8);
+    assert_eq!(l.pending_bytes(), 0, "no payload");
+    assert_eq!(l.pending_cost(), 100 * ENTRY_OVERHEAD as u64);
+    l.ack(40).ok();
+    assert_eq!(l.pending_cost(), 60 * ENTRY_OVERHEAD as u64);
 }
