@@ -356,6 +356,9 @@ pub struct CreateSession {
 pub enum SessionState {
     /// Container being created and started.
     Starting,
+    /// The controller restarted and is reattaching to the function, which
+    /// runs on; an attach is answered 503 until it is back (moments).
+    Resuming,
     Running,
     /// The function has ended; output may still be waiting for a client.
     Ended,
@@ -365,6 +368,7 @@ impl fmt::Display for SessionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SessionState::Starting => "starting",
+            SessionState::Resuming => "resuming",
             SessionState::Running => "running",
             SessionState::Ended => "ended",
         })

@@ -5,7 +5,10 @@
 //! For every session in the database:
 //! - its container runs: attach again and RESUME the driver, which
 //!   retransmits the output the controller had not yet made durable
-//!   (including everything written while it was down);
+//!   (including everything written while it was down). This part waits for
+//!   functions, so it runs after the API serves ([`resume_all`]), several
+//!   at a time; meanwhile the session is listed as `resuming` and an
+//!   attach is answered 503 with that reason;
 //! - its container has exited: record the exit (the driver only exits once
 //!   its output is acknowledged, so nothing is missing) and serve what is
 //!   left to deliver;
@@ -20,9 +23,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::db::SessionRow;
 use crate::driver_frame::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
@@ -33,17 +36,30 @@ use crate::session::actor::{exit_reason, now_secs};
 use crate::session::io::{write_message, InputProgress};
 use crate::session::log::{Entry, OutputLog};
 
-/// How long a resumed driver has to answer RESUME.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Drivers resumed at once after a restart. Each waits for one answer, so
+/// a few silent ones cannot hold up the rest for long.
+pub const RESUME_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    pub resumed: usize,
+    /// Sessions whose function still runs: resumed after serving starts.
+    pub resuming: usize,
     pub ended: usize,
     pub orphans_removed: usize,
 }
 
-pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<Report> {
+/// What is left to do once serving has started: drivers to resume.
+pub struct Pending {
+    rows: Vec<SessionRow>,
+}
+
+/// The fast part, before the API serves: every session whose function has
+/// ended is served again at once, every running one is marked as resuming
+/// (listed, counted, and answered as such), and orphans are removed. Only
+/// inspecting containers, never waiting for a driver: a function that does
+/// not answer RESUME can no longer delay the start (it once took 10 s per
+/// silent session, one after the other).
+pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pending)> {
     let rows = registry.db().sessions()?;
     // Container id -> what it was for, for the log.
     let mut containers: HashMap<String, String> = HashMap::new();
@@ -58,15 +74,25 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<Report> {
         }
     }
     let mut report = Report::default();
+    let mut pending = Pending { rows: Vec::new() };
     for row in rows {
         containers.remove(&row.container);
-        if registry.get(&row.token).is_some() {
+        if registry.get(&row.token).is_some() || registry.is_resuming(&row.token) {
             continue; // already live: nothing to do
         }
-        match adopt(registry, row).await {
-            Ok(true) => report.resumed += 1,
-            Ok(false) => report.ended += 1,
-            Err(e) => tracing::error!(error = %e, "cannot restore a session"),
+        match registry.runtime().state(&row.container).await {
+            Ok(ContainerState::Running) => {
+                registry.set_resuming(row.clone());
+                pending.rows.push(row);
+                report.resuming += 1;
+            }
+            Ok(state) => match adopt_ended(registry, row, state) {
+                Ok(()) => report.ended += 1,
+                Err(e) => tracing::error!(error = %e, "cannot restore a session"),
+            },
+            Err(e) => {
+                tracing::error!(session = %row.id, error = %e, "cannot inspect a session's container")
+            }
         }
     }
     for (id, what) in containers {
@@ -78,48 +104,48 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<Report> {
         }
     }
     tracing::info!(?report, "reconciled");
-    Ok(report)
+    Ok((report, pending))
 }
 
-/// Restores one session; `Ok(true)` if its function still runs.
-async fn adopt(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<bool> {
+/// The slow part, while the API serves: resumes the running sessions'
+/// drivers, [`RESUME_CONCURRENCY`] at a time, each within the configured
+/// `resume_timeout`. A session whose driver does not answer in time, or
+/// answers what cannot be true, is killed and ends as lost; the others
+/// are not held up by it. Stops early at shutdown (those sessions are
+/// resumed at the next start).
+pub async fn resume_all(registry: Arc<Registry>, pending: Pending, shutdown: CancellationToken) {
+    let n = pending.rows.len();
+    if n == 0 {
+        return;
+    }
+    let work =
+        futures_util::stream::iter(pending.rows).for_each_concurrent(RESUME_CONCURRENCY, |row| {
+            let registry = registry.clone();
+            async move {
+                let token = row.token.clone();
+                if let Err(e) = adopt_running(&registry, row).await {
+                    tracing::error!(error = %e, "cannot restore a session");
+                }
+                registry.resumed(&token);
+            }
+        });
+    tokio::select! {
+        _ = work => tracing::info!(sessions = n, "resumed"),
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Restores a session whose function has ended (or whose container is gone).
+fn adopt_ended(
+    registry: &Arc<Registry>,
+    row: SessionRow,
+    state: ContainerState,
+) -> anyhow::Result<()> {
     let mut log = OutputLog::recover(
         registry.spool_path(&row.id),
         registry.memory_window(),
         row.acked,
     )?;
-    let state = registry.runtime().state(&row.container).await?;
-    if state == ContainerState::Running {
-        match resume(registry, &row, &mut log).await {
-            Ok(io) => {
-                tracing::info!(session = %row.id, offset = io.offset, "session resumed");
-                registry.launch(Launch {
-                    row,
-                    log,
-                    io: Some(io),
-                    exit: None,
-                    restored: true,
-                });
-                return Ok(true);
-            }
-            Err(e) => {
-                tracing::warn!(session = %row.id, error = %e, "cannot resume; killing it");
-                let _ = registry.runtime().kill(&row.container).await;
-                let reason = ExitReason::Lost {
-                    message: format!("could not resume after a controller restart: {e}"),
-                };
-                let exit = finish(registry, &row, &mut log, reason)?;
-                registry.launch(Launch {
-                    row,
-                    log,
-                    io: None,
-                    exit: Some(exit),
-                    restored: true,
-                });
-                return Ok(false);
-            }
-        }
-    }
     let exit = match (&row.exit, row.ended_at) {
         (Some(e), Some(at)) if log.has_exit() => (e.clone(), at),
         _ => {
@@ -137,7 +163,53 @@ async fn adopt(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<bool
         exit: Some(exit),
         restored: true,
     });
-    Ok(false)
+    Ok(())
+}
+
+/// Restores a session whose function was running: resumes its driver, or
+/// ends it as lost if that fails.
+async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<()> {
+    let mut log = OutputLog::recover(
+        registry.spool_path(&row.id),
+        registry.memory_window(),
+        row.acked,
+    )?;
+    let timeout = registry.config().resume_timeout;
+    let resumed = match tokio::time::timeout(timeout, resume(registry, &row, &mut log)).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "the driver did not answer RESUME within {}s",
+            timeout.as_secs_f64()
+        )),
+    };
+    match resumed {
+        Ok(io) => {
+            tracing::info!(session = %row.id, offset = io.offset, "session resumed");
+            registry.launch(Launch {
+                row,
+                log,
+                io: Some(io),
+                exit: None,
+                restored: true,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(session = %row.id, error = %e, "cannot resume; killing it");
+            let _ = registry.runtime().kill(&row.container).await;
+            let reason = ExitReason::Lost {
+                message: format!("could not resume after a controller restart: {e}"),
+            };
+            let exit = finish(registry, &row, &mut log, reason)?;
+            registry.launch(Launch {
+                row,
+                log,
+                io: None,
+                exit: Some(exit),
+                restored: true,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Records a session's end in its log and the database.
@@ -205,30 +277,38 @@ async fn resume(
     payload.extend_from_slice(&nonce);
     write_message(&mut cio.input, KIND_RESUME, &payload).await?;
     let mut decoder = Decoder::new();
-    let sync = tokio::time::timeout(SYNC_TIMEOUT, async {
-        while let Some(chunk) = cio.output.next().await {
-            match chunk? {
-                OutputChunk::Stdout(b) => {
-                    decoder.feed(b);
-                    if let Some(sync) = decoder.seek_sync(&nonce) {
-                        return Ok(sync);
-                    }
-                }
-                OutputChunk::Stderr(bytes) => {
-                    let offset = log.stream_offset();
-                    let entry = Entry::Output {
-                        stream: crate::protocol::Stream::Stderr,
-                        end: true,
-                        bytes,
-                    };
-                    log.append(entry, offset)?;
+    // (The caller bounds how long this waits.)
+    let sync = loop {
+        let Some(chunk) = cio.output.next().await else {
+            anyhow::bail!("the container's output ended before the driver answered");
+        };
+        match chunk? {
+            OutputChunk::Stdout(b) => {
+                decoder.feed(b);
+                if let Some(sync) = decoder.seek_sync(&nonce) {
+                    break sync;
                 }
             }
+            OutputChunk::Stderr(bytes) => {
+                // Bounded like any output, since nobody reads it yet.
+                let config = registry.config();
+                if log.pending_cost() >= config.output_cap
+                    || log.pending_messages() >= config.output_max_messages
+                {
+                    anyhow::bail!(
+                        "the function's stderr reached the output cap before the driver answered"
+                    );
+                }
+                let offset = log.stream_offset();
+                let entry = Entry::Output {
+                    stream: crate::protocol::Stream::Stderr,
+                    end: true,
+                    bytes,
+                };
+                log.append(entry, offset)?;
+            }
         }
-        anyhow::bail!("the container's output ended before the driver answered")
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the driver did not answer RESUME in time"))??;
+    };
     check_sync(&sync, log.durable_offset(), row.input_reserved)?;
     // What followed the SYNC frame in the same chunk comes first.
     let rest = decoder.into_remaining();

@@ -14,7 +14,7 @@ use crate::db::{Db, DbError, SessionRow};
 use crate::driver_frame::KIND_START;
 use crate::metrics;
 use crate::pool::{Pool, WarmContainer};
-use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated};
+use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated, SessionInfo, SessionState};
 use crate::runtime::{ContainerIo, ContainerSpec, Runtime, RuntimeError};
 use crate::session::actor::{now_secs, Actor, ActorInit, ActorParts, SessionLimits, SessionMeta};
 use crate::session::io::{self, InputProgress, StdinParts};
@@ -70,6 +70,9 @@ impl Drop for Starting<'_> {
 
 pub struct Registry {
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// Sessions whose function runs but whose driver is still being resumed
+    /// after a controller restart (see `reconcile`), by token.
+    resuming: Mutex<HashMap<String, SessionRow>>,
     db: Arc<Db>,
     /// Sessions being created, counted against `max_sessions` too.
     starting: AtomicUsize,
@@ -91,6 +94,30 @@ fn new_token() -> String {
     )
 }
 
+/// A session being resumed, as far as the database knows it.
+fn resuming_info(r: &SessionRow) -> SessionInfo {
+    SessionInfo {
+        token: r.token.clone(),
+        id: r.id.clone(),
+        function: r.function.clone(),
+        function_name: r.function_name.clone(),
+        image: r.image.clone(),
+        state: SessionState::Resuming,
+        transient: r.transient,
+        attached: false,
+        exit: None,
+        pending_messages: 0,
+        pending_bytes: 0,
+        created_at: r.created_at,
+        ended_at: None,
+        last_seq: r.acked,
+        spooled_bytes: 0,
+        limits: r.limits.clone(),
+        deadline: r.deadline,
+        warm: r.warm,
+    }
+}
+
 /// A short id for logs and container names. It is not a secret.
 fn new_short_id() -> String {
     let u = uuid::Uuid::new_v4().simple().to_string();
@@ -107,6 +134,7 @@ impl Registry {
     ) -> Arc<Registry> {
         Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
+            resuming: Mutex::new(HashMap::new()),
             db,
             starting: AtomicUsize::new(0),
             pool: Pool::new(&config, runtime.clone()),
@@ -132,6 +160,41 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    fn lock_resuming(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionRow>> {
+        // As `lock`: every update is one insert or remove.
+        self.resuming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a session as being resumed; it has no actor yet.
+    pub(crate) fn set_resuming(&self, row: SessionRow) {
+        self.lock_resuming().insert(row.token.clone(), row);
+    }
+
+    /// The session has been resumed (and launched) or has failed to.
+    pub(crate) fn resumed(&self, token: &str) {
+        self.lock_resuming().remove(token);
+    }
+
+    /// The short id of a session being resumed, if this token is one.
+    pub fn resuming(&self, token: &str) -> Option<String> {
+        self.lock_resuming().get(token).map(|r| r.id.clone())
+    }
+
+    pub fn is_resuming(&self, token: &str) -> bool {
+        self.lock_resuming().contains_key(token)
+    }
+
+    /// What is known of the sessions being resumed, for listings: what the
+    /// database says (their output counts are known once they are back).
+    pub fn resuming_infos(&self) -> Vec<SessionInfo> {
+        self.lock_resuming().values().map(resuming_info).collect()
+    }
+
+    /// The same, for one token.
+    pub fn resuming_info(&self, token: &str) -> Option<SessionInfo> {
+        self.lock_resuming().get(token).map(resuming_info)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -168,7 +231,8 @@ impl Registry {
         let starting = self.starting.fetch_add(1, Ordering::AcqRel) + 1;
         let _starting = Starting(&self.starting);
         let max = self.config.max_sessions;
-        if self.len() + starting > max {
+        let resuming = self.lock_resuming().len();
+        if self.len() + resuming + starting > max {
             return Err(CreateError::AtCapacity(max));
         }
         let image = self

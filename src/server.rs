@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::db::Db;
-use crate::reconcile::reconcile;
+use crate::reconcile::{reconcile, resume_all};
 use crate::registry::Registry;
 use crate::runtime::{DockerRuntime, Runtime};
 use crate::store::FunctionStore;
@@ -92,9 +92,11 @@ pub async fn run_with_runtime(
         shutdown.clone(),
         tracker.clone(),
     );
-    // Before serving: every session the database knows is live again (or
-    // ended), and no orphan container is left.
-    reconcile(&registry).await?;
+    // Before serving: every session the database knows is live again, ended
+    // or marked as resuming, and no orphan container is left. The drivers
+    // of running sessions are resumed while the API serves.
+    let (_, pending) = reconcile(&registry).await?;
+    tracker.spawn(resume_all(registry.clone(), pending, shutdown.clone()));
     registry.start_pool();
     tracker.spawn(crate::trim::run(shutdown.clone()));
     let state = Arc::new(AppState {

@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::controller::Controller;
+use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,138 +13,6 @@ use std::time::Duration;
 use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
 use bento::protocol::{CreateSession, ExitReason, SessionState, Stream, SubmitFunction};
 use tokio::task::JoinHandle;
-
-/// A controller in a process of its own, on a fixed port and data dir.
-struct Controller {
-    dir: PathBuf,
-    port: u16,
-    prefix: String,
-    child: Option<Child>,
-}
-
-impl Controller {
-    async fn new(dir: &Path) -> Controller {
-        Self::with_warm(dir, 0).await
-    }
-
-    /// A controller whose python image keeps `warm` containers ready.
-    async fn with_warm(dir: &Path, warm: usize) -> Controller {
-        common::ensure_image().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("port: {e}"));
-        let prefix = format!(
-            "dur{}.bento",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let repo = common::repo();
-        let images = if warm == 0 {
-            repo.join("config/images")
-        } else {
-            let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
-                .unwrap_or_else(|e| panic!("{e}"));
-            let images = dir.join("images");
-            std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(
-                images.join("python.yaml"),
-                yaml.replace("\nwarm: 0\n", &format!("\nwarm: {warm}\n")),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            images
-        };
-        let config = format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\ndriver_dir: {driver}\n\
-             label_prefix: {prefix}\nheartbeat_interval: 1s\n",
-            data = dir.join("data").display(),
-            images = images.display(),
-            driver = repo.join("driver").display(),
-        );
-        std::fs::create_dir_all(dir.join("config")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("config/bento.yaml"), config).unwrap_or_else(|e| panic!("{e}"));
-        Controller {
-            dir: dir.to_path_buf(),
-            port,
-            prefix,
-            child: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `bento serve` and waits until it answers.
-    async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("serve.log"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_bento"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("config/bento.yaml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn bento serve: {e}"));
-        self.child = Some(child);
-        let client = Client::new(&self.url(), None).unwrap_or_else(|e| panic!("{e}"));
-        for _ in 0..600 {
-            if client.list_sessions().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "bento serve did not come up; see {}",
-            self.dir.join("serve.log").display()
-        );
-    }
-
-    /// SIGKILL: no chance to flush or say goodbye.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn list(&self) -> Vec<bento::runtime::ListedContainer> {
-        common::labelled(&format!("{}.session", self.prefix)).await
-    }
-
-    async fn containers(&self) -> usize {
-        self.list().await.len()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-        // Whatever the test left running under this controller's labels.
-        let mut ids = String::new();
-        for kind in ["session", "pool"] {
-            let found = Command::new("docker")
-                .args(["ps", "-aq", "--filter"])
-                .arg(format!("label={}.{kind}", self.prefix))
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            ids.push_str(&found);
-            ids.push('\n');
-        }
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .status();
-        }
-    }
-}
 
 /// Numbered output at a steady pace from a thread; with `echo`, also
 /// echoes every input line until end of input.

@@ -33,6 +33,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "unknown session token")
     }
 
+    /// A session whose driver is being resumed after a controller restart:
+    /// it is there, and will answer in a moment.
+    pub fn resuming(id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("session {id} is resuming after a controller restart; try again in a moment"),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }

@@ -297,7 +297,7 @@ async fn create_session(
 }
 
 async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>> {
-    let mut out = Vec::new();
+    let mut out = s.registry.resuming_infos();
     for h in s.registry.all() {
         // A session reaped meanwhile is simply not listed.
         if let Ok(info) = h.info().await {
@@ -309,13 +309,22 @@ async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>>
 }
 
 fn session(s: &AppState, token: &str) -> Result<crate::session::SessionHandle, ApiError> {
-    s.registry.get(token).ok_or_else(ApiError::unknown_session)
+    if let Some(h) = s.registry.get(token) {
+        return Ok(h);
+    }
+    match s.registry.resuming(token) {
+        Some(id) => Err(ApiError::resuming(&id)),
+        None => Err(ApiError::unknown_session()),
+    }
 }
 
 async fn get_session(
     State(s): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Json<SessionInfo>, ApiError> {
+    if let Some(info) = s.registry.resuming_info(&token) {
+        return Ok(Json(info));
+    }
     let info = session(&s, &token)?
         .info()
         .await
@@ -403,6 +412,8 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
         let Ok(i) = h.info().await else { continue };
         match i.state {
             crate::protocol::SessionState::Starting => snap.starting += 1,
+            // (Never from an actor: resuming sessions have none yet.)
+            crate::protocol::SessionState::Resuming => snap.starting += 1,
             crate::protocol::SessionState::Running => snap.running += 1,
             crate::protocol::SessionState::Ended => snap.ended += 1,
         }

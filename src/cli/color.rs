@@ -41,7 +41,7 @@ pub(super) fn paint(text: &str, color: Option<Color>, on: bool) -> String {
 /// green when the function exited with 0 and red otherwise.
 pub(super) fn of_state(state: SessionState, exit: Option<&ExitInfo>) -> Option<Color> {
     match state {
-        SessionState::Starting => Some(Color::Yellow),
+        SessionState::Starting | SessionState::Resuming => Some(Color::Yellow),
         SessionState::Running => Some(Color::Green),
         SessionState::Ended => match exit {
             Some(e) if e.reason.is_success() => Some(Color::Green),

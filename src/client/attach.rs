@@ -141,12 +141,36 @@ pub struct DetachHandle {
     cmds: mpsc::Sender<Cmd>,
 }
 
+/// How long a first attach waits for a session that is resuming after a
+/// controller restart (503) before it gives up with the server's answer.
+const RESUMING_WAIT: Duration = Duration::from_secs(30);
+
+/// Connects, waiting out a session that is resuming: that takes moments,
+/// and a user who attaches right after a restart should not have to retry
+/// by hand. Every other answer is final here.
+async fn connect_when_ready(
+    endpoint: &ws::Endpoint,
+    after: u64,
+) -> Result<(ws::Ws, ws::Hello), ClientError> {
+    let until = tokio::time::Instant::now() + RESUMING_WAIT;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match ws::connect(endpoint, after).await {
+            Err(e) if e.status() == Some(503) && tokio::time::Instant::now() + delay < until => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) async fn attach(
     endpoint: Endpoint,
     token: &str,
     options: AttachOptions,
 ) -> Result<Attachment, ClientError> {
-    let (ws, hello) = ws::connect(&endpoint, options.after).await?;
+    let (ws, hello) = connect_when_ready(&endpoint, options.after).await?;
     let input = Arc::new(InputShared::new(InputBuffer::new(
         options.input_limits,
         hello.input_next,

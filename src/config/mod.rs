@@ -119,6 +119,10 @@ pub struct Config {
     /// is detached as too slow (its session keeps running and spooling).
     #[serde(deserialize_with = "de_duration")]
     pub slow_client_timeout: Duration,
+    /// How long a running session's driver has to answer RESUME after a
+    /// controller restart; past it the session is killed and ends as lost.
+    #[serde(deserialize_with = "de_duration")]
+    pub resume_timeout: Duration,
     /// Image descriptions loaded from `images_dir` (not a YAML key).
     #[serde(skip)]
     pub images: BTreeMap<String, ImageSpec>,
@@ -154,6 +158,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(5),
             transient_grace: Duration::from_secs(30),
             slow_client_timeout: Duration::from_secs(10),
+            resume_timeout: Duration::from_secs(10),
             images: BTreeMap::new(),
             root: PathBuf::from("."),
         }

@@ -358,6 +358,7 @@ pub async fn containers_of(label_prefix: &str, session_id: &str) -> usize {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+pub mod controller;
 pub mod proxy;
 
 /// A command's stdout, as text.
