@@ -70,3 +70,38 @@ async fn cpus_below_the_engines_minimum_are_refused_and_the_minimum_is_enforced(
     assert_eq!(o.status.code(), Some(2), "a usage error: {o:?}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_failure_is_a_generic_502_with_an_error_id() {
+    // The container is created, but the engine cannot start it: this user
+    // is in no passwd file. The engine's answer names the user and the
+    // passwd file; its other failures name container ids and cgroup paths.
+    let s = TestServer::start_with(|c| {
+        if let Some(image) = c.images.get_mut("python") {
+            image.sandbox.user = "bento-no-such-user".into();
+            image.warm = 0;
+        }
+    })
+    .await;
+    let f = s.submit("send('never')\n").await;
+    let (status, body) = post_session(&s, json!({"function": f})).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the container engine failed; see the controller's log (error id "),
+        "{message:?}"
+    );
+    for leak in ["bento-no-such-user", "passwd", "daemon", "/"] {
+        assert!(!message.contains(leak), "{leak:?} leaks in {message:?}");
+    }
+    let hex_run = message
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(hex_run < 32, "a container id leaks in {message:?}");
+    // The failed container does not stay behind.
+    let left = common::labelled(&format!("{}.session", s.label_prefix)).await;
+    assert!(left.is_empty(), "{} containers left", left.len());
+    s.stop().await;
+}
