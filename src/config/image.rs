@@ -206,6 +206,10 @@ pub struct Sandbox {
     pub read_only_root: bool,
     /// Size of the writable tmpfs at `/tmp`, e.g. `64m`.
     pub tmp_size: String,
+    /// Size of `/dev/shm`, e.g. `64m`: the engine mounts it in every
+    /// container (`nosuid,nodev,noexec`), and Python's multiprocessing
+    /// needs it for its locks and queues, so it is bounded rather than removed.
+    pub shm_size: String,
     /// User the function runs as, `uid:gid`. Root (`0`) is refused.
     pub user: String,
     /// Open files per process.
@@ -218,6 +222,7 @@ impl Default for Sandbox {
             network: "none".into(),
             read_only_root: true,
             tmp_size: "64m".into(),
+            shm_size: "64m".into(),
             user: "65534:65534".into(),
             nofile: 1024,
         }
@@ -233,15 +238,14 @@ impl Sandbox {
                 self.user
             ));
         }
-        let size_ok = {
-            let t = self.tmp_size.trim_end_matches(['k', 'm', 'g']);
-            !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
-        };
-        if !size_ok {
-            return Err(format!(
-                "sandbox.tmp_size {:?}: use a size such as 64m",
-                self.tmp_size
-            ));
+        // 0 would not be small: tmpfs reads size=0 as no limit, and the
+        // engine reads ShmSize 0 as its default.
+        for (key, size) in [("tmp_size", &self.tmp_size), ("shm_size", &self.shm_size)] {
+            if size_bytes(size).is_none_or(|b| b < 1 << 20) {
+                return Err(format!(
+                    "sandbox.{key} {size:?}: use a size of at least 1m, such as 64m"
+                ));
+            }
         }
         if self.network.is_empty() || self.network.contains(char::is_whitespace) {
             return Err(format!(
@@ -254,6 +258,23 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// `64m` → 67108864: digits and one unit (`k`, `m` or `g`, binary, as the
+/// engine's), or bytes without one.
+pub(crate) fn size_bytes(size: &str) -> Option<u64> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &size[digits.len()..] {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 impl Default for Limits {

@@ -131,3 +131,40 @@ fn an_image_whose_own_cpus_are_below_the_minimum_does_not_load() {
         }
     }
 }
+
+#[test]
+fn sandbox_sizes_are_bounded_and_never_zero() {
+    assert_eq!(size_bytes("64m"), Some(64 << 20));
+    assert_eq!(size_bytes("1g"), Some(1 << 30));
+    assert_eq!(size_bytes("512k"), Some(512 << 10));
+    assert_eq!(size_bytes("1048576"), Some(1 << 20));
+    for bad in [
+        "",
+        "m",
+        "64mk",
+        "64M",
+        "-1m",
+        "64 m",
+        "6.4m",
+        "99999999999999999999g",
+    ] {
+        assert_eq!(size_bytes(bad), None, "{bad:?}");
+    }
+    for (tmp, shm) in [
+        ("0", "64m"),
+        ("64m", "0"),
+        ("64m", "0m"),
+        ("64m", "512k"),
+        ("64mk", "64m"),
+    ] {
+        let s = Sandbox {
+            tmp_size: tmp.into(),
+            shm_size: shm.into(),
+            ..Sandbox::default()
+        };
+        assert!(s.check().is_err(), "tmp {tmp:?}, shm {shm:?}");
+    }
+    let s: Sandbox = serde_yaml::from_str("shm_size: 16m\n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.check().is_ok());
+    assert_eq!(s.shm_size, "16m");
+}

@@ -13,6 +13,7 @@ mod image;
 
 use duration::de_duration;
 pub use duration::parse_duration;
+pub(crate) use image::size_bytes;
 pub use image::{ImageSpec, Limits, LimitsRequest, Sandbox, MIN_CPUS};
 
 use serde::Deserialize;

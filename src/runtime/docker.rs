@@ -114,6 +114,9 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
             "/tmp".to_string(),
             format!("rw,nosuid,nodev,noexec,size={}", sb.tmp_size),
         )])),
+        // The engine mounts /dev/shm in every container (nosuid, nodev,
+        // noexec); its size is the image's, checked at config load.
+        shm_size: crate::config::size_bytes(&sb.shm_size).and_then(|b| i64::try_from(b).ok()),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         memory: Some(memory),
