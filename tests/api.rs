@@ -672,6 +672,19 @@ async fn create_session_rejects_bad_input_with_json_errors() {
             400,
             vec!["cpus"],
         ),
+        // Below the engine's minimum NanoCpus became 0: no limit at all.
+        (
+            "cpus 1e-300",
+            json!({"function": f, "limits": {"cpus": 1e-300}}).to_string(),
+            400,
+            vec!["cpus", "0.01"],
+        ),
+        (
+            "cpus 0.001",
+            json!({"function": f, "limits": {"cpus": 0.001}}).to_string(),
+            400,
+            vec!["cpus", "0.01"],
+        ),
         (
             "cpus 64",
             json!({"function": f, "limits": {"cpus": 64}}).to_string(),

@@ -367,3 +367,83 @@ async fn errors_say_what_to_do_next() {
         assert!(out(&o).is_empty());
     }
 }
+
+/// Output a hostile function writes to attack the user's terminal: colour,
+/// a window title, clearing the screen, the clipboard (OSC 52), and bytes
+/// that are not UTF-8 (0x9b is CSI to a terminal that is not in UTF-8 mode).
+const HOSTILE: &str = r#"
+import sys
+def main():
+    send("\x1b[31mred\x1b]0;title\x07")
+    print("\x1b[2Jprinted\ttab\r", flush=True)
+    sys.stderr.write("\x1b]52;c;aGk=\x07err\n")
+    sys.stderr.flush()
+    send(b"\xff\x9b[1m")
+"#;
+
+/// The bytes a terminal would obey: C0 controls other than \n, \t and \r,
+/// DEL, and the C1 range as raw bytes.
+fn obeyed(bytes: &[u8]) -> Vec<u8> {
+    let control = |b: &u8| {
+        (*b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r')) || (0x7f..0xa0).contains(b) || *b == 0xff
+    };
+    bytes.iter().copied().filter(control).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_a_function_are_shown_not_obeyed_unless_raw() {
+    let s = TestServer::start().await;
+    submit(&s.url, "hostile", HOSTILE).await;
+    let shown_out = concat!(
+        r"\x1b[31mred\x1b]0;title\x07",
+        "\n",
+        r"\x1b[2Jprinted",
+        "\ttab\r\n",
+        r"\xff\x9b[1m",
+        "\n"
+    );
+    let shown_err = concat!(r"\x1b]52;c;aGk=\x07err", "\n");
+
+    let o = bento(&s.url, &["run", "hostile"]).await;
+    expect_code(&o, 0, "run");
+    assert_eq!(obeyed(&o.stdout), b"", "stdout: {:?}", out(&o));
+    assert_eq!(obeyed(&o.stderr), b"", "stderr: {:?}", err(&o));
+    assert_eq!(out(&o), shown_out);
+    assert_eq!(err(&o), shown_err);
+
+    let o = bento(&s.url, &["run", "--raw", "hostile"]).await;
+    expect_code(&o, 0, "run --raw");
+    let mut exact = b"\x1b[31mred\x1b]0;title\x07\x1b[2Jprinted\ttab\r\n".to_vec();
+    exact.extend_from_slice(b"\xff\x9b[1m");
+    assert_eq!(o.stdout, exact, "{:?}", out(&o));
+    assert_eq!(o.stderr, b"\x1b]52;c;aGk=\x07err\n");
+
+    // Attach and logs, to output held while nobody was attached.
+    let token = run_detached(&s.url, &["hostile"]).await;
+    s.wait_session(&token, "ended", |i| i.state == SessionState::Ended)
+        .await;
+    let o = bento(&s.url, &["logs", &token]).await;
+    expect_code(&o, 0, "logs");
+    assert_eq!(obeyed(&o.stdout), b"", "logs: {:?}", out(&o));
+    // The page API carries text: the bytes that are not UTF-8 arrive as
+    // U+FFFD, so only the first three lines are compared exactly.
+    assert!(
+        out(&o).starts_with(&shown_out[..shown_out.len() - 12]),
+        "{:?}",
+        out(&o)
+    );
+    assert!(err(&o).starts_with(shown_err), "{:?}", err(&o));
+    let o = bento(&s.url, &["logs", "--raw", &token]).await;
+    assert!(
+        o.stdout.starts_with(b"\x1b[31mred\x1b]0;title\x07\x1b[2J"),
+        "{:?}",
+        out(&o)
+    );
+    let o = bento(&s.url, &["attach", "--no-stdin", &token]).await;
+    expect_code(&o, 0, "attach");
+    assert_eq!(obeyed(&o.stdout), b"", "attach: {:?}", out(&o));
+    assert_eq!(out(&o), shown_out);
+    assert_eq!(err(&o), shown_err);
+    s.wait_reaped(&token).await;
+    s.stop().await;
+}

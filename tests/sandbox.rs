@@ -305,3 +305,46 @@ send('env ' + ','.join(k for k in os.environ if 'BENTO' in k.upper() or 'TOKEN' 
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_shm_is_bounded_at_the_configured_size_and_noexec() {
+    // 16m rather than the default 64m, which is also the engine's own
+    // default: the size seen must be the image's setting.
+    let s = TestServer::start_with(|c| {
+        if let Some(image) = c.images.get_mut("python") {
+            image.sandbox.shm_size = "16m".into();
+        }
+    })
+    .await;
+    let code = r#"
+import os
+st = os.statvfs('/dev/shm')
+send(f'size {st.f_blocks * st.f_frsize}')
+opts = [line.split()[3] for line in open('/proc/mounts') if line.split()[1] == '/dev/shm']
+send('options ' + ','.join(opts))
+try:
+    with open('/dev/shm/big', 'wb') as f:
+        for _ in range(32):
+            f.write(b'x' * (1 << 20))
+    send('shm unbounded')
+except OSError as e:
+    send('shm full: ' + e.strerror)
+"#;
+    let (_, r) = run_with(&s, code, LimitsRequest::default()).await;
+    let data = r.data_strings();
+    assert_eq!(
+        data.first(),
+        Some(&format!("size {}", 16 << 20)),
+        "{data:?}"
+    );
+    let options = data.get(1).cloned().unwrap_or_default();
+    for opt in ["nosuid", "nodev", "noexec"] {
+        assert!(options.split(',').any(|o| o == opt), "{opt}: {options}");
+    }
+    assert_eq!(
+        data.get(2).map(String::as_str),
+        Some("shm full: No space left on device"),
+        "{data:?}"
+    );
+    s.stop().await;
+}

@@ -260,7 +260,13 @@ async fn submit_function(
         .store
         .submit(&req.code, req.name, image)
         .await
-        .map_err(|e| ApiError::internal(format!("cannot store function: {e}")))?;
+        .map_err(|e| {
+            ApiError::logged(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot store the function",
+                &e,
+            )
+        })?;
     tracing::info!(function = %info.id, "function submitted");
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -284,10 +290,10 @@ async fn create_session(
             format!("unknown function {:?}", req.function),
         )
     })?;
-    let code =
-        s.store.code(&function.id).await.map_err(|e| {
-            ApiError::internal(format!("cannot read function {}: {e}", function.id))
-        })?;
+    let code = s.store.code(&function.id).await.map_err(|e| {
+        let what = format!("cannot read function {}", function.id);
+        ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, &what, &e)
+    })?;
     let created = s
         .registry
         .create(&function, code, req.args, req.transient, &req.limits)
@@ -440,9 +446,11 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
         .await
     {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
-        Err(e) => ApiError::new(
+        // Open to anyone: the engine's own words stay in the log.
+        Err(e) => ApiError::logged(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("docker engine unreachable: {e}"),
+            "the container engine is unreachable",
+            &e,
         )
         .into_response(),
     }

@@ -73,7 +73,9 @@ pub struct SubmitArgs {
 /// How output is shown and whether to reconnect, for `run` and `attach`.
 #[derive(Debug, Clone, Args)]
 pub struct AttachFlags {
-    /// Write data messages exactly as sent, without a newline after each.
+    /// Write output exactly as sent: no newline after each data message,
+    /// and control characters (escape sequences) passed to the terminal
+    /// instead of shown as text.
     #[arg(long)]
     pub raw: bool,
     /// Do not reconnect when the connection drops.
@@ -141,7 +143,9 @@ pub struct LogsArgs {
     /// Keep watching for new output until the function ends.
     #[arg(short, long)]
     pub follow: bool,
-    /// Write data messages exactly as sent, without a newline after each.
+    /// Write output exactly as sent: no newline after each data message,
+    /// and control characters (escape sequences) passed to the terminal
+    /// instead of shown as text.
     #[arg(long)]
     pub raw: bool,
     #[command(flatten)]

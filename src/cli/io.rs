@@ -1,5 +1,6 @@
 //! The terminal end of an attach: stdin lines in, output frames out.
 
+use super::render::Render;
 use crate::protocol::{OutputFrame, Stream};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -46,41 +47,62 @@ pub(super) fn newline_after(f: &OutputFrame, raw: bool) -> bool {
 }
 
 /// Writes output frames where they belong: data and stdout to `out`
-/// (buffered by the caller), stderr to `err`.
+/// (buffered by the caller), stderr to `err`; unless raw, with control
+/// characters shown rather than obeyed (see `render`).
 pub(super) struct Output<O, E> {
     out: O,
     err: E,
     raw: bool,
+    render: Option<Render>,
 }
 
 impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Output<O, E> {
     pub(super) fn new(out: O, err: E, raw: bool) -> Self {
-        Output { out, err, raw }
+        Output {
+            out,
+            err,
+            raw,
+            render: (!raw).then(Render::default),
+        }
     }
 
     /// Writes one chunk as it comes: a 100 MB message streams through
     /// rather than being assembled first.
     pub(super) async fn write(&mut self, f: &OutputFrame) -> std::io::Result<()> {
+        let bytes = match &mut self.render {
+            Some(r) => r.frame(f),
+            None => f.bytes.clone(),
+        };
         match f.stream {
             Stream::Data => {
-                self.out.write_all(&f.bytes).await?;
+                self.out.write_all(&bytes).await?;
                 if newline_after(f, self.raw) {
                     self.out.write_all(b"\n").await?;
                 }
             }
-            Stream::Stdout => self.out.write_all(&f.bytes).await?,
+            Stream::Stdout => self.out.write_all(&bytes).await?,
             Stream::Stderr => {
                 // Keep the order the function wrote in, as far as a
                 // terminal showing both streams can tell.
                 self.out.flush().await?;
-                self.err.write_all(&f.bytes).await?;
+                self.err.write_all(&bytes).await?;
                 self.err.flush().await?;
             }
         }
         Ok(())
     }
 
+    /// Writes everything, including what the renderer holds back of an
+    /// unfinished character (shown as bytes).
     pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(r) = &mut self.render {
+            let (out, err) = r.finish();
+            self.out.write_all(&out).await?;
+            if !err.is_empty() {
+                self.err.write_all(&err).await?;
+                self.err.flush().await?;
+            }
+        }
         self.out.flush().await
     }
 
@@ -157,6 +179,27 @@ mod tests {
         o.write(&frame(Stream::Data, true, "a")).await?;
         o.write(&frame(Stream::Data, true, "b")).await?;
         assert_eq!(o.into_parts().0, b"ab");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn control_characters_are_shown_unless_raw() -> std::io::Result<()> {
+        let hostile = "\x1b[31mred\x1b]0;title\x07";
+        let mut o = Output::new(Vec::new(), Vec::new(), false);
+        o.write(&frame(Stream::Data, true, hostile)).await?;
+        o.write(&frame(Stream::Stdout, true, "\x1b[2J")).await?;
+        o.write(&frame(Stream::Stderr, true, "\x1b]52;c;aGk=\x07"))
+            .await?;
+        o.flush().await?;
+        let (out, err) = o.into_parts();
+        let shown = concat!(r"\x1b[31mred\x1b]0;title\x07", "\n", r"\x1b[2J");
+        assert_eq!(out, shown.as_bytes());
+        assert_eq!(err, br"\x1b]52;c;aGk=\x07");
+
+        let mut o = Output::new(Vec::new(), Vec::new(), true);
+        o.write(&frame(Stream::Data, true, hostile)).await?;
+        o.flush().await?;
+        assert_eq!(o.into_parts().0, hostile.as_bytes());
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
     /// CPUs, fractions allowed (0.5 is half a core).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
     /// Most processes and threads the function may have.
     #[arg(long, value_name = "N")]
@@ -51,6 +51,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A number of CPUs. NaN and infinities are refused here because JSON has
+/// no way to carry them (serde_json would send `null`, and the server would
+/// quietly use the image's default); the range is the server's to check,
+/// since only it knows the image's maximum.
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(c) if c.is_finite() => Ok(c),
+        _ => Err(format!("{s:?} is not a number of CPUs like 0.5 or 2")),
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s, 15m or 2h"))
 }
@@ -68,5 +79,15 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5t").is_err());
         assert!(parse_size("99999999999999g").is_err());
+    }
+
+    #[test]
+    fn cpus_must_be_numbers_json_can_carry() {
+        assert_eq!(parse_cpus("0.5"), Ok(0.5));
+        // Tiny ones pass: the server refuses them, naming its minimum.
+        assert_eq!(parse_cpus("1e-10"), Ok(1e-10));
+        for bad in ["nan", "NaN", "inf", "-inf", "infinity", "half", ""] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod inspect;
 mod io;
 mod limits;
 mod logs;
+mod render;
 mod serve;
 mod simple;
 mod table;

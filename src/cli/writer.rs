@@ -14,6 +14,7 @@
 //! attachment's own bounded queue and the server's flow control take over.
 
 use super::io::newline_after;
+use super::render::Render;
 use crate::protocol::{OutputFrame, Stream};
 use std::io::{self, IoSlice, Write};
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,9 @@ fn run<O: Write, E: Write>(
     raw: bool,
     written: impl Fn(u64),
 ) -> io::Result<()> {
+    // Unless raw, control characters are shown rather than obeyed (see
+    // `render`).
+    let mut render = (!raw).then(Render::default);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < QUEUE {
@@ -121,6 +125,9 @@ fn run<O: Write, E: Write>(
             for item in batch.iter_mut() {
                 match item {
                     Item::Frame(f) if f.stream == Stream::Stderr => {
+                        if let Some(r) = &mut render {
+                            f.bytes = r.frame(f);
+                        }
                         // Keep the order the function wrote in, as far as a
                         // terminal showing both streams can tell.
                         pending.write(&mut out, &written)?;
@@ -129,6 +136,9 @@ fn run<O: Write, E: Write>(
                         written(f.seq);
                     }
                     Item::Frame(f) => {
+                        if let Some(r) = &mut render {
+                            f.bytes = r.frame(f);
+                        }
                         let newline = newline_after(f, raw);
                         pending.push(f, newline);
                     }
@@ -140,11 +150,39 @@ fn run<O: Write, E: Write>(
                 }
             }
             pending.write(&mut out, &written)?;
+            // Everything so far must be out: that includes the start of a
+            // character the next chunk would have completed (rare: a flush
+            // comes before a reconnect notice, or at the end). It is shown
+            // as bytes, which loses nothing.
+            if !replies.is_empty() {
+                if let Some(r) = &mut render {
+                    write_held(r, &mut out, &mut err)?;
+                }
+            }
         }
         batch.clear();
         for reply in replies.drain(..) {
             let _ = reply.send(());
         }
+    }
+    match &mut render {
+        Some(r) => write_held(r, &mut out, &mut err),
+        None => Ok(()),
+    }
+}
+
+/// Writes what the renderer holds back. Its frames were reported written
+/// already: at most 3 bytes of an unfinished character per stream, which
+/// no terminal would have shown yet anyway.
+fn write_held<O: Write, E: Write>(r: &mut Render, out: &mut O, err: &mut E) -> io::Result<()> {
+    let (o, e) = r.finish();
+    if !o.is_empty() {
+        out.write_all(&o)?;
+        out.flush()?;
+    }
+    if !e.is_empty() {
+        err.write_all(&e)?;
+        err.flush()?;
     }
     Ok(())
 }
@@ -377,6 +415,26 @@ mod tests {
         w.write(frame(2, Stream::Data, true, "b")).await?;
         w.flush().await?;
         assert_eq!(out.bytes(), b"ab");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn control_characters_are_shown_unless_raw() -> io::Result<()> {
+        let (out, err) = (Sink::default(), Sink::default());
+        let w = Writer::spawn(out.clone(), err.clone(), false, |_| {})?;
+        w.write(frame(1, Stream::Data, true, "\x1b[31mred\x07"))
+            .await?;
+        w.write(frame(2, Stream::Stderr, true, "\x1b]0;t\x07"))
+            .await?;
+        // Text other than controls, UTF-8 included, is left alone.
+        w.write(frame(3, Stream::Stdout, true, "ok \u{e9}")).await?;
+        w.flush().await?;
+        drop(w);
+        assert_eq!(
+            out.bytes(),
+            concat!(r"\x1b[31mred\x07", "\n", "ok \u{e9}").as_bytes()
+        );
+        assert_eq!(err.bytes(), br"\x1b]0;t\x07");
         Ok(())
     }
 

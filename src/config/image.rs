@@ -41,6 +41,16 @@ pub struct ImageSpec {
     pub warm: usize,
 }
 
+/// The smallest CPU share a container may get: Docker's own minimum. Below
+/// it `NanoCpus` would round to 0, which the engine reads as "no limit".
+pub const MIN_CPUS: f64 = 0.01;
+
+/// A CPU count the engine can enforce: a number, and not below [`MIN_CPUS`]
+/// (NaN and infinities fail here too: NaN compares false, inf is not finite).
+fn cpus_ok(c: f64) -> bool {
+    c.is_finite() && c >= MIN_CPUS
+}
+
 /// The most warm containers one image may keep.
 pub const MAX_WARM: usize = 64;
 
@@ -84,15 +94,22 @@ impl ImageSpec {
             }
             l.memory = m;
         }
-        if !(l.cpus.is_finite() && l.cpus > 0.0 && max.cpus.is_finite()) {
-            return Err(format!(
-                "the image's cpus {} is not a positive number",
-                l.cpus
-            ));
+        // The image's own values are checked here too, so that a YAML with
+        // `cpus: 1e-12` fails at config load rather than running unlimited.
+        for (what, c) in [("cpus", l.cpus), ("max cpus", max.cpus)] {
+            if !cpus_ok(c) {
+                return Err(format!(
+                    "the image's {what} {c} is below the minimum {MIN_CPUS} (or not a number)"
+                ));
+            }
         }
         if let Some(c) = req.cpus {
-            if !(c > 0.0 && c <= max.cpus) {
-                return Err(format!("cpus {c} is outside (0, {}]", max.cpus));
+            if !(cpus_ok(c) && c <= max.cpus) {
+                return Err(format!(
+                    "cpus {c} is outside {MIN_CPUS}..={} ({MIN_CPUS} CPU is the engine's \
+                     minimum, {} the image's maximum)",
+                    max.cpus, max.cpus
+                ));
             }
             l.cpus = c;
         }
@@ -189,6 +206,10 @@ pub struct Sandbox {
     pub read_only_root: bool,
     /// Size of the writable tmpfs at `/tmp`, e.g. `64m`.
     pub tmp_size: String,
+    /// Size of `/dev/shm`, e.g. `64m`: the engine mounts it in every
+    /// container (`nosuid,nodev,noexec`), and Python's multiprocessing
+    /// needs it for its locks and queues, so it is bounded rather than removed.
+    pub shm_size: String,
     /// User the function runs as, `uid:gid`. Root (`0`) is refused.
     pub user: String,
     /// Open files per process.
@@ -201,6 +222,7 @@ impl Default for Sandbox {
             network: "none".into(),
             read_only_root: true,
             tmp_size: "64m".into(),
+            shm_size: "64m".into(),
             user: "65534:65534".into(),
             nofile: 1024,
         }
@@ -216,15 +238,14 @@ impl Sandbox {
                 self.user
             ));
         }
-        let size_ok = {
-            let t = self.tmp_size.trim_end_matches(['k', 'm', 'g']);
-            !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
-        };
-        if !size_ok {
-            return Err(format!(
-                "sandbox.tmp_size {:?}: use a size such as 64m",
-                self.tmp_size
-            ));
+        // 0 would not be small: tmpfs reads size=0 as no limit, and the
+        // engine reads ShmSize 0 as its default.
+        for (key, size) in [("tmp_size", &self.tmp_size), ("shm_size", &self.shm_size)] {
+            if size_bytes(size).is_none_or(|b| b < 1 << 20) {
+                return Err(format!(
+                    "sandbox.{key} {size:?}: use a size of at least 1m, such as 64m"
+                ));
+            }
         }
         if self.network.is_empty() || self.network.contains(char::is_whitespace) {
             return Err(format!(
@@ -237,6 +258,23 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// `64m` → 67108864: digits and one unit (`k`, `m` or `g`, binary, as the
+/// engine's), or bytes without one.
+pub(crate) fn size_bytes(size: &str) -> Option<u64> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &size[digits.len()..] {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 impl Default for Limits {
@@ -318,78 +356,5 @@ pub(crate) fn load_images(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(yaml: &str) -> ImageSpec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn runs_may_ask_within_the_maximums() {
-        let s = spec("name: p\nlimits: {memory: 67108864, timeout: 10s}\nmax: {memory: 134217728, timeout: 60s}\n");
-        let ok = s.resolve_limits(&LimitsRequest {
-            memory: Some(100 << 20),
-            timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        });
-        assert_eq!(
-            ok.map(|l| (l.memory, l.timeout.as_secs())),
-            Ok((100 << 20, 30))
-        );
-        let too_much = s.resolve_limits(&LimitsRequest {
-            memory: Some(1 << 30),
-            ..Default::default()
-        });
-        assert!(too_much.is_err_and(|e| e.contains("memory")));
-        let forever = s.resolve_limits(&LimitsRequest {
-            timeout: Some(Duration::ZERO),
-            ..Default::default()
-        });
-        assert!(forever.is_err());
-    }
-
-    #[test]
-    fn sub_second_timeouts_round_up_on_the_wire() {
-        let req = LimitsRequest {
-            timeout: Some(Duration::from_millis(500)),
-            ..Default::default()
-        };
-        let json = serde_json::to_string(&req).unwrap_or_default();
-        assert_eq!(json, r#"{"timeout":1}"#);
-        let bad = spec("name: p\nlimits: {cpus: .nan}\n");
-        assert!(bad.resolve_limits(&LimitsRequest::default()).is_err());
-    }
-
-    #[test]
-    fn without_maximums_runs_may_only_lower() {
-        let s = spec("name: p\nlimits: {pids: 64}\n");
-        let lower = LimitsRequest {
-            pids: Some(10),
-            ..Default::default()
-        };
-        let higher = LimitsRequest {
-            pids: Some(100),
-            ..Default::default()
-        };
-        assert!(s.resolve_limits(&lower).is_ok());
-        assert!(s.resolve_limits(&higher).is_err());
-    }
-
-    #[test]
-    fn the_sandbox_refuses_root_and_nonsense() {
-        assert!(Sandbox::default().check().is_ok());
-        let root = Sandbox {
-            user: "0:0".into(),
-            ..Sandbox::default()
-        };
-        assert!(root.check().is_err());
-        let tmp = Sandbox {
-            tmp_size: "lots".into(),
-            ..Sandbox::default()
-        };
-        assert!(tmp.check().is_err());
-        assert!(serde_yaml::from_str::<Sandbox>("network: bridge\n").is_ok());
-        assert!(serde_yaml::from_str::<Sandbox>("privileged: true\n").is_err());
-    }
-}
+#[path = "image_tests.rs"]
+mod tests;

@@ -13,7 +13,8 @@ mod image;
 
 use duration::de_duration;
 pub use duration::parse_duration;
-pub use image::{ImageSpec, Limits, LimitsRequest, Sandbox};
+pub(crate) use image::size_bytes;
+pub use image::{ImageSpec, Limits, LimitsRequest, Sandbox, MIN_CPUS};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

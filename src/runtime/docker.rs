@@ -91,6 +91,16 @@ fn is_not_found(e: &DockerError) -> bool {
     )
 }
 
+/// `cpus` as the engine's `NanoCpus`. Limits are checked against
+/// [`crate::config::MIN_CPUS`] where they enter (the image's YAML, a run's
+/// request); should a smaller value still get here, it becomes the minimum,
+/// never 0, which the engine reads as "no limit".
+fn nano_cpus(cpus: f64) -> i64 {
+    let min = (crate::config::MIN_CPUS * 1e9) as i64;
+    // `as` saturates, and NaN becomes 0, which `max` lifts to the minimum.
+    ((cpus * 1e9).round() as i64).max(min)
+}
+
 /// The hardened host settings: see `docs/security.md` for each one.
 fn host_config(spec: &ContainerSpec) -> HostConfig {
     let l = &spec.limits;
@@ -104,12 +114,15 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
             "/tmp".to_string(),
             format!("rw,nosuid,nodev,noexec,size={}", sb.tmp_size),
         )])),
+        // The engine mounts /dev/shm in every container (nosuid, nodev,
+        // noexec); its size is the image's, checked at config load.
+        shm_size: crate::config::size_bytes(&sb.shm_size).and_then(|b| i64::try_from(b).ok()),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         memory: Some(memory),
         // Equal to memory: no swap beyond the limit.
         memory_swap: Some(memory),
-        nano_cpus: Some((l.cpus * 1e9) as i64),
+        nano_cpus: Some(nano_cpus(l.cpus)),
         pids_limit: Some(l.pids),
         ulimits: Some(vec![ResourcesUlimits {
             name: Some("nofile".into()),
@@ -273,6 +286,21 @@ impl Runtime for DockerRuntime {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(engine(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nano_cpus_is_never_zero() {
+        assert_eq!(nano_cpus(0.5), 500_000_000);
+        assert_eq!(nano_cpus(0.01), 10_000_000);
+        // Should an unchecked value slip through, it still limits.
+        for tiny in [0.0, 1e-300, -1.0, f64::NAN] {
+            assert_eq!(nano_cpus(tiny), 10_000_000, "{tiny}");
         }
     }
 }
