@@ -276,6 +276,10 @@ def main(n):
 /// the controller has not spooled (the spool holds a prefix of the stream,
 /// so that is whatever the client has beyond the spooled bytes). The client
 /// collects in the returned task; `reconnect` is its attach option.
+/// Room for a client that holds everything unacknowledged (see
+/// `output_max_messages`, 100,000 by default).
+const HOLD_ALL: &str = "output_max_messages: 1000000\n";
+
 async fn stream_ahead_of_the_spool(
     ctl: &Controller,
     many: usize,
@@ -316,7 +320,9 @@ async fn stream_ahead_of_the_spool(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_sent_before_it_was_spooled_survives_a_sigkilled_controller() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut ctl = Controller::new(dir.path()).await;
+    // The client below acks nothing until it reconnects, so the session
+    // must be allowed to hold all of its 400,000 messages unacknowledged.
+    let mut ctl = Controller::with_config(dir.path(), 0, HOLD_ALL).await;
     ctl.start().await;
     let many = 400_000;
     let (_, task) = stream_ahead_of_the_spool(&ctl, many, true).await;
@@ -339,7 +345,9 @@ async fn output_sent_before_it_was_spooled_survives_a_sigkilled_controller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_ahead_of_a_log_that_cannot_catch_up_is_told_how_the_function_ended() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut ctl = Controller::new(dir.path()).await;
+    // The client below acks nothing until it reconnects, so the session
+    // must be allowed to hold all of its 400,000 messages unacknowledged.
+    let mut ctl = Controller::with_config(dir.path(), 0, HOLD_ALL).await;
     ctl.start().await;
     let many = 400_000;
     let (token, task) = stream_ahead_of_the_spool(&ctl, many, false).await;
