@@ -101,8 +101,13 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// Build function images that are missing when the controller starts.
     pub build_images_on_start: bool,
-    /// Live sessions at most, in total; past it creating one gets 429.
+    /// Running sessions at most (those being created count too); past it
+    /// creating one gets 429.
     pub max_sessions: usize,
+    /// Ended sessions whose output nobody has read yet, at most; while
+    /// there are this many, creating a session gets 429 (nothing held is
+    /// discarded to make room).
+    pub max_ended_sessions: usize,
     /// Client connections open at once (attached WebSockets included);
     /// past it a connection is answered 503 and closed. Unset: derived from
     /// the open-file limit and `max_sessions`.
@@ -154,6 +159,7 @@ impl Default for Config {
             allow_unauthenticated: false,
             build_images_on_start: false,
             max_sessions: 256,
+            max_ended_sessions: 1024,
             max_connections: None,
             header_timeout: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(5),
@@ -226,6 +232,9 @@ impl Config {
         }
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1 (or unset)".into());
+        }
+        if self.max_sessions == 0 || self.max_ended_sessions == 0 {
+            return Err("max_sessions and max_ended_sessions must be at least 1".into());
         }
         Ok(())
     }
@@ -317,6 +326,7 @@ mod tests {
         assert!(matches!(checked("header_timeout: 500ms\n"), Ok(Ok(()))));
         assert!(matches!(checked("header_timeout: 0\n"), Ok(Err(_))));
         assert!(matches!(checked("max_connections: 0\n"), Ok(Err(_))));
+        assert!(matches!(checked("max_ended_sessions: 0\n"), Ok(Err(_))));
     }
 
     #[test]
