@@ -62,7 +62,7 @@ pub fn raise() -> std::io::Result<(u64, u64)> {
 
 /// The connection cap when `max_connections` is not set: the soft
 /// open-file limit less what the controller and `max_sessions` sessions
-/// need, between [`FLOOR`] and [`CEILING`].
+/// need, between 16 and 65 536.
 pub fn default_max_connections(soft_limit: u64, max_sessions: usize) -> usize {
     let sessions = PER_SESSION.saturating_mul(max_sessions as u64);
     let free = soft_limit
