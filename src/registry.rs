@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -31,8 +31,14 @@ pub enum CreateError {
     Runtime(#[from] RuntimeError),
     #[error("cannot hand the code to the container: {0}")]
     Handover(std::io::Error),
-    #[error("the server is at capacity ({0} live sessions); try again later")]
+    #[error("the server is at capacity ({0} running sessions); try again later")]
     AtCapacity(usize),
+    #[error(
+        "the server holds {0} ended sessions whose output nobody has read \
+         (max_ended_sessions); read them to the end (bento attach TOKEN; bento ls \
+         lists them) or wait for session_ttl to reap them, then try again"
+    )]
+    TooManyEnded(usize),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -197,6 +203,17 @@ impl Registry {
         self.lock_resuming().get(token).map(resuming_info)
     }
 
+    /// Sessions whose function runs (or is about to be killed), and
+    /// sessions that ended with output unread, in that order.
+    pub fn counts(&self) -> (usize, usize) {
+        let sessions = self.lock();
+        let ended = sessions
+            .values()
+            .filter(|h| h.ended.load(Ordering::Acquire))
+            .count();
+        (sessions.len() - ended, ended)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -230,10 +247,19 @@ impl Registry {
     ) -> Result<SessionCreated, CreateError> {
         let starting = self.starting.fetch_add(1, Ordering::AcqRel) + 1;
         let _starting = Starting(&self.starting);
+        // Only running functions use the machine; an ended session holds
+        // only its unread output, and is bounded on its own. Refusing,
+        // rather than reaping the oldest ended session, never discards
+        // output a client has not read.
+        let (running, ended) = self.counts();
         let max = self.config.max_sessions;
+        // Sessions being resumed after a restart run too.
         let resuming = self.lock_resuming().len();
-        if self.len() + resuming + starting > max {
+        if running + resuming + starting > max {
             return Err(CreateError::AtCapacity(max));
+        }
+        if ended >= self.config.max_ended_sessions {
+            return Err(CreateError::TooManyEnded(ended));
         }
         let image = self
             .config
@@ -353,6 +379,7 @@ impl Registry {
         let (input_tx, input_rx) = mpsc::channel(64);
         let (acks_tx, acks_rx) = watch::channel(log.durable_offset());
         let output_closed = io.is_none();
+        let ended = Arc::new(AtomicBool::new(exit.is_some()));
         let input = match io {
             Some(a) => {
                 let progress = Arc::new(a.progress);
@@ -429,12 +456,14 @@ impl Registry {
             exit,
             output_closed,
             restored,
+            ended: ended.clone(),
         });
         self.lock().insert(
             row.token.clone(),
             SessionHandle {
                 id: row.id.clone(),
                 tx: cmd_tx,
+                ended,
             },
         );
         self.tracker.spawn(actor.run());

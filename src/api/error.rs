@@ -92,7 +92,7 @@ impl From<CreateError> for ApiError {
             CreateError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
-            CreateError::AtCapacity(_) => {
+            CreateError::AtCapacity(_) | CreateError::TooManyEnded(_) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
             }
             CreateError::Db(_) => ApiError::logged(

@@ -15,6 +15,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    raise_open_file_limit();
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -22,6 +23,27 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     spawn_signal_watch(shutdown.clone())?;
     crate::server::run(listener, config, shutdown).await?;
     Ok(0)
+}
+
+/// Every client connection, session and spool file takes a descriptor:
+/// use all the kernel allows this process (the connection cap is derived
+/// from the result). Failing to raise it is not fatal; the cap follows
+/// whatever the limit is.
+fn raise_open_file_limit() {
+    match crate::server::nofile::raise() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit (nofile) to the hard limit"
+            );
+        }
+        Ok((_, after)) => tracing::info!(
+            limit = after,
+            "open-file limit (nofile) is at the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit (nofile)"),
+    }
 }
 
 /// The first SIGINT or SIGTERM shuts down gracefully (functions keep

@@ -93,6 +93,10 @@ impl Client {
             // Generous, because creating a session may wait for a container
             // to start; it only guards against a server that hangs.
             .timeout(Duration::from_secs(300))
+            // Below the server's header timeout (20 s by default), after
+            // which it closes idle connections: a pooled connection is
+            // then rarely reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| invalid(error_chain(&e)))?;
         Ok(Client {

@@ -107,8 +107,22 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// Build function images that are missing when the controller starts.
     pub build_images_on_start: bool,
-    /// Live sessions at most, in total; past it creating one gets 429.
+    /// Running sessions at most (those being created count too); past it
+    /// creating one gets 429.
     pub max_sessions: usize,
+    /// Ended sessions whose output nobody has read yet, at most; while
+    /// there are this many, creating a session gets 429 (nothing held is
+    /// discarded to make room).
+    pub max_ended_sessions: usize,
+    /// Client connections open at once (attached WebSockets included);
+    /// past it a connection is answered 503 and closed. Unset: derived from
+    /// the open-file limit and `max_sessions`.
+    pub max_connections: Option<usize>,
+    /// How long a connection may take to send a request's head, counted
+    /// from when it is accepted or its last response was sent: an idle
+    /// connection is closed after it.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
     /// Heartbeat interval of the attach protocol; a peer silent for two
     /// intervals is treated as gone.
     #[serde(deserialize_with = "de_duration")]
@@ -156,6 +170,9 @@ impl Default for Config {
             allow_unauthenticated: false,
             build_images_on_start: false,
             max_sessions: 256,
+            max_ended_sessions: 1024,
+            max_connections: None,
+            header_timeout: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(5),
             transient_grace: Duration::from_secs(30),
             slow_client_timeout: Duration::from_secs(10),
@@ -187,6 +204,10 @@ impl Config {
                     source,
                 })?;
                 let mut c = Config::parse(&text, p)?;
+                c.check().map_err(|message| ConfigError::Invalid {
+                    path: p.clone(),
+                    message,
+                })?;
                 c.root = config_root(p);
                 c
             }
@@ -214,6 +235,20 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// Values that parse but would leave the server unusable.
+    fn check(&self) -> Result<(), String> {
+        if self.header_timeout.is_zero() {
+            return Err("header_timeout must be more than 0".into());
+        }
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1 (or unset)".into());
+        }
+        if self.max_sessions == 0 || self.max_ended_sessions == 0 {
+            return Err("max_sessions and max_ended_sessions must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// `BENTO_API_KEY`, else `api_key`, else the first line of `api_key_file`.
@@ -299,6 +334,11 @@ mod tests {
         assert!(Config::parse("lisen: 127.0.0.1:1\n", p).is_err());
         assert!(Config::parse("session_ttl: forever\n", p).is_err());
         assert!(Config::parse("", p).is_ok());
+        let checked = |t: &str| Config::parse(t, p).map(|c| c.check());
+        assert!(matches!(checked("header_timeout: 500ms\n"), Ok(Ok(()))));
+        assert!(matches!(checked("header_timeout: 0\n"), Ok(Err(_))));
+        assert!(matches!(checked("max_connections: 0\n"), Ok(Err(_))));
+        assert!(matches!(checked("max_ended_sessions: 0\n"), Ok(Err(_))));
     }
 
     #[test]

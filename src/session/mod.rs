@@ -13,6 +13,8 @@ pub mod io;
 pub mod log;
 
 use bytes::Bytes;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::{CloseReason, ServerMsg, SessionInfo};
@@ -23,6 +25,9 @@ pub struct SessionHandle {
     /// Short id, safe to log.
     pub id: String,
     pub tx: mpsc::Sender<Command>,
+    /// The function has ended (set by the actor); the session lives on
+    /// only until its output is read. Counted apart from running sessions.
+    pub ended: Arc<AtomicBool>,
 }
 
 /// Why a session no longer answers.

@@ -11,7 +11,7 @@
 //! client's acks rather than going to the spool); `delivery` serves the
 //! log to clients (attach, the queue to the attached client, its acks).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -137,6 +137,8 @@ pub struct Actor {
     shutdown: CancellationToken,
     /// Called once when the session is reaped, to forget it.
     on_reaped: Option<Box<dyn FnOnce() + Send>>,
+    /// See [`ActorInit::ended`].
+    ended: Arc<AtomicBool>,
 }
 
 /// The channels an actor is built from; see [`super::io`].
@@ -173,6 +175,9 @@ pub struct ActorInit {
     /// was not yet durable, which the driver sends again under the same
     /// seqs.
     pub restored: bool,
+    /// Set when the function ends, for the registry's count of ended
+    /// sessions (it starts out set when `exit` is).
+    pub ended: Arc<AtomicBool>,
 }
 
 pub fn now_secs() -> u64 {
@@ -197,6 +202,7 @@ impl Actor {
             exit,
             output_closed,
             restored,
+            ended,
         } = init;
         // Nobody is attached yet: nothing to serve from memory. (A new or
         // recovered log holds nothing unspooled, so this writes nothing.)
@@ -245,6 +251,7 @@ impl Actor {
             ended_at,
             shutdown,
             on_reaped: Some(on_reaped),
+            ended,
         }
     }
 
@@ -477,6 +484,7 @@ impl Actor {
         }
         self.exit = Some(info.clone());
         self.ended_at = Some((ended_at, Instant::now()));
+        self.ended.store(true, Ordering::Release);
         let offset = self.log.stream_offset();
         let appended = self.log.append(Entry::Exit(info), offset);
         self.spool_result(appended.map(drop));

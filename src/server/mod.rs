@@ -1,6 +1,9 @@
 //! `run(listener, config, shutdown)`: the whole controller, callable from
 //! `bento serve` and from tests.
 
+mod accept;
+pub mod nofile;
+
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -105,13 +108,36 @@ pub async fn run_with_runtime(
         registry,
         shutdown: shutdown.clone(),
     });
-    tracing::info!(%addr, auth = state.config.api_key.is_some(), "bento controller listening");
+    let settings = connection_settings(&state.config);
+    tracing::info!(
+        %addr,
+        auth = state.config.api_key.is_some(),
+        max_connections = settings.max_connections,
+        "bento controller listening"
+    );
     let app = api::router(state);
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    accept::serve(listener, app, settings, shutdown).await;
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// The connection cap (`max_connections`, else derived from the open-file
+/// limit as it is now) and the header timeout.
+fn connection_settings(config: &Config) -> accept::Settings {
+    let max_connections = config.max_connections.unwrap_or_else(|| {
+        let soft = match nofile::limits() {
+            Ok((soft, _)) => soft,
+            Err(e) => {
+                // 1024 is the usual soft limit when nothing raised it.
+                tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+                1024
+            }
+        };
+        nofile::default_max_connections(soft, config.max_sessions)
+    });
+    accept::Settings {
+        max_connections,
+        header_timeout: config.header_timeout,
+    }
 }
