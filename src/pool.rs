@@ -84,6 +84,8 @@ pub struct Pool {
     images: HashMap<String, Arc<ImagePool>>,
     runtime: Arc<dyn Runtime>,
     label_prefix: String,
+    /// This controller's label, on every warm container too.
+    controller_label: (String, String),
 }
 
 /// Whether a run's limits are the ones warm containers are made with. The
@@ -112,6 +114,7 @@ impl Pool {
             images,
             runtime,
             label_prefix: config.label_prefix.clone(),
+            controller_label: config.controller_label(),
         })
     }
 
@@ -226,7 +229,10 @@ impl Pool {
         let cspec = ContainerSpec::for_image(
             spec,
             format!("bento-warm-{}-{}", spec.name, &short[..10]),
-            HashMap::from([(self.label(), spec.name.clone())]),
+            HashMap::from([
+                (self.label(), spec.name.clone()),
+                self.controller_label.clone(),
+            ]),
             spec.limits.clone(),
         );
         let container = self.runtime.create(&cspec).await?;

@@ -15,13 +15,16 @@
 //! - its container is gone: serve what is left, ending it as lost if it had
 //!   not ended.
 //!
-//! Containers carrying this controller's labels that belong to no session
-//! are removed: a session's container whose session is gone, and the idle
+//! Containers carrying this controller's labels (its label prefix and its
+//! own identity, see `server::identity`) that belong to no session are
+//! removed: a session's container whose session is gone, and the idle
 //! warm containers of a controller that did not stop cleanly (a warm
 //! container a session took is known by the session's container id, since
-//! Docker labels cannot change after creation).
+//! Docker labels cannot change after creation). Containers under the same
+//! prefix that another controller made are left alone, with a warning
+//! naming them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -32,7 +35,7 @@ use crate::driver_frame::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
 use crate::protocol::{ExitInfo, ExitReason};
 use crate::registry::{AttachedIo, Launch, Registry};
 use crate::runtime::{ContainerState, OutputChunk};
-use crate::session::actor::{exit_reason, now_secs};
+use crate::session::actor::{exit_reason, now_secs, short};
 use crate::session::io::{write_message, InputProgress};
 use crate::session::log::{Entry, OutputLog};
 
@@ -46,6 +49,8 @@ pub struct Report {
     pub resuming: usize,
     pub ended: usize,
     pub orphans_removed: usize,
+    /// Containers under our label prefix that another controller made.
+    pub others_left: usize,
 }
 
 /// What is left to do once serving has started: drivers to resume.
@@ -61,16 +66,19 @@ pub struct Pending {
 /// silent session, one after the other).
 pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pending)> {
     let rows = registry.db().sessions()?;
-    // Container id -> what it was for, for the log.
-    let mut containers: HashMap<String, String> = HashMap::new();
+    // Container id -> what it was for (for the log), and which controller
+    // made it.
+    let mut containers: HashMap<String, (String, Option<String>)> = HashMap::new();
     let prefix = &registry.config().label_prefix;
+    let (owner_label, me) = registry.config().controller_label();
     for (label, kind) in [
         (format!("{prefix}.session"), "session"),
         (registry.pool().label(), "warm"),
     ] {
         for c in registry.runtime().list(&label).await? {
             let what = c.labels.get(&label).cloned().unwrap_or_default();
-            containers.insert(c.id, format!("{kind} {what}"));
+            let owner = c.labels.get(&owner_label).cloned();
+            containers.insert(c.id, (format!("{kind} {what}"), owner));
         }
     }
     let mut report = Report::default();
@@ -95,13 +103,36 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
             }
         }
     }
-    for (id, what) in containers {
+    // What is left belongs to no session of ours: an orphan if we made it,
+    // else another controller's (one sharing the engine and the label
+    // prefix, or one from before controllers had identities), never ours
+    // to touch.
+    let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, (what, owner)) in containers {
+        if owner.as_deref() != Some(me.as_str()) {
+            let owner = owner.unwrap_or_else(|| "(none: made before controller identities)".into());
+            others
+                .entry(owner)
+                .or_default()
+                .push(short(&id).to_string());
+            continue;
+        }
         tracing::warn!(container = %id, was = %what, "removing orphan container");
         if let Err(e) = registry.runtime().remove(&id).await {
             tracing::warn!(container = %id, error = %e, "cannot remove orphan container");
         } else {
             report.orphans_removed += 1;
         }
+    }
+    for (owner, ids) in others {
+        tracing::warn!(
+            controller = %owner,
+            containers = %ids.join(" "),
+            label_prefix = %prefix,
+            "leaving alone containers of another controller with the same label prefix \
+             (give each controller its own label_prefix or BENTO_LABEL_PREFIX to keep them apart)"
+        );
+        report.others_left += ids.len();
     }
     tracing::info!(?report, "reconciled");
     Ok((report, pending))

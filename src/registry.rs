@@ -278,6 +278,7 @@ impl Registry {
                 let labels = HashMap::from([
                     (format!("{prefix}.session"), id.clone()),
                     (format!("{prefix}.function"), function.id.clone()),
+                    self.config.controller_label(),
                 ]);
                 let spec =
                     ContainerSpec::for_image(image, format!("bento-{id}"), labels, limits.clone());

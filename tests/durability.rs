@@ -430,22 +430,25 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     let docker = bento::images::connect(&common::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let body = bollard::models::ContainerCreateBody {
+    let labelled = |controller: String| bollard::models::ContainerCreateBody {
         image: Some("bento/python:latest".into()),
-        labels: Some(std::collections::HashMap::from([(
-            format!("{}.session", ctl.prefix),
-            "s-orphan".to_string(),
-        )])),
+        labels: Some(std::collections::HashMap::from([
+            (format!("{}.session", ctl.prefix), "s-orphan".to_string()),
+            (format!("{}.controller", ctl.prefix), controller),
+        ])),
         ..Default::default()
     };
-    docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("create orphan: {e}"));
-    assert_eq!(ctl.containers().await, 3);
+    for controller in [ctl.identity(), "c-0123456789abcdef".to_string()] {
+        docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                labelled(controller),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create orphan: {e}"));
+    }
+    // (The second one is another controller's, under the same prefix.)
+    assert_eq!(ctl.containers().await, 4);
     // The hard one exits while nobody is there. (The clean one's driver
     // waits for the controller's acknowledgement before exiting, so its
     // container stays up until the restart.)
@@ -458,7 +461,11 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ctl.start().await;
-    assert_eq!(ctl.containers().await, 2, "the orphan is removed at start");
+    assert_eq!(
+        ctl.containers().await,
+        3,
+        "our orphan is removed at start, the other controller's is left alone"
+    );
 
     for (token, want_reason, want_data) in [
         (&clean, ExitReason::Exited { code: 3 }, vec!["hello", "bye"]),
@@ -477,8 +484,10 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         let r = common::receive(&mut att, |_| false).await;
         assert_eq!(r.data_strings(), want_data);
     }
+    // Both sessions are reaped; the other controller's container is still
+    // left alone (the test's cleanup removes it).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ctl.containers().await > 0 {
+    while ctl.containers().await > 1 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "containers left behind"

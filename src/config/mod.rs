@@ -138,6 +138,10 @@ pub struct Config {
     /// controller restart; past it the session is killed and ends as lost.
     #[serde(deserialize_with = "de_duration")]
     pub resume_timeout: Duration,
+    /// This controller's persistent identity, from its data dir (not a YAML
+    /// key; set when it starts, see `server::identity`).
+    #[serde(skip)]
+    pub controller_id: String,
     /// Image descriptions loaded from `images_dir` (not a YAML key).
     #[serde(skip)]
     pub images: BTreeMap<String, ImageSpec>,
@@ -177,6 +181,7 @@ impl Default for Config {
             transient_grace: Duration::from_secs(30),
             slow_client_timeout: Duration::from_secs(10),
             resume_timeout: Duration::from_secs(10),
+            controller_id: String::new(),
             images: BTreeMap::new(),
             root: PathBuf::from("."),
         }
@@ -218,6 +223,19 @@ impl Config {
         config.driver_dir = config.resolve(&config.driver_dir);
         config.images = image::load_images(&config.images_dir, &config.root)?;
         config.load_api_key(path.as_deref())?;
+        if let Ok(prefix) = std::env::var(LABEL_PREFIX_ENV) {
+            config.label_prefix = prefix;
+        }
+        if !valid_label_prefix(&config.label_prefix) {
+            return Err(ConfigError::Invalid {
+                path: path.clone().unwrap_or_default(),
+                message: format!(
+                    "label_prefix {:?} (or {LABEL_PREFIX_ENV}) must be 1-64 characters of \
+                     a-z, 0-9, '.', '-' and '_', starting and ending with a letter or digit",
+                    config.label_prefix
+                ),
+            });
+        }
         if config.images.is_empty() {
             // No descriptions at all: the built-in python image still works.
             let spec = ImageSpec::builtin_python(&config.root);
@@ -313,6 +331,33 @@ fn config_root(path: &Path) -> PathBuf {
     }
 }
 
+/// Overrides `label_prefix`, so that a second controller beside another
+/// can be given its own without a config file.
+pub const LABEL_PREFIX_ENV: &str = "BENTO_LABEL_PREFIX";
+
+/// A Docker label key prefix in reverse-DNS style, as Docker recommends.
+fn valid_label_prefix(p: &str) -> bool {
+    let ok_end = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    !p.is_empty()
+        && p.len() <= 64
+        && p.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+        && ok_end(p.as_bytes().first())
+        && ok_end(p.as_bytes().last())
+}
+
+impl Config {
+    /// The label every container this controller creates carries, naming
+    /// the controller: reconcile removes only orphans carrying its own.
+    pub fn controller_label(&self) -> (String, String) {
+        (
+            format!("{}.controller", self.label_prefix),
+            self.controller_id.clone(),
+        )
+    }
+}
+
 /// Names of images, functions: short, safe in Docker tags, paths and URLs.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -355,6 +400,16 @@ mod tests {
             config_root(Path::new("/etc/bento.yaml")),
             PathBuf::from("/etc")
         );
+    }
+
+    #[test]
+    fn label_prefixes_are_checked() {
+        assert!(valid_label_prefix("dev.bento"));
+        assert!(valid_label_prefix("test1a2b.bento"));
+        assert!(!valid_label_prefix(""));
+        assert!(!valid_label_prefix("Dev.bento"));
+        assert!(!valid_label_prefix("dev.bento."));
+        assert!(!valid_label_prefix("dev bento"));
     }
 
     #[test]

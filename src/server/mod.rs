@@ -2,6 +2,7 @@
 //! `bento serve` and from tests.
 
 mod accept;
+pub mod identity;
 pub mod nofile;
 
 use std::sync::Arc;
@@ -74,6 +75,10 @@ pub async fn run_with_runtime(
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
+    // Held until this function returns: one controller per data dir.
+    let _lock = identity::lock(&config.data_dir)?;
+    let mut config = config;
+    config.controller_id = identity::load_or_create(&config.data_dir)?;
     let store = FunctionStore::open(&config.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot open function store in {}: {e}",
@@ -112,6 +117,7 @@ pub async fn run_with_runtime(
     tracing::info!(
         %addr,
         auth = state.config.api_key.is_some(),
+        controller = %state.config.controller_id,
         max_connections = settings.max_connections,
         "bento controller listening"
     );

@@ -13,6 +13,8 @@ pub struct Controller {
     pub port: u16,
     pub prefix: String,
     pub child: Option<Child>,
+    /// Environment variables for `bento serve`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Controller {
@@ -27,15 +29,24 @@ impl Controller {
 
     /// A controller with `extra` lines appended to its `bento.yaml`.
     pub async fn with_config(dir: &Path, warm: usize, extra: &str) -> Controller {
+        let prefix = format!(
+            "dur{}.bento",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self::make(dir, warm, extra, prefix).await
+    }
+
+    /// A controller under a given label prefix, which another may share.
+    pub async fn with_prefix(dir: &Path, prefix: &str) -> Controller {
+        Self::make(dir, 0, "", prefix.to_string()).await
+    }
+
+    async fn make(dir: &Path, warm: usize, extra: &str, prefix: String) -> Controller {
         super::ensure_image().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("port: {e}"));
-        let prefix = format!(
-            "dur{}.bento",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
         let repo = super::repo();
         let images = if warm == 0 {
             repo.join("config/images")
@@ -65,6 +76,7 @@ impl Controller {
             port,
             prefix,
             child: None,
+            env: Vec::new(),
         }
     }
 
@@ -82,6 +94,7 @@ impl Controller {
         let child = Command::new(env!("CARGO_BIN_EXE_bento"))
             .args(["serve", "--config"])
             .arg(self.dir.join("config/bento.yaml"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -93,12 +106,27 @@ impl Controller {
             if client.list_sessions().await.is_ok() {
                 return;
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "bento serve exited ({status}); see {}",
+                    self.dir.join("serve.log").display()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!(
             "bento serve did not come up; see {}",
             self.dir.join("serve.log").display()
         );
+    }
+
+    /// This controller's identity (made at its first start), as its
+    /// containers' `PREFIX.controller` label carries it.
+    pub fn identity(&self) -> String {
+        let path = self.dir.join("data/controller-id");
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     /// The `bento serve` process's resident memory, in KiB (from /proc).
