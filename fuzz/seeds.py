@@ -28,6 +28,34 @@ def main():
     for old in CORPUS.glob("*/seed-*"):
         old.unlink()
 
+    # driver_session: ops on session A (see fuzz_targets/driver_session.rs):
+    # 0 L bytes (raw stdout), 1 kind flags L payload (a frame), 2 u64 (CREDIT),
+    # 3 delta size (client input; size 255 = end of input), 4 (chunk), 5 L
+    # bytes (raw stderr).
+    def op_frame(kind, flags, payload):
+        return bytes([1, kind, flags, len(payload)]) + payload
+
+    def op_credit(n):
+        return bytes([2]) + struct.pack(">Q", n)
+
+    def op_input(delta, size):
+        return bytes([3, delta, size])
+
+    inputs = op_input(1, 3) + op_input(1, 0) + op_input(1, 255)
+    write("driver_session", "well-behaved",
+          op_frame(1, 1, b"hello") + bytes([4]) + inputs + op_credit(1)
+          + op_credit(3) + op_frame(2, 0, b"out\n") + bytes([4]))
+    write("driver_session", "forged-credit-ahead",
+          op_frame(1, 1, b"x") + op_credit(2**64 - 1) + bytes([4]) + inputs)
+    write("driver_session", "forged-credit-backwards",
+          inputs + op_credit(2) + op_credit(1) + bytes([4]))
+    write("driver_session", "too-many-inputs",
+          b"".join(op_input(1, 200) for _ in range(80)) + op_credit(10) + bytes([4]))
+    write("driver_session", "garbage-then-output",
+          bytes([0, 4]) + b"junk" + bytes([4]) + op_frame(1, 1, b"after") + bytes([5, 2]) + b"e!")
+    write("driver_session", "empty-flood",
+          b"".join(op_frame(1, 1, b"") for _ in range(200)) + bytes([4]))
+
     # driver_frame: [k][k chunk sizes][stream]
     stream = (driver_frame(2, False, b"hi\n")
               + driver_frame(3, True, b"Traceback...\n")
