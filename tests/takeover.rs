@@ -148,7 +148,10 @@ async fn takeovers_mid_stream_neither_repeat_nor_lose_a_message() {
             "client {i} ended with {:?}",
             got.end
         );
-        assert!(!got.data.is_empty(), "client {i} was taken over before it got anything");
+        assert!(
+            !got.data.is_empty(),
+            "client {i} was taken over before it got anything"
+        );
         assert_eq!(got.reconnects, 0, "client {i} lost its connection");
     }
     assert!(

@@ -50,7 +50,11 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
     let started = Instant::now();
     let h2 = h.clone();
     let b = tokio::spawn(async move { attach(&h2, 0).await });
-    assert_eq!((&mut a.replaced).await.ok(), Some(()), "the old client is told");
+    assert_eq!(
+        (&mut a.replaced).await.ok(),
+        Some(()),
+        "the old client is told"
+    );
     // The session goes on while it waits: output is taken in and info
     // answered, but the new client has no answer yet, and the old one is
     // sent nothing more.
@@ -78,8 +82,7 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_silent_old_client_is_closed_at_the_deadline_and_the_replay_starts_after_its_last_ack()
-{
+async fn a_silent_old_client_is_closed_at_the_deadline_and_the_replay_starts_after_its_last_ack() {
     let f = fixture(|_| {});
     let (_t, h, c) = f.session().await;
     for n in 1..=3u8 {
