@@ -57,8 +57,8 @@ impl Actor {
             // A third client while the old one says goodbye: the latest
             // attach wins, and the one that was waiting is taken over
             // before it was sent anything.
-            metrics::add(&metrics::METRICS.takeovers, 1);
             if let Some(earlier) = t.waiter.replace(waiter) {
+                metrics::add(&metrics::METRICS.takeovers, 1);
                 let attached = self.closed_attach(CloseReason::TakenOver);
                 self.answer(earlier.reply, attached);
             }
