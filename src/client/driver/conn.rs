@@ -243,14 +243,12 @@ impl Driver {
                         }
                     }
                     msg = stream.next() => match msg {
-                        // Output is not sent after the notice (an older
-                        // server may still have something under way):
-                        // it is the next client's now.
-                        Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_)))
-                        | Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                         // The server stopped waiting for us (or is one
                         // that never waits): no one to ack to.
                         Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+                        // Nothing is sent after the notice; whatever
+                        // still comes is not ours to deliver any more.
+                        Some(Ok(_)) => {}
                     },
                 }
             }
