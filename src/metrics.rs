@@ -18,6 +18,10 @@ pub struct Metrics {
     pub bytes_spooled: AtomicU64,
     pub reconnects: AtomicU64,
     pub takeovers: AtomicU64,
+    /// Takeovers whose old client did not confirm its final ack in time
+    /// (see `session::actor::TAKEOVER_GRACE`): the new client may be sent
+    /// again what the old one wrote out last.
+    pub takeovers_unconfirmed: AtomicU64,
     pub reaped_delivered: AtomicU64,
     pub reaped_ttl: AtomicU64,
     pub docker_errors: AtomicU64,
@@ -36,6 +40,7 @@ pub static METRICS: Metrics = Metrics {
     bytes_spooled: AtomicU64::new(0),
     reconnects: AtomicU64::new(0),
     takeovers: AtomicU64::new(0),
+    takeovers_unconfirmed: AtomicU64::new(0),
     reaped_delivered: AtomicU64::new(0),
     reaped_ttl: AtomicU64::new(0),
     docker_errors: AtomicU64::new(0),
@@ -153,6 +158,12 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Attaches that took a session over from another client.",
         &[(String::new(), get(&m.takeovers))],
+    );
+    metric(
+        "bento_takeover_unconfirmed_total",
+        "counter",
+        "Takeovers whose old client did not send its final ack and detach in time (or left without them): the new client may get again what the old one wrote out last.",
+        &[(String::new(), get(&m.takeovers_unconfirmed))],
     );
     metric(
         "bento_sessions_reaped_total",

@@ -189,7 +189,10 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CloseReason {
-    /// Another client attached with the same token.
+    /// Another client attached with the same token. The server waits a
+    /// moment for this client's final ack and `detach` before the new
+    /// client starts (docs/api.md, "Takeover"), so a client should answer
+    /// it with both rather than just close.
     TakenOver,
     /// `bento close` (or `POST /close`) detached this client.
     ClosedByUser,

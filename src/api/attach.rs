@@ -38,9 +38,14 @@ fn text(msg: &ServerMsg) -> Message {
 enum End {
     /// The session closed us, with a reason to pass on.
     Closed(CloseReason),
+    /// The session closed us after the client was already told why
+    /// (taken over, see `write_client`): only the close frame is left.
+    Told(CloseReason),
     /// We close the client for breaking the protocol.
     Protocol(String),
-    /// The client left or its socket failed.
+    /// The client said it leaves (`detach`).
+    Detached,
+    /// Its socket ended or failed.
     Gone,
 }
 
@@ -110,6 +115,7 @@ pub async fn serve(
         hello,
         mut rx,
         mut closed,
+        replaced,
         input,
         ..
     } = attached;
@@ -130,8 +136,11 @@ pub async fn serve(
             &mut sink,
             &mut ends,
             hello,
-            &mut rx,
-            &mut pong_rx,
+            Queues {
+                rx: &mut rx,
+                pongs: &mut pong_rx,
+                replaced: Some(replaced),
+            },
             heartbeat,
         );
         tokio::select! {
@@ -140,17 +149,21 @@ pub async fn serve(
         }
     };
 
-    let reason = match end {
-        End::Closed(r) => Some(r),
-        End::Protocol(message) => Some(CloseReason::Protocol { message }),
-        End::Gone => None,
+    let detached = matches!(end, End::Detached);
+    let (reason, told) = match end {
+        End::Closed(r) => (Some(r), false),
+        End::Told(r) => (Some(r), true),
+        End::Protocol(message) => (Some(CloseReason::Protocol { message }), false),
+        End::Detached | End::Gone => (None, false),
     };
     if let Some(reason) = reason {
         let goodbye = async {
-            sink.send(text(&ServerMsg::Closed {
-                reason: reason.clone(),
-            }))
-            .await?;
+            if !told {
+                sink.send(text(&ServerMsg::Closed {
+                    reason: reason.clone(),
+                }))
+                .await?;
+            }
             let frame = CloseFrame {
                 code: close_code(&reason),
                 reason: Utf8Bytes::from(truncate(&reason.to_string(), 120)),
@@ -165,8 +178,15 @@ pub async fn serve(
         }
     }
     // Always deregister, however the connection ended. A session that has
-    // already replaced this client ignores it.
-    let _ = handle.client_event(client, ClientEvent::Gone).await;
+    // already replaced this client ignores it. A `detach` says that all
+    // the client sent before it, its final ack included, has been passed
+    // on: that is what a takeover waits for.
+    let event = if detached {
+        ClientEvent::Detached
+    } else {
+        ClientEvent::Gone
+    };
+    let _ = handle.client_event(client, event).await;
 }
 
 /// The reading half: acks and input to the session, pings answered.
@@ -230,7 +250,7 @@ async fn read_client(
                     let _ = pongs.try_send(());
                 }
                 Ok(ClientMsg::Pong) => {}
-                Ok(ClientMsg::Detach) => return End::Gone,
+                Ok(ClientMsg::Detach) => return End::Detached,
                 Err(e) => return End::Protocol(format!("bad control message: {e}")),
             },
             Message::Close(_) => return End::Gone,
@@ -274,13 +294,26 @@ impl Ends<'_> {
     }
 }
 
+/// What the writing half takes from the session and the reading half.
+struct Queues<'a> {
+    rx: &'a mut mpsc::Receiver<ToClient>,
+    pongs: &'a mut mpsc::Receiver<()>,
+    /// `None` once it has fired or cannot any more.
+    replaced: Option<oneshot::Receiver<()>>,
+}
+
 /// The writing half: the session's output queue, pings and pongs.
+///
+/// When another client takes over, the client is told at once (`closed`
+/// with `taken_over`, ahead of any output still queued: it would not be
+/// delivered anyway), and nothing more is written. The connection stays
+/// open for the client's final ack and `detach`, which the reading half
+/// passes on, until the session lets go of it.
 async fn write_client(
     sink: &mut Sink,
     ends: &mut Ends<'_>,
     hello: ServerMsg,
-    rx: &mut mpsc::Receiver<ToClient>,
-    pongs: &mut mpsc::Receiver<()>,
+    mut queues: Queues<'_>,
     heartbeat: Duration,
 ) -> End {
     let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -292,17 +325,33 @@ async fn write_client(
         tokio::select! {
             biased;
             end = ends.ended() => return end,
+            replaced = async { queues.replaced.as_mut()?.await.ok() }, if queues.replaced.is_some() => {
+                queues.replaced = None;
+                if replaced.is_none() {
+                    continue; // the session dropped its end: no takeover
+                }
+                let notice = ServerMsg::Closed {
+                    reason: CloseReason::TakenOver,
+                };
+                if let Err(end) = ends.guard(sink.send(text(&notice))).await {
+                    return end;
+                }
+                return match ends.ended().await {
+                    End::Closed(reason) => End::Told(reason),
+                    other => other,
+                };
+            }
             _ = ping.tick() => {
                 if let Err(end) = ends.guard(sink.send(text(&ServerMsg::Ping))).await {
                     return end;
                 }
             }
-            Some(()) = pongs.recv() => {
+            Some(()) = queues.pongs.recv() => {
                 if let Err(end) = ends.guard(sink.send(text(&ServerMsg::Pong))).await {
                     return end;
                 }
             }
-            item = rx.recv() => {
+            item = queues.rx.recv() => {
                 let Some(item) = item else {
                     let reason = ends.closed.try_recv().unwrap_or(CloseReason::SessionGone);
                     return End::Closed(reason);
@@ -320,7 +369,7 @@ async fn write_client(
                     if let Err(end) = ends.guard(sink.feed(msg)).await {
                         return end;
                     }
-                    next = rx.try_recv().ok();
+                    next = queues.rx.try_recv().ok();
                 }
                 if let Err(end) = ends.guard(sink.flush()).await {
                     return end;

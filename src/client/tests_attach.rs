@@ -234,3 +234,75 @@ async fn unknown_token_is_the_servers_message() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_taken_over_client_acks_what_its_consumer_wrote_out_then_detaches() -> TestResult {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (wrote_one, wrote_one_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_on, go_on_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = accept(&listener).await?;
+        ws.send(hello(1, 0)).await?;
+        for (seq, s) in [(1, "one"), (2, "two"), (3, "three")] {
+            ws.send(output(seq, s)).await?;
+        }
+        ws.send(text(&ServerMsg::Closed {
+            reason: CloseReason::TakenOver,
+        }))
+        .await?;
+        // The consumer has written out 1 of the 3 it was handed: the
+        // client waits for the rest rather than ack 1 and leave.
+        wrote_one_rx.await?;
+        let early = tokio::time::timeout(Duration::from_millis(100), read(&mut ws)).await;
+        let _ = go_on.send(());
+        let mut log = Vec::new();
+        loop {
+            let got = read(&mut ws).await;
+            let done = got == Got::Closed;
+            log.push(got);
+            if done {
+                break;
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((early.ok(), log))
+    });
+    let client = Client::new(&format!("http://{addr}"), None)?;
+    // No batched acks: the only ack is the final one.
+    let options = AttachOptions {
+        ack_interval: Duration::from_secs(60),
+        ..fast()
+    };
+    let mut att = client.attach("tok", options).await?;
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), att.next()).await? {
+            Some(Event::Output(f)) => seqs.push(f.seq),
+            other => panic!("expected output, got {other:?}"),
+        }
+    }
+    assert_eq!(seqs, [1, 2, 3]);
+    att.written(1);
+    let _ = wrote_one.send(());
+    go_on_rx.await?;
+    att.written(3);
+    let ev = tokio::time::timeout(Duration::from_secs(5), att.next()).await?;
+    assert!(
+        matches!(
+            ev,
+            Some(Event::Ended(AttachEnd::Closed(CloseReason::TakenOver)))
+        ),
+        "{ev:?}"
+    );
+    let (early, log) = tokio::time::timeout(Duration::from_secs(5), server).await???;
+    assert_eq!(early, None, "nothing before the consumer caught up");
+    assert_eq!(
+        log,
+        [
+            Got::Ctl(ClientMsg::Ack { seq: 3 }),
+            Got::Ctl(ClientMsg::Detach),
+            Got::Closed
+        ]
+    );
+    Ok(())
+}

@@ -113,7 +113,11 @@ pub enum Command {
 pub enum ClientEvent {
     /// Output up to `seq` has been written out by the client.
     Ack(u64),
-    /// The client left on purpose, or its connection ended.
+    /// The client said it leaves (`detach`): everything it sent before,
+    /// acks included, has been applied. This is how a client that is
+    /// being taken over confirms its final ack.
+    Detached,
+    /// Its connection ended without a `detach`.
     Gone,
     /// The client broke the protocol; it is closed with this reason.
     Protocol(String),
@@ -144,6 +148,11 @@ pub struct Attached {
     pub rx: mpsc::Receiver<ToClient>,
     /// Fires once when the session closes this connection.
     pub closed: oneshot::Receiver<CloseReason>,
+    /// Fires when another client attaches: this one is to say goodbye
+    /// (`closed` with reason `taken_over`) and is given a short while to
+    /// send its final ack and `detach` before the new client starts. An
+    /// error (the sender dropped) means nothing: it never fires then.
+    pub replaced: oneshot::Receiver<()>,
     /// Input goes straight to the stdin writer, which applies it exactly once.
     pub input: mpsc::Sender<InputItem>,
 }
@@ -156,3 +165,5 @@ pub enum AttachError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_takeover;

@@ -16,13 +16,13 @@ use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
 use crate::session::log::ENTRY_OVERHEAD;
 
-struct Fixture {
-    fake: FakeRuntime,
+pub(super) struct Fixture {
+    pub(super) fake: FakeRuntime,
     registry: Arc<Registry>,
     _dir: tempfile::TempDir,
 }
 
-fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
+pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -58,7 +58,7 @@ fn function() -> FunctionInfo {
 }
 
 impl Fixture {
-    async fn session(&self) -> (String, SessionHandle, FakeContainer) {
+    pub(super) async fn session(&self) -> (String, SessionHandle, FakeContainer) {
         self.session_of_kind(false).await
     }
 
@@ -94,7 +94,7 @@ impl Fixture {
     }
 }
 
-async fn attach(h: &SessionHandle, after: u64) -> Attached {
+pub(super) async fn attach(h: &SessionHandle, after: u64) -> Attached {
     match h.attach(after).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => panic!("attach refused: {e}"),
@@ -102,14 +102,14 @@ async fn attach(h: &SessionHandle, after: u64) -> Attached {
     }
 }
 
-async fn next(a: &mut Attached) -> ToClient {
+pub(super) async fn next(a: &mut Attached) -> ToClient {
     match tokio::time::timeout(Duration::from_secs(10), a.rx.recv()).await {
         Ok(Some(m)) => m,
         other => panic!("expected a message, got {other:?}"),
     }
 }
 
-fn output(m: ToClient) -> (u64, Stream, Bytes) {
+pub(super) fn output(m: ToClient) -> (u64, Stream, Bytes) {
     match m {
         ToClient::Output(f) => (f.seq, f.stream, f.bytes),
         other => panic!("expected output, got {other:?}"),

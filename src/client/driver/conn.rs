@@ -69,8 +69,12 @@ impl Driver {
                 },
                 msg = stream.next(), if permit.is_some() => {
                     waiting_since = Instant::now();
-                    if let Some(end) = self.on_message(msg, &mut permit, &mut sink).await {
-                        return end;
+                    match self.on_message(msg, &mut permit, &mut sink).await {
+                        Some(ConnEnd::Over(AttachEnd::Closed(CloseReason::TakenOver))) => {
+                            return self.hand_over(sink, stream).await;
+                        }
+                        Some(end) => return end,
+                        None => {}
                     }
                 }
                 _ = ping.tick() => {
@@ -106,6 +110,7 @@ impl Driver {
                 };
                 if frame.seq > self.last_received {
                     self.last_received = frame.seq;
+                    self.delivered = frame.seq;
                     deliver(permit, Event::Output(frame));
                 }
                 return None;
@@ -142,6 +147,7 @@ impl Driver {
                 self.last_received = self.last_received.max(seq);
                 self.exit_received = true;
                 self.acks.set_exit(seq);
+                self.delivered = self.delivered.max(seq);
                 deliver(permit, Event::Exit { seq, exit });
                 if !new {
                     // Everything up to it may already be written out.
@@ -212,6 +218,48 @@ impl Driver {
             sink.flush().await.map_err(|e| error_chain(&e))?;
         }
         Ok(())
+    }
+
+    /// Another client is taking the session over, and the server waits a
+    /// moment for our final ack before it starts the new client's replay.
+    /// We deliver nothing more, let the consumer write out what it was
+    /// already handed, ack exactly what it wrote, and detach: the new
+    /// client then starts right after our last written line, not after
+    /// our last batched ack. A consumer that does not catch up in time
+    /// only gets acked what it did write, as ever.
+    async fn hand_over(&mut self, sink: Sink, mut stream: Source) -> ConnEnd {
+        let delivered = self.delivered;
+        let written = &mut self.written;
+        let caught_up = async {
+            loop {
+                if *written.borrow_and_update() >= delivered {
+                    return true;
+                }
+                tokio::select! {
+                    changed = written.changed() => {
+                        if changed.is_err() {
+                            // The consumer is gone: ack what it wrote.
+                            return true;
+                        }
+                    }
+                    msg = stream.next() => match msg {
+                        // The server stopped waiting for us (or is one
+                        // that never waits): no one to ack to.
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+                        // Nothing is sent after the notice; whatever
+                        // still comes is not ours to deliver any more.
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+        };
+        let server_waits = tokio::time::timeout(GOODBYE_TIMEOUT, caught_up)
+            .await
+            .unwrap_or(true);
+        if server_waits {
+            let _ = self.leave(sink, stream).await;
+        }
+        ConnEnd::Over(AttachEnd::Closed(CloseReason::TakenOver))
     }
 
     /// Detaches on purpose: says so, closes, and waits for the server to

@@ -52,6 +52,9 @@ pub(crate) struct Driver {
     cmds: mpsc::Receiver<Cmd>,
     /// Highest output seq received; output at or below it is a duplicate.
     last_received: u64,
+    /// Highest seq handed to the consumer (output or the exit): what it
+    /// is to write out before a takeover's final ack.
+    delivered: u64,
     acks: AckBatcher,
     exit_received: bool,
     detach_replies: Vec<oneshot::Sender<()>>,
@@ -106,6 +109,7 @@ impl Driver {
             written,
             cmds,
             last_received: after,
+            delivered: 0,
             acks,
             exit_received: false,
             detach_replies: Vec::new(),

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Actor {
-    pub(super) fn attach(&mut self, after: u64) -> Result<Attached, AttachError> {
+    /// Refuses an `after` past the end of the log.
+    pub(super) fn check_after(&self, after: u64) -> Result<(), AttachError> {
         let last = self.log.last_seq();
         // Only a restored log can be behind a client (see
         // `deliver_the_exit_past_the_end`); otherwise every seq a client was
@@ -12,22 +13,31 @@ impl Actor {
         if after > last && !self.restored {
             return Err(AttachError::AfterBeyondEnd { after, last });
         }
-        if after > 0 {
-            metrics::add(&metrics::METRICS.reconnects, 1);
+        Ok(())
+    }
+
+    fn hello(&self) -> ServerMsg {
+        ServerMsg::Hello {
+            session: self.meta.id.clone(),
+            input_next: self.input.next.load(Ordering::Acquire),
+            last_seq: self.log.last_seq(),
+            input_closed: self.input.closed.load(Ordering::Acquire),
         }
-        if let Some(old) = self.client.take() {
-            metrics::add(&metrics::METRICS.takeovers, 1);
-            tracing::info!(session = %self.meta.id, "client taken over");
-            old.close(CloseReason::TakenOver);
-        }
+    }
+
+    /// Attaches a client; nobody may be attached (a takeover waits for the
+    /// old client to leave first, see `takeover`).
+    pub(super) fn attach_new(&mut self, after: u64) -> Attached {
         let (tx, rx) = mpsc::channel(self.limits.client_queue.max(1));
         let (close_tx, close_rx) = oneshot::channel();
+        let (replaced_tx, replaced_rx) = oneshot::channel();
         let id = self.next_client_id;
         self.next_client_id += 1;
         self.client = Some(Client {
             id,
             tx,
             close: Some(close_tx),
+            replaced: Some(replaced_tx),
             // Output up to `after` stays held until the client acks it: it
             // may have received it without having written it out yet.
             next_send: self.log.acked().max(after) + 1,
@@ -40,18 +50,57 @@ impl Actor {
         let input_next = self.input.next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
         tracing::info!(session = %self.meta.id, after, "client attached");
-        Ok(Attached {
+        let attached = Attached {
             client: id,
-            hello: ServerMsg::Hello {
-                session: self.meta.id.clone(),
-                input_next,
-                last_seq: last,
-                input_closed: self.input.closed.load(Ordering::Acquire),
-            },
+            hello: self.hello(),
             rx,
             closed: close_rx,
+            replaced: replaced_rx,
             input: self.input_tx.clone(),
-        })
+        };
+        // Only after a takeover: the old client's final ack took the last
+        // of the output, so there is nothing left for this one.
+        if self.exit.is_some() && self.log.pending_messages() == 0 {
+            self.close_client(CloseReason::Finished);
+        }
+        attached
+    }
+
+    /// An attach that is over before it starts: its connection says hello,
+    /// then `closed` with `reason`.
+    pub(super) fn closed_attach(&mut self, reason: CloseReason) -> Attached {
+        let id = self.next_client_id;
+        self.next_client_id += 1;
+        let (_, rx) = mpsc::channel(1);
+        let (close_tx, closed) = oneshot::channel();
+        let _ = close_tx.send(reason);
+        let (_, replaced) = oneshot::channel();
+        Attached {
+            client: id,
+            hello: self.hello(),
+            rx,
+            closed,
+            replaced,
+            input: self.input_tx.clone(),
+        }
+    }
+
+    /// Hands an attach to its requester; if it went away meanwhile, the
+    /// client it would have been is gone.
+    pub(super) fn answer(
+        &mut self,
+        reply: oneshot::Sender<Result<Attached, AttachError>>,
+        attached: Attached,
+    ) {
+        if let Err(Ok(attached)) = reply.send(Ok(attached)) {
+            if self
+                .client
+                .as_ref()
+                .is_some_and(|c| c.id == attached.client)
+            {
+                self.client_gone(false);
+            }
+        }
     }
 
     pub(super) fn on_ack(&mut self, seq: u64) {
@@ -59,7 +108,10 @@ impl Actor {
         let sent = self.client.as_ref().map(|c| c.next_send - 1).unwrap_or(0);
         self.ack(seq.min(sent));
         self.save_acked(false);
-        if self.exit.is_some() && self.log.pending_messages() == 0 {
+        // A client being taken over is not closed here: its final ack
+        // comes before its `detach`, which it still has to send.
+        let leaving = self.takeover.is_some();
+        if self.exit.is_some() && self.log.pending_messages() == 0 && !leaving {
             self.close_client(CloseReason::Finished);
         }
     }
@@ -94,21 +146,37 @@ impl Actor {
 
     pub(super) fn close_client(&mut self, reason: CloseReason) {
         if let Some(c) = self.client.take() {
-            self.detached();
             tracing::info!(session = %self.meta.id, %reason, "client detached");
             c.close(reason);
+            self.released(false);
         }
     }
 
-    pub(super) fn client_gone(&mut self) {
+    /// The client left: `detached` if it said so (so everything it sent
+    /// before, acks included, has been applied), not if its connection
+    /// just ended.
+    pub(super) fn client_gone(&mut self, detached: bool) {
         if self.client.take().is_some() {
+            tracing::info!(session = %self.meta.id, detached, "client left");
+            self.released(detached);
+        }
+    }
+
+    /// The attached client is gone: a takeover that waited for it goes
+    /// ahead, or the session is without a client.
+    fn released(&mut self, confirmed: bool) {
+        if !self.takeover_done(confirmed) {
             self.detached();
-            tracing::info!(session = %self.meta.id, "client left");
         }
     }
 
     /// Pushes what the client has not been sent yet, until its queue is full.
     pub(super) fn pump(&mut self) {
+        // A client being taken over gets nothing more: what it has is
+        // what its final ack is about.
+        if self.takeover.is_some() {
+            return;
+        }
         self.deliver_the_exit_past_the_end();
         loop {
             let Some(c) = &mut self.client else { return };
@@ -126,7 +194,7 @@ impl Actor {
                     c.blocked_since.get_or_insert_with(Instant::now);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.client_gone();
+                    self.client_gone(false);
                     return;
                 }
             }

@@ -32,9 +32,12 @@ use crate::runtime::{ContainerState, Runtime};
 
 mod delivery;
 mod output;
+mod takeover;
 
 use output::QUIET_FLUSH;
 pub(crate) use output::SPILL_GRACE;
+#[cfg(test)]
+pub(crate) use takeover::TAKEOVER_GRACE;
 
 /// What a session is, fixed at creation.
 #[derive(Debug, Clone)]
@@ -77,6 +80,8 @@ struct Client {
     id: u64,
     tx: mpsc::Sender<ToClient>,
     close: Option<oneshot::Sender<CloseReason>>,
+    /// Tells its connection that another client takes over (see `takeover`).
+    replaced: Option<oneshot::Sender<()>>,
     /// The next seq to push to it.
     next_send: u64,
     /// Its queue was full; wait for room before pushing more.
@@ -114,6 +119,8 @@ pub struct Actor {
     input_tx: mpsc::Sender<InputItem>,
     input: Arc<InputProgress>,
     client: Option<Client>,
+    /// Another client attaches once this one has left (see `takeover`).
+    takeover: Option<takeover::Takeover>,
     next_client_id: u64,
     /// Input ack not yet delivered to the client (its queue was full).
     input_ack: Option<u64>,
@@ -238,6 +245,7 @@ impl Actor {
             input_tx: parts.input_tx,
             input: parts.input,
             client: None,
+            takeover: None,
             next_client_id: 1,
             input_ack: None,
             kill_reason,
@@ -283,11 +291,14 @@ impl Actor {
                 .spill_wait
                 .filter(|_| self.held.is_some())
                 .map(|t| t + SPILL_GRACE);
+            // Not to a client being taken over: see `pump`.
             let blocked = self
                 .client
                 .as_ref()
-                .filter(|c| c.blocked)
+                .filter(|c| c.blocked && self.takeover.is_none())
                 .map(|c| c.tx.clone());
+            let is_blocked = blocked.is_some();
+            let takeover_at = self.takeover_deadline();
             let running = self.exit.is_none();
             let deadline = self.deadline.filter(|_| running);
             let slow_at = self
@@ -313,6 +324,7 @@ impl Actor {
                     if let Some(c) = self.client.take() {
                         c.close(CloseReason::ServerShutdown);
                     }
+                    self.abandon_takeover();
                     self.save_acked(true);
                     return;
                 }
@@ -325,10 +337,11 @@ impl Actor {
                         self.on_control(ev);
                     }
                 }
-                permit = reserve(blocked), if self.client.as_ref().is_some_and(|c| c.blocked) => {
+                _ = sleep_until(takeover_at), if takeover_at.is_some() => self.takeover_expired(),
+                permit = reserve(blocked), if is_blocked => {
                     match permit {
                         Some(p) => self.send_one(p),
-                        None => self.client_gone(),
+                        None => self.client_gone(false),
                     }
                 }
                 ev = self.out_rx.recv(), if !paused && !self.output_closed => self.on_output(ev),
@@ -369,33 +382,22 @@ impl Actor {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Attach { after, reply } => {
-                let result = self.attach(after);
-                if let Err(Ok(attached)) = reply.send(result) {
-                    // The requester went away before it got the attach.
-                    if self
-                        .client
-                        .as_ref()
-                        .is_some_and(|c| c.id == attached.client)
-                    {
-                        self.client = None;
-                    }
-                }
-            }
+            Command::Attach { after, reply } => self.on_attach(after, reply),
             Command::Client { client, event } => {
                 if self.client.as_ref().map(|c| c.id) != Some(client) {
                     return; // a stale event from a connection already replaced
                 }
                 match event {
                     ClientEvent::Ack(seq) => self.on_ack(seq),
-                    ClientEvent::Gone => self.client_gone(),
+                    ClientEvent::Detached => self.client_gone(true),
+                    ClientEvent::Gone => self.client_gone(false),
                     ClientEvent::Protocol(message) => {
                         self.close_client(CloseReason::Protocol { message })
                     }
                 }
             }
             Command::Close(reply) => {
-                self.close_client(CloseReason::ClosedByUser);
+                self.on_close();
                 let _ = reply.send(());
             }
             Command::Kill(reply) => {
