@@ -222,7 +222,7 @@ Next, the CLI and a first function (README, "Quickstart"):
 EOF
 [ "$port" = 7470 ] || echo "  export BENTO_URL=$url"
 cat <<EOF
-  cargo install --path .                      # the bento CLI, in ~/.cargo/bin
+  cargo install --path . --locked             # the bento CLI, in ~/.cargo/bin
   bento submit examples/echo.py --name echo
   printf 'hello\\nworld\\n' | bento run echo
 

@@ -231,6 +231,11 @@ if [ "${BENTO_SMOKE_NEWCOMER:-1}" != 0 ]; then
   else
     not_ok "newcomer: the README's Quickstart, command by command" "exit $?"
   fi
+  # It ends with `bento kill`: the controller removes the container.
+  deadline=$(($(date +%s) + 20))
+  while [ -n "$(session_containers)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
+  [ -z "$(session_containers)" ] && ok "killed session's container removed" ||
+    not_ok "killed session's container removed" "left: $(session_containers | tr '\n' ' ')"
 fi
 
 echo "== down"
@@ -244,7 +249,8 @@ fi
   not_ok "volume removed" "${project}_bento-data still exists"
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
 [ -z "$left$(session_containers)" ] && ok "no containers left from this run" ||
-  not_ok "no containers left from this run" "$left $(session_containers)"
+  not_ok "no containers left from this run" "compose project: $(echo "$left" | tr '\n' ' ')" \
+    "sessions: $(session_containers | tr '\n' ' ')"
 
 echo "time: $(($(date +%s) - start))s"
 [ "$failed" = 0 ]
