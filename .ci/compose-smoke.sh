@@ -231,11 +231,17 @@ if [ "${BENTO_SMOKE_NEWCOMER:-1}" != 0 ]; then
   else
     not_ok "newcomer: the README's Quickstart, command by command" "exit $?"
   fi
-  # It ends with `bento kill`: the controller removes the container.
+  # It ends with `bento kill`: the session keeps its unread output (and
+  # its stopped container) until a client reads it. Read it to the end (the
+  # exit code is the kill's), then the controller reaps both.
+  for t in $(cli ls --json | grep -o '"token":"[^"]*"' | cut -d'"' -f4); do
+    cli attach "$t" --no-stdin >/dev/null 2>&1
+  done
   deadline=$(($(date +%s) + 20))
   while [ -n "$(session_containers)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
-  [ -z "$(session_containers)" ] && ok "killed session's container removed" ||
-    not_ok "killed session's container removed" "left: $(session_containers | tr '\n' ' ')"
+  [ -z "$(session_containers)" ] && ok "the killed session, read to its end, is reaped with its container" ||
+    not_ok "the killed session, read to its end, is reaped with its container" \
+      "left: $(session_containers | tr '\n' ' ')" "$(cli ls 2>&1)"
 fi
 
 echo "== down"
