@@ -105,7 +105,7 @@ else
         reason=$(tail -n 1 "$log")
       fi
       echo "cannot pull $probe: $reason"
-      echo "no registry: offline route (docs/compose.md, \"Offline\")"
+      echo "no registry: offline route (docs/compose.md, \"Offline\"; BENTO_OFFLINE=1 skips this question)"
       offline=1
     fi
     rm -f "$log"
