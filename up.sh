@@ -63,6 +63,14 @@ fi
 compose() { "${dc[@]}" "$@"; }
 echo "${dc[*]} $(compose version --short 2>/dev/null || echo '(version unknown)')"
 
+say "Port $port"
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && [ -z "$(compose ps -q controller 2>/dev/null)" ]; then
+  holder=$(docker ps --filter "publish=$port" --format '{{.Names}}' | head -n 1)
+  die "port $port is taken${holder:+ (by container $holder)}, and not by this stack" \
+    "choose another:  BENTO_PORT=7471 ./up.sh   (then: export BENTO_URL=http://127.0.0.1:7471)"
+fi
+echo "free (or already this stack's)"
+
 # Online needs these three; BENTO_* choose others, as in docker-compose.yml.
 build_image="${BENTO_BUILD_IMAGE:-rust:1}"
 runtime_image="${BENTO_RUNTIME_IMAGE:-debian:bookworm-slim}"
@@ -170,14 +178,6 @@ healthz() {
     [ "$status" = 200 ]
   ) 2>/dev/null
 }
-
-say "Port $port"
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && [ -z "$(compose ps -q controller 2>/dev/null)" ]; then
-  holder=$(docker ps --filter "publish=$port" --format '{{.Names}}' | head -n 1)
-  die "port $port is taken${holder:+ (by container $holder)}, and not by this stack" \
-    "choose another:  BENTO_PORT=7471 ./up.sh   (then: export BENTO_URL=http://127.0.0.1:7471)"
-fi
-echo "free (or already this stack's)"
 
 if [ "$offline" = 1 ]; then
   say "Build and start: ${dc[*]} up -d --build (the host's binary in $BENTO_RUNTIME_IMAGE)"
