@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Smoke test of the compose stack (docker-compose.yml, docs/compose.md), the
-# offline way: the controller binary built on the host and copied into the
-# locally bootstrapped base, the function image built FROM that base too.
-# Nothing is pulled from a registry.
+# shellcheck disable=SC2015  # Checks read "CONDITION && ok ... || not_ok ...": ok only prints and counts.
+# Smoke test of the compose stack (docker-compose.yml, docs/compose.md) as
+# a user brings it up: with `./up.sh`, the README's command, typed as it is.
+# On a machine with no registry (CI) up.sh takes the offline route: the
+# controller binary built on the host and copied into the locally
+# bootstrapped base, the function image built FROM that base too.
 #
 #   .ci/compose-smoke.sh
 #
-# Brings up its own compose project (bento-smoke-PID) on a free loopback
-# port, with the repository's config/compose.yaml under a label prefix of
-# its own (so it never touches the sessions of another controller on this
-# engine), drives it with the host's CLI, then takes it down with its
-# volume. Cleans up on any exit. Tags bento/controller:latest and
-# bento/python:latest, like `docker compose build` does.
+# Isolation comes from the environment only, through the settings up.sh and
+# docker-compose.yml document: its own compose project (bento-smoke-PID,
+# COMPOSE_PROJECT_NAME), a free loopback port (BENTO_PORT), and the
+# repository's config/compose.yaml under a label prefix of its own
+# (BENTO_CONFIG_DIR), so it never touches another controller's sessions on
+# this engine. Drives the stack with the host's CLI, runs .ci/newcomer.sh
+# (the README's Quickstart) against it, then takes it down with its volume.
+# Cleans up on any exit. Tags bento/controller:latest and
+# bento/python:latest, as up.sh does.
 #
-# Environment (all optional): BENTO_CONTROLLER_DOCKERFILE,
-# BENTO_RUNTIME_IMAGE, BENTO_BASE_IMAGE (default: the offline values below);
-# BENTO_SMOKE_TIMEOUT seconds to wait for the controller (default 180);
-# BENTO_SMOKE_NO_BUILD=1 to use target/release/bento as it is (CI that has
-# just built it).
+# Environment (all optional): BENTO_UP_TIMEOUT seconds up.sh waits for the
+# controller (its default: 300); BENTO_SMOKE_NEWCOMER=0 skips .ci/newcomer.sh.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 
 passed=0
@@ -50,7 +52,6 @@ fi
 project="bento-smoke-$$"
 prefix="dev.bento-smoke-$$"
 workdir=$(mktemp -d /tmp/bento-compose-smoke.XXXXXX)
-bento="$root/target/release/bento"
 up=0
 
 # A free TCP port on loopback (the kernel picks it).
@@ -88,6 +89,8 @@ cleanup() {
   # Whatever is left of this run, and only of this run.
   local left
   left=$(session_containers)
+  # One ID a line: split on purpose.
+  # shellcheck disable=SC2086
   [ -n "$left" ] && docker rm -f $left >/dev/null 2>&1
   docker volume rm "${project}_bento-data" >/dev/null 2>&1 || true
   rm -rf "$workdir"
@@ -107,23 +110,6 @@ fatal() {
 
 start=$(date +%s)
 
-echo "== build the controller binary on the host"
-if [ "${BENTO_SMOKE_NO_BUILD:-0}" != 1 ]; then
-  cargo build --release --quiet || fatal "cargo build --release"
-fi
-[ -x "$bento" ] || fatal "no $bento after the build"
-ok "release binary built"
-
-echo "== base image"
-export BENTO_RUNTIME_IMAGE="${BENTO_RUNTIME_IMAGE:-bento/base:bookworm}"
-export BENTO_BASE_IMAGE="${BENTO_BASE_IMAGE:-bento/base:bookworm}"
-export BENTO_CONTROLLER_DOCKERFILE="${BENTO_CONTROLLER_DOCKERFILE:-images/controller/Dockerfile.prebuilt}"
-for image in "$BENTO_RUNTIME_IMAGE" "$BENTO_BASE_IMAGE"; do
-  if [ "$image" = bento/base:bookworm ] && ! docker image inspect "$image" >/dev/null 2>&1; then
-    images/base/bootstrap.sh || fatal "images/base/bootstrap.sh"
-  fi
-done
-
 echo "== settings"
 # config/compose.yaml as it is, but for this run's label prefix.
 mkdir -p "$workdir/config"
@@ -135,30 +121,39 @@ export BENTO_CONFIG_DIR="$workdir/config"
 BENTO_PORT=$(free_port) || fatal "no free port"
 export BENTO_PORT
 export BENTO_URL="http://127.0.0.1:$BENTO_PORT"
-unset BENTO_API_KEY
+export COMPOSE_PROJECT_NAME="$project"
+unset BENTO_API_KEY BENTO_OFFLINE BENTO_CONTROLLER_DOCKERFILE BENTO_RUNTIME_IMAGE BENTO_BASE_IMAGE
 echo "project $project, port $BENTO_PORT, label prefix $prefix, ${dc[*]}"
 
-echo "== up"
+echo "== ./up.sh (the README's command, as typed)"
 up=1
-if ! compose up -d --build >"$workdir/up.log" 2>&1; then
-  tail -n 30 "$workdir/up.log" >&2
-  fatal "compose up -d --build"
-fi
-ok "compose up -d --build"
+# Its output is shown as it comes (a first run takes minutes) and kept.
+./up.sh 2>&1 | tee "$workdir/up.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || fatal "./up.sh" "exit $rc"
+grep -q "^Bento is up at $BENTO_URL " "$workdir/up.log" &&
+  ok "./up.sh: exit 0, says Bento is up at $BENTO_URL ($(($(date +%s) - start))s)" ||
+  fatal "./up.sh says Bento is up at $BENTO_URL" "$(tail -n 3 "$workdir/up.log")"
 
-cid=$(compose ps -q controller)
+cid=$(compose ps -a -q controller)
 [ -n "$cid" ] || fatal "no controller container"
-deadline=$(($(date +%s) + ${BENTO_SMOKE_TIMEOUT:-180}))
-health=""
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  health=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)
-  [ "$health" = healthy ] || [ "$health" = gone ] && break
+health=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)
+# up.sh waited for /healthz; Docker's own check runs every 5s and may not
+# have run yet: wait for it to agree (bounded).
+deadline=$(($(date +%s) + 30))
+while [ "$health" = starting ] && [ "$(date +%s)" -lt "$deadline" ]; do
   sleep 1
+  health=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)
 done
-[ "$health" = healthy ] || fatal "controller healthy" "health: $health"
-ok "controller healthy ($(($(date +%s) - start))s since start)"
+[ "$health" = healthy ] && ok "controller container healthy (Docker's check)" ||
+  fatal "controller container healthy (Docker's check)" "health: $health"
 
-image_status=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(compose ps -q python-image)" 2>/dev/null)
+# The CLI: where up.sh's offline route put it, else cargo's own output.
+bento="$root/target/release/bento"
+[ -x "$bento" ] || bento="${CARGO_TARGET_DIR:-$root/target}/release/bento"
+[ -x "$bento" ] || fatal "a host CLI binary (target/release/bento)" "build it: cargo build --release"
+
+image_status=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(compose ps -a -q python-image)" 2>/dev/null)
 [ "$image_status" = "exited 0" ] && ok "python-image built, its container exited 0" ||
   not_ok "python-image built, its container exited 0" "state: $image_status"
 
@@ -229,6 +224,26 @@ done
 [ "$rc" = 0 ] && ! echo "$listing" | grep -q "$token" && ok "ls: the session is gone" ||
   not_ok "ls: the session is gone" "exit $rc" "$listing"
 
+if [ "${BENTO_SMOKE_NEWCOMER:-1}" != 0 ]; then
+  echo "== .ci/newcomer.sh: the README's Quickstart against this stack"
+  if .ci/newcomer.sh; then
+    ok "newcomer: the README's Quickstart, command by command"
+  else
+    not_ok "newcomer: the README's Quickstart, command by command" "exit $?"
+  fi
+  # It ends with `bento kill`: the session keeps its unread output (and
+  # its stopped container) until a client reads it. Read it to the end (the
+  # exit code is the kill's), then the controller reaps both.
+  for t in $(cli ls --json | grep -o '"token":"[^"]*"' | cut -d'"' -f4); do
+    cli attach "$t" --no-stdin >/dev/null 2>&1
+  done
+  deadline=$(($(date +%s) + 20))
+  while [ -n "$(session_containers)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
+  [ -z "$(session_containers)" ] && ok "the killed session, read to its end, is reaped with its container" ||
+    not_ok "the killed session, read to its end, is reaped with its container" \
+      "left: $(session_containers | tr '\n' ' ')" "$(cli ls 2>&1)"
+fi
+
 echo "== down"
 if compose down -v --remove-orphans >"$workdir/down.log" 2>&1; then
   up=0
@@ -240,7 +255,8 @@ fi
   not_ok "volume removed" "${project}_bento-data still exists"
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
 [ -z "$left$(session_containers)" ] && ok "no containers left from this run" ||
-  not_ok "no containers left from this run" "$left $(session_containers)"
+  not_ok "no containers left from this run" "compose project: $(echo "$left" | tr '\n' ' ')" \
+    "sessions: $(session_containers | tr '\n' ' ')"
 
 echo "time: $(($(date +%s) - start))s"
 [ "$failed" = 0 ]

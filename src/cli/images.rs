@@ -17,13 +17,16 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
     let tty = std::io::stdout().is_terminal();
     for spec in specs {
         let tag = spec.tag();
-        let base = config.base_image_for(spec);
+        let (base, note) = images::choose_base(&docker, &config, spec).await?;
+        if let Some(note) = note {
+            say(&format!("bento: {note}"));
+        }
         let started = Instant::now();
         let bar = tty.then(|| spinner(&tag));
         if bar.is_none() {
             out(&format!("building {tag} (base {base})"))?;
         }
-        let result = images::build_image(&docker, &config, spec, |line| {
+        let result = images::build_image_from(&docker, &config, spec, &base, |line| {
             if !line.starts_with("Step ") {
                 return;
             }

@@ -6,7 +6,7 @@ mod context;
 
 pub use context::context_tar;
 
-use crate::config::{Config, ImageSpec};
+use crate::config::{Config, ImageSpec, DEFAULT_BASE_IMAGE};
 use bollard::query_parameters::BuildImageOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -14,6 +14,10 @@ use std::collections::{HashMap, VecDeque};
 
 /// Lines of build output kept to explain a failure.
 const OUTPUT_TAIL: usize = 30;
+
+/// The base `images/base/bootstrap.sh` makes from Debian packages where
+/// nothing can be pulled (Python 3 on Debian bookworm).
+pub const OFFLINE_BASE_IMAGE: &str = "bento/base:bookworm";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -76,12 +80,51 @@ pub async fn image_exists(docker: &Docker, tag: &str) -> Result<bool, ImageError
     }
 }
 
-/// Builds `spec` as `spec.tag()`. `progress` gets every line of build
-/// output as it comes ("Step 2/5 : COPY ...", command output, ...).
+/// The base to build `spec` from: [`Config::base_image_for`], except where
+/// that is the stock [`DEFAULT_BASE_IMAGE`] (`python:3.12-slim`), it is not
+/// in the engine and the offline base [`OFFLINE_BASE_IMAGE`] is. There the
+/// build would have to pull, which fails on a machine without a registry, so
+/// the offline base is used and the note returned says so. Any other base
+/// (from `BENTO_BASE_IMAGE`, `base_image:` or an image's `base:`) is used as
+/// it is.
+pub async fn choose_base(
+    docker: &Docker,
+    config: &Config,
+    spec: &ImageSpec,
+) -> Result<(String, Option<String>), ImageError> {
+    let base = config.base_image_for(spec);
+    if base != DEFAULT_BASE_IMAGE || image_exists(docker, &base).await? {
+        return Ok((base, None));
+    }
+    if !image_exists(docker, OFFLINE_BASE_IMAGE).await? {
+        return Ok((base, None));
+    }
+    let note = format!(
+        "{base} is not in the Docker engine but {OFFLINE_BASE_IMAGE} (images/base/bootstrap.sh) \
+         is: building from {OFFLINE_BASE_IMAGE} instead of pulling; BENTO_BASE_IMAGE or \
+         base_image in bento.yaml chooses another"
+    );
+    Ok((OFFLINE_BASE_IMAGE.to_string(), Some(note)))
+}
+
+/// Builds `spec` as `spec.tag()` from [`Config::base_image_for`]. `progress`
+/// gets every line of build output as it comes ("Step 2/5 : COPY ...",
+/// command output, ...).
 pub async fn build_image(
     docker: &Docker,
     config: &Config,
     spec: &ImageSpec,
+    progress: impl FnMut(&str),
+) -> Result<(), ImageError> {
+    build_image_from(docker, config, spec, &config.base_image_for(spec), progress).await
+}
+
+/// [`build_image`] from the given base (the build argument `BASE`).
+pub async fn build_image_from(
+    docker: &Docker,
+    config: &Config,
+    spec: &ImageSpec,
+    base: &str,
     mut progress: impl FnMut(&str),
 ) -> Result<(), ImageError> {
     let context_dir = spec
@@ -92,10 +135,7 @@ pub async fn build_image(
     let tag = spec.tag();
     let options = BuildImageOptions {
         t: Some(tag.clone()),
-        buildargs: Some(HashMap::from([(
-            "BASE".to_string(),
-            config.base_image_for(spec),
-        )])),
+        buildargs: Some(HashMap::from([("BASE".to_string(), base.to_string())])),
         rm: true,
         forcerm: true,
         ..Default::default()

@@ -45,8 +45,14 @@ async fn build_missing_images(docker: &DockerRuntime, config: &Config) -> anyhow
         if docker.image_exists(&spec.tag()).await? {
             continue;
         }
-        tracing::info!(image = %spec.name, "building missing function image");
-        crate::images::build_image(docker.docker(), config, spec, |line| {
+        let (base, note) = crate::images::choose_base(docker.docker(), config, spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot build image {}: {e}", spec.name))?;
+        if let Some(note) = note {
+            tracing::warn!(image = %spec.name, "{note}");
+        }
+        tracing::info!(image = %spec.name, %base, "building missing function image");
+        crate::images::build_image_from(docker.docker(), config, spec, &base, |line| {
             tracing::info!(image = %spec.name, "{}", line.trim_end());
         })
         .await
