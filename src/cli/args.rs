@@ -107,7 +107,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     /// Do not read stdin (and do not end the function's input).
     #[arg(long)]
@@ -128,7 +128,7 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     #[command(flatten)]
     pub json: JsonFlag,
@@ -138,7 +138,7 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     /// Keep watching for new output until the function ends.
     #[arg(short, long)]

@@ -37,7 +37,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
 pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
-    follow(&client, &args.token, &args.flags, !args.no_stdin).await
+    let token = super::resolve::token(&client, &args.token).await?;
+    follow(&client, &token, &args.flags, !args.no_stdin).await
 }
 
 fn reattach_hint(token: &str) -> String {

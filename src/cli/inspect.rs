@@ -10,10 +10,11 @@ use crate::protocol::{ExitInfo, SessionInfo};
 
 pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
+    let token = super::resolve::token(&client, &args.token).await?;
     if args.json.json {
-        return print_json(&client.session_json(&args.token).await?);
+        return print_json(&client.session_json(&token).await?);
     }
-    let info = client.session(&args.token).await?;
+    let info = client.session(&token).await?;
     let text = describe(&info, color::enabled());
     out(text.trim_end())?;
     Ok(0)

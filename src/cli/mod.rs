@@ -14,6 +14,7 @@ mod io;
 mod limits;
 mod logs;
 mod render;
+mod resolve;
 mod serve;
 mod simple;
 mod table;
@@ -68,10 +69,14 @@ pub enum Command {
     Run(RunArgs),
     /// Attach to a running (or ended, undelivered) session.
     Attach(AttachArgs),
-    /// List sessions.
+    /// List sessions (tokens shortened to 12 characters; any unique prefix
+    /// of at least 6, or the `s-…` id, works wherever a token is taken).
     Ls {
         #[command(flatten)]
         json: JsonFlag,
+        /// Show whole tokens.
+        #[arg(long)]
+        no_trunc: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -81,12 +86,14 @@ pub enum Command {
     Logs(LogsArgs),
     /// Detach whoever is attached to a session; the function keeps running.
     Close {
+        /// Session token, a unique prefix of it (6+ characters), or its s-… id.
         token: String,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Stop a session's function.
     Kill {
+        /// Session token, a unique prefix of it (6+ characters), or its s-… id.
         token: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -121,7 +128,11 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Functions { json, server } => simple::functions(&server, json.json).await,
         Command::Run(args) => attach::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
-        Command::Ls { json, server } => simple::sessions(&server, json.json).await,
+        Command::Ls {
+            json,
+            no_trunc,
+            server,
+        } => simple::sessions(&server, json.json, no_trunc).await,
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,

@@ -1,0 +1,107 @@
+//! Referring to sessions on the command line (short tokens, prefixes, ids),
+//! removing ended ones, and what `ls` and `inspect` say around a kill:
+//! through the real binary against a real controller and real containers.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use bento::protocol::SessionState;
+use common::{err, expect_code, out, TestServer};
+use tokio::process::Command;
+
+/// The longest any one CLI command may take before the test gives up.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `bento ARGS` against `url` to completion: no colour, no API key from the
+/// environment, stdin empty.
+async fn bento(url: &str, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bento"));
+    c.args(args)
+        .env("BENTO_URL", url)
+        .env("NO_COLOR", "1")
+        .env_remove("BENTO_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn bento {args:?}: {e}"));
+    match tokio::time::timeout(LIMIT, child.wait_with_output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => panic!("bento {args:?}: {e}"),
+        Err(_) => panic!("bento {args:?} did not finish within {LIMIT:?}"),
+    }
+}
+
+/// `bento run -d FUNCTION` and the token it printed.
+async fn run_detached(url: &str, function: &str) -> String {
+    let o = bento(url, &["run", "-d", function]).await;
+    expect_code(&o, 0, "run -d");
+    out(&o).trim().to_string()
+}
+
+const WAITS: &str = "def main():\n    send('ready')\n    recv()\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_shows_short_tokens_and_prefixes_or_ids_stand_for_them() {
+    let s = TestServer::start().await;
+    let f = s.submit(WAITS).await;
+    let token = run_detached(&s.url, &f).await;
+    let other = run_detached(&s.url, &f).await;
+    let info = s
+        .wait_session(&token, "ready sent", |i| i.pending_messages == 1)
+        .await;
+
+    let o = bento(&s.url, &["ls"]).await;
+    expect_code(&o, 0, "ls");
+    let listing = out(&o);
+    assert!(
+        listing.lines().any(|l| l.starts_with(&format!("{}  ", &token[..12]))),
+        "ls shows 12 characters of {token}: {listing}"
+    );
+    assert!(!listing.contains(&token), "no whole token: {listing}");
+    let o = bento(&s.url, &["ls", "--no-trunc"]).await;
+    assert!(out(&o).contains(&token), "--no-trunc: {}", out(&o));
+
+    // A prefix of 6 and the s-… id both find the session.
+    for reference in [&token[..6], info.id.as_str()] {
+        let o = bento(&s.url, &["inspect", reference, "--json"]).await;
+        expect_code(&o, 0, &format!("inspect {reference}"));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("inspect --json: {e}: {}", out(&o)));
+        assert_eq!(v["token"], token.as_str(), "inspect {reference}");
+    }
+    let o = bento(&s.url, &["logs", &token[..8]]).await;
+    expect_code(&o, 0, "logs by prefix");
+    assert_eq!(out(&o), "ready\n");
+
+    let o = bento(&s.url, &["inspect", &token[..5]]).await;
+    assert!(
+        o.status.code() == Some(1) && err(&o).contains("at least 6"),
+        "a 5-character prefix is refused: {}",
+        err(&o)
+    );
+    let o = bento(&s.url, &["kill", "s-nosuchid"]).await;
+    assert!(
+        o.status.code() == Some(1) && err(&o).contains("unknown session"),
+        "{}",
+        err(&o)
+    );
+
+    // `kill` by prefix stops that session and no other.
+    expect_code(&bento(&s.url, &["kill", &token[..10]]).await, 0, "kill");
+    let ended = s
+        .wait_session(&token, "killed", |i| i.state == SessionState::Ended)
+        .await;
+    assert_eq!(ended.exit.map(|e| e.code), Some(137));
+    let still = s
+        .client
+        .session(&other)
+        .await
+        .unwrap_or_else(|e| panic!("other session: {e}"));
+    assert_eq!(still.state, SessionState::Running);
+    s.stop().await;
+}
