@@ -1,6 +1,7 @@
 //! Referring to sessions on the command line (short tokens, prefixes, ids),
-//! removing ended ones, and what `ls` and `inspect` say around a kill:
-//! through the real binary against a real controller and real containers.
+//! removing ended sessions and stored functions, and what `ls` and
+//! `inspect` say around a kill: through the real binary against a real
+//! controller and real containers.
 
 mod common;
 
@@ -59,7 +60,9 @@ async fn ls_shows_short_tokens_and_prefixes_or_ids_stand_for_them() {
     expect_code(&o, 0, "ls");
     let listing = out(&o);
     assert!(
-        listing.lines().any(|l| l.starts_with(&format!("{}  ", &token[..12]))),
+        listing
+            .lines()
+            .any(|l| l.starts_with(&format!("{}  ", &token[..12]))),
         "ls shows 12 characters of {token}: {listing}"
     );
     assert!(!listing.contains(&token), "no whole token: {listing}");
@@ -103,5 +106,61 @@ async fn ls_shows_short_tokens_and_prefixes_or_ids_stand_for_them() {
         .await
         .unwrap_or_else(|e| panic!("other session: {e}"));
     assert_eq!(still.state, SessionState::Running);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_show_and_rm_by_id_or_name() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let file = dir.path().join("waits.py");
+    std::fs::write(&file, WAITS).unwrap_or_else(|e| panic!("write: {e}"));
+    let path = common::path_str(&file);
+    let o = bento(&s.url, &["submit", &path, "--name", "waits"]).await;
+    expect_code(&o, 0, "submit");
+    let id = out(&o).trim().to_string();
+    let other = s.submit("def main():\n    pass\n").await;
+
+    let o = bento(&s.url, &["functions", "show", "waits"]).await;
+    expect_code(&o, 0, "functions show");
+    let text = out(&o);
+    assert!(
+        text.starts_with(&format!("id       {id}\nname     waits\nimage    python\n")),
+        "{text}"
+    );
+    let o = bento(&s.url, &["functions", "show", &id, "--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("show --json: {e}: {}", out(&o)));
+    assert_eq!(v["name"], "waits");
+
+    // One name, one id, one unknown: the two known go, the unknown is
+    // reported, and the exit code says something failed.
+    let token = run_detached(&s.url, "waits").await;
+    let o = bento(&s.url, &["functions", "rm", "waits", "nope", &other]).await;
+    assert_eq!(o.status.code(), Some(1), "stderr {}", err(&o));
+    assert_eq!(out(&o), format!("{id}\n{other}\n"));
+    assert!(err(&o).contains("nope: unknown function"), "{}", err(&o));
+    let o = bento(&s.url, &["functions"]).await;
+    expect_code(&o, 0, "functions");
+    assert_eq!(
+        out(&o).lines().count(),
+        1,
+        "only the header is left: {}",
+        out(&o)
+    );
+
+    // The session started before the rm runs on, and still answers.
+    s.wait_session(&token, "ready sent", |i| i.pending_messages == 1)
+        .await;
+    let o = bento(&s.url, &["logs", &token]).await;
+    expect_code(&o, 0, "logs of a deleted function's session");
+    assert_eq!(out(&o), "ready\n");
+    let info = s
+        .client
+        .session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("session: {e}"));
+    assert_eq!(info.state, SessionState::Running);
+    expect_code(&bento(&s.url, &["kill", &token]).await, 0, "kill");
     s.stop().await;
 }

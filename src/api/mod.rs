@@ -4,6 +4,7 @@
 mod attach;
 pub mod auth;
 mod error;
+mod functions;
 pub mod openapi;
 
 use openapi::{Op, Route};
@@ -59,6 +60,26 @@ pub static ROUTES: &[Route] = &[
             },
         ],
         handler: || post(submit_function).get(list_functions),
+    },
+    Route {
+        path: "/v1/functions/{id}",
+        ops: &[
+            Op {
+                method: "get",
+                summary: "Show a function, by id or name",
+                request: None,
+                ok: (200, openapi::FUNCTION),
+                errors: &[401, 404],
+            },
+            Op {
+                method: "delete",
+                summary: "Delete a function (by id or name); its sessions keep running",
+                request: None,
+                ok: (200, openapi::FUNCTION),
+                errors: &[401, 404],
+            },
+        ],
+        handler: || get(functions::get_function).delete(functions::delete_function),
     },
     Route {
         path: "/v1/sessions",

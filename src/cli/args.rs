@@ -56,6 +56,46 @@ pub enum ImagesCommand {
     },
 }
 
+/// `bento functions`: a listing by default, or one of its subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FunctionsArgs {
+    #[command(subcommand)]
+    pub command: Option<FunctionsCommand>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FunctionsCommand {
+    /// List stored functions (the same as `bento functions`).
+    Ls {
+        #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one function.
+    Show {
+        /// Function id, or name (the newest function with that name).
+        function: String,
+        #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete functions; sessions already running them keep running.
+    Rm {
+        /// Function ids, or names (the newest function with that name).
+        #[arg(required = true)]
+        functions: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// Python file defining `main`.

@@ -7,6 +7,7 @@
 mod args;
 mod attach;
 mod color;
+mod functions;
 mod hints;
 mod images;
 mod inspect;
@@ -22,8 +23,8 @@ mod time;
 mod writer;
 
 pub use args::{
-    AttachArgs, AttachFlags, ImagesCommand, InspectArgs, JsonFlag, LogsArgs, RunArgs, ServeArgs,
-    ServerArgs, SubmitArgs,
+    AttachArgs, AttachFlags, FunctionsArgs, FunctionsCommand, ImagesCommand, InspectArgs, JsonFlag,
+    LogsArgs, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
 };
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -58,13 +59,8 @@ pub enum Command {
     Images(ImagesCommand),
     /// Store a function's code; prints its id.
     Submit(SubmitArgs),
-    /// List stored functions.
-    Functions {
-        #[command(flatten)]
-        json: JsonFlag,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    /// List stored functions; `show` or `rm` one.
+    Functions(FunctionsArgs),
     /// Start a function in a new session and attach to it.
     Run(RunArgs),
     /// Attach to a running (or ended, undelivered) session.
@@ -125,7 +121,7 @@ pub async fn run(cli: Cli) -> i32 {
             images::list(config.as_deref(), json.json).await
         }
         Command::Submit(args) => simple::submit(args).await,
-        Command::Functions { json, server } => simple::functions(&server, json.json).await,
+        Command::Functions(args) => functions::run(args).await,
         Command::Run(args) => attach::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
         Command::Ls {
@@ -223,7 +219,22 @@ mod tests {
         assert!(matches!(parse(&["ls", "--json"])?.command, Command::Ls { json, .. } if json.json));
         assert!(matches!(
             parse(&["functions", "--json"])?.command,
-            Command::Functions { json, .. } if json.json
+            Command::Functions(a) if a.json.json && a.command.is_none()
+        ));
+        assert!(matches!(
+            parse(&["functions", "rm", "a", "b"])?.command,
+            Command::Functions(FunctionsArgs {
+                command: Some(FunctionsCommand::Rm { functions, .. }),
+                ..
+            }) if functions == ["a", "b"]
+        ));
+        assert!(parse(&["functions", "rm"]).is_err());
+        assert!(matches!(
+            parse(&["functions", "show", "f", "--json"])?.command,
+            Command::Functions(FunctionsArgs {
+                command: Some(FunctionsCommand::Show { function, json, .. }),
+                ..
+            }) if function == "f" && json.json
         ));
         assert!(matches!(
             parse(&["images", "ls", "--json"])?.command,

@@ -44,9 +44,7 @@ fn check_shape(given: &str) -> anyhow::Result<()> {
         anyhow::bail!("{given:?} is not a session token, token prefix or s-… id");
     }
     if given.len() < MIN_PREFIX {
-        anyhow::bail!(
-            "token prefix {given:?} is too short: give at least {MIN_PREFIX} characters"
-        );
+        anyhow::bail!("token prefix {given:?} is too short: give at least {MIN_PREFIX} characters");
     }
     Ok(())
 }

@@ -125,6 +125,28 @@ impl Client {
             .await
     }
 
+    /// One function, by id or name (the newest with that name).
+    pub async fn function(&self, id_or_name: &str) -> Result<FunctionInfo, ClientError> {
+        self.json(Method::GET, &["v1", "functions", id_or_name], None::<&()>)
+            .await
+    }
+
+    /// [`Client::function`] as the server's JSON text, verbatim.
+    pub async fn function_json(&self, id_or_name: &str) -> Result<String, ClientError> {
+        self.json_text(&["v1", "functions", id_or_name]).await
+    }
+
+    /// Deletes a function (by id or name); answers what was deleted. Its
+    /// sessions keep running.
+    pub async fn delete_function(&self, id_or_name: &str) -> Result<FunctionInfo, ClientError> {
+        self.json(
+            Method::DELETE,
+            &["v1", "functions", id_or_name],
+            None::<&()>,
+        )
+        .await
+    }
+
     pub async fn create_session(
         &self,
         body: &CreateSession,
