@@ -109,3 +109,42 @@ async fn functions_are_shown_and_deleted_by_id_or_name_and_their_sessions_run_on
     s.wait_reaped(&token).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_is_removed_with_its_unread_output_and_a_running_one_is_refused() {
+    let s = TestServer::start().await;
+    let f = s.submit(SLEEPER).await;
+    let (token, id) = s.session(&f, &[]).await;
+    let url = format!("{}/v1/sessions/{token}", s.url);
+
+    let (status, v) = call(reqwest::Method::DELETE, &url, None).await;
+    assert_eq!(status, 409, "{v}");
+    let message = v["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("still running") && message.contains("kill it first"),
+        "{message}"
+    );
+    assert_eq!(
+        s.client.session(&token).await.map(|i| i.state).ok(),
+        Some(SessionState::Running),
+        "a refused removal leaves the function running"
+    );
+
+    s.client
+        .kill_session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    let ended = s
+        .wait_session(&token, "killed", |i| i.state == SessionState::Ended)
+        .await;
+    assert!(ended.pending_messages >= 1, "its exit is unread: {ended:?}");
+    let (status, v) = call(reqwest::Method::DELETE, &url, None).await;
+    assert_eq!(status, 204, "{v}");
+    // Gone at once, with its container: the answer came after the reap.
+    let (status, _) = call(reqwest::Method::GET, &url, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(s.containers(&id).await, 0, "container removed");
+    let (status, _) = call(reqwest::Method::DELETE, &url, None).await;
+    assert_eq!(status, 404, "removing twice");
+    s.stop().await;
+}

@@ -164,3 +164,67 @@ async fn functions_show_and_rm_by_id_or_name() {
     expect_code(&bento(&s.url, &["kill", &token]).await, 0, "kill");
     s.stop().await;
 }
+
+/// Ends at once, leaving a message nobody has read.
+const QUICK: &str = "def main():\n    send('unread')\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rm_and_prune_discard_ended_sessions_and_spare_running_ones() {
+    let s = TestServer::start().await;
+    let waits = s.submit(WAITS).await;
+    let quick = s.submit(QUICK).await;
+    let running = run_detached(&s.url, &waits).await;
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let t = run_detached(&s.url, &quick).await;
+        s.wait_session(&t, "ended", |i| i.state == SessionState::Ended)
+            .await;
+        ended.push(t);
+    }
+
+    // A running session is refused without -f, and says what to do.
+    let o = bento(&s.url, &["rm", &running[..8]]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("still running") && err(&o).contains("rm -f"),
+        "{}",
+        err(&o)
+    );
+    // An ended one is removed by prefix; the prefix is echoed.
+    let o = bento(&s.url, &["rm", &ended[0][..8]]).await;
+    expect_code(&o, 0, "rm");
+    assert_eq!(out(&o), format!("{}\n", &ended[0][..8]));
+    s.wait_reaped(&ended[0]).await;
+
+    // prune needs -f off a terminal (stdin here is not one).
+    let o = bento(&s.url, &["prune"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("-f"), "{}", err(&o));
+    let o = bento(&s.url, &["prune", "-f"]).await;
+    expect_code(&o, 0, "prune -f");
+    let mut pruned: Vec<String> = out(&o).lines().map(str::to_string).collect();
+    pruned.sort();
+    let mut want: Vec<String> = ended[1..].iter().map(|t| t[..12].to_string()).collect();
+    want.sort();
+    assert_eq!(pruned, want, "prune removes exactly the ended ones");
+    for t in &ended[1..] {
+        let gone = s.client.session(t).await;
+        assert!(gone.is_err_and(|e| e.is_not_found()), "{t} pruned");
+    }
+    let info = s
+        .client
+        .session(&running)
+        .await
+        .unwrap_or_else(|e| panic!("running session: {e}"));
+    assert_eq!(info.state, SessionState::Running, "prune spares it");
+
+    // rm -f kills it first.
+    let o = bento(&s.url, &["rm", "-f", &running]).await;
+    expect_code(&o, 0, "rm -f");
+    let gone = s.client.session(&running).await;
+    assert!(gone.is_err_and(|e| e.is_not_found()), "rm -f removed it");
+    let o = bento(&s.url, &["prune", "-f"]).await;
+    expect_code(&o, 0, "prune with nothing to do");
+    assert!(out(&o).is_empty() && err(&o).contains("no ended sessions"));
+    s.stop().await;
+}

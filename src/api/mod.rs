@@ -103,14 +103,23 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         path: "/v1/sessions/{token}",
-        ops: &[Op {
-            method: "get",
-            summary: "Inspect a session",
-            request: None,
-            ok: (200, openapi::SESSION),
-            errors: &[401, 404],
-        }],
-        handler: || get(get_session),
+        ops: &[
+            Op {
+                method: "get",
+                summary: "Inspect a session",
+                request: None,
+                ok: (200, openapi::SESSION),
+                errors: &[401, 404],
+            },
+            Op {
+                method: "delete",
+                summary: "Remove an ended session, discarding its unread output",
+                request: None,
+                ok: (204, None),
+                errors: &[401, 404, 409, 503],
+            },
+        ],
+        handler: || get(get_session).delete(remove_session),
     },
     Route {
         path: "/v1/sessions/{token}/attach",
@@ -379,6 +388,30 @@ async fn kill_session(
         .await
         .map_err(|_| ApiError::unknown_session())?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reaps an ended session now, with whatever output it still holds. A
+/// running one is refused rather than killed: removing must never be how
+/// a function gets stopped by accident.
+async fn remove_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let handle = session(&s, &token)?;
+    match handle.remove().await {
+        Ok(Ok(())) => {
+            tracing::info!(session = %handle.id, "session removed");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(Err(crate::session::StillRunning)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "session {} is still running: kill it first (bento kill, or bento rm -f)",
+                handle.id
+            ),
+        )),
+        Err(_) => Err(ApiError::unknown_session()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ mod inspect;
 mod io;
 mod limits;
 mod logs;
+mod remove;
 mod render;
 mod resolve;
 mod serve;
@@ -94,6 +95,26 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Remove ended sessions, discarding the output nobody read.
+    Rm {
+        /// Session tokens, unique prefixes of them (6+ characters), or s-… ids.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        /// Kill a session that still runs first (otherwise it is refused).
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove every ended session nobody is attached to, discarding its
+    /// unread output.
+    Prune {
+        /// Do not ask first (required when stdin is not a terminal).
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -133,6 +154,12 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,
         Command::Kill { token, server } => simple::kill(&token, &server).await,
+        Command::Rm {
+            tokens,
+            force,
+            server,
+        } => remove::rm(&tokens, force, &server).await,
+        Command::Prune { force, server } => remove::prune(force, &server).await,
         Command::Completions { shell } => completions(shell),
     };
     match result {

@@ -214,6 +214,14 @@ impl Client {
         .map(drop)
     }
 
+    /// Removes an ended session, discarding the output it still holds.
+    /// A session whose function still runs is refused with 409.
+    pub async fn remove_session(&self, token: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &["v1", "sessions", token], None::<&()>)
+            .await
+            .map(drop)
+    }
+
     /// Attaches to a session's I/O. The first connection is made here, so an
     /// unknown token or an unreachable server is an error of this call; later
     /// connection failures are retried in the background (see
