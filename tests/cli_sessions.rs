@@ -228,3 +228,40 @@ async fn rm_and_prune_discard_ended_sessions_and_spare_running_ones() {
     assert!(out(&o).is_empty() && err(&o).contains("no ended sessions"));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_returns_ls_says_ended_and_inspect_shows_no_deadline() {
+    let s = TestServer::start().await;
+    let f = s.submit(WAITS).await;
+    let o = bento(&s.url, &["run", "-d", "--timeout", "90s", &f]).await;
+    expect_code(&o, 0, "run -d");
+    let token = out(&o).trim().to_string();
+    let o = bento(&s.url, &["inspect", &token]).await;
+    let deadline = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with("deadline "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        deadline(&out(&o)).contains(" UTC ("),
+        "a running session shows its deadline: {}",
+        out(&o)
+    );
+
+    // No waiting in between: `kill` itself returns once the function ended.
+    expect_code(&bento(&s.url, &["kill", &token]).await, 0, "kill");
+    let o = bento(&s.url, &["ls"]).await;
+    let listing = out(&o);
+    let row: Vec<&str> = listing
+        .lines()
+        .find(|l| l.starts_with(&token[..12]))
+        .unwrap_or_else(|| panic!("{token} not listed: {listing}"))
+        .split_whitespace()
+        .collect();
+    // TOKEN FUNCTION STATE ATTACHED EXIT
+    assert_eq!(row.get(2..5), Some(&["ended", "no", "137"][..]), "{row:?}");
+    let o = bento(&s.url, &["inspect", &token]).await;
+    assert_eq!(deadline(&out(&o)), "deadline   - (ended)", "{}", out(&o));
+    s.stop().await;
+}

@@ -88,7 +88,7 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Stop a session's function.
+    /// Stop a session's function; returns once it has ended.
     Kill {
         /// Session token, a unique prefix of it (6+ characters), or its s-… id.
         token: String,
@@ -153,7 +153,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,
-        Command::Kill { token, server } => simple::kill(&token, &server).await,
+        Command::Kill { token, server } => remove::kill(&token, &server).await,
         Command::Rm {
             tokens,
             force,

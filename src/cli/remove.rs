@@ -1,5 +1,5 @@
-//! `bento rm` and `bento prune`: discarding ended sessions with the
-//! output nobody read.
+//! `bento kill`, `bento rm` and `bento prune`: stopping functions, and
+//! discarding ended sessions with the output nobody read.
 
 use super::resolve::{self, short};
 use super::{out, say, ServerArgs};
@@ -8,8 +8,25 @@ use crate::protocol::{SessionInfo, SessionState};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// How long `rm -f` waits for the engine to report the exit.
+/// How long `kill` and `rm -f` wait for the engine to report the exit.
 const KILL_WAIT: Duration = Duration::from_secs(15);
+
+/// `bento kill`: asks the server to kill the function, then waits until the
+/// session reports it ended, so that an `ls` right after shows `ended`,
+/// not `running`. Past [`KILL_WAIT`] it says so and returns.
+pub(super) async fn kill(given: &str, server: &ServerArgs) -> anyhow::Result<i32> {
+    let client = server.client()?;
+    let token = resolve::token(&client, given).await?;
+    client.kill_session(&token).await?;
+    if !wait_ended(&client, &token).await? {
+        say(&format!(
+            "bento: the kill was sent, but {} has not ended after {}s; see `bento ls`",
+            short(&token),
+            KILL_WAIT.as_secs()
+        ));
+    }
+    Ok(0)
+}
 
 /// Polls the session until it is ended (or gone: an attached client may
 /// read its exit and have it reaped at once); `false` past [`KILL_WAIT`].

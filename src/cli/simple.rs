@@ -1,4 +1,4 @@
-//! The one-request commands: submit, functions, ls, close, kill.
+//! The one-request commands: submit, functions, ls, close.
 
 use super::color;
 use super::resolve;
@@ -127,13 +127,6 @@ pub(super) async fn close(given: &str, server: &ServerArgs) -> anyhow::Result<i3
     let client = server.client()?;
     let token = resolve::token(&client, given).await?;
     client.close_session(&token).await?;
-    Ok(0)
-}
-
-pub(super) async fn kill(given: &str, server: &ServerArgs) -> anyhow::Result<i32> {
-    let client = server.client()?;
-    let token = resolve::token(&client, given).await?;
-    client.kill_session(&token).await?;
     Ok(0)
 }
 
