@@ -10,6 +10,7 @@ use crate::client::{
 use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
 use anyhow::Context;
 use std::fs::File;
+use std::io::IsTerminal;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -57,7 +58,12 @@ async fn follow(
     };
     super::writer::keep_freed_memory();
     let mut att = client.attach(token, options).await?;
-    let mut sig = watch_signals(att.detach_handle(), token.to_string())?;
+    if std::io::stderr().is_terminal() {
+        // Docker users expect Ctrl-C to stop what they run; here it does
+        // not, so say so before it matters.
+        say("bento: Ctrl-C detaches (the function keeps running); press it twice within 1 s to stop it");
+    }
+    let mut sig = watch_signals(att.detach_handle(), client.clone(), token.to_string())?;
     if stdin {
         tokio::spawn(pump_stdin(att.input()));
     }
@@ -243,9 +249,15 @@ async fn pump_stdin(input: InputSender) {
     }
 }
 
-/// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps running.
+/// How long after a Ctrl-C a second one stops the function.
+const SECOND_CTRL_C: Duration = Duration::from_secs(1);
+
+/// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps
+/// running. A second Ctrl-C within [`SECOND_CTRL_C`] kills the function
+/// instead, and the attachment stays to show its exit; a third detaches.
 fn watch_signals(
     handle: DetachHandle,
+    client: Client,
     token: String,
 ) -> anyhow::Result<tokio::sync::watch::Receiver<Option<i32>>> {
     let (tx, rx) = tokio::sync::watch::channel(None);
@@ -253,11 +265,30 @@ fn watch_signals(
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
+        let mut killed = false;
         // 128 + signal number, as a shell reports it.
-        let code = tokio::select! {
-            _ = int.recv() => 130,
-            _ = term.recv() => 143,
-            _ = hup.recv() => 129,
+        let code = loop {
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+                _ = hup.recv() => 129,
+            };
+            if code != 130 || killed {
+                break code;
+            }
+            say("bento: detaching; press Ctrl-C again now to stop the function");
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => break 143,
+                _ = hup.recv() => break 129,
+                _ = tokio::time::sleep(SECOND_CTRL_C) => break 130,
+            }
+            if let Err(e) = client.kill_session(&token).await {
+                say(&format!("bento: cannot stop the function: {e}"));
+                break 130;
+            }
+            say("bento: stopping the function (Ctrl-C again detaches)");
+            killed = true;
         };
         let _ = tx.send(Some(code));
         // The follower stops, acks what it wrote and detaches; if it is
