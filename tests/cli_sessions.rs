@@ -128,10 +128,21 @@ async fn functions_show_and_rm_by_id_or_name() {
         text.starts_with(&format!("id       {id}\nname     waits\nimage    python\n")),
         "{text}"
     );
-    let o = bento(&s.url, &["functions", "show", &id, "--json"]).await;
+    // `--url` without a scheme means http.
+    let bare = s.url.trim_start_matches("http://");
+    let o = bento(&s.url, &["functions", "show", &id, "--json", "--url", bare]).await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("show --json: {e}: {}", out(&o)));
     assert_eq!(v["name"], "waits");
+
+    // Limits past the image's maximum are refused in units.
+    let o = bento(&s.url, &["run", "waits", "--memory", "8g"]).await;
+    assert!(
+        o.status.code() == Some(1)
+            && err(&o).contains("memory 8 GiB is above the image's maximum of 1 GiB"),
+        "{}",
+        err(&o)
+    );
 
     // One name, one id, one unknown: the two known go, the unknown is
     // reported, and the exit code says something failed.

@@ -81,7 +81,7 @@ impl Client {
             url: url.to_string(),
             message,
         };
-        let base = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        let base = Url::parse(&with_scheme(url)).map_err(|e| invalid(e.to_string()))?;
         if base.scheme() != "http" {
             return Err(invalid("only http:// URLs are supported".into()));
         }
@@ -331,6 +331,16 @@ impl Client {
     }
 }
 
+/// `127.0.0.1:7470` or `bento.local:7470/x` means http: without a `://`,
+/// `Url::parse` would take `bento.local` for a scheme (or fail on an IP).
+fn with_scheme(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains("://") {
+        url.into()
+    } else {
+        format!("http://{url}").into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,8 +365,21 @@ mod tests {
     }
 
     #[test]
+    fn urls_without_a_scheme_are_http() -> Result<(), ClientError> {
+        for (given, want) in [
+            ("127.0.0.1:7470", "http://127.0.0.1:7470/"),
+            ("localhost:7470", "http://localhost:7470/"),
+            ("bento.example/api", "http://bento.example/api"),
+        ] {
+            assert_eq!(Client::new(given, None)?.url().as_str(), want, "{given}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn bad_urls_are_rejected() {
-        assert!(Client::new("example.com", None).is_err());
+        assert!(Client::new("ftp://example.com", None).is_err());
+        assert!(Client::new("http://", None).is_err());
         assert!(Client::new("https://example.com", None).is_err());
     }
 }
