@@ -82,9 +82,15 @@ impl Client {
             message,
         };
         let base = Url::parse(&with_scheme(url)).map_err(|e| invalid(e.to_string()))?;
-        if base.scheme() != "http" {
-            return Err(invalid("only http:// URLs are supported".into()));
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid(
+                "only http:// and https:// URLs are supported".into(),
+            ));
         }
+        // TLS (https://, and wss:// for attach) uses rustls with ring; the
+        // process-wide choice is made here, once, for both reqwest and
+        // tungstenite. An error means it was already made: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("it has no host".into()));
         }
@@ -236,10 +242,12 @@ impl Client {
 
     fn endpoint(&self, token: &str) -> Result<ws::Endpoint, ClientError> {
         let mut url = self.url_for(&["v1", "sessions", token, "attach"]);
-        url.set_scheme("ws").map_err(|()| ClientError::InvalidUrl {
-            url: self.display.clone(),
-            message: "cannot make a WebSocket URL of it".into(),
-        })?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| ClientError::InvalidUrl {
+                url: self.display.clone(),
+                message: "cannot make a WebSocket URL of it".into(),
+            })?;
         Ok(ws::Endpoint {
             url,
             display_url: self.display.clone(),
@@ -361,6 +369,11 @@ mod tests {
             c.endpoint("tok")?.url.as_str(),
             "ws://example.com/bento/v1/sessions/tok/attach"
         );
+        let c = Client::new("https://example.com/bento", None)?;
+        assert_eq!(
+            c.endpoint("tok")?.url.as_str(),
+            "wss://example.com/bento/v1/sessions/tok/attach"
+        );
         Ok(())
     }
 
@@ -380,6 +393,6 @@ mod tests {
     fn bad_urls_are_rejected() {
         assert!(Client::new("ftp://example.com", None).is_err());
         assert!(Client::new("http://", None).is_err());
-        assert!(Client::new("https://example.com", None).is_err());
+        assert!(Client::new("https://", None).is_err());
     }
 }
