@@ -27,26 +27,27 @@ pub(super) fn short(token: &str) -> &str {
 /// The full token `given` refers to. A full token goes to the server as
 /// it is (one request fewer, and an unknown one gets the server's answer).
 pub(super) async fn token(client: &Client, given: &str) -> anyhow::Result<String> {
-    if given.len() == TOKEN_LEN {
+    if given.len() == TOKEN_LEN || !looks_like_a_reference(given)? {
         return Ok(given.to_string());
     }
-    check_shape(given)?;
     let sessions = client.list_sessions().await?;
     pick(given, &sessions)
 }
 
-/// Rejects what cannot be a reference before asking the server.
-fn check_shape(given: &str) -> anyhow::Result<()> {
+/// Whether `given` is a prefix or an id to look up. What is neither (not
+/// hex) goes to the server as it is, which answers for it; a hex prefix
+/// too short to be unique enough is refused here.
+fn looks_like_a_reference(given: &str) -> anyhow::Result<bool> {
     if given.starts_with("s-") {
-        return Ok(());
+        return Ok(true);
     }
-    if !given.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!("{given:?} is not a session token, token prefix or s-… id");
+    if given.is_empty() || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
     }
     if given.len() < MIN_PREFIX {
         anyhow::bail!("token prefix {given:?} is too short: give at least {MIN_PREFIX} characters");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The one session in `sessions` that `given` names.
@@ -141,11 +142,12 @@ mod tests {
     }
 
     #[test]
-    fn short_or_odd_references_are_refused_before_asking() {
-        assert!(check_shape("abcde").is_err_and(|e| e.to_string().contains("at least 6")));
-        assert!(check_shape("xyz123").is_err());
-        assert!(check_shape("abcdef").is_ok());
-        assert!(check_shape("s-1a2b").is_ok());
+    fn short_prefixes_are_refused_before_asking() {
+        let shape = |s| looks_like_a_reference(s).map_err(|e| e.to_string());
+        assert!(shape("abcde").is_err_and(|e| e.contains("at least 6")));
+        assert_eq!(shape("xyz123"), Ok(false), "not hex: the server's to judge");
+        assert_eq!(shape("abcdef"), Ok(true));
+        assert_eq!(shape("s-1a2b"), Ok(true));
         assert_eq!(short(&"a".repeat(64)), "a".repeat(12));
         assert_eq!(short("abc"), "abc");
     }
