@@ -33,7 +33,13 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .await
         // The token is printed nowhere else: without it the session is
         // hard to find again.
-        .with_context(|| format!("session {} was created but attaching failed", created.token))
+        .with_context(|| {
+            format!(
+                "session {} was created but attaching failed; try: {}",
+                created.token,
+                reattach_command(&client, &created.token, super::hints::url_origin())
+            )
+        })
 }
 
 pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {
@@ -42,8 +48,28 @@ pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {
     follow(&client, &token, &args.flags, !args.no_stdin).await
 }
 
-fn reattach_hint(token: &str) -> String {
-    format!("the function keeps running. Reattach with: bento attach {token}")
+fn reattach_hint(client: &Client, token: &str) -> String {
+    format!(
+        "the function keeps running. Reattach with: {}",
+        reattach_command(client, token, super::hints::url_origin())
+    )
+}
+
+/// The command that picks the session up again, ready to paste: with the
+/// `--url` it was given (an environment variable is still set; the
+/// default needs nothing).
+fn reattach_command(
+    client: &Client,
+    token: &str,
+    origin: Option<super::hints::UrlOrigin>,
+) -> String {
+    match origin {
+        Some(super::hints::UrlOrigin::Flag) => format!(
+            "bento attach {token} --url {}",
+            client.url().as_str().trim_end_matches('/')
+        ),
+        _ => format!("bento attach {token}"),
+    }
 }
 
 async fn follow(
@@ -88,17 +114,17 @@ async fn follow(
         Ok(AttachEnd::Detached) => {
             let code = (*sig.borrow()).unwrap_or(1);
             att.detach().await;
-            say(&format!("detached; {}", reattach_hint(token)));
+            say(&format!("detached; {}", reattach_hint(client, token)));
             Ok(code)
         }
-        Ok(end) => Ok(follower.finish(end, token)),
+        Ok(end) => Ok(follower.finish(end, client, token)),
         Err(e) => {
             // Output could not be written: leave it on the server (unacked)
             // for a later attach rather than dropping it.
             att.detach().await;
             say(&format!(
                 "bento: cannot write output: {e}; detached, {}",
-                reattach_hint(token)
+                reattach_hint(client, token)
             ));
             Ok(1)
         }
@@ -172,7 +198,7 @@ impl Follower {
     }
 
     /// Prints why the attachment ended (if it needs saying) and picks the exit code.
-    fn finish(&self, end: AttachEnd, token: &str) -> i32 {
+    fn finish(&self, end: AttachEnd, client: &Client, token: &str) -> i32 {
         if let Some(exit) = &self.exit {
             // Everything was written out; how the socket ended after that
             // does not change what the function did.
@@ -187,7 +213,7 @@ impl Follower {
                 0
             }
             AttachEnd::Detached => {
-                say(&format!("detached; {}", reattach_hint(token)));
+                say(&format!("detached; {}", reattach_hint(client, token)));
                 0
             }
             AttachEnd::Closed(CloseReason::TakenOver) => {
@@ -197,7 +223,7 @@ impl Follower {
             AttachEnd::Closed(CloseReason::ClosedByUser) => {
                 say(&format!(
                     "bento: detached by `bento close`; {}",
-                    reattach_hint(token)
+                    reattach_hint(client, token)
                 ));
                 1
             }
@@ -208,7 +234,10 @@ impl Follower {
                 1
             }
             AttachEnd::Closed(reason) => {
-                say(&format!("bento: {reason}; {}", reattach_hint(token)));
+                say(&format!(
+                    "bento: {reason}; {}",
+                    reattach_hint(client, token)
+                ));
                 1
             }
             AttachEnd::Failed(e) if e.status().is_some() => {
@@ -219,7 +248,7 @@ impl Follower {
                 1
             }
             AttachEnd::Failed(e) => {
-                say(&format!("bento: {e}; {}", reattach_hint(token)));
+                say(&format!("bento: {e}; {}", reattach_hint(client, token)));
                 1
             }
         }
@@ -295,8 +324,31 @@ fn watch_signals(
         // stuck writing, leave anyway.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), handle.detach()).await;
-        say(&format!("detached; {}", reattach_hint(&token)));
+        say(&format!("detached; {}", reattach_hint(&client, &token)));
         std::process::exit(code);
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::hints::UrlOrigin;
+
+    #[test]
+    fn the_reattach_command_carries_a_url_given_as_a_flag() -> anyhow::Result<()> {
+        let client = Client::new("10.0.0.5:7470", None)?;
+        let t = "ab".repeat(32);
+        assert_eq!(
+            reattach_command(&client, &t, Some(UrlOrigin::Flag)),
+            format!("bento attach {t} --url http://10.0.0.5:7470")
+        );
+        for origin in [Some(UrlOrigin::Env), Some(UrlOrigin::Default), None] {
+            assert_eq!(
+                reattach_command(&client, &t, origin),
+                format!("bento attach {t}")
+            );
+        }
+        Ok(())
+    }
 }

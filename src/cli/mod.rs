@@ -130,6 +130,15 @@ impl Cli {
     }
 }
 
+/// Parses the process's arguments (exiting with clap's message when they
+/// are wrong), noting where the server URL came from for the hints.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    hints::note_url_origin(&matches);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs a parsed command; returns the process exit code. Errors are
 /// printed here as `bento: <message>`.
 pub async fn run(cli: Cli) -> i32 {
