@@ -41,6 +41,7 @@ pub struct ServeArgs {
 pub enum ImagesCommand {
     /// Build function images (all of them unless named).
     Build {
+        /// Images to build, by name (config/images/NAME.yaml); all if none.
         names: Vec<String>,
         /// Config file (default: config/bento.yaml if it exists).
         #[arg(long)]

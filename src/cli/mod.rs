@@ -116,7 +116,10 @@ pub enum Command {
         server: ServerArgs,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to print them for.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
@@ -220,6 +223,36 @@ mod tests {
     fn cli_definition_is_valid() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// `--help` describes every positional argument of every command.
+    #[test]
+    fn every_positional_argument_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                let described = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .is_some_and(|h| !h.to_string().trim().is_empty());
+                if !described {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "bento", &mut missing);
+        assert!(missing.is_empty(), "positionals without help: {missing:?}");
+        // The walk does reach them.
+        let run = cmd
+            .find_subcommand("run")
+            .map(|r| r.get_positionals().count());
+        assert_eq!(run, Some(2));
     }
 
     #[test]
