@@ -380,7 +380,7 @@ pub fn size(n: u64) -> String {
     ];
     for (unit, scale) in UNITS {
         if n >= scale {
-            if n % scale == 0 {
+            if n.is_multiple_of(scale) {
                 return format!("{} {unit}", n / scale);
             }
             let tenths = n * 10 / scale;
@@ -396,7 +396,7 @@ pub fn size(n: u64) -> String {
 fn span(d: std::time::Duration) -> String {
     let s = d.as_secs();
     for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= scale && s % scale == 0 {
+        if s >= scale && s.is_multiple_of(scale) {
             return format!("{}{unit}", s / scale);
         }
     }
