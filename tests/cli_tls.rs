@@ -92,7 +92,6 @@ fn make_certs(dir: &Path) {
 
 /// Terminates TLS on a new port and passes the plain bytes to `backend`.
 async fn tls_proxy(dir: &Path, backend: String) -> String {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
         .and_then(|i| i.collect())
         .unwrap_or_else(|e| panic!("leaf.pem: {e}"));

@@ -87,10 +87,7 @@ impl Client {
                 "only http:// and https:// URLs are supported".into(),
             ));
         }
-        // TLS (https://, and wss:// for attach) uses rustls with ring; the
-        // process-wide choice is made here, once, for both reqwest and
-        // tungstenite. An error means it was already made: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("it has no host".into()));
         }
