@@ -17,6 +17,11 @@ fn main() {
             filter = filter.add_directive(d);
         }
     }
+    // A certificate it refuses is logged as an ERROR by the verifier, and
+    // then reported again, with a hint, as the command's own error.
+    if let Ok(d) = "rustls_platform_verifier=off".parse() {
+        filter = filter.add_directive(d);
+    }
     // Colours only on a terminal: a log file or journald would get the
     // escape codes as text. NO_COLOR is honoured as everywhere else.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

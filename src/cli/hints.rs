@@ -59,6 +59,11 @@ pub(super) fn for_error(e: &anyhow::Error) -> Option<String> {
 
 pub(super) fn for_client_error(e: &ClientError) -> Option<String> {
     match e {
+        ClientError::Unreachable { message, .. } if message.contains("certificate") => Some(
+            "the server's TLS certificate is not trusted here: add its CA to the system's \
+             roots, or point SSL_CERT_FILE at it"
+                .into(),
+        ),
         ClientError::Unreachable { url, .. } => Some(unreachable(url, url_origin())),
         ClientError::Http { status: 401, .. } => Some("set BENTO_API_KEY or --api-key".into()),
         ClientError::Http {
@@ -96,6 +101,11 @@ mod tests {
             for_client_error(&e).as_deref(),
             Some("is `bento serve` running at http://127.0.0.1:1?")
         );
+        let tls = ClientError::Unreachable {
+            url: "https://h".into(),
+            message: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(for_client_error(&tls).is_some_and(|h| h.contains("SSL_CERT_FILE")));
         let h = |s, m| for_client_error(&http(s, m));
         assert_eq!(
             h(401, "wrong API key").as_deref(),
