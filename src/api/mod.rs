@@ -6,6 +6,7 @@ pub mod auth;
 mod error;
 mod functions;
 pub mod openapi;
+mod removal;
 
 use openapi::{Op, Route};
 
@@ -119,7 +120,7 @@ pub static ROUTES: &[Route] = &[
                 errors: &[401, 404, 409, 503],
             },
         ],
-        handler: || get(get_session).delete(remove_session),
+        handler: || get(get_session).delete(removal::remove_session),
     },
     Route {
         path: "/v1/sessions/{token}/attach",
@@ -344,7 +345,10 @@ async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>>
     Json(out)
 }
 
-fn session(s: &AppState, token: &str) -> Result<crate::session::SessionHandle, ApiError> {
+pub(super) fn session(
+    s: &AppState,
+    token: &str,
+) -> Result<crate::session::SessionHandle, ApiError> {
     if let Some(h) = s.registry.get(token) {
         return Ok(h);
     }
@@ -388,30 +392,6 @@ async fn kill_session(
         .await
         .map_err(|_| ApiError::unknown_session())?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Reaps an ended session now, with whatever output it still holds. A
-/// running one is refused rather than killed: removing must never be how
-/// a function gets stopped by accident.
-async fn remove_session(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let handle = session(&s, &token)?;
-    match handle.remove().await {
-        Ok(Ok(())) => {
-            tracing::info!(session = %handle.id, "session removed");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Ok(Err(crate::session::StillRunning)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "session {} is still running: kill it first (bento kill, or bento rm -f)",
-                handle.id
-            ),
-        )),
-        Err(_) => Err(ApiError::unknown_session()),
-    }
 }
 
 #[derive(Deserialize)]
