@@ -1,10 +1,10 @@
 //! The `bento` binary: parse the command line, set up logging, run.
 
-use clap::Parser;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = bento::cli::Cli::parse();
+    let cli = bento::cli::parse();
     // Logs go to stderr so they never mix with output scripts read (ids,
     // tokens, the function's output).
     let mut filter = EnvFilter::try_from_default_env()
@@ -17,12 +17,20 @@ fn main() {
             filter = filter.add_directive(d);
         }
     }
+    // A certificate it refuses is logged as an ERROR by the verifier, and
+    // then reported again, with a hint, as the command's own error.
+    if let Ok(d) = "rustls_platform_verifier=off".parse() {
+        filter = filter.add_directive(d);
+    }
+    // Colours only on a terminal: a log file or journald would get the
+    // escape codes as text. NO_COLOR is honoured as everywhere else.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cli.log_format {
         bento::cli::LogFormat::Json => builder.json().init(),
-        // Colours only when stderr is a terminal (the default checks it).
         bento::cli::LogFormat::Human => builder.init(),
     }
     let code = match tokio::runtime::Runtime::new() {

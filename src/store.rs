@@ -135,6 +135,43 @@ impl FunctionStore {
             .map(|(f, _)| f.clone())
     }
 
+    /// Deletes a function, found as [`FunctionStore::resolve`] finds it;
+    /// `None` if there is none. Sessions already started keep running:
+    /// their code is in their container, and resuming them after a restart
+    /// does not read it. A name passes to the newest function left with
+    /// it, which is also what reopening the store would find.
+    ///
+    /// It leaves the maps first, so that a session created meanwhile gets
+    /// a clean "unknown function"; then the record goes before the code, so
+    /// a crash in between leaves only code, which [`FunctionStore::open`]
+    /// ignores.
+    pub async fn remove(&self, id_or_name: &str) -> io::Result<Option<FunctionInfo>> {
+        let Some(info) = self.resolve(id_or_name) else {
+            return Ok(None);
+        };
+        {
+            let mut inner = self.lock();
+            if inner.by_id.remove(&info.id).is_none() {
+                return Ok(None); // removed by a concurrent call
+            }
+            if let Some(name) = &info.name {
+                let newest = inner
+                    .by_id
+                    .values()
+                    .filter(|(f, _)| f.name.as_ref() == Some(name))
+                    .max_by_key(|(_, us)| *us)
+                    .map(|(f, _)| f.id.clone());
+                match newest {
+                    Some(id) => inner.names.insert(name.clone(), id),
+                    None => inner.names.remove(name),
+                };
+            }
+        }
+        remove_file_if_exists(&self.dir.join(format!("{}.json", info.id))).await?;
+        remove_file_if_exists(&code_path(&self.dir, &info.id)).await?;
+        Ok(Some(info))
+    }
+
     pub async fn code(&self, id: &str) -> io::Result<String> {
         tokio::fs::read_to_string(code_path(&self.dir, id)).await
     }
@@ -156,6 +193,13 @@ impl FunctionStore {
 
 fn code_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.py"))
+}
+
+async fn remove_file_if_exists(path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -190,6 +234,40 @@ mod tests {
         assert_eq!(reopened.list().len(), 2);
         assert_eq!(reopened.resolve("f").map(|f| f.id), Some(b.id.clone()));
         assert_eq!(reopened.code(&a.id).await.ok().as_deref(), Some("print(1)"));
+    }
+
+    #[tokio::test]
+    async fn removing_passes_the_name_to_the_newest_left_and_lasts() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut ids = Vec::new();
+        for code in ["print(1)", "print(2)"] {
+            let f = store.submit(code, Some("f".into()), "python".into()).await;
+            ids.push(f.unwrap_or_else(|e| panic!("{e}")).id);
+        }
+        // By name: the newest goes, and the name falls back to the older one.
+        let gone = store.remove("f").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gone.map(|f| f.id), Some(ids[1].clone()));
+        assert_eq!(store.resolve("f").map(|f| f.id), Some(ids[0].clone()));
+        assert!(store.resolve(&ids[1]).is_none());
+        let again = store
+            .remove(&ids[1])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.is_none(), "a second removal finds nothing");
+
+        let reopened = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.list().len(), 1);
+        assert_eq!(reopened.resolve("f").map(|f| f.id), Some(ids[0].clone()));
+        let last = reopened
+            .remove(&ids[0])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(last.is_some() && reopened.resolve("f").is_none());
+        let left = std::fs::read_dir(dir.path().join("functions"))
+            .map(|d| d.count())
+            .unwrap_or(usize::MAX);
+        assert_eq!(left, 0, "no files are left behind");
     }
 
     #[tokio::test]

@@ -366,7 +366,8 @@ async fn takeover_close_ls_and_kill() {
     expect_code(&o, 0, "ls");
     let listing = out(&o);
     assert!(listing.starts_with("TOKEN"), "ls header: {listing:?}");
-    let row: Vec<&str> = match listing.lines().find(|l| l.starts_with(&token)) {
+    // `ls` shows the first 12 characters of each token.
+    let row: Vec<&str> = match listing.lines().find(|l| l.starts_with(&token[..12])) {
         Some(r) => r.split_whitespace().collect(),
         None => panic!("ls does not list {token}: {listing:?}"),
     };

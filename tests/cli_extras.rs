@@ -362,7 +362,7 @@ async fn errors_say_what_to_do_next() {
         assert_eq!(lines.len(), 2, "one line and a hint: {e:?}");
         assert_eq!(
             lines.get(1).copied(),
-            Some(format!("hint: is `bento serve` running? (BENTO_URL={closed})").as_str())
+            Some(format!("hint: is `bento serve` running at {closed}? (from BENTO_URL)").as_str())
         );
         assert!(out(&o).is_empty());
     }

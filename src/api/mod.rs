@@ -4,7 +4,9 @@
 mod attach;
 pub mod auth;
 mod error;
+mod functions;
 pub mod openapi;
+mod removal;
 
 use openapi::{Op, Route};
 
@@ -61,6 +63,26 @@ pub static ROUTES: &[Route] = &[
         handler: || post(submit_function).get(list_functions),
     },
     Route {
+        path: "/v1/functions/{id}",
+        ops: &[
+            Op {
+                method: "get",
+                summary: "Show a function, by id or name",
+                request: None,
+                ok: (200, openapi::FUNCTION),
+                errors: &[401, 404],
+            },
+            Op {
+                method: "delete",
+                summary: "Delete a function (by id or name); its sessions keep running",
+                request: None,
+                ok: (200, openapi::FUNCTION),
+                errors: &[401, 404],
+            },
+        ],
+        handler: || get(functions::get_function).delete(functions::delete_function),
+    },
+    Route {
         path: "/v1/sessions",
         ops: &[
             Op {
@@ -82,14 +104,23 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         path: "/v1/sessions/{token}",
-        ops: &[Op {
-            method: "get",
-            summary: "Inspect a session",
-            request: None,
-            ok: (200, openapi::SESSION),
-            errors: &[401, 404],
-        }],
-        handler: || get(get_session),
+        ops: &[
+            Op {
+                method: "get",
+                summary: "Inspect a session",
+                request: None,
+                ok: (200, openapi::SESSION),
+                errors: &[401, 404],
+            },
+            Op {
+                method: "delete",
+                summary: "Remove an ended session, discarding its unread output",
+                request: None,
+                ok: (204, None),
+                errors: &[401, 404, 409, 503],
+            },
+        ],
+        handler: || get(get_session).delete(removal::remove_session),
     },
     Route {
         path: "/v1/sessions/{token}/attach",
@@ -314,7 +345,10 @@ async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>>
     Json(out)
 }
 
-fn session(s: &AppState, token: &str) -> Result<crate::session::SessionHandle, ApiError> {
+pub(super) fn session(
+    s: &AppState,
+    token: &str,
+) -> Result<crate::session::SessionHandle, ApiError> {
     if let Some(h) = s.registry.get(token) {
         return Ok(h);
     }

@@ -80,7 +80,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad request",
         401 => "Missing or wrong API key",
         404 => "Not found",
-        409 => "Image not built",
+        409 => "Conflict: the image is not built, or the session still runs (see the message)",
         413 => "Too large",
         415 => "Not JSON",
         429 => "At capacity",

@@ -41,6 +41,7 @@ pub struct ServeArgs {
 pub enum ImagesCommand {
     /// Build function images (all of them unless named).
     Build {
+        /// Images to build, by name (config/images/NAME.yaml); all if none.
         names: Vec<String>,
         /// Config file (default: config/bento.yaml if it exists).
         #[arg(long)]
@@ -53,6 +54,46 @@ pub enum ImagesCommand {
         config: Option<PathBuf>,
         #[command(flatten)]
         json: JsonFlag,
+    },
+}
+
+/// `bento functions`: a listing by default, or one of its subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FunctionsArgs {
+    #[command(subcommand)]
+    pub command: Option<FunctionsCommand>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FunctionsCommand {
+    /// List stored functions (the same as `bento functions`).
+    Ls {
+        #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one function.
+    Show {
+        /// Function id, or name (the newest function with that name).
+        function: String,
+        #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete functions; sessions already running them keep running.
+    Rm {
+        /// Function ids, or names (the newest function with that name).
+        #[arg(required = true)]
+        functions: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -107,7 +148,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     /// Do not read stdin (and do not end the function's input).
     #[arg(long)]
@@ -128,7 +169,7 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     #[command(flatten)]
     pub json: JsonFlag,
@@ -138,7 +179,7 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Session token (from `bento run -d` or `bento ls`).
+    /// Session token, a unique prefix of it (6+ characters), or its s-… id.
     pub token: String,
     /// Keep watching for new output until the function ends.
     #[arg(short, long)]

@@ -10,6 +10,7 @@ use crate::client::{
 use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
 use anyhow::Context;
 use std::fs::File;
+use std::io::IsTerminal;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,16 +33,43 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .await
         // The token is printed nowhere else: without it the session is
         // hard to find again.
-        .with_context(|| format!("session {} was created but attaching failed", created.token))
+        .with_context(|| {
+            format!(
+                "session {} was created but attaching failed; try: {}",
+                created.token,
+                reattach_command(&client, &created.token, super::hints::url_origin())
+            )
+        })
 }
 
 pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
-    follow(&client, &args.token, &args.flags, !args.no_stdin).await
+    let token = super::resolve::token(&client, &args.token).await?;
+    follow(&client, &token, &args.flags, !args.no_stdin).await
 }
 
-fn reattach_hint(token: &str) -> String {
-    format!("the function keeps running. Reattach with: bento attach {token}")
+fn reattach_hint(client: &Client, token: &str) -> String {
+    format!(
+        "the function keeps running. Reattach with: {}",
+        reattach_command(client, token, super::hints::url_origin())
+    )
+}
+
+/// The command that picks the session up again, ready to paste: with the
+/// `--url` it was given (an environment variable is still set; the
+/// default needs nothing).
+fn reattach_command(
+    client: &Client,
+    token: &str,
+    origin: Option<super::hints::UrlOrigin>,
+) -> String {
+    match origin {
+        Some(super::hints::UrlOrigin::Flag) => format!(
+            "bento attach {token} --url {}",
+            client.url().as_str().trim_end_matches('/')
+        ),
+        _ => format!("bento attach {token}"),
+    }
 }
 
 async fn follow(
@@ -56,7 +84,12 @@ async fn follow(
     };
     super::writer::keep_freed_memory();
     let mut att = client.attach(token, options).await?;
-    let mut sig = watch_signals(att.detach_handle(), token.to_string())?;
+    if std::io::stderr().is_terminal() {
+        // Docker users expect Ctrl-C to stop what they run; here it does
+        // not, so say so before it matters.
+        say("bento: Ctrl-C detaches (the function keeps running); press it twice within 1 s to stop it");
+    }
+    let mut sig = watch_signals(att.detach_handle(), client.clone(), token.to_string())?;
     if stdin {
         tokio::spawn(pump_stdin(att.input()));
     }
@@ -81,17 +114,17 @@ async fn follow(
         Ok(AttachEnd::Detached) => {
             let code = (*sig.borrow()).unwrap_or(1);
             att.detach().await;
-            say(&format!("detached; {}", reattach_hint(token)));
+            say(&format!("detached; {}", reattach_hint(client, token)));
             Ok(code)
         }
-        Ok(end) => Ok(follower.finish(end, token)),
+        Ok(end) => Ok(follower.finish(end, client, token)),
         Err(e) => {
             // Output could not be written: leave it on the server (unacked)
             // for a later attach rather than dropping it.
             att.detach().await;
             say(&format!(
                 "bento: cannot write output: {e}; detached, {}",
-                reattach_hint(token)
+                reattach_hint(client, token)
             ));
             Ok(1)
         }
@@ -165,7 +198,7 @@ impl Follower {
     }
 
     /// Prints why the attachment ended (if it needs saying) and picks the exit code.
-    fn finish(&self, end: AttachEnd, token: &str) -> i32 {
+    fn finish(&self, end: AttachEnd, client: &Client, token: &str) -> i32 {
         if let Some(exit) = &self.exit {
             // Everything was written out; how the socket ended after that
             // does not change what the function did.
@@ -180,7 +213,7 @@ impl Follower {
                 0
             }
             AttachEnd::Detached => {
-                say(&format!("detached; {}", reattach_hint(token)));
+                say(&format!("detached; {}", reattach_hint(client, token)));
                 0
             }
             AttachEnd::Closed(CloseReason::TakenOver) => {
@@ -190,7 +223,7 @@ impl Follower {
             AttachEnd::Closed(CloseReason::ClosedByUser) => {
                 say(&format!(
                     "bento: detached by `bento close`; {}",
-                    reattach_hint(token)
+                    reattach_hint(client, token)
                 ));
                 1
             }
@@ -201,7 +234,10 @@ impl Follower {
                 1
             }
             AttachEnd::Closed(reason) => {
-                say(&format!("bento: {reason}; {}", reattach_hint(token)));
+                say(&format!(
+                    "bento: {reason}; {}",
+                    reattach_hint(client, token)
+                ));
                 1
             }
             AttachEnd::Failed(e) if e.status().is_some() => {
@@ -212,7 +248,7 @@ impl Follower {
                 1
             }
             AttachEnd::Failed(e) => {
-                say(&format!("bento: {e}; {}", reattach_hint(token)));
+                say(&format!("bento: {e}; {}", reattach_hint(client, token)));
                 1
             }
         }
@@ -242,9 +278,15 @@ async fn pump_stdin(input: InputSender) {
     }
 }
 
-/// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps running.
+/// How long after a Ctrl-C a second one stops the function.
+const SECOND_CTRL_C: Duration = Duration::from_secs(1);
+
+/// Ctrl-C, SIGTERM and a closed terminal detach; the function keeps
+/// running. A second Ctrl-C within [`SECOND_CTRL_C`] kills the function
+/// instead, and the attachment stays to show its exit; a third detaches.
 fn watch_signals(
     handle: DetachHandle,
+    client: Client,
     token: String,
 ) -> anyhow::Result<tokio::sync::watch::Receiver<Option<i32>>> {
     let (tx, rx) = tokio::sync::watch::channel(None);
@@ -252,19 +294,61 @@ fn watch_signals(
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
+        let mut killed = false;
         // 128 + signal number, as a shell reports it.
-        let code = tokio::select! {
-            _ = int.recv() => 130,
-            _ = term.recv() => 143,
-            _ = hup.recv() => 129,
+        let code = loop {
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+                _ = hup.recv() => 129,
+            };
+            if code != 130 || killed {
+                break code;
+            }
+            say("bento: detaching; press Ctrl-C again now to stop the function");
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => break 143,
+                _ = hup.recv() => break 129,
+                _ = tokio::time::sleep(SECOND_CTRL_C) => break 130,
+            }
+            if let Err(e) = client.kill_session(&token).await {
+                say(&format!("bento: cannot stop the function: {e}"));
+                break 130;
+            }
+            say("bento: stopping the function (Ctrl-C again detaches)");
+            killed = true;
         };
         let _ = tx.send(Some(code));
         // The follower stops, acks what it wrote and detaches; if it is
         // stuck writing, leave anyway.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), handle.detach()).await;
-        say(&format!("detached; {}", reattach_hint(&token)));
+        say(&format!("detached; {}", reattach_hint(&client, &token)));
         std::process::exit(code);
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::hints::UrlOrigin;
+
+    #[test]
+    fn the_reattach_command_carries_a_url_given_as_a_flag() -> anyhow::Result<()> {
+        let client = Client::new("10.0.0.5:7470", None)?;
+        let t = "ab".repeat(32);
+        assert_eq!(
+            reattach_command(&client, &t, Some(UrlOrigin::Flag)),
+            format!("bento attach {t} --url http://10.0.0.5:7470")
+        );
+        for origin in [Some(UrlOrigin::Env), Some(UrlOrigin::Default), None] {
+            assert_eq!(
+                reattach_command(&client, &t, origin),
+                format!("bento attach {t}")
+            );
+        }
+        Ok(())
+    }
 }

@@ -93,7 +93,13 @@ struct ImageRow {
     tag: String,
     /// `null` when Docker could not be asked.
     built: Option<bool>,
+    /// The base a build uses.
     base: String,
+    /// Where `base` comes from: `BENTO_BASE_IMAGE`, `base_image` (in
+    /// bento.yaml), or `image` (the image's own YAML).
+    base_from: &'static str,
+    /// The base the image's own YAML names.
+    yaml_base: String,
 }
 
 pub(super) async fn list(config: Option<&Path>, json: bool) -> anyhow::Result<i32> {
@@ -119,11 +125,16 @@ pub(super) async fn list(config: Option<&Path>, json: bool) -> anyhow::Result<i3
             },
             None => None,
         };
+        let (base, base_from) = config
+            .base_override()
+            .unwrap_or_else(|| (spec.base.clone(), "image"));
         images.push(ImageRow {
             name: spec.name.clone(),
             tag,
             built,
-            base: config.base_image_for(spec),
+            base,
+            base_from,
+            yaml_base: spec.base.clone(),
         });
     }
     if json {
@@ -137,7 +148,13 @@ pub(super) async fn list(config: Option<&Path>, json: bool) -> anyhow::Result<i3
                 Some(false) => "no",
                 None => "?",
             };
-            vec![i.name, i.tag, built.to_string(), i.base]
+            // An override says so, so that nobody wonders why the YAML's
+            // base is not the one built on.
+            let base = match i.base_from {
+                "image" => i.base,
+                from => format!("{} (from {from}; the YAML says {})", i.base, i.yaml_base),
+            };
+            vec![i.name, i.tag, built.to_string(), base]
         })
         .collect();
     out(render(&["NAME", "TAG", "BUILT", "BASE"], &rows).trim_end())?;

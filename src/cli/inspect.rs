@@ -10,10 +10,11 @@ use crate::protocol::{ExitInfo, SessionInfo};
 
 pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
+    let token = super::resolve::token(&client, &args.token).await?;
     if args.json.json {
-        return print_json(&client.session_json(&args.token).await?);
+        return print_json(&client.session_json(&token).await?);
     }
-    let info = client.session(&args.token).await?;
+    let info = client.session(&token).await?;
     let text = describe(&info, color::enabled());
     out(text.trim_end())?;
     Ok(0)
@@ -49,7 +50,13 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         None => rows.push(("limits", "-".into())),
     }
     rows.push(("created", utc_and_ago(s.created_at)));
-    rows.push(("deadline", s.deadline.map_or("-".into(), utc_and_ago)));
+    // The API keeps the deadline that was set; once the function has
+    // ended it no longer means anything is coming.
+    let deadline = match (s.ended_at, s.deadline) {
+        (Some(_), _) => "- (ended)".to_string(),
+        (None, d) => d.map_or("-".into(), utc_and_ago),
+    };
+    rows.push(("deadline", deadline));
     rows.push(("ended", s.ended_at.map_or("-".into(), utc_and_ago)));
     rows.push(("exit", s.exit.as_ref().map_or("-".into(), exit_words)));
     rows.push(("pending", pending(s)));
@@ -148,6 +155,7 @@ mod tests {
             "timeout    30s\n",
             "created    2025-11-21 22:40:00 UTC (",
             "exit       killed: timed out (exit code 124)\n",
+            "deadline   - (ended)\n",
             "pending    2 msgs, 2.0 KiB (0 B spooled to disk)\n",
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");

@@ -16,11 +16,12 @@ const POLL: Duration = Duration::from_millis(200);
 
 pub(super) async fn logs(args: LogsArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
+    let token = super::resolve::token(&client, &args.token).await?;
     let stdout = BufWriter::with_capacity(64 << 10, tokio::io::stdout());
     let mut output = Output::new(stdout, tokio::io::stderr(), args.raw);
     let mut source = HttpPages {
         client: &client,
-        token: &args.token,
+        token: &token,
     };
     let end = watch(&mut source, &mut output, args.follow, POLL).await?;
     match end {

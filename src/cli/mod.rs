@@ -7,13 +7,16 @@
 mod args;
 mod attach;
 mod color;
+mod functions;
 mod hints;
 mod images;
 mod inspect;
 mod io;
 mod limits;
 mod logs;
+mod remove;
 mod render;
+mod resolve;
 mod serve;
 mod simple;
 mod table;
@@ -21,8 +24,8 @@ mod time;
 mod writer;
 
 pub use args::{
-    AttachArgs, AttachFlags, ImagesCommand, InspectArgs, JsonFlag, LogsArgs, RunArgs, ServeArgs,
-    ServerArgs, SubmitArgs,
+    AttachArgs, AttachFlags, FunctionsArgs, FunctionsCommand, ImagesCommand, InspectArgs, JsonFlag,
+    LogsArgs, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
 };
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -57,21 +60,20 @@ pub enum Command {
     Images(ImagesCommand),
     /// Store a function's code; prints its id.
     Submit(SubmitArgs),
-    /// List stored functions.
-    Functions {
-        #[command(flatten)]
-        json: JsonFlag,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    /// List stored functions; `show` or `rm` one.
+    Functions(FunctionsArgs),
     /// Start a function in a new session and attach to it.
     Run(RunArgs),
     /// Attach to a running (or ended, undelivered) session.
     Attach(AttachArgs),
-    /// List sessions.
+    /// List sessions (tokens shortened to 12 characters; any unique prefix
+    /// of at least 6, or the `s-…` id, works wherever a token is taken).
     Ls {
         #[command(flatten)]
         json: JsonFlag,
+        /// Show whole tokens.
+        #[arg(long)]
+        no_trunc: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -81,18 +83,43 @@ pub enum Command {
     Logs(LogsArgs),
     /// Detach whoever is attached to a session; the function keeps running.
     Close {
+        /// Session token, a unique prefix of it (6+ characters), or its s-… id.
         token: String,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Stop a session's function.
+    /// Stop a session's function; returns once it has ended.
     Kill {
+        /// Session token, a unique prefix of it (6+ characters), or its s-… id.
         token: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove ended sessions, discarding the output nobody read.
+    Rm {
+        /// Session tokens, unique prefixes of them (6+ characters), or s-… ids.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        /// Kill a session that still runs first (otherwise it is refused).
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove every ended session nobody is attached to, discarding its
+    /// unread output.
+    Prune {
+        /// Do not ask first (required when stdin is not a terminal).
+        #[arg(short, long)]
+        force: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to print them for.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
@@ -104,6 +131,15 @@ impl Cli {
             _ => "warn",
         }
     }
+}
+
+/// Parses the process's arguments (exiting with clap's message when they
+/// are wrong), noting where the server URL came from for the hints.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    hints::note_url_origin(&matches);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs a parsed command; returns the process exit code. Errors are
@@ -118,14 +154,24 @@ pub async fn run(cli: Cli) -> i32 {
             images::list(config.as_deref(), json.json).await
         }
         Command::Submit(args) => simple::submit(args).await,
-        Command::Functions { json, server } => simple::functions(&server, json.json).await,
+        Command::Functions(args) => functions::run(args).await,
         Command::Run(args) => attach::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
-        Command::Ls { json, server } => simple::sessions(&server, json.json).await,
+        Command::Ls {
+            json,
+            no_trunc,
+            server,
+        } => simple::sessions(&server, json.json, no_trunc).await,
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,
-        Command::Kill { token, server } => simple::kill(&token, &server).await,
+        Command::Kill { token, server } => remove::kill(&token, &server).await,
+        Command::Rm {
+            tokens,
+            force,
+            server,
+        } => remove::rm(&tokens, force, &server).await,
+        Command::Prune { force, server } => remove::prune(force, &server).await,
         Command::Completions { shell } => completions(shell),
     };
     match result {
@@ -179,6 +225,36 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `--help` describes every positional argument of every command.
+    #[test]
+    fn every_positional_argument_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                let described = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .is_some_and(|h| !h.to_string().trim().is_empty());
+                if !described {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "bento", &mut missing);
+        assert!(missing.is_empty(), "positionals without help: {missing:?}");
+        // The walk does reach them.
+        let run = cmd
+            .find_subcommand("run")
+            .map(|r| r.get_positionals().count());
+        assert_eq!(run, Some(2));
+    }
+
     #[test]
     fn run_takes_flags_anywhere_and_args_after_dashes() -> Result<(), clap::Error> {
         let Command::Run(r) = parse(&["run", "f", "1", "-2", "-d", "--raw", "x"])?.command else {
@@ -212,7 +288,22 @@ mod tests {
         assert!(matches!(parse(&["ls", "--json"])?.command, Command::Ls { json, .. } if json.json));
         assert!(matches!(
             parse(&["functions", "--json"])?.command,
-            Command::Functions { json, .. } if json.json
+            Command::Functions(a) if a.json.json && a.command.is_none()
+        ));
+        assert!(matches!(
+            parse(&["functions", "rm", "a", "b"])?.command,
+            Command::Functions(FunctionsArgs {
+                command: Some(FunctionsCommand::Rm { functions, .. }),
+                ..
+            }) if functions == ["a", "b"]
+        ));
+        assert!(parse(&["functions", "rm"]).is_err());
+        assert!(matches!(
+            parse(&["functions", "show", "f", "--json"])?.command,
+            Command::Functions(FunctionsArgs {
+                command: Some(FunctionsCommand::Show { function, json, .. }),
+                ..
+            }) if function == "f" && json.json
         ));
         assert!(matches!(
             parse(&["images", "ls", "--json"])?.command,

@@ -1,6 +1,7 @@
-//! The one-request commands: submit, functions, ls, close, kill.
+//! The one-request commands: submit, functions, ls, close.
 
 use super::color;
+use super::resolve;
 use super::table::{bytes, render};
 use super::time::ago;
 use super::{out, ServerArgs, SubmitArgs};
@@ -54,7 +55,11 @@ pub(super) async fn functions(server: &ServerArgs, json: bool) -> anyhow::Result
     print_table(&["ID", "NAME", "IMAGE", "SIZE", "CREATED"], &rows)
 }
 
-pub(super) async fn sessions(server: &ServerArgs, json: bool) -> anyhow::Result<i32> {
+pub(super) async fn sessions(
+    server: &ServerArgs,
+    json: bool,
+    no_trunc: bool,
+) -> anyhow::Result<i32> {
     let client = server.client()?;
     if json {
         return print_json(&client.sessions_json().await?);
@@ -62,7 +67,10 @@ pub(super) async fn sessions(server: &ServerArgs, json: bool) -> anyhow::Result<
     let mut list = client.list_sessions().await?;
     list.sort_by_key(|s| s.created_at);
     let colour = color::enabled();
-    let rows: Vec<Vec<String>> = list.iter().map(|s| session_row(s, colour)).collect();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| session_row(s, colour, no_trunc))
+        .collect();
     print_table(
         &[
             "TOKEN", "FUNCTION", "STATE", "ATTACHED", "EXIT", "PENDING", "CREATED",
@@ -71,14 +79,19 @@ pub(super) async fn sessions(server: &ServerArgs, json: bool) -> anyhow::Result<
     )
 }
 
-fn session_row(s: &SessionInfo, colour: bool) -> Vec<String> {
+fn session_row(s: &SessionInfo, colour: bool, no_trunc: bool) -> Vec<String> {
     let pending = match s.pending_messages {
         0 => "-".to_string(),
         1 => format!("1 msg, {}", bytes(s.pending_bytes)),
         n => format!("{n} msgs, {}", bytes(s.pending_bytes)),
     };
+    let token = if no_trunc {
+        &s.token
+    } else {
+        resolve::short(&s.token)
+    };
     vec![
-        s.token.clone(),
+        token.to_string(),
         s.function_name
             .clone()
             .unwrap_or_else(|| s.function.clone()),
@@ -110,13 +123,10 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(super) async fn close(token: &str, server: &ServerArgs) -> anyhow::Result<i32> {
-    server.client()?.close_session(token).await?;
-    Ok(0)
-}
-
-pub(super) async fn kill(token: &str, server: &ServerArgs) -> anyhow::Result<i32> {
-    server.client()?.kill_session(token).await?;
+pub(super) async fn close(given: &str, server: &ServerArgs) -> anyhow::Result<i32> {
+    let client = server.client()?;
+    let token = resolve::token(&client, given).await?;
+    client.close_session(&token).await?;
     Ok(0)
 }
 

@@ -81,10 +81,13 @@ impl Client {
             url: url.to_string(),
             message,
         };
-        let base = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-        if base.scheme() != "http" {
-            return Err(invalid("only http:// URLs are supported".into()));
+        let base = Url::parse(&with_scheme(url)).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid(
+                "only http:// and https:// URLs are supported".into(),
+            ));
         }
+
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("it has no host".into()));
         }
@@ -123,6 +126,28 @@ impl Client {
     pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>, ClientError> {
         self.json(Method::GET, &["v1", "functions"], None::<&()>)
             .await
+    }
+
+    /// One function, by id or name (the newest with that name).
+    pub async fn function(&self, id_or_name: &str) -> Result<FunctionInfo, ClientError> {
+        self.json(Method::GET, &["v1", "functions", id_or_name], None::<&()>)
+            .await
+    }
+
+    /// [`Client::function`] as the server's JSON text, verbatim.
+    pub async fn function_json(&self, id_or_name: &str) -> Result<String, ClientError> {
+        self.json_text(&["v1", "functions", id_or_name]).await
+    }
+
+    /// Deletes a function (by id or name); answers what was deleted. Its
+    /// sessions keep running.
+    pub async fn delete_function(&self, id_or_name: &str) -> Result<FunctionInfo, ClientError> {
+        self.json(
+            Method::DELETE,
+            &["v1", "functions", id_or_name],
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn create_session(
@@ -192,6 +217,14 @@ impl Client {
         .map(drop)
     }
 
+    /// Removes an ended session, discarding the output it still holds.
+    /// A session whose function still runs is refused with 409.
+    pub async fn remove_session(&self, token: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &["v1", "sessions", token], None::<&()>)
+            .await
+            .map(drop)
+    }
+
     /// Attaches to a session's I/O. The first connection is made here, so an
     /// unknown token or an unreachable server is an error of this call; later
     /// connection failures are retried in the background (see
@@ -206,10 +239,12 @@ impl Client {
 
     fn endpoint(&self, token: &str) -> Result<ws::Endpoint, ClientError> {
         let mut url = self.url_for(&["v1", "sessions", token, "attach"]);
-        url.set_scheme("ws").map_err(|()| ClientError::InvalidUrl {
-            url: self.display.clone(),
-            message: "cannot make a WebSocket URL of it".into(),
-        })?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| ClientError::InvalidUrl {
+                url: self.display.clone(),
+                message: "cannot make a WebSocket URL of it".into(),
+            })?;
         Ok(ws::Endpoint {
             url,
             display_url: self.display.clone(),
@@ -301,6 +336,16 @@ impl Client {
     }
 }
 
+/// `127.0.0.1:7470` or `bento.local:7470/x` means http: without a `://`,
+/// `Url::parse` would take `bento.local` for a scheme (or fail on an IP).
+fn with_scheme(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains("://") {
+        url.into()
+    } else {
+        format!("http://{url}").into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,12 +366,30 @@ mod tests {
             c.endpoint("tok")?.url.as_str(),
             "ws://example.com/bento/v1/sessions/tok/attach"
         );
+        let c = Client::new("https://example.com/bento", None)?;
+        assert_eq!(
+            c.endpoint("tok")?.url.as_str(),
+            "wss://example.com/bento/v1/sessions/tok/attach"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn urls_without_a_scheme_are_http() -> Result<(), ClientError> {
+        for (given, want) in [
+            ("127.0.0.1:7470", "http://127.0.0.1:7470/"),
+            ("localhost:7470", "http://localhost:7470/"),
+            ("bento.example/api", "http://bento.example/api"),
+        ] {
+            assert_eq!(Client::new(given, None)?.url().as_str(), want, "{given}");
+        }
         Ok(())
     }
 
     #[test]
     fn bad_urls_are_rejected() {
-        assert!(Client::new("example.com", None).is_err());
-        assert!(Client::new("https://example.com", None).is_err());
+        assert!(Client::new("ftp://example.com", None).is_err());
+        assert!(Client::new("http://", None).is_err());
+        assert!(Client::new("https://", None).is_err());
     }
 }

@@ -86,10 +86,14 @@ impl ImageSpec {
         let max = self.max_limits();
         let mut l = self.limits.clone();
         if let Some(m) = req.memory {
-            if m < 8 << 20 || m > max.memory {
+            if m < 8 << 20 {
+                return Err(format!("memory {} is below the minimum of 8 MiB", size(m)));
+            }
+            if m > max.memory {
                 return Err(format!(
-                    "memory {m} is outside 8 MiB..={} (the image's maximum)",
-                    max.memory
+                    "memory {} is above the image's maximum of {}",
+                    size(m),
+                    size(max.memory)
                 ));
             }
             l.memory = m;
@@ -105,17 +109,23 @@ impl ImageSpec {
         }
         if let Some(c) = req.cpus {
             if !(cpus_ok(c) && c <= max.cpus) {
-                return Err(format!(
-                    "cpus {c} is outside {MIN_CPUS}..={} ({MIN_CPUS} CPU is the engine's \
-                     minimum, {} the image's maximum)",
-                    max.cpus, max.cpus
-                ));
+                return Err(if cpus_ok(c) {
+                    format!("cpus {c} is above the image's maximum of {}", max.cpus)
+                } else {
+                    format!("cpus {c} is below the engine's minimum of {MIN_CPUS}")
+                });
             }
             l.cpus = c;
         }
         if let Some(p) = req.pids {
-            if p < 1 || p > max.pids {
-                return Err(format!("pids {p} is outside 1..={}", max.pids));
+            if p < 1 {
+                return Err("pids 0 is below the minimum of 1".into());
+            }
+            if p > max.pids {
+                return Err(format!(
+                    "pids {p} is above the image's maximum of {}",
+                    max.pids
+                ));
             }
             l.pids = p;
         }
@@ -126,9 +136,9 @@ impl ImageSpec {
             }
             if !unlimited_max && t > max.timeout {
                 return Err(format!(
-                    "timeout {}s exceeds the image's maximum {}s",
-                    t.as_secs(),
-                    max.timeout.as_secs()
+                    "timeout {} is above the image's maximum of {}",
+                    span(t),
+                    span(max.timeout)
                 ));
             }
             l.timeout = t;
@@ -358,3 +368,37 @@ pub(crate) fn load_images(
 #[cfg(test)]
 #[path = "image_tests.rs"]
 mod tests;
+
+/// Bytes in the largest binary unit that keeps them readable: `8 GiB`,
+/// `1.5 GiB`, `300 MiB`, `4097 B`.
+pub fn size(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, scale) in UNITS {
+        if n >= scale {
+            if n.is_multiple_of(scale) {
+                return format!("{} {unit}", n / scale);
+            }
+            let tenths = n * 10 / scale;
+            if tenths * scale == n * 10 {
+                return format!("{}.{} {unit}", tenths / 10, tenths % 10);
+            }
+        }
+    }
+    format!("{n} B")
+}
+
+/// A duration as it is written in the config: `90s`, `30m`, `2h`, `30d`.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= scale && s.is_multiple_of(scale) {
+            return format!("{}{unit}", s / scale);
+        }
+    }
+    format!("{s}s")
+}

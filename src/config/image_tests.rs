@@ -168,3 +168,43 @@ fn sandbox_sizes_are_bounded_and_never_zero() {
     assert!(s.check().is_ok());
     assert_eq!(s.shm_size, "16m");
 }
+
+#[test]
+fn limit_errors_speak_in_units() {
+    assert_eq!(size(8 << 30), "8 GiB");
+    assert_eq!(size(3 << 29), "1.5 GiB");
+    assert_eq!(size(300 << 20), "300 MiB");
+    assert_eq!(size((1 << 20) + 1), "1048577 B");
+    assert_eq!(span(std::time::Duration::from_secs(30 * 86_400)), "30d");
+    assert_eq!(span(std::time::Duration::from_secs(90)), "90s");
+    let s = spec("name: p\nlimits: {memory: 67108864, timeout: 10s}\nmax: {memory: 134217728, timeout: 60s, pids: 64}\n");
+    let err = |req: LimitsRequest| s.resolve_limits(&req).err().unwrap_or_default();
+    assert_eq!(
+        err(LimitsRequest {
+            memory: Some(1 << 30),
+            ..Default::default()
+        }),
+        "memory 1 GiB is above the image's maximum of 128 MiB"
+    );
+    assert_eq!(
+        err(LimitsRequest {
+            memory: Some(1 << 20),
+            ..Default::default()
+        }),
+        "memory 1 MiB is below the minimum of 8 MiB"
+    );
+    assert_eq!(
+        err(LimitsRequest {
+            timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        }),
+        "timeout 2m is above the image's maximum of 1m"
+    );
+    assert_eq!(
+        err(LimitsRequest {
+            pids: Some(65),
+            ..Default::default()
+        }),
+        "pids 65 is above the image's maximum of 64"
+    );
+}

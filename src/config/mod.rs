@@ -305,11 +305,22 @@ impl Config {
     /// The base image for builds: `BENTO_BASE_IMAGE`, then the config key,
     /// then the image's own `base`.
     pub fn base_image_for(&self, image: &ImageSpec) -> String {
-        std::env::var(BASE_IMAGE_ENV)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| self.base_image.clone())
+        self.base_override()
+            .map(|(base, _)| base)
             .unwrap_or_else(|| image.base.clone())
+    }
+
+    /// What overrides every image's own `base`, and where it is set
+    /// (`BENTO_BASE_IMAGE` or `base_image`); `None` when nothing does.
+    pub fn base_override(&self) -> Option<(String, &'static str)> {
+        let env = std::env::var(BASE_IMAGE_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        match (env, &self.base_image) {
+            (Some(e), _) => Some((e, BASE_IMAGE_ENV)),
+            (None, Some(b)) => Some((b.clone(), "base_image")),
+            (None, None) => None,
+        }
     }
 }
 

@@ -77,6 +77,13 @@ impl SessionHandle {
         self.call(Command::Kill).await
     }
 
+    /// Discards the unread output of an ended session and reaps it,
+    /// detaching whoever is attached. Answers once it is gone. A session
+    /// whose function still runs is left alone ([`StillRunning`]).
+    pub async fn remove(&self) -> Result<Result<(), StillRunning>, SessionGone> {
+        self.call(Command::Remove).await
+    }
+
     /// Sends an event from an attached client. Waits while the actor is busy,
     /// which pushes back on the client's socket.
     pub async fn client_event(&self, client: u64, event: ClientEvent) -> Result<(), SessionGone> {
@@ -99,6 +106,8 @@ pub enum Command {
     },
     Close(oneshot::Sender<()>),
     Kill(oneshot::Sender<()>),
+    /// See [`SessionHandle::remove`].
+    Remove(oneshot::Sender<Result<(), StillRunning>>),
     Info(oneshot::Sender<SessionInfo>),
     /// Held output for a read-only watcher.
     Page {
@@ -156,6 +165,12 @@ pub struct Attached {
     /// Input goes straight to the stdin writer, which applies it exactly once.
     pub input: mpsc::Sender<InputItem>,
 }
+
+/// A session cannot be removed while its function runs: it must be
+/// killed first, so that removing never stops a function by surprise.
+#[derive(Debug, thiserror::Error)]
+#[error("the function is still running")]
+pub struct StillRunning;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {

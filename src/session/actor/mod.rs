@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
-use super::{AttachError, Attached, ClientEvent, Command, InputItem, ToClient};
+use super::{AttachError, Attached, ClientEvent, Command, InputItem, StillRunning, ToClient};
 use crate::config::OutputPolicy;
 use crate::db::Db;
 use crate::metrics;
@@ -144,6 +144,8 @@ pub struct Actor {
     shutdown: CancellationToken,
     /// Called once when the session is reaped, to forget it.
     on_reaped: Option<Box<dyn FnOnce() + Send>>,
+    /// A removal asked for (see [`Command::Remove`]), answered once reaped.
+    removing: Option<oneshot::Sender<Result<(), StillRunning>>>,
     /// See [`ActorInit::ended`].
     ended: Arc<AtomicBool>,
 }
@@ -259,6 +261,7 @@ impl Actor {
             ended_at,
             shutdown,
             on_reaped: Some(on_reaped),
+            removing: None,
             ended,
         }
     }
@@ -273,6 +276,11 @@ impl Actor {
                 self.on_output(Some(ev));
             }
             self.pump();
+            if let Some(reply) = self.removing.take() {
+                self.reap("removed with its unread output").await;
+                let _ = reply.send(Ok(()));
+                return;
+            }
             if self.reapable() {
                 metrics::add(&metrics::METRICS.reaped_delivered, 1);
                 self.reap("function ended and all output was delivered")
@@ -406,6 +414,15 @@ impl Actor {
             }
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
+            }
+            Command::Remove(reply) => {
+                if self.exit.is_none() {
+                    let _ = reply.send(Err(StillRunning));
+                    return;
+                }
+                self.close_client(CloseReason::SessionGone);
+                // Reaped at the top of the loop, which can await it.
+                self.removing = Some(reply);
             }
             Command::Page {
                 after,
