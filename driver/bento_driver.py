@@ -108,6 +108,14 @@ def _read_start(reader, bento):
         raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
     if not isinstance(start, dict):
         raise bento.ProtocolError("START payload is not a JSON object")
+    # A compile-only START carries the code inside "check", so that a
+    # driver from before the check, which ignores unknown keys, finds no
+    # "code" and refuses it rather than running the code.
+    check = start.get("check")
+    if check is not None:
+        if not isinstance(check, dict):
+            raise bento.ProtocolError('START "check" must be an object')
+        start = check
     code = start.get("code")
     args = start.get("args", [])
     filename = start.get("filename", "function.py")
@@ -126,10 +134,7 @@ def _read_start(reader, bento):
             raise bento.ProtocolError(
                 'START "%s" must be an integer >= %d' % (key, minimum))
         limits[key] = value
-    check = start.get("check", False)
-    if not isinstance(check, bool):
-        raise bento.ProtocolError('START "check" must be a boolean')
-    return code, args, filename, limits, check
+    return code, args, filename, limits, check is not None
 
 
 def _read_inputs(reader, inbox, writer, bento):
@@ -307,7 +312,9 @@ def _check_source(code, filename):
                  "line": None, "column": None}
     except (RecursionError, MemoryError) as exc:
         # Too deeply nested for the compiler: it would fail to run too.
-        error = {"kind": type(exc).__name__, "message": str(exc),
+        # (The parser's MemoryError comes without a message.)
+        error = {"kind": type(exc).__name__,
+                 "message": str(exc) or "the code is nested too deeply to compile",
                  "line": None, "column": None}
     for key in ("line", "column"):
         if type(error[key]) is not int or error[key] < 1:

@@ -1,5 +1,5 @@
 """Tests for what a function's author sees of the driver: the syntax check
-the controller runs at submit (START with "check"), tracebacks under the
+the controller runs at submit (a START of {"check": {"code", "filename"}}), tracebacks under the
 submitted file name, send()'s argument error, and the warning about
 arguments for a function without main().  Same harness as test_driver.py.
 
@@ -9,15 +9,20 @@ arguments for a function without main().  Same harness as test_driver.py.
 import json
 import unittest
 
-from test_driver import (DriverTestCase, EOF, frame, start_frames)
+from test_driver import (DriverTestCase, EOF, START, frame, message_frames,
+                         start_frames)
+
+
+def check_frames(code, filename="counter.py"):
+    body = {"check": {"code": code, "filename": filename}}
+    return message_frames(START, json.dumps(body).encode("utf-8"))
 
 
 class CheckTests(DriverTestCase):
-    """START {"check": true}: compile only, answer with one DATA message."""
+    """START {"check": {...}}: compile only, answer with one DATA message."""
 
     def check(self, code, filename="counter.py"):
-        r = self.run_raw(start_frames(code, filename=filename, check=True)
-                         + frame(EOF))
+        r = self.run_raw(check_frames(code, filename) + frame(EOF))
         self.assertOk(r)
         self.assertEqual(len(r.messages), 1, r)
         return json.loads(r.messages[0])
@@ -27,8 +32,8 @@ class CheckTests(DriverTestCase):
         self.assertEqual(answer, {"ok": True})
 
     def test_syntax_error_position_and_message(self):
-        r = self.run_raw(start_frames('x = 1\nsend("never")\ny = (1,\n',
-                                      check=True) + frame(EOF))
+        r = self.run_raw(check_frames('x = 1\nsend("never")\ny = (1,\n')
+                         + frame(EOF))
         self.assertOk(r)
         self.assertEqual(r.stdout + r.stderr, "")  # nothing ran
         answer = json.loads(r.messages[0])
@@ -57,10 +62,20 @@ class CheckTests(DriverTestCase):
         self.assertEqual((answer["error"]["line"], answer["error"]["column"]),
                          (2, 6))
 
-    def test_check_must_be_a_boolean(self):
-        r = self.run_raw(start_frames("pass", check="yes"), close_stdin=True)
-        self.assertEqual(r.returncode, 2, r)
-        self.assertIn('"check" must be a boolean', r.raw_stderr)
+    def test_too_deep_for_the_compiler_is_refused_with_a_message(self):
+        answer = self.check("x = " + "-" * 200000 + "1\n")
+        self.assertIn(answer["error"]["kind"], ("MemoryError", "RecursionError"))
+        self.assertNotEqual(answer["error"]["message"], "")
+        self.assertIsNone(answer["error"]["line"])
+
+    def test_check_must_be_an_object_with_code(self):
+        for body, why in (({"code": "pass", "check": True}, '"check" must be an object'),
+                          ({"check": {"filename": "x.py"}}, '"code" must be a string')):
+            with self.subTest(body=body):
+                r = self.run_raw(message_frames(START, json.dumps(body).encode()),
+                                 close_stdin=True)
+                self.assertEqual(r.returncode, 2, r)
+                self.assertIn(why, r.raw_stderr)
 
 
 class TracebackTests(DriverTestCase):
