@@ -311,7 +311,10 @@ impl Registry {
         // Recorded before it starts, so a crash from here on leaves a
         // session to adopt rather than an orphan to remove.
         let started = match self.db.insert_session(&row) {
-            Ok(()) => self.start(&container, warm, &code, &args).await,
+            Ok(()) => {
+                self.start(&container, warm, &code, &args, &function.filename)
+                    .await
+            }
             Err(e) => Err(CreateError::Db(e)),
         };
         let container_io = match started {
@@ -477,6 +480,7 @@ impl Registry {
         warm: Option<WarmContainer>,
         code: &str,
         args: &[String],
+        filename: &str,
     ) -> Result<ContainerIo, CreateError> {
         let mut cio = match warm {
             Some(w) => w.io,
@@ -492,7 +496,7 @@ impl Registry {
         let start = serde_json::json!({
             "code": code,
             "args": args,
-            "filename": "function.py",
+            "filename": filename,
             "window": io::DRIVER_WINDOW,
             "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
             "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,

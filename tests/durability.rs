@@ -143,6 +143,7 @@ async fn submit(client: &Client, code: &str) -> String {
         code: code.into(),
         name: None,
         image: None,
+        filename: None,
     };
     client
         .submit_function(&body)
