@@ -431,22 +431,31 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     let docker = bento::images::connect(&common::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let body = bollard::models::ContainerCreateBody {
-        image: Some("bento/python:latest".into()),
-        labels: Some(std::collections::HashMap::from([(
-            format!("{}.session", ctl.prefix),
-            "s-orphan".to_string(),
-        )])),
-        ..Default::default()
-    };
-    docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("create orphan: {e}"));
+    // And a syntax check's container, as a controller killed mid-check
+    // leaves it.
+    let check = format!("{}.check", ctl.prefix);
+    for (label, value) in [
+        (format!("{}.session", ctl.prefix), "s-orphan"),
+        (check.clone(), "python"),
+    ] {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some("bento/python:latest".into()),
+            labels: Some(std::collections::HashMap::from([(
+                label,
+                value.to_string(),
+            )])),
+            ..Default::default()
+        };
+        docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create orphan: {e}"));
+    }
     assert_eq!(ctl.containers().await, 3);
+    assert_eq!(common::labelled(&check).await.len(), 1);
     // The hard one exits while nobody is there. (The clean one's driver
     // waits for the controller's acknowledgement before exiting, so its
     // container stays up until the restart.)
@@ -460,6 +469,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     }
     ctl.start().await;
     assert_eq!(ctl.containers().await, 2, "the orphan is removed at start");
+    assert_eq!(common::labelled(&check).await.len(), 0, "so is the check's");
 
     for (token, want_reason, want_data) in [
         (&clean, ExitReason::Exited { code: 3 }, vec!["hello", "bye"]),
