@@ -323,7 +323,8 @@ pub struct SubmitFunction {
     /// The file name tracebacks and `sys.argv[0]` show, e.g. `counter.py`
     /// (1-255 bytes, no `/` or control characters); when absent, the name
     /// with `.py` added, or `function.py` for a function without one.
-    #[serde(default)]
+    /// Left out when absent: controllers from before it refuse the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
 }
 
