@@ -539,6 +539,7 @@ async fn submit(client: &Client, code: &str) -> Res<String> {
         code: code.into(),
         name: None,
         image: None,
+        filename: None,
     };
     client
         .submit_function(&body)

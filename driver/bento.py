@@ -746,9 +746,8 @@ def send(data):
     elif isinstance(data, (bytes, bytearray, memoryview)):
         payload = data
     else:
-        raise TypeError(
-            "send() argument must be str, bytes, bytearray or memoryview, not %s"
-            % type(data).__name__)
+        # The driver prints this traceback ending at the caller's line.
+        raise TypeError("send() takes str or bytes, not %s" % type(data).__name__)
     channel = _get_channel()
     # Output printed before send() reaches the client before the message.
     channel.flush_output()

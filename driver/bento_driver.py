@@ -85,8 +85,9 @@ def _json_loads(text):
 
 
 def _read_start(reader, bento):
-    """Read the START message and return (code, args, filename, limits),
-    limits being a dict of window, max_inputs and max_input_bytes."""
+    """Read the START message and return (code, args, filename, limits,
+    check), limits being a dict of window, max_inputs and max_input_bytes,
+    check whether to only compile the code (see _check_source)."""
     parts = []
     while True:
         frame = reader.read_frame()
@@ -107,6 +108,14 @@ def _read_start(reader, bento):
         raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
     if not isinstance(start, dict):
         raise bento.ProtocolError("START payload is not a JSON object")
+    # A compile-only START carries the code inside "check", so that a
+    # driver from before the check, which ignores unknown keys, finds no
+    # "code" and refuses it rather than running the code.
+    check = start.get("check")
+    if check is not None:
+        if not isinstance(check, dict):
+            raise bento.ProtocolError('START "check" must be an object')
+        start = check
     code = start.get("code")
     args = start.get("args", [])
     filename = start.get("filename", "function.py")
@@ -125,7 +134,7 @@ def _read_start(reader, bento):
             raise bento.ProtocolError(
                 'START "%s" must be an integer >= %d' % (key, minimum))
         limits[key] = value
-    return code, args, filename, limits
+    return code, args, filename, limits, check is not None
 
 
 def _read_inputs(reader, inbox, writer, bento):
@@ -202,10 +211,29 @@ def _strip_driver_frames(tb):
     return tb
 
 
+def _strip_api_frames(tb):
+    """Drop the frames inside Bento's own files from the end of a traceback,
+    so that an error raised by send() (a TypeError for send(42)), or a
+    signal that arrived inside recv(), points at the function's line that
+    called it, as for a builtin, rather than into the driver's internals.
+    A traceback with no frame of the function's is left whole: that is a
+    driver bug, and its frames are the clue."""
+    ours = (__file__, getattr(sys.modules.get("bento"), "__file__", None))
+    last = None
+    t = tb
+    while t is not None:
+        if t.tb_frame.f_code.co_filename not in ours:
+            last = t
+        t = t.tb_next
+    if last is not None:
+        last.tb_next = None
+    return tb
+
+
 def _print_exception(exc, stream):
     import traceback
     try:
-        exc.__traceback__ = _strip_driver_frames(exc.__traceback__)
+        exc.__traceback__ = _strip_api_frames(_strip_driver_frames(exc.__traceback__))
         # One write, so the traceback goes out in one piece.
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
@@ -263,9 +291,68 @@ class _SourceLoader:
         return self._source
 
 
-def _run_function(code, args, filename, send):
+def _check_source(code, filename):
+    """Compile the code as _run_function would, without running it, and
+    return what the controller's submit check reads: JSON text, either
+    {"ok": true} or {"error": {"kind", "message", "line", "column"}}, line
+    and column (1-based, in characters) null where unknown.  The compiler
+    is the one the function would run under, so the verdict is exactly the
+    runtime's, errors it finds after parsing (`return` outside a function,
+    `nonlocal` at module level) included."""
+    import json
+    try:
+        compile(code, filename, "exec", dont_inherit=True)
+        return json.dumps({"ok": True})
+    except SyntaxError as exc:
+        error = {"kind": type(exc).__name__, "message": str(exc.msg),
+                 "line": exc.lineno, "column": exc.offset}
+    except ValueError as exc:
+        # NUL characters: a ValueError in early 3.11 releases.
+        error = {"kind": "SyntaxError", "message": str(exc),
+                 "line": None, "column": None}
+    except (RecursionError, MemoryError) as exc:
+        # Too deeply nested for the compiler: it would fail to run too.
+        # (The parser's MemoryError comes without a message.)
+        error = {"kind": type(exc).__name__,
+                 "message": str(exc) or "the code is nested too deeply to compile",
+                 "line": None, "column": None}
+    for key in ("line", "column"):
+        if type(error[key]) is not int or error[key] < 1:
+            error[key] = None
+    nul = code.find("\0")
+    if error["line"] is None and nul >= 0:
+        # The compiler refuses NUL characters without saying where.
+        error["line"] = code.count("\n", 0, nul) + 1
+        error["column"] = nul - (code.rfind("\n", 0, nul) + 1) + 1
+    return json.dumps({"error": error})
+
+
+def _mentions(code, name):
+    """Whether `name` is a global, attribute or imported name anywhere in
+    the compiled code (nested functions and classes included)."""
+    import types
+    if name in code.co_names:
+        return True
+    return any(isinstance(c, types.CodeType) and _mentions(c, name)
+               for c in code.co_consts)
+
+
+def _warn_unused_args(compiled, args, stream):
+    """Arguments for a function with no main() would go nowhere: say so on
+    its stderr, unless the code reads them itself (it mentions argv:
+    sys.argv holds them too)."""
+    if not args or _mentions(compiled, "argv"):
+        return
+    n = len(args)
+    stream.write("bento: %d argument%s given, but the function defines no "
+                 "main(); they are ignored\n" % (n, "" if n == 1 else "s"))
+    stream.flush()
+
+
+def _run_function(code, args, filename, send, stderr):
     """Compile and run the function's code as __main__, then call main(*args)
-    if it defines one, sending a non-None return value."""
+    if it defines one, sending a non-None return value.  Without a main,
+    warns on stderr about arguments nobody reads."""
     import builtins
     import types
 
@@ -286,6 +373,7 @@ def _run_function(code, args, filename, send):
 
     main = namespace.get("main")
     if not callable(main):
+        _warn_unused_args(compiled, args, stderr)
         return
     result = main(*[_decode_arg(a) for a in args])
     if isinstance(result, types.CoroutineType):  # async def main(...)
@@ -443,7 +531,7 @@ def main():
         # now, so none of the start-up above is on the session's clock.
         writer.ready()
         try:
-            code, args, filename, limits = _read_start(reader, bento)
+            code, args, filename, limits, check = _read_start(reader, bento)
         except bento.ProtocolError as exc:
             _fatal_protocol_error(str(exc))
         except OSError as exc:
@@ -463,7 +551,10 @@ def main():
         builtins.recv = bento.recv
         builtins.poll = bento.poll
 
-        _run_function(code, args, filename, bento.send)
+        if check:
+            bento.send(_check_source(code, filename))
+        else:
+            _run_function(code, args, filename, bento.send, stderr)
     except BaseException as exc:
         status = _exit_status(exc, stderr)
 

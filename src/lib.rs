@@ -12,6 +12,7 @@
 //! - [`registry`]: the live sessions by token, creation and reaping;
 //! - [`pool`]: warm containers per image, started ahead of sessions;
 //! - [`store`]: submitted functions on disk;
+//! - [`check`]: the syntax check at submit, in a container of the function's image;
 //! - [`trim`]: hands memory the allocator keeps back to the OS;
 //! - [`api`]: the axum HTTP and WebSocket routes;
 //! - [`server`]: `run(listener, config, shutdown)`, which wires it all up;
@@ -20,6 +21,7 @@
 //! - [`images`]: building function images.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;

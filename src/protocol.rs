@@ -323,6 +323,38 @@ pub struct SubmitFunction {
     /// Image to run in; the server's default image when absent.
     #[serde(default)]
     pub image: Option<String>,
+    /// The file name tracebacks and `sys.argv[0]` show, e.g. `counter.py`
+    /// (1-255 bytes, no `/` or control characters); when absent, the name
+    /// with `.py` added, or `function.py` for a function without one.
+    /// Left out when absent: controllers from before it refuse the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// Why submitted code does not compile: the answer to a submit whose code
+/// Python refuses (400, in [`ErrorBody::syntax`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyntaxProblem {
+    /// The exception, e.g. `SyntaxError` or `IndentationError`.
+    pub kind: String,
+    /// Python's message, e.g. `'(' was never closed`.
+    pub message: String,
+    /// 1-based line, where Python gives one.
+    pub line: Option<u64>,
+    /// 1-based column in characters, where Python gives one.
+    pub column: Option<u64>,
+}
+
+impl std::fmt::Display for SyntaxProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => {
+                write!(f, "{} at line {l}, column {c}: {}", self.kind, self.message)
+            }
+            (Some(l), None) => write!(f, "{} at line {l}: {}", self.kind, self.message),
+            _ => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -333,6 +365,14 @@ pub struct FunctionInfo {
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
+    /// The file name the code runs under (tracebacks, `sys.argv[0]`).
+    #[serde(default = "default_filename")]
+    pub filename: String,
+}
+
+/// What functions stored before file names were recorded run under.
+pub fn default_filename() -> String {
+    "function.py".into()
 }
 
 /// `POST /v1/sessions`
@@ -450,6 +490,9 @@ pub struct SessionCreated {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
+    /// Where and why the code does not compile, for a submit refused so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syntax: Option<SyntaxProblem>,
 }
 
 #[cfg(test)]

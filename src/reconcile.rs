@@ -74,6 +74,7 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
     for (label, kind) in [
         (format!("{prefix}.session"), "session"),
         (registry.pool().label(), "warm"),
+        (crate::check::check_label(prefix), "check"),
     ] {
         for c in registry.runtime().list(&label).await? {
             let what = c.labels.get(&label).cloned().unwrap_or_default();

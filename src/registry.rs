@@ -312,7 +312,10 @@ impl Registry {
         // Recorded before it starts, so a crash from here on leaves a
         // session to adopt rather than an orphan to remove.
         let started = match self.db.insert_session(&row) {
-            Ok(()) => self.start(&container, warm, &code, &args).await,
+            Ok(()) => {
+                self.start(&container, warm, &code, &args, &function.filename)
+                    .await
+            }
             Err(e) => Err(CreateError::Db(e)),
         };
         let container_io = match started {
@@ -478,6 +481,7 @@ impl Registry {
         warm: Option<WarmContainer>,
         code: &str,
         args: &[String],
+        filename: &str,
     ) -> Result<ContainerIo, CreateError> {
         let mut cio = match warm {
             Some(w) => w.io,
@@ -493,7 +497,7 @@ impl Registry {
         let start = serde_json::json!({
             "code": code,
             "args": args,
-            "filename": "function.py",
+            "filename": filename,
             "window": io::DRIVER_WINDOW,
             "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
             "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,

@@ -99,6 +99,7 @@ impl FunctionStore {
         code: &str,
         name: Option<String>,
         image: String,
+        filename: String,
     ) -> io::Result<FunctionInfo> {
         let id = format!("fn-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let info = FunctionInfo {
@@ -107,6 +108,7 @@ impl FunctionStore {
             image,
             size: code.len() as u64,
             created_at: now_secs(),
+            filename,
         };
         write_atomic(&code_path(&self.dir, &id), code.as_bytes()).await?;
         let record = Record {
@@ -217,10 +219,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let a = store
-            .submit("print(1)", Some("f".into()), "python".into())
+            .submit("print(1)", Some("f".into()), "python".into(), "f.py".into())
             .await;
         let b = store
-            .submit("print(2)", Some("f".into()), "python".into())
+            .submit(
+                "print(2)",
+                Some("f".into()),
+                "python".into(),
+                "two.py".into(),
+            )
             .await;
         let (a, b) = (
             a.unwrap_or_else(|e| panic!("{e}")),
@@ -234,6 +241,24 @@ mod tests {
         assert_eq!(reopened.list().len(), 2);
         assert_eq!(reopened.resolve("f").map(|f| f.id), Some(b.id.clone()));
         assert_eq!(reopened.code(&a.id).await.ok().as_deref(), Some("print(1)"));
+        assert_eq!(
+            reopened.resolve("f").map(|f| f.filename).as_deref(),
+            Some("two.py")
+        );
+    }
+
+    #[tokio::test]
+    async fn records_from_before_file_names_run_as_function_py() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fns = dir.path().join("functions");
+        std::fs::create_dir_all(&fns).unwrap_or_else(|e| panic!("{e}"));
+        let old = r#"{"info": {"id": "fn-old", "name": "old", "image": "python",
+            "size": 4, "created_at": 1}, "created_us": 1}"#;
+        std::fs::write(fns.join("fn-old.json"), old).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(fns.join("fn-old.py"), "pass").unwrap_or_else(|e| panic!("{e}"));
+        let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let f = store.resolve("old").map(|f| f.filename);
+        assert_eq!(f.as_deref(), Some("function.py"));
     }
 
     #[tokio::test]
@@ -242,7 +267,9 @@ mod tests {
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let mut ids = Vec::new();
         for code in ["print(1)", "print(2)"] {
-            let f = store.submit(code, Some("f".into()), "python".into()).await;
+            let f = store
+                .submit(code, Some("f".into()), "python".into(), "f.py".into())
+                .await;
             ids.push(f.unwrap_or_else(|e| panic!("{e}")).id);
         }
         // By name: the newest goes, and the name falls back to the older one.

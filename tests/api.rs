@@ -1369,6 +1369,7 @@ async fn client_flow(url: String) -> Secrets {
             code: SLEEPER.into(),
             name: Some("sleeper".into()),
             image: None,
+            filename: None,
         })
         .await
     {
@@ -1547,6 +1548,7 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
             code: "def main():\n    return 'done'\n".into(),
             name: None,
             image: None,
+            filename: None,
         })
         .await
     {

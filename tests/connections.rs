@@ -316,6 +316,7 @@ async fn idle_connections_cannot_starve_the_controller() {
             code: ECHO.into(),
             name: None,
             image: None,
+            filename: None,
         })
         .await
         .unwrap_or_else(|e| panic!("submit: {e}"));

@@ -43,6 +43,7 @@ impl Side {
                 code: COUNTING_ECHO.into(),
                 name: None,
                 image: None,
+                filename: None,
             })
             .await
             .unwrap_or_else(|e| panic!("submit: {e}"));
@@ -205,6 +206,7 @@ async fn the_label_prefix_can_be_set_from_the_environment() {
             code: COUNTING_ECHO.into(),
             name: None,
             image: None,
+            filename: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -143,6 +143,7 @@ async fn submit(client: &Client, code: &str) -> String {
         code: code.into(),
         name: None,
         image: None,
+        filename: None,
     };
     client
         .submit_function(&body)
@@ -430,25 +431,33 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     let docker = bento::images::connect(&common::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let labelled = |controller: String| bollard::models::ContainerCreateBody {
-        image: Some("bento/python:latest".into()),
-        labels: Some(std::collections::HashMap::from([
-            (format!("{}.session", ctl.prefix), "s-orphan".to_string()),
-            (format!("{}.controller", ctl.prefix), controller),
-        ])),
-        ..Default::default()
-    };
-    for controller in [ctl.identity(), "c-0123456789abcdef".to_string()] {
+    let labelled =
+        |kind: &str, what: &str, controller: String| bollard::models::ContainerCreateBody {
+            image: Some("bento/python:latest".into()),
+            labels: Some(std::collections::HashMap::from([
+                (format!("{}.{kind}", ctl.prefix), what.to_string()),
+                (format!("{}.controller", ctl.prefix), controller),
+            ])),
+            ..Default::default()
+        };
+    // Ours, another controller's under the same prefix, and a syntax
+    // check's container, as a controller killed mid-check leaves it.
+    let check = format!("{}.check", ctl.prefix);
+    for (kind, what, controller) in [
+        ("session", "s-orphan", ctl.identity()),
+        ("session", "s-orphan", "c-0123456789abcdef".to_string()),
+        ("check", "python", ctl.identity()),
+    ] {
         docker
             .create_container(
                 None::<bollard::query_parameters::CreateContainerOptions>,
-                labelled(controller),
+                labelled(kind, what, controller),
             )
             .await
             .unwrap_or_else(|e| panic!("create orphan: {e}"));
     }
-    // (The second one is another controller's, under the same prefix.)
     assert_eq!(ctl.containers().await, 4);
+    assert_eq!(common::labelled(&check).await.len(), 1);
     // The hard one exits while nobody is there. (The clean one's driver
     // waits for the controller's acknowledgement before exiting, so its
     // container stays up until the restart.)
@@ -466,6 +475,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         3,
         "our orphan is removed at start, the other controller's is left alone"
     );
+    assert_eq!(common::labelled(&check).await.len(), 0, "so is the check's");
 
     for (token, want_reason, want_data) in [
         (&clean, ExitReason::Exited { code: 3 }, vec!["hello", "bye"]),

@@ -81,6 +81,7 @@ async fn submit(c: &Client, code: &str) -> String {
         code: code.into(),
         name: None,
         image: None,
+        filename: None,
     };
     match c.submit_function(&body).await {
         Ok(f) => f.id,

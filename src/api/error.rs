@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::protocol::ErrorBody;
+use crate::check::CheckError;
+use crate::protocol::{ErrorBody, SyntaxProblem};
 use crate::registry::CreateError;
 use crate::runtime::RuntimeError;
 
@@ -13,6 +14,8 @@ use crate::runtime::RuntimeError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// For a submit whose code does not compile.
+    pub syntax: Option<SyntaxProblem>,
 }
 
 impl ApiError {
@@ -20,6 +23,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            syntax: None,
         }
     }
 
@@ -65,6 +69,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(ErrorBody {
             error: self.message,
+            syntax: self.syntax,
         });
         (self.status, body).into_response()
     }
@@ -80,6 +85,26 @@ impl From<JsonRejection> for ApiError {
             s => s,
         };
         ApiError::new(status, r.body_text())
+    }
+}
+
+impl From<CheckError> for ApiError {
+    fn from(e: CheckError) -> ApiError {
+        match e {
+            CheckError::Syntax(problem) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("the code does not compile: {problem}"),
+                syntax: Some(problem),
+            },
+            CheckError::Runtime(RuntimeError::ImageMissing(..)) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            CheckError::Runtime(_) | CheckError::Failed(_) => ApiError::logged(
+                StatusCode::BAD_GATEWAY,
+                "the syntax check could not run",
+                &e,
+            ),
+        }
     }
 }
 

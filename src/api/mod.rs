@@ -35,6 +35,7 @@ const MAX_ARG_BYTES: usize = 64 << 10;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: FunctionStore,
+    pub checker: crate::check::Checker,
     pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
 }
@@ -50,7 +51,7 @@ pub static ROUTES: &[Route] = &[
                 summary: "Store a function's code",
                 request: openapi::SUBMIT,
                 ok: (201, openapi::FUNCTION),
-                errors: &[400, 401, 413, 415],
+                errors: &[400, 401, 409, 413, 415, 502],
             },
             Op {
                 method: "get",
@@ -279,17 +280,33 @@ async fn submit_function(
             )));
         }
     }
+    let filename = match req.filename {
+        Some(f) if valid_filename(&f) => f,
+        Some(f) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid filename {f:?}: use 1-255 bytes, no '/' and no control characters"
+            )))
+        }
+        None => req
+            .name
+            .as_ref()
+            .map_or_else(crate::protocol::default_filename, |n| format!("{n}.py")),
+    };
     let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
-    if !s.config.images.contains_key(&image) {
+    let Some(spec) = s.config.images.get(&image) else {
         let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
         return Err(ApiError::bad_request(format!(
             "unknown image {image:?}; known images: {}",
             known.join(", ")
         )));
-    }
+    };
+    let clock = std::time::Instant::now();
+    let checked = s.checker.check(spec, &req.code, &filename).await;
+    tracing::debug!(elapsed = ?clock.elapsed(), ok = checked.is_ok(), "syntax check");
+    checked?;
     let info = s
         .store
-        .submit(&req.code, req.name, image)
+        .submit(&req.code, req.name, image, filename)
         .await
         .map_err(|e| {
             ApiError::logged(
@@ -300,6 +317,12 @@ async fn submit_function(
         })?;
     tracing::info!(function = %info.id, "function submitted");
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// A file name for tracebacks: a plain name, nothing that could pass for a
+/// path or move a terminal's cursor.
+fn valid_filename(f: &str) -> bool {
+    (1..=255).contains(&f.len()) && !f.contains('/') && !f.chars().any(char::is_control)
 }
 
 async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {

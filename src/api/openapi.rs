@@ -90,6 +90,26 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Points schemars' `#/$defs/NAME` references at `#/components/schemas/NAME`.
+fn to_components(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match x {
+                    Value::String(r) if k == "$ref" => {
+                        if let Some(name) = r.strip_prefix("#/$defs/") {
+                            *r = format!("#/components/schemas/{name}");
+                        }
+                    }
+                    _ => to_components(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(to_components),
+        _ => {}
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -99,7 +119,17 @@ pub fn document() -> Value {
         let mut v = s.to_value();
         if let Some(o) = v.as_object_mut() {
             o.remove("$schema");
+            // Types nested in a body (ExitInfo in SessionInfo, SyntaxProblem
+            // in ErrorBody) become components of their own: a `#/$defs/`
+            // reference would be resolved against the whole document.
+            if let Some(Value::Object(defs)) = o.remove("$defs") {
+                for (def, mut d) in defs {
+                    to_components(&mut d);
+                    schemas.insert(def, d);
+                }
+            }
         }
+        to_components(&mut v);
         schemas.insert(name.to_string(), v);
         json!({ "$ref": format!("#/components/schemas/{name}") })
     };
@@ -156,4 +186,39 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    match x {
+                        Value::String(r) if k == "$ref" => out.push(r.clone()),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_within_the_document() {
+        let doc = document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(all
+            .iter()
+            .any(|r| r == "#/components/schemas/SyntaxProblem"));
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/");
+            let found = name.map(|n| doc["components"]["schemas"].get(n).is_some());
+            assert_eq!(found, Some(true), "dangling $ref {r}");
+        }
+    }
 }

@@ -99,7 +99,9 @@ pub enum FunctionsCommand {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// Python file defining `main`.
+    /// Python file to run. It may define `main`, which is then called with
+    /// the arguments of `bento run`; without one the file just runs. Code
+    /// that does not compile is refused, as FILE:LINE:COL: message.
     pub file: PathBuf,
     /// Name to run it by (a later submit with the same name takes it over).
     #[arg(long)]

@@ -72,6 +72,7 @@ mod tests {
             image: "python".into(),
             size: 2048,
             created_at: 1_763_764_800,
+            filename: "function.py".into(),
         });
         for want in [
             "id       fn-0b6f2c1d9e8a\n",

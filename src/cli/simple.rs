@@ -5,7 +5,8 @@ use super::resolve;
 use super::table::{bytes, render};
 use super::time::ago;
 use super::{out, ServerArgs, SubmitArgs};
-use crate::protocol::{ExitInfo, ExitReason, SessionInfo, SubmitFunction};
+use crate::client::ClientError;
+use crate::protocol::{ExitInfo, ExitReason, SessionInfo, SubmitFunction, SyntaxProblem};
 use anyhow::Context;
 
 pub(super) async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
@@ -13,18 +14,46 @@ pub(super) async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let code = String::from_utf8(raw)
         .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", args.file.display()))?;
-    let info = args
+    // Tracebacks name the file as the author knows it.
+    let filename = args
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+    let submitted = args
         .server
         .client()?
         .submit_function(&SubmitFunction {
             code,
             name: args.name,
             image: args.image,
+            filename,
         })
-        .await?;
+        .await;
+    let info = match submitted {
+        Ok(info) => info,
+        Err(ClientError::Syntax { problem, .. }) => {
+            // The compiler's own format, which editors can jump to.
+            super::say(&compiler_message(
+                &args.file.display().to_string(),
+                &problem,
+            ));
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Only the id, so scripts can capture it.
     out(&info.id)?;
     Ok(0)
+}
+
+/// `FILE:LINE:COL: Kind: message`, leaving out what Python did not give.
+pub(super) fn compiler_message(file: &str, p: &SyntaxProblem) -> String {
+    let at = match (p.line, p.column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    };
+    format!("{file}{at}: {}: {}", p.kind, p.message)
 }
 
 /// Prints JSON text (the API's answer, as it came) on stdout, one line.

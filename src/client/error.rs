@@ -1,6 +1,6 @@
 //! [`ClientError`], and turning HTTP answers and transport failures into it.
 
-use crate::protocol::{CloseReason, ErrorBody};
+use crate::protocol::{CloseReason, ErrorBody, SyntaxProblem};
 use reqwest::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,12 @@ pub enum ClientError {
     Closed(CloseReason),
     #[error("invalid server URL {url:?}: {message}")]
     InvalidUrl { url: String, message: String },
+    /// A submit refused (400) because the code does not compile.
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        problem: SyntaxProblem,
+    },
 }
 
 fn http_message(status: u16, message: &str) -> String {
@@ -38,6 +44,7 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Http { status, .. } => Some(*status),
+            ClientError::Syntax { .. } => Some(400),
             _ => None,
         }
     }
@@ -50,6 +57,15 @@ impl ClientError {
 /// An error answer: the server's `{"error": ...}` if it sent one, else its text.
 pub(crate) fn http_error(status: StatusCode, body: &[u8]) -> ClientError {
     let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            error,
+            syntax: Some(problem),
+        }) => {
+            return ClientError::Syntax {
+                message: error,
+                problem,
+            }
+        }
         Ok(b) => b.error,
         Err(_) => {
             let text = String::from_utf8_lossy(body);

@@ -42,6 +42,8 @@ mod input;
 mod pacing;
 #[cfg(test)]
 mod tests_attach;
+#[cfg(test)]
+mod tests_submit;
 mod ws;
 
 pub use error::ClientError;
@@ -115,12 +117,31 @@ impl Client {
         &self.base
     }
 
+    /// Submits a function. A controller from before file names refuses
+    /// the `filename` field (its bodies allow no unknown fields): the
+    /// function is then submitted again without it, and runs under the
+    /// name that controller gives every function.
     pub async fn submit_function(
         &self,
         body: &SubmitFunction,
     ) -> Result<FunctionInfo, ClientError> {
-        self.json(Method::POST, &["v1", "functions"], Some(body))
-            .await
+        let first = self
+            .json(Method::POST, &["v1", "functions"], Some(body))
+            .await;
+        match first {
+            Err(ClientError::Http {
+                status: 400,
+                ref message,
+            }) if body.filename.is_some() && message.contains("unknown field `filename`") => {
+                let plain = SubmitFunction {
+                    filename: None,
+                    ..body.clone()
+                };
+                self.json(Method::POST, &["v1", "functions"], Some(&plain))
+                    .await
+            }
+            other => other,
+        }
     }
 
     pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>, ClientError> {

@@ -113,7 +113,9 @@ pub async fn run_with_runtime(
     tracker.spawn(resume_all(registry.clone(), pending, shutdown.clone()));
     registry.start_pool();
     tracker.spawn(crate::trim::run(shutdown.clone()));
+    let checker = crate::check::Checker::new(registry.runtime().clone(), &config);
     let state = Arc::new(AppState {
+        checker,
         config,
         store,
         registry,

@@ -54,6 +54,7 @@ fn function() -> FunctionInfo {
         image: "python".into(),
         size: 0,
         created_at: 0,
+        filename: "function.py".into(),
     }
 }
 

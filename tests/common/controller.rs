@@ -165,7 +165,7 @@ impl Drop for Controller {
         self.kill();
         // Whatever the test left running under this controller's labels.
         let mut ids = String::new();
-        for kind in ["session", "pool"] {
+        for kind in ["session", "pool", "check"] {
             let found = Command::new("docker")
                 .args(["ps", "-aq", "--filter"])
                 .arg(format!("label={}.{kind}", self.prefix))

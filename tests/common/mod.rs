@@ -129,6 +129,7 @@ impl TestServer {
             code: code.into(),
             name: None,
             image: None,
+            filename: None,
         };
         match self.client.submit_function(&body).await {
             Ok(f) => f.id,
@@ -222,7 +223,7 @@ impl TestServer {
         let rt = DockerRuntime::connect(None)
             .await
             .unwrap_or_else(|e| panic!("docker: {e}"));
-        for kind in ["session", "pool"] {
+        for kind in ["session", "pool", "check"] {
             let left = rt
                 .list(&format!("{}.{kind}", self.label_prefix))
                 .await

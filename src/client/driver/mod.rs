@@ -73,6 +73,7 @@ fn worth_reconnecting(reason: &CloseReason) -> bool {
 fn is_final(e: &ClientError) -> bool {
     match e {
         ClientError::Http { status, .. } => *status < 500,
+        ClientError::Syntax { .. } => true,
         ClientError::Closed(reason) => !worth_reconnecting(reason),
         ClientError::Protocol(_) | ClientError::InvalidUrl { .. } => true,
         ClientError::Unreachable { .. } | ClientError::Transport(_) => false,
