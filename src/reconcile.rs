@@ -188,6 +188,12 @@ fn adopt_ended(
         }
     };
     tracing::info!(session = %row.id, reason = %exit.0.reason, "session ended while the controller was away");
+    launch_ended(registry, row, log, exit);
+    Ok(())
+}
+
+/// Serves a restored session whose function has ended: its output only.
+fn launch_ended(registry: &Arc<Registry>, row: SessionRow, log: OutputLog, exit: (ExitInfo, u64)) {
     registry.launch(Launch {
         row,
         log,
@@ -195,7 +201,6 @@ fn adopt_ended(
         exit: Some(exit),
         restored: true,
     });
-    Ok(())
 }
 
 /// Restores a session whose function was running: resumes its driver, or
@@ -232,13 +237,7 @@ async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Res
                 message: format!("could not resume after a controller restart: {e}"),
             };
             let exit = finish(registry, &row, &mut log, reason)?;
-            registry.launch(Launch {
-                row,
-                log,
-                io: None,
-                exit: Some(exit),
-                restored: true,
-            });
+            launch_ended(registry, row, log, exit);
         }
     }
     Ok(())

@@ -33,30 +33,35 @@ struct Side {
     sent: u64,
 }
 
+/// Submits the counting echo and starts a session of it; its token.
+async fn start_echo(client: &Client) -> String {
+    let f = client
+        .submit_function(&SubmitFunction {
+            code: COUNTING_ECHO.into(),
+            name: None,
+            image: None,
+            filename: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}"));
+    client
+        .create_session(&CreateSession {
+            function: f.id,
+            args: vec![],
+            transient: false,
+            limits: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"))
+        .token
+}
+
 impl Side {
     async fn new(dir: &std::path::Path, prefix: &str) -> Side {
         let mut ctl = Controller::with_prefix(dir, prefix).await;
         ctl.start().await;
         let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
-        let f = client
-            .submit_function(&SubmitFunction {
-                code: COUNTING_ECHO.into(),
-                name: None,
-                image: None,
-                filename: None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("submit: {e}"));
-        let token = client
-            .create_session(&CreateSession {
-                function: f.id,
-                args: vec![],
-                transient: false,
-                limits: Default::default(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("create: {e}"))
-            .token;
+        let token = start_echo(&client).await;
         Side {
             ctl,
             client,
@@ -201,24 +206,7 @@ async fn the_label_prefix_can_be_set_from_the_environment() {
     ctl.env.push(("BENTO_LABEL_PREFIX".into(), prefix.clone()));
     ctl.start().await;
     let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
-    let f = client
-        .submit_function(&SubmitFunction {
-            code: COUNTING_ECHO.into(),
-            name: None,
-            image: None,
-            filename: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let created = client
-        .create_session(&CreateSession {
-            function: f.id,
-            args: vec![],
-            transient: false,
-            limits: Default::default(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let token = start_echo(&client).await;
     let mine = common::labelled(&format!("{prefix}.session")).await;
     assert_eq!(mine.len(), 1, "the session's container carries the prefix");
     assert_eq!(
@@ -229,7 +217,7 @@ async fn the_label_prefix_can_be_set_from_the_environment() {
         ctl.list().await.is_empty(),
         "nothing under the config's prefix"
     );
-    client.kill_session(&created.token).await.ok();
+    client.kill_session(&token).await.ok();
     ctl.kill();
     // (Controller's cleanup knows only the config's prefix.)
     let ids: Vec<String> = mine.into_iter().map(|c| c.id).collect();

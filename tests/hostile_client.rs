@@ -73,25 +73,29 @@ async fn cpus_below_the_engines_minimum_are_refused_and_the_minimum_is_enforced(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_failure_is_a_generic_502_with_an_error_id() {
-    // The container is created, but the engine cannot start it: this user
-    // is in no passwd file. The engine's answer names the user and the
-    // passwd file; its other failures name container ids and cgroup paths.
+    // The image allows more CPUs than this machine has, so the engine
+    // refuses the container a run asks for with them (the submit's syntax
+    // check runs with the image's default limits, which it accepts). The
+    // engine's answer names the machine's CPUs; its other failures name
+    // container ids, users, passwd files and cgroup paths.
     let s = TestServer::start_with(|c| {
         if let Some(image) = c.images.get_mut("python") {
-            image.sandbox.user = "bento-no-such-user".into();
+            let mut max = image.max.clone().unwrap_or_else(|| image.limits.clone());
+            max.cpus = 4096.0;
+            image.max = Some(max);
             image.warm = 0;
         }
     })
     .await;
     let f = s.submit("send('never')\n").await;
-    let (status, body) = post_session(&s, json!({"function": f})).await;
+    let (status, body) = post_session(&s, json!({"function": f, "limits": {"cpus": 4000.0}})).await;
     assert_eq!(status, 502, "{body}");
     let message = body["error"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("the container engine failed; see the controller's log (error id "),
         "{message:?}"
     );
-    for leak in ["bento-no-such-user", "passwd", "daemon", "/"] {
+    for leak in ["CPU", "cpu", "daemon", "/", "4000"] {
         assert!(!message.contains(leak), "{leak:?} leaks in {message:?}");
     }
     let hex_run = message
