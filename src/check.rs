@@ -28,6 +28,8 @@ use crate::runtime::{ContainerSpec, OutputChunk, Runtime, RuntimeError};
 
 /// How long a check may take, container start included.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a submit waits for a free check slot before it is refused.
+const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// Checks running at once: each is a container.
 const MAX_CHECKS: usize = 4;
 /// The driver's answer is a short JSON object; more is not the driver.
@@ -94,11 +96,20 @@ impl Checker {
         let slots = self.slots.clone();
         // A task of its own, so that a client hanging up mid-check cannot
         // drop it between creating the container and removing it.
+        // The slot is taken here, in the request's own future: a client that
+        // hangs up while it waits gives up its place in the queue, and no
+        // check runs for it. Only create -> remove is detached.
+        let slot = tokio::time::timeout(CHECK_QUEUE_WAIT, slots.acquire_owned())
+            .await
+            .map_err(|_| {
+                CheckError::Failed(format!(
+                    "{MAX_CHECKS} syntax checks are running and none ended within \
+                     {CHECK_QUEUE_WAIT:?}; try again"
+                ))
+            })?
+            .map_err(|_| CheckError::Failed("the controller is shutting down".into()))?;
         let task = tokio::spawn(async move {
-            let _slot = slots
-                .acquire_owned()
-                .await
-                .map_err(|_| CheckError::Failed("the controller is shutting down".into()))?;
+            let _slot = slot;
             let container = runtime.create(&spec).await?;
             let answer =
                 tokio::time::timeout(CHECK_TIMEOUT, run(&*runtime, &container, &payload)).await;

@@ -232,10 +232,15 @@ async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Res
         }
         Err(e) => {
             tracing::warn!(session = %row.id, error = %e, "cannot resume; killing it");
-            let _ = registry.runtime().kill(&row.container).await;
             let reason = ExitReason::Lost {
                 message: format!("could not resume after a controller restart: {e}"),
             };
+            // Recorded first: a shutdown between the kill and `finish` must
+            // not leave the next start to call it an ordinary exit.
+            if let Err(e) = registry.db().set_kill_reason(&row.token, &reason) {
+                tracing::warn!(session = %row.id, error = %e, "cannot save kill reason");
+            }
+            let _ = registry.runtime().kill(&row.container).await;
             let exit = finish(registry, &row, &mut log, reason)?;
             launch_ended(registry, row, log, exit);
         }

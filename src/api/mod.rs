@@ -357,8 +357,16 @@ async fn create_session(
 }
 
 async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>> {
-    let mut out = s.registry.resuming_infos();
-    for h in s.registry.all() {
+    // Resuming ones first: a session is launched before it leaves that set,
+    // so each one is in at least one of the two reads; those in both are
+    // listed once, as live.
+    let resuming = s.registry.resuming_infos();
+    let live = s.registry.all();
+    let mut out: Vec<SessionInfo> = resuming
+        .into_iter()
+        .filter(|i| !live.iter().any(|h| h.id == i.id))
+        .collect();
+    for h in live {
         // A session reaped meanwhile is simply not listed.
         if let Ok(info) = h.info().await {
             out.push(info);

@@ -39,10 +39,17 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
             // Written whole, then renamed, so a crash never leaves half an id.
+            // Synced before the rename and the directory after it, so a
+            // power loss leaves either no identity or this one.
             let tmp = data_dir.join(format!("{ID_FILE}.tmp"));
-            std::fs::write(&tmp, format!("{id}\n"))
+            let written = File::create(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(format!("{id}\n").as_bytes())?;
+                    f.sync_all()
+                })
                 .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                .and_then(|()| File::open(data_dir)?.sync_all());
+            written.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             tracing::info!(controller = %id, "new controller identity");
             Ok(id)
         }

@@ -73,9 +73,14 @@ impl InputWindow {
         self.consumed
     }
 
-    /// Whether the driver has room for another input.
+    /// Whether the driver has room for another input. Not while a resumed
+    /// driver still holds inputs of unknown size: counted as empty, they
+    /// could hide megabytes, and the driver refuses input past its byte
+    /// bound. Being the oldest, they are consumed first anyway.
     pub fn has_room(&self) -> bool {
-        self.in_flight() < MAX_INPUTS_IN_FLIGHT && self.bytes < MAX_INPUT_BYTES_IN_FLIGHT
+        self.unknown == 0
+            && self.in_flight() < MAX_INPUTS_IN_FLIGHT
+            && self.bytes < MAX_INPUT_BYTES_IN_FLIGHT
     }
 
     /// One more input of `size` bytes has been written.
@@ -164,10 +169,16 @@ mod tests {
         // of unknown size, and no room is left past the in-flight bound.
         let mut w = InputWindow::new(1000, 990);
         assert_eq!(w.in_flight(), 10);
+        assert!(
+            !w.has_room(),
+            "no new input until the held ones are consumed"
+        );
+        assert_eq!(w.credit(995), Ok(()));
+        assert!(!w.has_room());
+        assert_eq!(w.credit(1000), Ok(()));
         assert!(w.has_room());
         w.written(7);
-        assert_eq!(w.credit(995), Ok(()));
-        assert_eq!((w.in_flight(), w.bytes_in_flight()), (6, 7));
+        assert_eq!((w.in_flight(), w.bytes_in_flight()), (1, 7));
         assert_eq!(w.credit(1001), Ok(()));
         assert_eq!((w.in_flight(), w.bytes_in_flight()), (0, 0));
         // Huge counts are one step, not a loop per input.

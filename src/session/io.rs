@@ -344,10 +344,12 @@ async fn stdin_writer(p: StdinParts) {
                 // and discarded, like input to a function that has ended.
                 if !broken && !eof_written {
                     if let Err(e) = reservation.cover(item.seq) {
-                        // Not applied and not acknowledged: the client
-                        // keeps it and sends it again.
-                        tracing::warn!(error = %e, "cannot record the input bound; input waits");
-                        continue;
+                        // The input is written all the same: holding it back
+                        // would only turn into a misleading protocol error
+                        // for the client. What is lost is the bound, so a
+                        // restart before it is recorded ends this session
+                        // as lost (its SYNC then claims more than recorded).
+                        tracing::warn!(error = %e, "cannot record the input bound");
                     }
                     let (kind, payload) = match &item.bytes {
                         Some(b) => (KIND_INPUT, &b[..]),
