@@ -196,9 +196,11 @@ first=$(cat "$workdir/attach1.out")
   not_ok "attach, then Ctrl-C detaches (exit 130)" "exit $rc" "output: $(echo "$first" | tr '\n' '|')" \
     "$(cat "$workdir/attach1.err")"
 
+# ls shows tokens by their first 12 characters (--no-trunc for all).
+short=${token:0:12}
 listing=$(cli ls)
 rc=$?
-echo "$listing" | grep "$token" | grep -q running && ok "ls shows the session running" ||
+echo "$listing" | grep "^$short " | grep -q running && ok "ls shows the session running" ||
   not_ok "ls shows the session running" "exit $rc" "$listing"
 
 second=$(cli attach "$token" --no-stdin 2>"$workdir/attach2.err")
@@ -218,10 +220,10 @@ while [ -n "$(session_containers)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sl
   not_ok "ended sessions' containers removed" "left: $(session_containers | tr '\n' ' ')"
 
 deadline=$(($(date +%s) + 10))
-while listing=$(cli ls); rc=$?; echo "$listing" | grep -q "$token" && [ "$(date +%s)" -lt "$deadline" ]; do
+while listing=$(cli ls); rc=$?; echo "$listing" | grep -q "^$short " && [ "$(date +%s)" -lt "$deadline" ]; do
   sleep 0.5
 done
-[ "$rc" = 0 ] && ! echo "$listing" | grep -q "$token" && ok "ls: the session is gone" ||
+[ "$rc" = 0 ] && ! echo "$listing" | grep -q "^$short " && ok "ls: the session is gone" ||
   not_ok "ls: the session is gone" "exit $rc" "$listing"
 
 if [ "${BENTO_SMOKE_NEWCOMER:-1}" != 0 ]; then

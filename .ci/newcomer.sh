@@ -100,7 +100,8 @@ attach_then_ctrl_c "$workdir/first"
 
 step "bento ls"
 listing=$(bento ls) || fail "bento ls" "exit $?"
-echo "$listing" | grep "$TOKEN" | grep -q running || fail "bento ls shows the session running" "$listing"
+# (ls shows a token's first 12 characters.)
+echo "$listing" | grep "^${TOKEN:0:12} " | grep -q running || fail "bento ls shows the session running" "$listing"
 
 step 'bento attach "$TOKEN" --no-stdin'
 attach_then_ctrl_c "$workdir/second"
