@@ -86,7 +86,7 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
     let mut pending = Pending { rows: Vec::new() };
     for row in rows {
         containers.remove(&row.container);
-        if registry.get(&row.token).is_some() || registry.is_resuming(&row.token) {
+        if registry.get(&row.token).is_some() || registry.resuming(&row.token).is_some() {
             continue; // already live: nothing to do
         }
         match registry.runtime().state(&row.container).await {

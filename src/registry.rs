@@ -188,10 +188,6 @@ impl Registry {
         self.lock_resuming().get(token).map(|r| r.id.clone())
     }
 
-    pub fn is_resuming(&self, token: &str) -> bool {
-        self.lock_resuming().contains_key(token)
-    }
-
     /// What is known of the sessions being resumed, for listings: what the
     /// database says (their output counts are known once they are back).
     pub fn resuming_infos(&self) -> Vec<SessionInfo> {

@@ -85,11 +85,7 @@ async fn functions_are_shown_and_deleted_by_id_or_name_and_their_sessions_run_on
         [old.as_str()]
     );
     // Its session runs on; a new one of it cannot start.
-    let info = s
-        .client
-        .session(&token)
-        .await
-        .unwrap_or_else(|e| panic!("session: {e}"));
+    let info = s.info(&token).await;
     assert_eq!(info.state, SessionState::Running);
     let (status, _) = call(
         reqwest::Method::POST,

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::TestServer;
@@ -26,14 +25,7 @@ async fn a_second_ctrl_c_within_a_second_stops_the_function() {
     let s = TestServer::start().await;
     let f = s.submit(WAITS).await;
     let (token, id) = s.session(&f, &[]).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bento"))
-        .args(["attach", &token[..8], "--no-stdin"])
-        .env("BENTO_URL", &s.url)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+    let mut child = common::cli_command(&s.url, &["attach", &token[..8], "--no-stdin"])
         .spawn()
         .unwrap_or_else(|e| panic!("spawn bento attach: {e}"));
     let mut stdout =

@@ -5,36 +5,14 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use bento::protocol::SessionState;
 use common::{err, expect_code, out, TestServer};
-use tokio::process::Command;
 
-/// The longest any one CLI command may take before the test gives up.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// `bento ARGS` against `url` to completion: no colour, no API key from the
-/// environment, stdin empty.
+/// `bento ARGS` against `url` to completion (see `common::cli_output`).
 async fn bento(url: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bento"));
-    c.args(args)
-        .env("BENTO_URL", url)
-        .env("NO_COLOR", "1")
-        .env_remove("BENTO_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn bento {args:?}: {e}"));
-    match tokio::time::timeout(LIMIT, child.wait_with_output()).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => panic!("bento {args:?}: {e}"),
-        Err(_) => panic!("bento {args:?} did not finish within {LIMIT:?}"),
-    }
+    common::cli_output(url, args).await
 }
 
 /// `bento run -d FUNCTION` and the token it printed.
@@ -100,11 +78,7 @@ async fn ls_shows_short_tokens_and_prefixes_or_ids_stand_for_them() {
         .wait_session(&token, "killed", |i| i.state == SessionState::Ended)
         .await;
     assert_eq!(ended.exit.map(|e| e.code), Some(137));
-    let still = s
-        .client
-        .session(&other)
-        .await
-        .unwrap_or_else(|e| panic!("other session: {e}"));
+    let still = s.info(&other).await;
     assert_eq!(still.state, SessionState::Running);
     s.stop().await;
 }
@@ -166,11 +140,7 @@ async fn functions_show_and_rm_by_id_or_name() {
     let o = bento(&s.url, &["logs", &token]).await;
     expect_code(&o, 0, "logs of a deleted function's session");
     assert_eq!(out(&o), "ready\n");
-    let info = s
-        .client
-        .session(&token)
-        .await
-        .unwrap_or_else(|e| panic!("session: {e}"));
+    let info = s.info(&token).await;
     assert_eq!(info.state, SessionState::Running);
     expect_code(&bento(&s.url, &["kill", &token]).await, 0, "kill");
     s.stop().await;
@@ -222,11 +192,7 @@ async fn rm_and_prune_discard_ended_sessions_and_spare_running_ones() {
         let gone = s.client.session(t).await;
         assert!(gone.is_err_and(|e| e.is_not_found()), "{t} pruned");
     }
-    let info = s
-        .client
-        .session(&running)
-        .await
-        .unwrap_or_else(|e| panic!("running session: {e}"));
+    let info = s.info(&running).await;
     assert_eq!(info.state, SessionState::Running, "prune spares it");
 
     // rm -f kills it first.

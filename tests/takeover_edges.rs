@@ -8,7 +8,6 @@ mod common;
 use bento::protocol::{ClientMsg, CloseReason, OutputFrame, ServerMsg};
 use common::{metric, receive, TestServer};
 use futures_util::{SinkExt, StreamExt};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
@@ -28,14 +27,7 @@ struct Cli {
 
 impl Cli {
     fn attach(url: &str, token: &str) -> Cli {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bento"))
-            .args(["attach", token, "--no-stdin"])
-            .env("BENTO_URL", url)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = common::cli_command(url, &["attach", token, "--no-stdin"])
             .spawn()
             .unwrap_or_else(|e| panic!("spawn bento: {e}"));
         let stdout = child

@@ -65,10 +65,6 @@ impl InputWindow {
         self.bytes
     }
 
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
-
     pub fn consumed(&self) -> u64 {
         self.consumed
     }

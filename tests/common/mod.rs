@@ -181,6 +181,14 @@ impl TestServer {
         }
     }
 
+    /// The session's info now; a test failure if there is none.
+    pub async fn info(&self, token: &str) -> bento::protocol::SessionInfo {
+        self.client
+            .session(token)
+            .await
+            .unwrap_or_else(|e| panic!("session {}: {e}", &token[..token.len().min(12)]))
+    }
+
     /// Waits until the session is reaped (its token unknown).
     pub async fn wait_reaped(&self, token: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -250,6 +258,35 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// `bento ARGS` against `url`, for tests that drive the process as it
+/// runs: no colour asked for, no API key from the environment, stdin empty,
+/// stdout and stderr piped; killed if dropped.
+pub fn cli_command(url: &str, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_bento"));
+    c.args(args)
+        .env("BENTO_URL", url)
+        .env("NO_COLOR", "1")
+        .env_remove("BENTO_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// [`cli_command`] run to completion, within a minute.
+pub async fn cli_output(url: &str, args: &[&str]) -> Output {
+    let limit = Duration::from_secs(60);
+    let child = cli_command(url, args)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn bento {args:?}: {e}"));
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => panic!("bento {args:?}: {e}"),
+        Err(_) => panic!("bento {args:?} did not finish within {limit:?}"),
     }
 }
 
