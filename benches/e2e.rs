@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
 use bento::config::Config;
-use bento::protocol::{CreateSession, SessionInfo, SessionState, Stream, SubmitFunction};
+use bento::wire::api::{CreateSession, SessionInfo, SessionState, Stream, SubmitFunction};
 use futures_util::stream::{self, StreamExt};
 
 const IMAGE: &str = "bento/python:latest";
@@ -498,7 +498,9 @@ async fn cpu_percent(pid: u32, window: Duration) -> Res<f64> {
 /// available. The same as tests/common's `ensure_image`.
 async fn ensure_image() -> Res<()> {
     let mut config = Config::load(Some(&repo().join("config/bento.yaml"))).ctx("config")?;
-    let docker = bento::images::connect(&config).await.ctx("docker")?;
+    let docker = bento::runtime::images::connect(&config)
+        .await
+        .ctx("docker")?;
     let spec = config
         .images
         .get("python")
@@ -507,7 +509,11 @@ async fn ensure_image() -> Res<()> {
     if std::env::var(bento::config::BASE_IMAGE_ENV).is_err() {
         let has = |t: String| {
             let d = docker.clone();
-            async move { bento::images::image_exists(&d, &t).await.unwrap_or(false) }
+            async move {
+                bento::runtime::images::image_exists(&d, &t)
+                    .await
+                    .unwrap_or(false)
+            }
         };
         if !has(spec.base.clone()).await {
             if !has(OFFLINE_BASE.to_string()).await {
@@ -519,7 +525,7 @@ async fn ensure_image() -> Res<()> {
             config.base_image = Some(OFFLINE_BASE.into());
         }
     }
-    bento::images::build_image(&docker, &config, &spec, |_| {})
+    bento::runtime::images::build_image(&docker, &config, &spec, |_| {})
         .await
         .ctx("building the python image")
 }

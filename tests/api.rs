@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachOptions, Client, Event};
-use bento::protocol::{CloseReason, OutputFrame, ServerMsg, SessionState, Stream};
+use bento::wire::api::{CloseReason, OutputFrame, ServerMsg, SessionState, Stream};
 use common::{receive, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -1176,7 +1176,7 @@ async fn a_non_loopback_address_without_a_key_refuses_to_start() {
     let shutdown = CancellationToken::new();
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        bento::server::run(listener, config, shutdown.clone()),
+        bento::controller::run(listener, config, shutdown.clone()),
     )
     .await;
     shutdown.cancel();
@@ -1208,7 +1208,7 @@ async fn a_non_loopback_address_with_a_key_starts() {
         .unwrap_or_else(|e| panic!("addr: {e}"))
         .port();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(bento::server::run(listener, config, shutdown.clone()));
+    let task = tokio::spawn(bento::controller::run(listener, config, shutdown.clone()));
 
     // The listener is bound already: the request waits in its backlog.
     let health = tokio::time::timeout(
@@ -1293,7 +1293,7 @@ async fn past_max_sessions_creating_is_429_until_one_is_reaped() {
         }
     }
     assert!(
-        exit.is_some_and(|e| e.reason == bento::protocol::ExitReason::Killed),
+        exit.is_some_and(|e| e.reason == bento::wire::api::ExitReason::Killed),
         "the killed session's exit"
     );
     s.wait_reaped(&a).await;
@@ -1365,7 +1365,7 @@ struct Secrets {
 async fn client_flow(url: String) -> Secrets {
     let client = Client::new(&url, Some(KEY.into())).unwrap_or_else(|e| panic!("client: {e}"));
     let f = match client
-        .submit_function(&bento::protocol::SubmitFunction {
+        .submit_function(&bento::wire::api::SubmitFunction {
             code: SLEEPER.into(),
             name: Some("sleeper".into()),
             image: None,
@@ -1377,7 +1377,7 @@ async fn client_flow(url: String) -> Secrets {
         Err(e) => panic!("submit: {e}"),
     };
     let created = match client
-        .create_session(&bento::protocol::CreateSession {
+        .create_session(&bento::wire::api::CreateSession {
             function: f,
             args: vec!["\"an-argument\"".into()],
             transient: false,
@@ -1439,7 +1439,7 @@ async fn client_flow(url: String) -> Secrets {
     let r = receive(&mut att, |_| false).await;
     assert_eq!(
         r.exit.map(|e| e.reason),
-        Some(bento::protocol::ExitReason::Killed)
+        Some(bento::wire::api::ExitReason::Killed)
     );
     wait_reaped_with(&client, &token).await;
     Secrets {
@@ -1544,7 +1544,7 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
     let s = server(|c| c.api_key = Some(KEY.into())).await;
     let client = Client::new(&s.url, Some(KEY.into())).unwrap_or_else(|e| panic!("client: {e}"));
     let f = match client
-        .submit_function(&bento::protocol::SubmitFunction {
+        .submit_function(&bento::wire::api::SubmitFunction {
             code: "def main():\n    return 'done'\n".into(),
             name: None,
             image: None,
@@ -1556,7 +1556,7 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
         Err(e) => panic!("submit: {e}"),
     };
     let created = match client
-        .create_session(&bento::protocol::CreateSession {
+        .create_session(&bento::wire::api::CreateSession {
             function: f,
             args: vec![],
             transient: false,

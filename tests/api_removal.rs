@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bento::protocol::SessionState;
+use bento::wire::api::SessionState;
 use common::{receive, TestServer};
 use serde_json::{json, Value};
 

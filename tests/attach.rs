@@ -7,9 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bento::driver_frame::{Decoder, KIND_DATA, KIND_START};
 use bento::runtime::{ContainerIo, ContainerSpec, DockerRuntime, OutputChunk, Runtime};
 use bento::session::io;
+use bento::wire::driver::{Decoder, KIND_DATA, KIND_START};
 use futures_util::StreamExt;
 
 /// The function's messages: sizes across the engine's 32 KiB pieces and

@@ -8,7 +8,7 @@
 
 mod common;
 
-use bento::protocol::{FunctionInfo, SubmitFunction};
+use bento::wire::api::{FunctionInfo, SubmitFunction};
 use common::{err, expect_code, out, receive, Received, TestServer};
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bento::protocol::{CreateSession, SessionState};
+use bento::wire::api::{CreateSession, SessionState};
 use common::{receive, TestServer};
 
 /// Ends at once, leaving one message nobody has read.

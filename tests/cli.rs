@@ -6,7 +6,7 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use bento::protocol::SessionState;
+use bento::wire::api::SessionState;
 use common::TestServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bento::protocol::SessionState;
+use bento::wire::api::SessionState;
 use common::TestServer;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

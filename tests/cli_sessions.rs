@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Output;
 
-use bento::protocol::SessionState;
+use bento::wire::api::SessionState;
 use common::{err, expect_code, out, TestServer};
 
 /// `bento ARGS` against `url` to completion (see `common::cli_output`).

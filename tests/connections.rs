@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachOptions, Attachment, Client, Event};
-use bento::protocol::Stream;
+use bento::wire::api::Stream;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -303,7 +303,7 @@ async fn idle_connections_cannot_starve_the_controller() {
     let listening = serve
         .wait_log("bento controller listening", Duration::from_secs(1))
         .await;
-    let cap = bento::server::nofile::default_max_connections(256, 4);
+    let cap = bento::controller::nofile::default_max_connections(256, 4);
     assert_eq!(
         field(&listening, "max_connections").as_u64(),
         Some(cap as u64)
@@ -312,7 +312,7 @@ async fn idle_connections_cannot_starve_the_controller() {
 
     let client = Client::new(&serve.url(), None).unwrap_or_else(|e| panic!("client: {e}"));
     let function = client
-        .submit_function(&bento::protocol::SubmitFunction {
+        .submit_function(&bento::wire::api::SubmitFunction {
             code: ECHO.into(),
             name: None,
             image: None,
@@ -321,7 +321,7 @@ async fn idle_connections_cannot_starve_the_controller() {
         .await
         .unwrap_or_else(|e| panic!("submit: {e}"));
     let session = client
-        .create_session(&bento::protocol::CreateSession {
+        .create_session(&bento::wire::api::CreateSession {
             function: function.id,
             args: vec![],
             transient: false,

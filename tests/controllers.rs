@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bento::client::{AttachOptions, Client, Event};
-use bento::protocol::{CreateSession, SessionState, SubmitFunction};
+use bento::wire::api::{CreateSession, SessionState, SubmitFunction};
 use common::controller::Controller;
 
 /// Echoes each input with a running count, so a lost or repeated input

@@ -3,7 +3,7 @@
 mod common;
 
 use bento::client::{AttachEnd, AttachOptions, Event};
-use bento::protocol::{CloseReason, CreateSession, ExitReason, SessionState};
+use bento::wire::api::{CloseReason, CreateSession, ExitReason, SessionState};
 use common::{receive, TestServer};
 
 const ECHO: &str = r#"

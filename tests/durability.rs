@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
-use bento::protocol::{CreateSession, ExitReason, SessionState, Stream, SubmitFunction};
+use bento::wire::api::{CreateSession, ExitReason, SessionState, Stream, SubmitFunction};
 use tokio::task::JoinHandle;
 
 /// Numbered output at a steady pace from a thread; with `echo`, also
@@ -156,7 +156,7 @@ async fn wait_for(
     client: &Client,
     token: &str,
     what: &str,
-    pred: impl Fn(&bento::protocol::SessionInfo) -> bool,
+    pred: impl Fn(&bento::wire::api::SessionInfo) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -428,7 +428,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     ctl.kill();
 
     // An orphan: a container with this controller's labels but no session.
-    let docker = bento::images::connect(&common::repo_config())
+    let docker = bento::runtime::images::connect(&common::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let labelled =

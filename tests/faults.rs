@@ -9,7 +9,7 @@ use std::hash::Hasher;
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachEnd, AttachOptions, Client, Event};
-use bento::protocol::{CreateSession, ExitReason, ServerMsg, SessionState};
+use bento::wire::api::{CreateSession, ExitReason, ServerMsg, SessionState};
 use common::proxy::{FaultProxy, Faults};
 use common::TestServer;
 use futures_util::StreamExt;
@@ -318,7 +318,7 @@ async fn a_client_that_stops_reading_stalls_nothing_else() {
         .await;
     assert_eq!(info.state, SessionState::Running);
     // The cap counts each message's overhead too (ENTRY_OVERHEAD).
-    let cost = |i: &bento::protocol::SessionInfo| {
+    let cost = |i: &bento::wire::api::SessionInfo| {
         i.pending_bytes + i.pending_messages * bento::session::log::ENTRY_OVERHEAD as u64
     };
     let info = s

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachOptions, Client, Event};
-use bento::protocol::{CreateSession, ExitReason, SessionInfo, SessionState, SubmitFunction};
+use bento::wire::api::{CreateSession, ExitReason, SessionInfo, SessionState, SubmitFunction};
 use common::controller::Controller;
 
 /// Writes forged CREDIT frames to the driver's own frame descriptor, as

@@ -22,12 +22,12 @@ async fn the_openapi_document_lists_every_route_and_only_those() {
     let doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-    assert_eq!(paths.len(), bento::api::ROUTES.len());
+    assert_eq!(paths.len(), bento::controller::api::ROUTES.len());
     // A live session, so token routes exist for real.
     let f = s.submit("import time\ntime.sleep(30)\n").await;
     let (token, _) = s.session(&f, &[]).await;
     let http = reqwest::Client::new();
-    for route in bento::api::ROUTES {
+    for route in bento::controller::api::ROUTES {
         let item = paths
             .get(route.path)
             .unwrap_or_else(|| panic!("{} missing from the document", route.path));

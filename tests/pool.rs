@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bento::config::LimitsRequest;
-use bento::protocol::CreateSession;
+use bento::wire::api::CreateSession;
+use bento::wire::api::LimitsRequest;
 use common::{receive, TestServer};
 
 async fn start(warm: usize) -> TestServer {
@@ -101,7 +101,7 @@ async fn warm_and_cold_containers_get_the_same_host_config() {
     };
     let (token, id) = create(&s, &f, other).await;
     s.wait_session(&token, "running", |_| true).await;
-    let docker = bento::images::connect(&common::repo_config())
+    let docker = bento::runtime::images::connect(&common::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let cold_id = {

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use bento::config::LimitsRequest;
-use bento::protocol::{CreateSession, ExitReason, SessionState};
+use bento::wire::api::LimitsRequest;
+use bento::wire::api::{CreateSession, ExitReason, SessionState};
 use common::{receive, TestServer};
 
 const HELLO: &str = "send('still serving')\n";
@@ -225,7 +225,7 @@ async fn infinite_output_while_detached_is_held_back_at_the_cap() {
     let (token, _) = s.session(&f, &[]).await;
     // Nobody attached: the session fills up to the cap, then stops reading.
     // The cap counts each message's overhead too (ENTRY_OVERHEAD).
-    let cost = |i: &bento::protocol::SessionInfo| {
+    let cost = |i: &bento::wire::api::SessionInfo| {
         i.pending_bytes + i.pending_messages * bento::session::log::ENTRY_OVERHEAD as u64
     };
     let info = s

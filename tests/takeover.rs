@@ -10,7 +10,7 @@
 mod common;
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Event, InputSender};
-use bento::protocol::{CloseReason, Stream};
+use bento::wire::api::{CloseReason, Stream};
 use common::{metric, TestServer};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bento::protocol::{ClientMsg, CloseReason, OutputFrame, ServerMsg};
+use bento::wire::api::{ClientMsg, CloseReason, OutputFrame, ServerMsg};
 use common::{metric, receive, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! `bento::driver_frame::Decoder` over the container's stdout, which is
+//! `bento::wire::driver::Decoder` over the container's stdout, which is
 //! untrusted and arrives in chunks of any size.
 //!
 //! Input layout: `[k][k chunk sizes][stream…]`. The stream is fed in chunks
@@ -13,7 +13,7 @@
 //! - after an error nothing more is fed (the caller's contract).
 #![no_main]
 
-use bento::driver_frame::{
+use bento::wire::driver::{
     Decoder, Frame, FrameError, FLAG_END, HEADER_LEN, KIND_START, MAX_PAYLOAD,
 };
 use bytes::Bytes;

@@ -33,8 +33,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bento::db::Db;
-use bento::driver_frame::{self, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, MAX_PAYLOAD};
+use bento::session::store::Db;
+use bento::wire::driver::{self, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, MAX_PAYLOAD};
 use bento::runtime::OutputChunk;
 use bento::session::io::{
     spawn_reader, spawn_stdin_writer, ControlEvent, InputProgress, InputReservation,

@@ -17,7 +17,7 @@
 //! - without an answer, the decoder keeps less than one SYNC frame of noise.
 #![no_main]
 
-use bento::driver_frame::{Decoder, Sync, HEADER_LEN, KIND_SYNC, NONCE_LEN};
+use bento::wire::driver::{Decoder, Sync, HEADER_LEN, KIND_SYNC, NONCE_LEN};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! parses back to the same value.
 #![no_main]
 
-use bento::protocol::ClientMsg;
+use bento::wire::api::ClientMsg;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

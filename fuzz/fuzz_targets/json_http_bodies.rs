@@ -4,7 +4,7 @@
 //! of infos). Checked: no panic, and what parses serializes again.
 #![no_main]
 
-use bento::protocol::{
+use bento::wire::api::{
     CreateSession, ErrorBody, FunctionInfo, SessionCreated, SessionInfo, SubmitFunction,
 };
 use libfuzzer_sys::fuzz_target;

@@ -4,7 +4,7 @@
 //! the reasons does not panic.
 #![no_main]
 
-use bento::protocol::ServerMsg;
+use bento::wire::api::ServerMsg;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,9 +1,9 @@
-//! `bento::protocol::InputFrame::decode`: binary WebSocket messages the
+//! `bento::wire::api::InputFrame::decode`: binary WebSocket messages the
 //! server gets from (untrusted) clients. Checked: no panic; a decoded frame
 //! encodes back to exactly the same bytes and decodes again to itself.
 #![no_main]
 
-use bento::protocol::{InputFrame, INPUT_HEADER_LEN};
+use bento::wire::api::{InputFrame, INPUT_HEADER_LEN};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

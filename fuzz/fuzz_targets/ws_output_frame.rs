@@ -1,10 +1,10 @@
-//! `bento::protocol::OutputFrame::decode`: binary WebSocket messages the
+//! `bento::wire::api::OutputFrame::decode`: binary WebSocket messages the
 //! client gets from the server. Checked: no panic; a decoded frame encodes
 //! back to the same bytes except for unknown flag bits (only `end` is kept),
 //! and decodes again to itself.
 #![no_main]
 
-use bento::protocol::{OutputFrame, OUTPUT_HEADER_LEN};
+use bento::wire::api::{OutputFrame, OUTPUT_HEADER_LEN};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

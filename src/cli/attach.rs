@@ -7,7 +7,7 @@ use super::{out, say, AttachArgs, AttachFlags, RunArgs};
 use crate::client::{
     AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender,
 };
-use crate::protocol::{CloseReason, CreateSession, ExitInfo, ExitReason};
+use crate::wire::api::{CloseReason, CreateSession, ExitInfo, ExitReason};
 use anyhow::Context;
 use std::fs::File;
 use std::io::IsTerminal;

@@ -1,7 +1,7 @@
 //! Colour for the terminal: plain ANSI codes, only when stdout is a
 //! terminal and `NO_COLOR` (any non-empty value) is not set.
 
-use crate::protocol::{ExitInfo, SessionState};
+use crate::wire::api::{ExitInfo, SessionState};
 use std::io::IsTerminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub(super) fn visible_width(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ExitReason;
+    use crate::wire::api::ExitReason;
 
     #[test]
     fn escapes_take_no_width() {

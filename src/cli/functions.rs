@@ -4,7 +4,7 @@ use super::simple::print_json;
 use super::table::{bytes, render};
 use super::time::utc_and_ago;
 use super::{out, say, FunctionsArgs, FunctionsCommand};
-use crate::protocol::FunctionInfo;
+use crate::wire::api::FunctionInfo;
 
 pub(super) async fn run(args: FunctionsArgs) -> anyhow::Result<i32> {
     match args.command {

@@ -4,7 +4,7 @@ use super::simple::print_json;
 use super::table::render;
 use super::{out, say};
 use crate::config::Config;
-use crate::images::{self, ImageError};
+use crate::runtime::images::{self, ImageError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;

@@ -5,8 +5,8 @@ use super::simple::{print_json, state_cell};
 use super::table::{bytes, render};
 use super::time::{duration, utc_and_ago};
 use super::{color, out, InspectArgs};
-use crate::config::Limits;
-use crate::protocol::{ExitInfo, SessionInfo};
+use crate::wire::api::Limits;
+use crate::wire::api::{ExitInfo, SessionInfo};
 
 pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
@@ -89,7 +89,7 @@ fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
 /// `exited with code 0`, or `killed: timed out (exit code 124)`.
 fn exit_words(e: &ExitInfo) -> String {
     match e.reason {
-        crate::protocol::ExitReason::Exited { .. } => e.message.clone(),
+        crate::wire::api::ExitReason::Exited { .. } => e.message.clone(),
         _ => format!("{} (exit code {})", e.message, e.code),
     }
 }
@@ -110,7 +110,7 @@ fn pending(s: &SessionInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ExitReason, SessionState};
+    use crate::wire::api::{ExitReason, SessionState};
     use std::time::Duration;
 
     fn info() -> SessionInfo {

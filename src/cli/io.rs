@@ -1,7 +1,7 @@
 //! The terminal end of an attach: stdin lines in, output frames out.
 
 use super::render::Render;
-use crate::protocol::{OutputFrame, Stream};
+use crate::wire::api::{OutputFrame, Stream};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest stdin line: one line is one input message.

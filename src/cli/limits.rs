@@ -1,7 +1,8 @@
 //! `bento run --memory/--cpus/--pids/--timeout`: per-run limits, which the
 //! server checks against the image's maximums.
 
-use crate::config::{parse_duration, LimitsRequest};
+use crate::config::parse_duration;
+use crate::wire::api::LimitsRequest;
 use clap::Args;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 use super::io::Output;
 use super::{say, LogsArgs};
 use crate::client::{Client, ClientError};
-use crate::protocol::{ExitInfo, OutputFrame, OutputPage};
+use crate::wire::api::{ExitInfo, OutputFrame, OutputPage};
 use anyhow::Context;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, BufWriter};

@@ -1,7 +1,7 @@
 //! `watch` against scripted pages: paging, following, and how it ends.
 
 use super::*;
-use crate::protocol::{ExitReason, PageMessage, Stream};
+use crate::wire::api::{ExitReason, PageMessage, Stream};
 use std::collections::VecDeque;
 
 struct Script {

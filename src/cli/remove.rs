@@ -4,7 +4,7 @@
 use super::resolve::{self, short};
 use super::{out, say, ServerArgs};
 use crate::client::{Client, ClientError};
-use crate::protocol::{SessionInfo, SessionState};
+use crate::wire::api::{SessionInfo, SessionState};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 

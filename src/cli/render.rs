@@ -20,7 +20,7 @@
 //! not stdout is a terminal: output piped to a file or to `less -R` is
 //! interpreted later by whatever shows it.
 
-use crate::protocol::{OutputFrame, Stream};
+use crate::wire::api::{OutputFrame, Stream};
 use bytes::Bytes;
 
 /// Per-stream state: a UTF-8 sequence may be split across chunks.

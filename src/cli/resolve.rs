@@ -9,7 +9,7 @@
 //! within what the key lists.
 
 use crate::client::Client;
-use crate::protocol::SessionInfo;
+use crate::wire::api::SessionInfo;
 
 /// Tokens are 64 hex characters (256 bits).
 const TOKEN_LEN: usize = 64;
@@ -84,7 +84,7 @@ fn pick(given: &str, sessions: &[SessionInfo]) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::SessionState;
+    use crate::wire::api::SessionState;
 
     fn session(token: &str, id: &str) -> SessionInfo {
         SessionInfo {

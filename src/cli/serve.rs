@@ -21,7 +21,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let shutdown = CancellationToken::new();
     spawn_signal_watch(shutdown.clone())?;
-    crate::server::run(listener, config, shutdown).await?;
+    crate::controller::run(listener, config, shutdown).await?;
     Ok(0)
 }
 
@@ -30,7 +30,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
 /// from the result). Failing to raise it is not fatal; the cap follows
 /// whatever the limit is.
 fn raise_open_file_limit() {
-    match crate::server::nofile::raise() {
+    match crate::controller::nofile::raise() {
         Ok((before, after)) if before != after => {
             tracing::info!(
                 before,

@@ -6,7 +6,7 @@ use super::table::{bytes, render};
 use super::time::ago;
 use super::{out, ServerArgs, SubmitArgs};
 use crate::client::ClientError;
-use crate::protocol::{ExitInfo, ExitReason, SessionInfo, SubmitFunction, SyntaxProblem};
+use crate::wire::api::{ExitInfo, ExitReason, SessionInfo, SubmitFunction, SyntaxProblem};
 use anyhow::Context;
 
 pub(super) async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {

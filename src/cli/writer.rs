@@ -15,7 +15,7 @@
 
 use super::io::newline_after;
 use super::render::Render;
-use crate::protocol::{OutputFrame, Stream};
+use crate::wire::api::{OutputFrame, Stream};
 use std::io::{self, IoSlice, Write};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};

@@ -7,7 +7,7 @@ use super::driver::{Cmd, Driver};
 use super::input::{InputBuffer, InputError, InputItem, InputLimits, InputShared};
 use super::ws::{self, Endpoint};
 use super::ClientError;
-use crate::protocol::{CloseReason, ExitInfo, OutputFrame};
+use crate::wire::api::{CloseReason, ExitInfo, OutputFrame};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! [`ClientError`], and turning HTTP answers and transport failures into it.
 
-use crate::protocol::{CloseReason, ErrorBody, SyntaxProblem};
+use crate::wire::api::{CloseReason, ErrorBody, SyntaxProblem};
 use reqwest::StatusCode;
 
 #[derive(Debug, thiserror::Error)]

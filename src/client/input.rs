@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 /// The largest input message the server accepts (see `docs/api.md`); a
 /// bigger one would be refused at the WebSocket layer, and resent after
 /// every reconnect, forever.
-pub const MAX_INPUT_MESSAGE: usize = crate::protocol::MAX_INPUT_BYTES;
+pub const MAX_INPUT_MESSAGE: usize = crate::wire::api::MAX_INPUT_BYTES;
 
 /// Bounds of the unacknowledged input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

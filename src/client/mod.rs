@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), bento::client::ClientError> {
 //! use bento::client::{AttachOptions, Client, Event};
-//! use bento::protocol::CreateSession;
+//! use bento::wire::api::CreateSession;
 //!
 //! let client = Client::new("http://127.0.0.1:7470", None)?;
 //! let created = client
@@ -54,7 +54,7 @@ pub use attach::{
 };
 pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
 
-use crate::protocol::{
+use crate::wire::api::{
     CreateSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
 };
 use reqwest::{Method, Url};

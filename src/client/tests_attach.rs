@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{AttachEnd, AttachOptions, Client, ClientError, Event};
-use crate::protocol::{
+use crate::wire::api::{
     ClientMsg, CloseReason, ExitReason, InputFrame, OutputFrame, ServerMsg, Stream,
 };
 use bytes::Bytes;

@@ -2,7 +2,7 @@
 //! `filename` field: the client submits again without it.
 
 use super::{Client, ClientError};
-use crate::protocol::SubmitFunction;
+use crate::wire::api::SubmitFunction;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};

@@ -1,7 +1,7 @@
 //! Opening one attach WebSocket and reading its `Hello`.
 
 use super::{error_chain, http_error, root_cause, ClientError};
-use crate::protocol::ServerMsg;
+use crate::wire::api::ServerMsg;
 use futures_util::StreamExt;
 use reqwest::Url;
 use std::time::Duration;

@@ -5,10 +5,9 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::duration::{de_duration, de_opt_duration};
 use super::{valid_name, ConfigError, DEFAULT_BASE_IMAGE};
+use crate::wire::api::{Limits, LimitsRequest};
 
 /// A function image, from `config/images/NAME.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,59 +151,6 @@ impl ImageSpec {
     }
 }
 
-/// Resource limits of a session's container.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Memory limit in bytes (no swap beyond it).
-    pub memory: u64,
-    /// CPUs, fractional (`0.5` is half a core).
-    pub cpus: f64,
-    /// Maximum number of processes and threads.
-    pub pids: i64,
-    /// Wall-clock timeout in seconds; 0 means none.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_secs")]
-    #[schemars(with = "u64")]
-    pub timeout: Duration,
-}
-
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(ceil_secs(d))
-}
-
-/// Limits a run asks for (`bento run --memory …`); unset ones take the
-/// image's defaults.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pids: Option<i64>,
-    /// Seconds, or a string such as `"30s"`.
-    #[serde(
-        deserialize_with = "de_opt_duration",
-        serialize_with = "ser_opt_secs",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(with = "Option<String>")]
-    pub timeout: Option<Duration>,
-}
-
-/// Whole seconds, rounded up: a timeout of 500ms must not become 0 (none).
-fn ceil_secs(d: &Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_u64(ceil_secs(d)),
-        None => s.serialize_none(),
-    }
-}
-
 /// A container's isolation. Every default is the strict choice; an image's
 /// YAML may relax them, and `docs/security.md` says what each one costs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -285,17 +231,6 @@ pub(crate) fn size_bytes(size: &str) -> Option<u64> {
         return None;
     }
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory: 256 << 20,
-            cpus: 1.0,
-            pids: 128,
-            timeout: Duration::from_secs(3600),
-        }
-    }
 }
 
 pub(crate) fn load_images(

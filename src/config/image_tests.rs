@@ -1,6 +1,7 @@
 //! Tests of image descriptions: limits a run may ask for, the sandbox.
 
 use super::*;
+use std::time::Duration;
 
 fn spec(yaml: &str) -> ImageSpec {
     serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))

@@ -8,13 +8,12 @@
 //! `../images/python`). Without a file they are relative to the working
 //! directory.
 
-mod duration;
 mod image;
 
-use duration::de_duration;
-pub use duration::parse_duration;
+use crate::wire::duration::de_duration;
+pub use crate::wire::duration::parse_duration;
 pub(crate) use image::size_bytes;
-pub use image::{ImageSpec, Limits, LimitsRequest, Sandbox, MIN_CPUS};
+pub use image::{ImageSpec, Sandbox, MIN_CPUS};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

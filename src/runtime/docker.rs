@@ -42,7 +42,7 @@ impl DockerRuntime {
             None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string()),
         };
         let docker = Docker::connect_with_host(&host).map_err(engine)?;
-        let socket = super::attach::unix_socket_path(&host).map(PathBuf::from);
+        let socket = super::stdio::unix_socket_path(&host).map(PathBuf::from);
         // Attach and wait requests stay open for as long as a function runs;
         // the per-request timeout must not cut them.
         let docker = docker
@@ -173,7 +173,7 @@ impl Runtime for DockerRuntime {
 
     async fn attach(&self, id: &str) -> Result<ContainerIo> {
         if let Some(socket) = &self.socket {
-            let result = super::attach::attach(socket, id).await;
+            let result = super::stdio::attach(socket, id).await;
             if let Err(RuntimeError::Engine(_)) = &result {
                 crate::metrics::add(&crate::metrics::METRICS.docker_errors, 1);
             }

@@ -166,6 +166,6 @@ impl Runtime for FakeRuntime {
 /// A driver frame, for tests that play the container.
 pub fn frame(kind: u8, end: bool, payload: &[u8]) -> OutputChunk {
     OutputChunk::Stdout(Bytes::from(
-        crate::driver_frame::encode(kind, end, payload).to_vec(),
+        crate::wire::driver::encode(kind, end, payload).to_vec(),
     ))
 }

@@ -1,10 +1,11 @@
 //! The container engine behind a small trait, so the session logic never sees
 //! Docker types and can be unit-tested against a fake.
 
-mod attach;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod images;
+mod stdio;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,7 +14,8 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use tokio::io::AsyncWrite;
 
-use crate::config::{ImageSpec, Limits, Sandbox};
+use crate::config::{ImageSpec, Sandbox};
+use crate::wire::api::Limits;
 
 pub use docker::DockerRuntime;
 

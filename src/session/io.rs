@@ -22,13 +22,13 @@ use tokio::sync::{mpsc, watch};
 
 use super::input_window::InputWindow;
 use super::InputItem;
-use crate::db::Db;
-use crate::driver_frame::{
+use crate::runtime::{self, OutputChunk};
+use crate::session::store::Db;
+use crate::wire::api::Stream;
+use crate::wire::driver::{
     self, Decoder, HEADER_LEN, KIND_ACK, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR,
     KIND_STDOUT, KIND_SYNC,
 };
-use crate::protocol::Stream;
-use crate::runtime::{self, OutputChunk};
 
 /// Input the driver may hold unconsumed (it is told the same in START).
 pub const MAX_INPUTS_IN_FLIGHT: u64 = 64;
@@ -230,7 +230,7 @@ impl InputReservation {
     /// Makes sure `seq` may be written: records a higher bound first if
     /// needed. An error means the bound could not be made durable, and the
     /// input must not be written.
-    fn cover(&mut self, seq: u64) -> Result<(), crate::db::DbError> {
+    fn cover(&mut self, seq: u64) -> Result<(), crate::session::store::DbError> {
         if seq <= self.upto {
             return Ok(());
         }
@@ -295,7 +295,7 @@ async fn stdin_writer(p: StdinParts) {
                 }
                 let offset = *acks.borrow_and_update();
                 if !broken {
-                    let frame = driver_frame::encode(KIND_ACK, false, &offset.to_be_bytes());
+                    let frame = driver::encode(KIND_ACK, false, &offset.to_be_bytes());
                     if let Err(e) = write_frames(&mut input, &[frame]).await {
                         tracing::debug!(error = %e, "function's stdin is closed");
                         broken = true;
@@ -355,7 +355,7 @@ async fn stdin_writer(p: StdinParts) {
                         Some(b) => (KIND_INPUT, &b[..]),
                         None => (KIND_EOF, &[][..]),
                     };
-                    match write_frames(&mut input, &driver_frame::encode_message(kind, payload)).await {
+                    match write_frames(&mut input, &driver::encode_message(kind, payload)).await {
                         Ok(()) => window.written(payload.len() as u64),
                         Err(e) => {
                             tracing::debug!(error = %e, "function's stdin is closed");
@@ -393,5 +393,5 @@ pub async fn write_message(
     kind: u8,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    write_frames(w, &driver_frame::encode_message(kind, payload)).await
+    write_frames(w, &driver::encode_message(kind, payload)).await
 }

@@ -11,13 +11,14 @@ pub mod actor;
 pub mod input_window;
 pub mod io;
 pub mod log;
+pub mod store;
 
 use bytes::Bytes;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::{CloseReason, ServerMsg, SessionInfo};
+use crate::wire::api::{CloseReason, ServerMsg, SessionInfo};
 
 /// Where a session's commands go. Cheap to clone.
 #[derive(Clone)]
@@ -59,7 +60,7 @@ impl SessionHandle {
         &self,
         after: u64,
         max_bytes: usize,
-    ) -> Result<crate::protocol::OutputPage, SessionGone> {
+    ) -> Result<crate::wire::api::OutputPage, SessionGone> {
         self.call(|reply| Command::Page {
             after,
             max_bytes,
@@ -113,7 +114,7 @@ pub enum Command {
     Page {
         after: u64,
         max_bytes: usize,
-        reply: oneshot::Sender<crate::protocol::OutputPage>,
+        reply: oneshot::Sender<crate::wire::api::OutputPage>,
     },
 }
 
@@ -144,7 +145,7 @@ pub struct InputItem {
 /// What the session sends to an attached client's connection task.
 #[derive(Debug)]
 pub enum ToClient {
-    Output(crate::protocol::OutputFrame),
+    Output(crate::wire::api::OutputFrame),
     Msg(ServerMsg),
 }
 

@@ -9,12 +9,12 @@ use tokio_util::task::TaskTracker;
 
 use super::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 use crate::config::{Config, ImageSpec};
-use crate::driver_frame::{KIND_CREDIT, KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
-use crate::protocol::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
-use crate::registry::Registry;
+use crate::controller::sessions::Registry;
 use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
 use crate::session::log::ENTRY_OVERHEAD;
+use crate::wire::api::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
+use crate::wire::driver::{KIND_CREDIT, KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
 
 pub(super) struct Fixture {
     pub(super) fake: FakeRuntime,
@@ -32,7 +32,7 @@ pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     config.images.insert(spec.name.clone(), spec);
     tweak(&mut config);
     let fake = FakeRuntime::default();
-    let db = crate::db::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let db = crate::session::store::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry::new(
         Arc::new(db),
         Arc::new(fake.clone()),
@@ -306,7 +306,7 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
     }
     let mut eof_frame = [0u8; 8];
     c.stdin.read_exact(&mut eof_frame).await.ok();
-    assert_eq!(eof_frame[0], crate::driver_frame::KIND_EOF);
+    assert_eq!(eof_frame[0], crate::wire::driver::KIND_EOF);
     let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
     assert!(extra.is_err(), "nothing is written after end of input");
     let again = attach(&h, 0).await;

@@ -7,10 +7,10 @@ use tokio::time::Instant;
 use super::actor::TAKEOVER_GRACE;
 use super::tests::{attach, fixture, next, output};
 use super::{ClientEvent, SessionHandle, ToClient};
-use crate::driver_frame::KIND_DATA;
 use crate::metrics::METRICS;
-use crate::protocol::{CloseReason, ServerMsg};
 use crate::runtime::fake::frame;
+use crate::wire::api::{CloseReason, ServerMsg};
+use crate::wire::driver::KIND_DATA;
 
 fn unconfirmed() -> u64 {
     METRICS.takeovers_unconfirmed.load(Ordering::Relaxed)

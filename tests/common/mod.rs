@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
 use bento::config::Config;
-use bento::protocol::{CreateSession, ExitInfo, Stream, SubmitFunction};
 use bento::runtime::{DockerRuntime, Runtime};
+use bento::wire::api::{CreateSession, ExitInfo, Stream, SubmitFunction};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,7 @@ pub async fn ensure_image() {
     IMAGE
         .get_or_init(|| async {
             let mut config = repo_config();
-            let docker = match bento::images::connect(&config).await {
+            let docker = match bento::runtime::images::connect(&config).await {
                 Ok(d) => d,
                 Err(e) => panic!("docker: {e}"),
             };
@@ -50,7 +50,11 @@ pub async fn ensure_image() {
                 let has = |t: &str| {
                     let d = docker.clone();
                     let t = t.to_string();
-                    async move { bento::images::image_exists(&d, &t).await.unwrap_or(false) }
+                    async move {
+                        bento::runtime::images::image_exists(&d, &t)
+                            .await
+                            .unwrap_or(false)
+                    }
                 };
                 if !has(&spec.base).await {
                     if !has(OFFLINE_BASE).await {
@@ -65,7 +69,9 @@ pub async fn ensure_image() {
                     config.base_image = Some(OFFLINE_BASE.into());
                 }
             }
-            if let Err(e) = bento::images::build_image(&docker, &config, &spec, |_| {}).await {
+            if let Err(e) =
+                bento::runtime::images::build_image(&docker, &config, &spec, |_| {}).await
+            {
                 panic!("building the python image: {e}");
             }
         })
@@ -110,7 +116,7 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let data_dir = config.data_dir.clone();
         let label_prefix = config.label_prefix.clone();
-        let task = tokio::spawn(bento::server::run(listener, config, shutdown.clone()));
+        let task = tokio::spawn(bento::controller::run(listener, config, shutdown.clone()));
         let client = Client::new(&url, None).unwrap_or_else(|e| panic!("client: {e}"));
         TestServer {
             url,
@@ -167,8 +173,8 @@ impl TestServer {
         &self,
         token: &str,
         what: &str,
-        pred: impl Fn(&bento::protocol::SessionInfo) -> bool,
-    ) -> bento::protocol::SessionInfo {
+        pred: impl Fn(&bento::wire::api::SessionInfo) -> bool,
+    ) -> bento::wire::api::SessionInfo {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(info) = self.client.session(token).await {
@@ -182,7 +188,7 @@ impl TestServer {
     }
 
     /// The session's info now; a test failure if there is none.
-    pub async fn info(&self, token: &str) -> bento::protocol::SessionInfo {
+    pub async fn info(&self, token: &str) -> bento::wire::api::SessionInfo {
         self.client
             .session(token)
             .await

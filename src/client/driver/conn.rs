@@ -8,7 +8,7 @@ use crate::client::attach::{AttachEnd, Event};
 use crate::client::input::InputItem;
 use crate::client::ws::Ws;
 use crate::client::{error_chain, ClientError};
-use crate::protocol::{ClientMsg, CloseReason, InputFrame, OutputFrame, ServerMsg};
+use crate::wire::api::{ClientMsg, CloseReason, InputFrame, OutputFrame, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc::OwnedPermit;
 use tokio::time::Instant;

@@ -16,7 +16,7 @@ use super::input::InputShared;
 use super::pacing::{AckBatcher, Backoff};
 use super::ws::{self, Endpoint, Ws};
 use super::{error_chain, ClientError};
-use crate::protocol::{ClientMsg, CloseReason};
+use crate::wire::api::{ClientMsg, CloseReason};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::SinkExt;
 use std::sync::Arc;

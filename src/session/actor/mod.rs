@@ -22,13 +22,13 @@ use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
 use super::{AttachError, Attached, ClientEvent, Command, InputItem, StillRunning, ToClient};
 use crate::config::OutputPolicy;
-use crate::db::Db;
 use crate::metrics;
-use crate::protocol::{
+use crate::runtime::{ContainerState, Runtime};
+use crate::session::store::Db;
+use crate::wire::api::{
     CloseReason, ExitInfo, ExitReason, OutputFrame, OutputPage, PageMessage, ServerMsg,
     SessionInfo, SessionState,
 };
-use crate::runtime::{ContainerState, Runtime};
 
 mod delivery;
 mod output;
@@ -52,7 +52,7 @@ pub struct SessionMeta {
     pub created_at: u64,
     /// When the function's timeout fires, seconds since the epoch.
     pub deadline: Option<u64>,
-    pub limits: Option<crate::config::Limits>,
+    pub limits: Option<crate::wire::api::Limits>,
     /// Its container came from the warm pool.
     pub warm: bool,
 }

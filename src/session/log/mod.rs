@@ -47,7 +47,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 
-use crate::protocol::{ExitInfo, Stream};
+use crate::wire::api::{ExitInfo, Stream};
 use spool::{Spool, TAG_CHECKPOINT, TAG_EXIT};
 
 /// The most output kept unspooled, in bytes. It must stay well below the

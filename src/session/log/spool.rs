@@ -2,7 +2,7 @@
 //! in the file, and scanned once after a restart.
 //!
 //! Record format: `seq u64 | stream offset u64 | tag u8 | end u8 | len u32 |
-//! payload`, big-endian. Tag 1-3 is a [`Stream`](crate::protocol::Stream),
+//! payload`, big-endian. Tag 1-3 is a [`Stream`](crate::wire::api::Stream),
 //! 0 the exit (JSON), 255 a checkpoint. The stream offset is how far into
 //! the driver's frame stream the log reached with this record: where the
 //! driver resumes after a crash.

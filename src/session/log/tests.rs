@@ -1,7 +1,7 @@
 //! Unit tests of the output log and its spool.
 use super::spool::RECORD_HEADER;
 use super::*;
-use crate::protocol::ExitReason;
+use crate::wire::api::ExitReason;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 

@@ -14,7 +14,7 @@
 //! buffer given back to a full pool pushes out the oldest one. Buffers
 //! under [`MIN_POOLED`] bytes are not pooled at all (malloc serves those
 //! from its bins, without faults). Once output stops flowing, the
-//! [`trim`](crate::trim) task empties the pool, so an idle controller
+//! [`trim`](crate::mem::trim) task empties the pool, so an idle controller
 //! keeps none of it.
 
 use bytes::Bytes;

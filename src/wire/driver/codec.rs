@@ -72,7 +72,7 @@ pub enum FrameError {
 /// in chunks of any size.
 ///
 /// Each frame's payload is copied once, into a buffer of exactly its size
-/// from the [frame pool](crate::frame_pool), so that a frame never pins
+/// from the [frame pool](crate::mem::frame_pool), so that a frame never pins
 /// the engine's read buffer it arrived in and a stream's frames reuse
 /// memory instead of faulting in new pages.
 #[derive(Debug, Default)]
@@ -141,7 +141,7 @@ impl Decoder {
                 return Ok(None);
             };
             let (kind, end, len) = parse_header(&header)?;
-            let payload = crate::frame_pool::FRAMES.take(len);
+            let payload = crate::mem::frame_pool::FRAMES.take(len);
             self.filling = Some(Filling {
                 kind,
                 end,
@@ -165,7 +165,7 @@ impl Decoder {
         Ok(self.filling.take().map(|f| Frame {
             kind: f.kind,
             end: f.end,
-            payload: crate::frame_pool::FRAMES.freeze(f.payload),
+            payload: crate::mem::frame_pool::FRAMES.freeze(f.payload),
         }))
     }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 use super::AppState;
-use crate::protocol::{
+use crate::wire::api::{
     CreateSession, ErrorBody, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
 };
 

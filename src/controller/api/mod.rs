@@ -1,12 +1,12 @@
 //! The HTTP API (JSON over axum) and the attach WebSocket. `docs/api.md`
 //! describes it for clients.
 
-mod attach;
 pub mod auth;
 mod error;
 mod functions;
 pub mod openapi;
 mod removal;
+mod socket;
 
 use openapi::{Op, Route};
 
@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub use error::ApiError;
 
 use crate::config::{valid_name, Config};
-use crate::protocol::{CreateSession, FunctionInfo, SessionInfo, SubmitFunction};
-use crate::registry::Registry;
-use crate::store::FunctionStore;
+use crate::controller::function_store::FunctionStore;
+use crate::controller::sessions::Registry;
+use crate::wire::api::{CreateSession, FunctionInfo, SessionInfo, SubmitFunction};
 
 /// The largest function source accepted.
 pub const MAX_CODE_BYTES: usize = 1 << 20;
@@ -35,7 +35,7 @@ const MAX_ARG_BYTES: usize = 64 << 10;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: FunctionStore,
-    pub checker: crate::check::Checker,
+    pub checker: crate::controller::check::Checker,
     pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
 }
@@ -290,7 +290,7 @@ async fn submit_function(
         None => req
             .name
             .as_ref()
-            .map_or_else(crate::protocol::default_filename, |n| format!("{n}.py")),
+            .map_or_else(crate::wire::api::default_filename, |n| format!("{n}.py")),
     };
     let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
     let Some(spec) = s.config.images.get(&image) else {
@@ -438,7 +438,7 @@ async fn session_output(
     State(s): State<Arc<AppState>>,
     Path(token): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<crate::protocol::OutputPage>, ApiError> {
+) -> Result<Json<crate::wire::api::OutputPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let page = session(&s, &token)?
         .page(q.after, 1 << 20)
@@ -473,8 +473,10 @@ async fn attach(
     Ok(ws
         // Twice the limit, so that a message just over it is read and
         // refused with a reason rather than cut off by the socket layer.
-        .max_message_size(2 * crate::protocol::MAX_INPUT_BYTES + crate::protocol::INPUT_HEADER_LEN)
-        .on_upgrade(move |socket| attach::serve(socket, handle, attached, shutdown, heartbeat)))
+        .max_message_size(
+            2 * crate::wire::api::MAX_INPUT_BYTES + crate::wire::api::INPUT_HEADER_LEN,
+        )
+        .on_upgrade(move |socket| socket::serve(socket, handle, attached, shutdown, heartbeat)))
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
@@ -482,11 +484,11 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     for h in s.registry.all() {
         let Ok(i) = h.info().await else { continue };
         match i.state {
-            crate::protocol::SessionState::Starting => snap.starting += 1,
+            crate::wire::api::SessionState::Starting => snap.starting += 1,
             // (Never from an actor: resuming sessions have none yet.)
-            crate::protocol::SessionState::Resuming => snap.starting += 1,
-            crate::protocol::SessionState::Running => snap.running += 1,
-            crate::protocol::SessionState::Ended => snap.ended += 1,
+            crate::wire::api::SessionState::Resuming => snap.starting += 1,
+            crate::wire::api::SessionState::Running => snap.running += 1,
+            crate::wire::api::SessionState::Ended => snap.ended += 1,
         }
         snap.attached += i.attached as u64;
         snap.buffered_bytes += i.pending_bytes;

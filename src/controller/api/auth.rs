@@ -1,6 +1,6 @@
 //! API-key authentication: `Authorization: Bearer KEY` on every request,
 //! compared in constant time. On loopback the key is optional; elsewhere the
-//! server refuses to start without one (see [`crate::server::run`]).
+//! server refuses to start without one (see [`crate::controller::run`]).
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};

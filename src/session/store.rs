@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::protocol::{ExitInfo, ExitReason};
+use crate::wire::api::{ExitInfo, ExitReason};
 
 #[derive(Debug, thiserror::Error)]
 #[error("state database: {0}")]
@@ -39,7 +39,7 @@ pub struct SessionRow {
     pub kill_reason: Option<ExitReason>,
     /// End of input has been written to the function.
     pub input_closed: bool,
-    pub limits: Option<crate::config::Limits>,
+    pub limits: Option<crate::wire::api::Limits>,
     /// Its container came from the warm pool.
     pub warm: bool,
     /// No input seq above this has been written to the function (see

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
-use crate::protocol::{
+use crate::session::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
+use crate::wire::api::{
     ClientMsg, CloseReason, InputFrame, ServerMsg, INPUT_HEADER_LEN, MAX_INPUT_BYTES,
 };
-use crate::session::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 
 /// WebSocket close codes: 1000 normal, 1008 policy violation, 1001 going away.
 fn close_code(reason: &CloseReason) -> u16 {

@@ -30,14 +30,14 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::SessionRow;
-use crate::driver_frame::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
-use crate::protocol::{ExitInfo, ExitReason};
-use crate::registry::{AttachedIo, Launch, Registry};
+use crate::controller::sessions::{AttachedIo, Launch, Registry};
 use crate::runtime::{ContainerState, OutputChunk};
 use crate::session::actor::{exit_reason, now_secs, short};
 use crate::session::io::{write_message, InputProgress};
 use crate::session::log::{Entry, OutputLog};
+use crate::session::store::SessionRow;
+use crate::wire::api::{ExitInfo, ExitReason};
+use crate::wire::driver::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
 
 /// Drivers resumed at once after a restart. Each waits for one answer, so
 /// a few silent ones cannot hold up the rest for long.
@@ -74,7 +74,7 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
     for (label, kind) in [
         (format!("{prefix}.session"), "session"),
         (registry.pool().label(), "warm"),
-        (crate::check::check_label(prefix), "check"),
+        (crate::controller::check::check_label(prefix), "check"),
     ] {
         for c in registry.runtime().list(&label).await? {
             let what = c.labels.get(&label).cloned().unwrap_or_default();
@@ -337,7 +337,7 @@ async fn resume(
                 }
                 let offset = log.stream_offset();
                 let entry = Entry::Output {
-                    stream: crate::protocol::Stream::Stderr,
+                    stream: crate::wire::api::Stream::Stderr,
                     end: true,
                     bytes,
                 };

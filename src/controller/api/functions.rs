@@ -8,7 +8,7 @@ use axum::Json;
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
-use crate::protocol::FunctionInfo;
+use crate::wire::api::FunctionInfo;
 
 fn unknown(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("unknown function {id:?}"))

@@ -11,8 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::protocol::FunctionInfo;
 use crate::session::actor::now_secs;
+use crate::wire::api::FunctionInfo;
 
 pub struct FunctionStore {
     dir: PathBuf,

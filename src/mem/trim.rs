@@ -13,7 +13,7 @@
 //! faulted in again by the next chunks (with a trim every half second
 //! while a 1 GiB stream ran, `madvise` alone was about 5 % of the
 //! controller's CPU samples). On other allocators it does nothing. The
-//! [frame pool](crate::frame_pool)'s spare buffers are freed at the same
+//! [frame pool](crate::mem::frame_pool)'s spare buffers are freed at the same
 //! moment, for the same reason.
 
 use std::sync::atomic::Ordering;
@@ -46,7 +46,7 @@ pub async fn run(shutdown: CancellationToken) {
             flowing = false;
             // The frame pool's spare buffers first, so malloc can give
             // their pages back too.
-            crate::frame_pool::FRAMES.clear();
+            crate::mem::frame_pool::FRAMES.clear();
             release_free_memory();
         }
     }

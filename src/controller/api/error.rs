@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::check::CheckError;
-use crate::protocol::{ErrorBody, SyntaxProblem};
-use crate::registry::CreateError;
+use crate::controller::check::CheckError;
+use crate::controller::sessions::CreateError;
 use crate::runtime::RuntimeError;
+use crate::wire::api::{ErrorBody, SyntaxProblem};
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -34,10 +34,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ImageSpec, Limits};
-use crate::driver_frame::{Decoder, KIND_READY};
+use crate::config::{Config, ImageSpec};
 use crate::metrics;
 use crate::runtime::{ContainerIo, ContainerSpec, OutputChunk, Runtime};
+use crate::wire::api::Limits;
+use crate::wire::driver::{Decoder, KIND_READY};
 
 /// Backoff between failed attempts to start a warm container.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -346,8 +347,8 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver_frame::KIND_DATA;
     use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
+    use crate::wire::driver::KIND_DATA;
     use std::path::Path;
 
     fn config(warm: usize) -> Config {

@@ -9,17 +9,18 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, LimitsRequest};
-use crate::db::{Db, DbError, SessionRow};
-use crate::driver_frame::KIND_START;
+use crate::config::Config;
+use crate::controller::pool::{Pool, WarmContainer};
 use crate::metrics;
-use crate::pool::{Pool, WarmContainer};
-use crate::protocol::{ExitInfo, FunctionInfo, SessionCreated, SessionInfo, SessionState};
 use crate::runtime::{ContainerIo, ContainerSpec, Runtime, RuntimeError};
 use crate::session::actor::{now_secs, Actor, ActorInit, ActorParts, SessionLimits, SessionMeta};
 use crate::session::io::{self, InputProgress, StdinParts};
 use crate::session::log::OutputLog;
+use crate::session::store::{Db, DbError, SessionRow};
 use crate::session::SessionHandle;
+use crate::wire::api::LimitsRequest;
+use crate::wire::api::{ExitInfo, FunctionInfo, SessionCreated, SessionInfo, SessionState};
+use crate::wire::driver::KIND_START;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -499,7 +500,7 @@ impl Registry {
             "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,
         });
         let payload = serde_json::to_vec(&start).map_err(|e| CreateError::Handover(e.into()))?;
-        if payload.len() > crate::driver_frame::MAX_PAYLOAD * 4 {
+        if payload.len() > crate::wire::driver::MAX_PAYLOAD * 4 {
             return Err(CreateError::Handover(std::io::Error::other(
                 "code too large",
             )));

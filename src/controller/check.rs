@@ -22,9 +22,9 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::config::ImageSpec;
-use crate::driver_frame::{Decoder, KIND_DATA, KIND_START};
-use crate::protocol::SyntaxProblem;
 use crate::runtime::{ContainerSpec, OutputChunk, Runtime, RuntimeError};
+use crate::wire::api::SyntaxProblem;
+use crate::wire::driver::{Decoder, KIND_DATA, KIND_START};
 
 /// How long a check may take, container start included.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,21 +2,27 @@
 //! `bento serve` and from tests.
 
 mod accept;
+pub mod api;
+pub mod check;
+pub mod function_store;
 pub mod identity;
 pub mod nofile;
+pub mod pool;
+pub mod recovery;
+pub mod sessions;
 
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::db::Db;
-use crate::reconcile::{reconcile, resume_all};
-use crate::registry::Registry;
+use crate::controller::function_store::FunctionStore;
+use crate::controller::recovery::{reconcile, resume_all};
+use crate::controller::sessions::Registry;
 use crate::runtime::{DockerRuntime, Runtime};
-use crate::store::FunctionStore;
+use crate::session::store::Db;
+use api::AppState;
 
 /// Serves the API on `listener` until `shutdown` is cancelled. Running
 /// functions are left running; see `docs/` for what happens on restart.
@@ -45,14 +51,14 @@ async fn build_missing_images(docker: &DockerRuntime, config: &Config) -> anyhow
         if docker.image_exists(&spec.tag()).await? {
             continue;
         }
-        let (base, note) = crate::images::choose_base(docker.docker(), config, spec)
+        let (base, note) = crate::runtime::images::choose_base(docker.docker(), config, spec)
             .await
             .map_err(|e| anyhow::anyhow!("cannot build image {}: {e}", spec.name))?;
         if let Some(note) = note {
             tracing::warn!(image = %spec.name, "{note}");
         }
         tracing::info!(image = %spec.name, %base, "building missing function image");
-        crate::images::build_image_from(docker.docker(), config, spec, &base, |line| {
+        crate::runtime::images::build_image_from(docker.docker(), config, spec, &base, |line| {
             tracing::info!(image = %spec.name, "{}", line.trim_end());
         })
         .await
@@ -112,8 +118,8 @@ pub async fn run_with_runtime(
     let (_, pending) = reconcile(&registry).await?;
     tracker.spawn(resume_all(registry.clone(), pending, shutdown.clone()));
     registry.start_pool();
-    tracker.spawn(crate::trim::run(shutdown.clone()));
-    let checker = crate::check::Checker::new(registry.runtime().clone(), &config);
+    tracker.spawn(crate::mem::trim::run(shutdown.clone()));
+    let checker = crate::controller::check::Checker::new(registry.runtime().clone(), &config);
     let state = Arc::new(AppState {
         checker,
         config,

@@ -1,0 +1,190 @@
+//! The JSON bodies of the HTTP API.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::*;
+
+/// `POST /v1/functions`
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitFunction {
+    /// Python source.
+    pub code: String,
+    /// Optional name; a later submit with the same name takes the name over.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image to run in; the server's default image when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The file name tracebacks and `sys.argv[0]` show, e.g. `counter.py`
+    /// (1-255 bytes, no `/` or control characters); when absent, the name
+    /// with `.py` added, or `function.py` for a function without one.
+    /// Left out when absent: controllers from before it refuse the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// Why submitted code does not compile: the answer to a submit whose code
+/// Python refuses (400, in [`ErrorBody::syntax`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyntaxProblem {
+    /// The exception, e.g. `SyntaxError` or `IndentationError`.
+    pub kind: String,
+    /// Python's message, e.g. `'(' was never closed`.
+    pub message: String,
+    /// 1-based line, where Python gives one.
+    pub line: Option<u64>,
+    /// 1-based column in characters, where Python gives one.
+    pub column: Option<u64>,
+}
+
+impl std::fmt::Display for SyntaxProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => {
+                write!(f, "{} at line {l}, column {c}: {}", self.kind, self.message)
+            }
+            (Some(l), None) => write!(f, "{} at line {l}: {}", self.kind, self.message),
+            _ => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FunctionInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// The file name the code runs under (tracebacks, `sys.argv[0]`).
+    #[serde(default = "default_filename")]
+    pub filename: String,
+}
+
+/// What functions stored before file names were recorded run under.
+pub fn default_filename() -> String {
+    "function.py".into()
+}
+
+/// `POST /v1/sessions`
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Function id or name.
+    pub function: String,
+    /// Arguments for `main(*args)`; the driver decodes each as JSON where it parses.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A transient session's function is killed when its client has been
+    /// gone longer than the grace period.
+    #[serde(default)]
+    pub transient: bool,
+    /// Limits for this run, within the image's maximums; unset ones take
+    /// the image's defaults.
+    #[serde(default)]
+    pub limits: crate::wire::api::LimitsRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Container being created and started.
+    Starting,
+    /// The controller restarted and is reattaching to the function, which
+    /// runs on; an attach is answered 503 until it is back (moments).
+    Resuming,
+    Running,
+    /// The function has ended; output may still be waiting for a client.
+    Ended,
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionState::Starting => "starting",
+            SessionState::Resuming => "resuming",
+            SessionState::Running => "running",
+            SessionState::Ended => "ended",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionInfo {
+    pub token: String,
+    /// Short id used in logs; not a secret and not enough to attach.
+    pub id: String,
+    pub function: String,
+    pub function_name: Option<String>,
+    pub image: String,
+    pub state: SessionState,
+    pub transient: bool,
+    pub attached: bool,
+    pub exit: Option<ExitInfo>,
+    /// Output messages not yet acknowledged by a client.
+    pub pending_messages: u64,
+    pub pending_bytes: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub ended_at: Option<u64>,
+    /// The highest output seq so far.
+    #[serde(default)]
+    pub last_seq: u64,
+    /// Of `pending_bytes`, how much is only on disk (not in memory).
+    #[serde(default)]
+    pub spooled_bytes: u64,
+    /// The limits the function runs under.
+    #[serde(default)]
+    pub limits: Option<crate::wire::api::Limits>,
+    /// When its timeout fires, seconds since the epoch.
+    #[serde(default)]
+    pub deadline: Option<u64>,
+    /// Its container came from the image's warm pool (already started when
+    /// the session was created) rather than being started for it.
+    #[serde(default)]
+    pub warm: bool,
+}
+
+/// `GET /v1/sessions/{token}/output` answer: a page of the output the
+/// session still holds, for read-only watchers (`bento logs`). Nothing is
+/// acknowledged by reading it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OutputPage {
+    /// Output messages, in order. Their bytes are given as text (lossy
+    /// UTF-8): pages are for people watching, `attach` is byte-exact.
+    pub messages: Vec<PageMessage>,
+    /// The exit, if the page reaches it.
+    pub exit: Option<ExitInfo>,
+    /// The seq to ask after for the next page.
+    pub next_after: u64,
+    /// The session holds nothing after `next_after` (yet).
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PageMessage {
+    pub seq: u64,
+    pub stream: Stream,
+    pub end: bool,
+    /// The bytes as text (lossy: invalid UTF-8 becomes U+FFFD).
+    pub text: String,
+}
+
+/// `POST /v1/sessions` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionCreated {
+    pub token: String,
+    pub id: String,
+}
+
+/// Every error answer of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// Where and why the code does not compile, for a submit refused so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syntax: Option<SyntaxProblem>,
+}
