@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bento::runtime::{ContainerIo, ContainerSpec, DockerRuntime, OutputChunk, Runtime};
-use bento::session::io;
-use bento::wire::driver::{Decoder, KIND_DATA, KIND_START};
+use bento::wire::driver::{self, Decoder, Kind, Start, ToDriver};
 use futures_util::StreamExt;
 
 /// The function's messages: sizes across the engine's 32 KiB pieces and
@@ -51,7 +50,7 @@ fn data_of(stdout: &[u8]) -> Vec<u8> {
     let mut data = Vec::new();
     loop {
         match d.next_frame() {
-            Ok(Some(f)) if f.kind == KIND_DATA => data.extend_from_slice(&f.payload),
+            Ok(Some(f)) if f.kind == Kind::Data => data.extend_from_slice(&f.payload),
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) => panic!("bad frame in the attach stream: {e}"),
@@ -93,14 +92,8 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
         let mut fast = ours.attach(&id).await.map_err(|e| e.to_string())?;
         let slow = bollard.attach(&id).await.map_err(|e| e.to_string())?;
         ours.start(&id).await.map_err(|e| e.to_string())?;
-        let start = serde_json::json!({
-            "code": CODE, "args": [], "filename": "function.py",
-            "window": io::DRIVER_WINDOW,
-            "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
-            "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,
-        });
-        let payload = serde_json::to_vec(&start).map_err(|e| e.to_string())?;
-        io::write_message(&mut fast.input, KIND_START, &payload)
+        let start = ToDriver::Start(Start::new(CODE, &[], "function.py"));
+        driver::write(&mut fast.input, &start)
             .await
             .map_err(|e| e.to_string())?;
         // The driver waits for acks that never come once the function is
@@ -123,7 +116,7 @@ async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
                         frames.feed(b);
                         loop {
                             match frames.next_frame() {
-                                Ok(Some(f)) if f.kind == KIND_DATA => data += f.payload.len(),
+                                Ok(Some(f)) if f.kind == Kind::Data => data += f.payload.len(),
                                 Ok(Some(_)) => {}
                                 Ok(None) => break,
                                 Err(e) => panic!("bad frame in the attach stream: {e}"),

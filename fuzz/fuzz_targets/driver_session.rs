@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bento::session::store::Db;
-use bento::wire::driver::{self, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, MAX_PAYLOAD};
+use bento::wire::driver::{self, Kind, MAX_INPUTS_IN_FLIGHT, MAX_PAYLOAD};
 use bento::runtime::OutputChunk;
 use bento::session::io::{
     spawn_reader, spawn_stdin_writer, ControlEvent, InputProgress, InputReservation,
-    OutputEvent, StdinParts, MAX_INPUTS_IN_FLIGHT,
+    OutputEvent, StdinParts,
 };
 use bento::session::InputItem;
 use bytes::{Bytes, BytesMut};
@@ -92,9 +92,10 @@ fn parse(data: &[u8]) -> Script {
                 let head = take(&mut i, 3);
                 let [kind, flags, len] = [0, 1, 2].map(|k| head.get(k).copied().unwrap_or(0));
                 let payload = take(&mut i, len as usize);
+                // Any kind and any flags, not only known ones.
                 let mut f = BytesMut::new();
-                driver_frame::encode_header(&mut f, kind, flags & 1 == 1, payload.len());
-                f[1] = flags; // any flags, not only END
+                f.extend_from_slice(&[kind, flags, 0, 0]);
+                f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
                 f.extend_from_slice(payload);
                 pending.extend_from_slice(&f);
             }
@@ -102,7 +103,7 @@ fn parse(data: &[u8]) -> Script {
                 let mut b = [0u8; 8];
                 let got = take(&mut i, 8);
                 b[..got.len()].copy_from_slice(got);
-                pending.extend_from_slice(&driver_frame::encode(KIND_CREDIT, false, &b));
+                pending.extend_from_slice(&driver::encode(Kind::Credit, false, &b));
             }
             3 => {
                 let head = take(&mut i, 2);
@@ -192,8 +193,9 @@ async fn session(name: &str, stdout: Vec<OutputChunk>, inputs: Vec<InputItem>) -
             if from_writer.read_exact(&mut payload).await.is_err() {
                 break;
             }
-            let end = head[1] & driver_frame::FLAG_END != 0;
-            if (head[0] == KIND_INPUT && end) || head[0] == KIND_EOF {
+            let end = head[1] & driver::FLAG_END != 0;
+            let kind = driver::Kind::from_u8(head[0]);
+            if (kind == Some(Kind::Input) && end) || kind == Some(Kind::Eof) {
                 written += 1;
                 let credited = *credits_seen.borrow();
                 most_w.fetch_max(written.saturating_sub(credited), Ordering::Relaxed);
@@ -248,9 +250,9 @@ fuzz_target!(|data: &[u8]| {
     let good = [b"b1".as_slice(), b"b2"];
     let mut b_stdout = BytesMut::new();
     for m in good {
-        b_stdout.extend_from_slice(&driver_frame::encode(KIND_DATA, true, m));
+        b_stdout.extend_from_slice(&driver::encode(Kind::Data, true, m));
     }
-    b_stdout.extend_from_slice(&driver_frame::encode(KIND_CREDIT, false, &0u64.to_be_bytes()));
+    b_stdout.extend_from_slice(&driver::encode(Kind::Credit, false, &0u64.to_be_bytes()));
     let b_chunks = vec![OutputChunk::Stdout(b_stdout.freeze())];
     let (a, b) = rt.block_on(async {
         tokio::join!(

@@ -17,7 +17,7 @@
 //! - without an answer, the decoder keeps less than one SYNC frame of noise.
 #![no_main]
 
-use bento::wire::driver::{Decoder, Sync, HEADER_LEN, KIND_SYNC, NONCE_LEN};
+use bento::wire::driver::{Decoder, Kind, Sync, HEADER_LEN, NONCE_LEN};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -32,7 +32,7 @@ fn be64(b: &[u8]) -> u64 {
 
 /// What a plain search over the whole stream finds.
 fn reference<'a>(stream: &'a [u8], nonce: &[u8; NONCE_LEN]) -> Option<(Sync, &'a [u8])> {
-    let mut pattern = vec![KIND_SYNC, 0, 0, 0];
+    let mut pattern = vec![Kind::Sync as u8, 0, 0, 0];
     pattern.extend_from_slice(&(SYNC_PAYLOAD as u32).to_be_bytes());
     pattern.extend_from_slice(nonce);
     let at = stream.windows(pattern.len()).position(|w| w == pattern)?;

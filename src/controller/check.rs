@@ -18,13 +18,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::config::ImageSpec;
 use crate::runtime::{ContainerSpec, OutputChunk, Runtime, RuntimeError};
+use crate::wire::api::Stream;
 use crate::wire::api::SyntaxProblem;
-use crate::wire::driver::{Decoder, KIND_DATA, KIND_START};
+use crate::wire::driver::{write_frames, CheckStart, Decoder, FromDriver, ToDriver};
 
 /// How long a check may take, container start included.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,8 +82,9 @@ impl Checker {
     ) -> Result<(), CheckError> {
         // The code inside "check": a driver from before the check finds no
         // "code", and refuses the START instead of running it.
-        let start = serde_json::json!({"check": {"code": code, "filename": filename}});
-        let payload = serde_json::to_vec(&start).map_err(|e| CheckError::Failed(e.to_string()))?;
+        let payload = ToDriver::Check(CheckStart::new(&code, &filename))
+            .encode()
+            .map_err(|e| CheckError::Failed(e.to_string()))?;
         let short = uuid::Uuid::new_v4().simple().to_string();
         let spec = ContainerSpec::for_image(
             image,
@@ -133,10 +136,10 @@ pub fn check_label(label_prefix: &str) -> String {
 }
 
 /// Starts the driver, hands it the START, and reads its one DATA message.
-async fn run(runtime: &dyn Runtime, container: &str, start: &[u8]) -> Result<(), CheckError> {
+async fn run(runtime: &dyn Runtime, container: &str, start: &[Bytes]) -> Result<(), CheckError> {
     let mut io = runtime.attach(container).await?;
     runtime.start(container).await?;
-    crate::session::io::write_message(&mut io.input, KIND_START, start)
+    write_frames(&mut io.input, start)
         .await
         .map_err(|e| CheckError::Failed(format!("cannot hand the code to the driver: {e}")))?;
     let mut decoder = Decoder::new();
@@ -151,14 +154,21 @@ async fn run(runtime: &dyn Runtime, container: &str, start: &[u8]) -> Result<(),
             .next_frame()
             .map_err(|e| broken(format!("wrote a bad frame: {e}")))?
         {
-            if frame.kind != KIND_DATA {
-                continue; // READY, CREDIT: nothing to do with the answer
-            }
-            answer.extend_from_slice(&frame.payload);
+            let end = match FromDriver::try_from(frame) {
+                Ok(FromDriver::Output {
+                    stream: Stream::Data,
+                    end,
+                    payload,
+                }) => {
+                    answer.extend_from_slice(&payload);
+                    end
+                }
+                _ => continue, // READY, CREDIT: nothing to do with the answer
+            };
             if answer.len() > MAX_ANSWER_BYTES {
                 return Err(broken("answered with too much".into()));
             }
-            if frame.end {
+            if end {
                 return verdict(&answer).map_err(|e| {
                     broken(format!(
                         "gave an answer this controller does not understand ({e}); \

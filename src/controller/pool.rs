@@ -38,7 +38,7 @@ use crate::config::{Config, ImageSpec};
 use crate::metrics;
 use crate::runtime::{ContainerIo, ContainerSpec, OutputChunk, Runtime};
 use crate::wire::api::Limits;
-use crate::wire::driver::{Decoder, KIND_READY};
+use crate::wire::driver::{Decoder, Kind};
 
 /// Backoff between failed attempts to start a warm container.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -295,8 +295,8 @@ async fn wait_ready(output: &mut Output) -> anyhow::Result<()> {
             OutputChunk::Stdout(bytes) => decoder.feed(bytes),
         }
         if let Some(f) = decoder.next_frame()? {
-            if f.kind != KIND_READY {
-                anyhow::bail!("its driver wrote frame kind {} before READY", f.kind);
+            if f.kind != Kind::Ready {
+                anyhow::bail!("its driver wrote {} before READY", f.kind);
             }
             if !decoder.into_remaining().is_empty() {
                 anyhow::bail!("its driver wrote more than READY before START");
@@ -348,7 +348,7 @@ async fn watch(
 mod tests {
     use super::*;
     use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
-    use crate::wire::driver::KIND_DATA;
+    use crate::wire::driver::Kind;
     use std::path::Path;
 
     fn config(warm: usize) -> Config {
@@ -390,9 +390,9 @@ mod tests {
             loop {
                 while let Some(c) = drivers.take_container() {
                     let kind = if c.id == "fake00000001" {
-                        KIND_DATA
+                        Kind::Data
                     } else {
-                        KIND_READY
+                        Kind::Ready
                     };
                     drivers.push(&c.id, frame(kind, false, b"")).await;
                     kept.push(c);

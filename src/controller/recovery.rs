@@ -33,11 +33,11 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::sessions::{AttachedIo, Launch, Registry};
 use crate::runtime::{ContainerState, OutputChunk};
 use crate::session::actor::{exit_reason, now_secs, short};
-use crate::session::io::{write_message, InputProgress};
+use crate::session::io::InputProgress;
 use crate::session::log::{Entry, OutputLog};
 use crate::session::store::SessionRow;
 use crate::wire::api::{ExitInfo, ExitReason};
-use crate::wire::driver::{Decoder, Sync, KIND_RESUME, NONCE_LEN};
+use crate::wire::driver::{self, Decoder, Sync, ToDriver, NONCE_LEN};
 
 /// Drivers resumed at once after a restart. Each waits for one answer, so
 /// a few silent ones cannot hold up the rest for long.
@@ -309,9 +309,11 @@ async fn resume(
 ) -> anyhow::Result<AttachedIo> {
     let mut cio = registry.runtime().attach(&row.container).await?;
     let nonce: [u8; NONCE_LEN] = *uuid::Uuid::new_v4().as_bytes();
-    let mut payload = log.durable_offset().to_be_bytes().to_vec();
-    payload.extend_from_slice(&nonce);
-    write_message(&mut cio.input, KIND_RESUME, &payload).await?;
+    let resume = ToDriver::Resume {
+        offset: log.durable_offset(),
+        nonce,
+    };
+    driver::write(&mut cio.input, &resume).await?;
     let mut decoder = Decoder::new();
     // (The caller bounds how long this waits.)
     let sync = loop {

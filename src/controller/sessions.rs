@@ -20,7 +20,7 @@ use crate::session::store::{Db, DbError, SessionRow};
 use crate::session::SessionHandle;
 use crate::wire::api::LimitsRequest;
 use crate::wire::api::{ExitInfo, FunctionInfo, SessionCreated, SessionInfo, SessionState};
-use crate::wire::driver::KIND_START;
+use crate::wire::driver::{self, Start, ToDriver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -491,21 +491,8 @@ impl Registry {
                 cio
             }
         };
-        let start = serde_json::json!({
-            "code": code,
-            "args": args,
-            "filename": filename,
-            "window": io::DRIVER_WINDOW,
-            "max_inputs": io::MAX_INPUTS_IN_FLIGHT,
-            "max_input_bytes": io::MAX_INPUT_BYTES_IN_FLIGHT,
-        });
-        let payload = serde_json::to_vec(&start).map_err(|e| CreateError::Handover(e.into()))?;
-        if payload.len() > crate::wire::driver::MAX_PAYLOAD * 4 {
-            return Err(CreateError::Handover(std::io::Error::other(
-                "code too large",
-            )));
-        }
-        io::write_message(&mut cio.input, KIND_START, &payload)
+        let start = ToDriver::Start(Start::new(code, args, filename));
+        driver::write(&mut cio.input, &start)
             .await
             .map_err(CreateError::Handover)?;
         Ok(cio)

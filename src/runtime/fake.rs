@@ -164,7 +164,7 @@ impl Runtime for FakeRuntime {
 }
 
 /// A driver frame, for tests that play the container.
-pub fn frame(kind: u8, end: bool, payload: &[u8]) -> OutputChunk {
+pub fn frame(kind: crate::wire::driver::Kind, end: bool, payload: &[u8]) -> OutputChunk {
     OutputChunk::Stdout(Bytes::from(
         crate::wire::driver::encode(kind, end, payload).to_vec(),
     ))

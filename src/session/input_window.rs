@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use super::io::{MAX_INPUTS_IN_FLIGHT, MAX_INPUT_BYTES_IN_FLIGHT};
+use crate::wire::driver::{MAX_INPUTS_IN_FLIGHT, MAX_INPUT_BYTES_IN_FLIGHT};
 
 /// A credit the controller cannot believe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

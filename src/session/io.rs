@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, watch};
 
 use super::input_window::InputWindow;
@@ -25,16 +25,8 @@ use super::InputItem;
 use crate::runtime::{self, OutputChunk};
 use crate::session::store::Db;
 use crate::wire::api::Stream;
-use crate::wire::driver::{
-    self, Decoder, HEADER_LEN, KIND_ACK, KIND_CREDIT, KIND_DATA, KIND_EOF, KIND_INPUT, KIND_STDERR,
-    KIND_STDOUT, KIND_SYNC,
-};
+use crate::wire::driver::{self, Decoder, FromDriver, ToDriver, DRIVER_WINDOW, HEADER_LEN};
 
-/// Input the driver may hold unconsumed (it is told the same in START).
-pub const MAX_INPUTS_IN_FLIGHT: u64 = 64;
-pub const MAX_INPUT_BYTES_IN_FLIGHT: u64 = 8 << 20;
-/// Output the driver may hold unacknowledged.
-pub const DRIVER_WINDOW: u64 = 8 << 20;
 // What the log keeps unspooled is unacknowledged at the driver too: leave
 // the driver room to keep writing meanwhile.
 const _: () = assert!(super::log::MAX_UNSPOOLED as u64 <= DRIVER_WINDOW / 2);
@@ -129,46 +121,44 @@ pub fn spawn_reader(
                         break;
                     }
                 };
-                let stream = match f.kind {
-                    KIND_DATA => Stream::Data,
-                    KIND_STDOUT => Stream::Stdout,
-                    KIND_STDERR => Stream::Stderr,
-                    KIND_CREDIT => {
-                        // Checked here, where it enters: the count only
-                        // grows. Whether it exceeds what was written only
-                        // the stdin writer knows; it checks that.
-                        let now = <[u8; 8]>::try_from(&f.payload[..]).map(u64::from_be_bytes);
-                        let before = *credits.borrow();
-                        let bad = match now {
-                            Ok(now) if now >= before => {
-                                credits.send_replace(now);
-                                None
-                            }
-                            Ok(now) => Some(format!(
-                                "credit went backwards: {now} inputs consumed after {before}"
-                            )),
-                            Err(_) => Some("credit frame of wrong size".to_string()),
-                        };
-                        if let Some(message) = bad {
+                let (stream, end, payload) = match FromDriver::try_from(f) {
+                    Ok(FromDriver::Output {
+                        stream,
+                        end,
+                        payload,
+                    }) => (stream, end, payload),
+                    Ok(FromDriver::Credit(now)) => match take_credit(&credits, now) {
+                        Ok(()) => continue,
+                        Err(message) => {
                             corrupt = true;
                             if tx.send(OutputEvent::BadFrames(message)).await.is_err() {
                                 return;
                             }
                             break;
                         }
-                        continue;
-                    }
+                    },
                     // Only meaningful right after RESUME; a stray one
                     // (which only the function could forge) is ignored.
-                    KIND_SYNC => continue,
+                    Ok(FromDriver::Sync) => continue,
                     // The driver is up; only the warm pool waits for it.
-                    _ => continue,
+                    Ok(FromDriver::Ready) => continue,
+                    Err(e) => {
+                        corrupt = true;
+                        if tx
+                            .send(OutputEvent::BadFrames(e.to_string()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        break;
+                    }
                 };
-                offset += (HEADER_LEN + f.payload.len()) as u64;
+                offset += (HEADER_LEN + payload.len()) as u64;
                 let ev = OutputEvent::Output {
                     stream,
-                    end: f.end || stream != Stream::Data,
-                    bytes: f.payload,
+                    end: end || stream != Stream::Data,
+                    bytes: payload,
                     offset,
                     replayable: true,
                 };
@@ -184,6 +174,20 @@ pub fn spawn_reader(
         }
         let _ = tx.send(OutputEvent::Closed).await;
     });
+}
+
+/// Takes a CREDIT in, checked where it enters: the count only grows.
+/// Whether it exceeds what was written only the stdin writer knows; it
+/// checks that ([`InputWindow::credit`]).
+fn take_credit(credits: &watch::Sender<u64>, now: u64) -> Result<(), String> {
+    let before = *credits.borrow();
+    if now < before {
+        return Err(format!(
+            "credit went backwards: {now} inputs consumed after {before}"
+        ));
+    }
+    credits.send_replace(now);
+    Ok(())
 }
 
 /// How far input has got, shared by the stdin writer (which advances it)
@@ -295,8 +299,7 @@ async fn stdin_writer(p: StdinParts) {
                 }
                 let offset = *acks.borrow_and_update();
                 if !broken {
-                    let frame = driver::encode(KIND_ACK, false, &offset.to_be_bytes());
-                    if let Err(e) = write_frames(&mut input, &[frame]).await {
+                    if let Err(e) = driver::write(&mut input, &ToDriver::Ack(offset)).await {
                         tracing::debug!(error = %e, "function's stdin is closed");
                         broken = true;
                     }
@@ -351,12 +354,12 @@ async fn stdin_writer(p: StdinParts) {
                         // as lost (its SYNC then claims more than recorded).
                         tracing::warn!(error = %e, "cannot record the input bound");
                     }
-                    let (kind, payload) = match &item.bytes {
-                        Some(b) => (KIND_INPUT, &b[..]),
-                        None => (KIND_EOF, &[][..]),
+                    let msg = match &item.bytes {
+                        Some(b) => ToDriver::Input(b),
+                        None => ToDriver::Eof,
                     };
-                    match write_frames(&mut input, &driver::encode_message(kind, payload)).await {
-                        Ok(()) => window.written(payload.len() as u64),
+                    match driver::write(&mut input, &msg).await {
+                        Ok(()) => window.written(item.bytes.as_ref().map_or(0, |b| b.len() as u64)),
                         Err(e) => {
                             tracing::debug!(error = %e, "function's stdin is closed");
                             broken = true;
@@ -375,23 +378,4 @@ async fn stdin_writer(p: StdinParts) {
             }
         }
     }
-}
-
-async fn write_frames(
-    w: &mut Pin<Box<dyn AsyncWrite + Send>>,
-    frames: &[Bytes],
-) -> std::io::Result<()> {
-    for frame in frames {
-        w.write_all(frame).await?;
-    }
-    w.flush().await
-}
-
-/// Writes one message as driver frames and flushes.
-pub async fn write_message(
-    w: &mut Pin<Box<dyn AsyncWrite + Send>>,
-    kind: u8,
-    payload: &[u8],
-) -> std::io::Result<()> {
-    write_frames(w, &driver::encode_message(kind, payload)).await
 }

@@ -14,7 +14,7 @@ use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
 use crate::session::log::ENTRY_OVERHEAD;
 use crate::wire::api::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
-use crate::wire::driver::{KIND_CREDIT, KIND_DATA, KIND_INPUT, KIND_START, KIND_STDOUT};
+use crate::wire::driver::{Header, Kind};
 
 pub(super) struct Fixture {
     pub(super) fake: FakeRuntime,
@@ -86,8 +86,9 @@ impl Fixture {
         // The code is handed over first, as the START frame.
         let mut header = [0u8; 8];
         c.stdin.read_exact(&mut header).await.ok();
-        assert_eq!(header[0], KIND_START);
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let header = Header::parse(&header).unwrap_or_else(|e| panic!("a bad header: {e}"));
+        assert_eq!(header.kind, Kind::Start);
+        let len = header.len;
         let mut body = vec![0u8; len];
         c.stdin.read_exact(&mut body).await.ok();
         assert!(String::from_utf8_lossy(&body).contains("send('x')"));
@@ -132,9 +133,9 @@ async fn output_is_numbered_exit_is_last_and_the_session_is_reaped_after_ack() {
     let f = fixture(|_| {});
     let (token, h, c) = f.session().await;
     f.fake
-        .push(&c.id, frame(KIND_STDOUT, false, b"printed\n"))
+        .push(&c.id, frame(Kind::Stdout, false, b"printed\n"))
         .await;
-    f.fake.push(&c.id, frame(KIND_DATA, true, b"sent")).await;
+    f.fake.push(&c.id, frame(Kind::Data, true, b"sent")).await;
     f.fake
         .push(&c.id, OutputChunk::Stderr(Bytes::from_static(b"oops")))
         .await;
@@ -189,7 +190,7 @@ async fn unacknowledged_output_is_replayed_and_acked_output_is_not() {
     let (_token, h, c) = f.session().await;
     for m in ["a", "b", "c"] {
         f.fake
-            .push(&c.id, frame(KIND_DATA, true, m.as_bytes()))
+            .push(&c.id, frame(Kind::Data, true, m.as_bytes()))
             .await;
     }
     let mut a = attach(&h, 0).await;
@@ -251,7 +252,7 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
     a.input.send(item(2, b"two")).await.ok();
     let mut buf = vec![0u8; 2 * 8 + 6];
     c.stdin.read_exact(&mut buf).await.ok();
-    assert_eq!(buf[0], KIND_INPUT);
+    assert_eq!(Kind::from_u8(buf[0]), Some(Kind::Input));
     assert_eq!(&buf[8..11], b"one");
     assert_eq!(&buf[19..22], b"two");
     // Acks are cumulative and reach the client.
@@ -306,7 +307,7 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
     }
     let mut eof_frame = [0u8; 8];
     c.stdin.read_exact(&mut eof_frame).await.ok();
-    assert_eq!(eof_frame[0], crate::wire::driver::KIND_EOF);
+    assert_eq!(Header::parse(&eof_frame).map(|h| h.kind), Ok(Kind::Eof));
     let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
     assert!(extra.is_err(), "nothing is written after end of input");
     let again = attach(&h, 0).await;
@@ -349,7 +350,7 @@ async fn at_the_output_cap_the_container_is_not_read_until_a_client_acks() {
     // The pusher blocks once the session stops reading.
     let pusher = tokio::spawn(async move {
         for m in ["8 bytes!", "8 bytes?", "8 bytes."] {
-            fake.push(&id, frame(KIND_DATA, true, m.as_bytes())).await;
+            fake.push(&id, frame(Kind::Data, true, m.as_bytes())).await;
         }
     });
     let mut a = attach(&h, 0).await;
@@ -370,7 +371,7 @@ async fn at_the_output_cap_the_container_is_not_read_until_a_client_acks() {
 async fn an_ended_session_nobody_reads_is_reaped_after_the_ttl() {
     let f = fixture(|c| c.session_ttl = Duration::from_secs(3600));
     let (token, h, c) = f.session().await;
-    f.fake.push(&c.id, frame(KIND_DATA, true, b"unread")).await;
+    f.fake.push(&c.id, frame(Kind::Data, true, b"unread")).await;
     f.fake.exit(&c.id, 0, false);
     wait_state(&h, SessionState::Ended).await;
     assert!(f.registry.get(&token).is_some());
@@ -410,7 +411,7 @@ async fn a_client_that_stops_draining_its_queue_is_detached_and_the_session_goes
     let (_t, h, c) = f.session().await;
     let a = attach(&h, 0).await;
     for i in 0..5u8 {
-        f.fake.push(&c.id, frame(KIND_DATA, true, &[i])).await;
+        f.fake.push(&c.id, frame(Kind::Data, true, &[i])).await;
     }
     // The client never reads `a.rx`.
     let closed = tokio::time::timeout(Duration::from_secs(60), a.closed).await;
@@ -468,7 +469,7 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
             .map(|i| i.spooled_bytes)
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let push = |n: u8| f.fake.push(&c.id, frame(KIND_DATA, true, &[n; 30]));
+    let push = |n: u8| f.fake.push(&c.id, frame(Kind::Data, true, &[n; 30]));
     let mut a = attach(&h, 0).await;
     for n in 1..=4 {
         push(n).await;
@@ -514,7 +515,7 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
 /// Pushes one CREDIT frame claiming `consumed` inputs.
 async fn credit(f: &Fixture, c: &FakeContainer, consumed: u64) {
     f.fake
-        .push(&c.id, frame(KIND_CREDIT, false, &consumed.to_be_bytes()))
+        .push(&c.id, frame(Kind::Credit, false, &consumed.to_be_bytes()))
         .await;
 }
 
@@ -552,7 +553,7 @@ async fn a_forged_credit_ends_that_session_alone() {
     assert!(message.contains("backwards"), "{message}");
     // The other session never noticed.
     f.fake
-        .push(&oc.id, frame(KIND_DATA, true, b"still here"))
+        .push(&oc.id, frame(Kind::Data, true, b"still here"))
         .await;
     let mut o = attach(&other, 0).await;
     assert_eq!(
@@ -574,7 +575,7 @@ async fn empty_messages_count_against_the_cap_and_the_message_bound() {
     let id = c.id.clone();
     let pusher = tokio::spawn(async move {
         for _ in 0..100 {
-            fake.push(&id, frame(KIND_DATA, true, b"")).await;
+            fake.push(&id, frame(Kind::Data, true, b"")).await;
         }
     });
     let mut held = 0;
@@ -599,7 +600,7 @@ async fn empty_messages_count_against_the_cap_and_the_message_bound() {
     let id = c.id.clone();
     let pusher = tokio::spawn(async move {
         for _ in 0..100 {
-            fake.push(&id, frame(KIND_STDOUT, true, b"x")).await;
+            fake.push(&id, frame(Kind::Stdout, true, b"x")).await;
         }
     });
     let mut a = attach(&h, 0).await;

@@ -10,7 +10,7 @@ use super::{ClientEvent, SessionHandle, ToClient};
 use crate::metrics::METRICS;
 use crate::runtime::fake::frame;
 use crate::wire::api::{CloseReason, ServerMsg};
-use crate::wire::driver::KIND_DATA;
+use crate::wire::driver::Kind;
 
 fn unconfirmed() -> u64 {
     METRICS.takeovers_unconfirmed.load(Ordering::Relaxed)
@@ -38,7 +38,7 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
     let f = fixture(|_| {});
     let (_t, h, c) = f.session().await;
     for n in 1..=5u8 {
-        f.fake.push(&c.id, frame(KIND_DATA, true, &[n])).await;
+        f.fake.push(&c.id, frame(Kind::Data, true, &[n])).await;
     }
     let mut a = attach(&h, 0).await;
     for seq in 1..=5 {
@@ -58,7 +58,7 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
     // The session goes on while it waits: output is taken in and info
     // answered, but the new client has no answer yet, and the old one is
     // sent nothing more.
-    f.fake.push(&c.id, frame(KIND_DATA, true, &[6])).await;
+    f.fake.push(&c.id, frame(Kind::Data, true, &[6])).await;
     while last_seq(&h).await < 6 {
         tokio::task::yield_now().await;
     }
@@ -86,7 +86,7 @@ async fn a_silent_old_client_is_closed_at_the_deadline_and_the_replay_starts_aft
     let f = fixture(|_| {});
     let (_t, h, c) = f.session().await;
     for n in 1..=3u8 {
-        f.fake.push(&c.id, frame(KIND_DATA, true, &[n])).await;
+        f.fake.push(&c.id, frame(Kind::Data, true, &[n])).await;
     }
     let mut a = attach(&h, 0).await;
     for seq in 1..=3 {

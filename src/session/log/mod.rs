@@ -51,7 +51,7 @@ use crate::wire::api::{ExitInfo, Stream};
 use spool::{Spool, TAG_CHECKPOINT, TAG_EXIT};
 
 /// The most output kept unspooled, in bytes. It must stay well below the
-/// driver's window (`io::DRIVER_WINDOW`), or the driver would stop writing
+/// driver's window (`wire::driver::DRIVER_WINDOW`), or the driver would stop writing
 /// while it waits for an ACK that only a client's ack could bring.
 pub const MAX_UNSPOOLED: usize = 4 << 20;
 /// What one entry costs beyond its payload, charged wherever a size is

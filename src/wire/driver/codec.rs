@@ -1,5 +1,5 @@
-//! Framing between the controller and the driver inside the container
-//! (`docs/driver.md`).
+//! Frames on the byte streams: the header, the incremental decoder over
+//! the container's stdout, and encoding for its stdin.
 //!
 //! Every frame is an 8-byte header — kind, flags, two reserved zero bytes,
 //! payload length (u32, big-endian) — then the payload. The container's
@@ -8,50 +8,12 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-pub const HEADER_LEN: usize = 8;
-/// The largest payload a frame may carry. The driver chunks larger messages.
-pub const MAX_PAYLOAD: usize = 1 << 20;
-pub const FLAG_END: u8 = 1;
-
-/// Frame kinds, container → controller. Data, stdout and stderr frames are
-/// *retransmittable*: the driver keeps them until acknowledged, and their
-/// sizes (header included) make up the stream offsets.
-pub const KIND_DATA: u8 = 1;
-pub const KIND_STDOUT: u8 = 2;
-pub const KIND_STDERR: u8 = 3;
-/// The driver's answer to RESUME: nonce, offset, inputs received, consumed.
-pub const KIND_SYNC: u8 = 4;
-/// Inputs the function has consumed so far (u64), for input flow control.
-pub const KIND_CREDIT: u8 = 5;
-/// The driver has started and waits for START (empty; sent once, before
-/// anything else, and not part of the stream offsets). The warm pool hands
-/// out a container only after it.
-pub const KIND_READY: u8 = 6;
-/// Frame kinds, controller → container.
-pub const KIND_START: u8 = 16;
-pub const KIND_INPUT: u8 = 17;
-pub const KIND_EOF: u8 = 18;
-/// Output before this offset (u64) is durable here: the driver may forget it.
-pub const KIND_ACK: u8 = 19;
-/// After (re)attaching: offset (u64) and a 16-byte nonce; the driver answers
-/// with SYNC and retransmits everything from the offset.
-pub const KIND_RESUME: u8 = 20;
-
-pub const NONCE_LEN: usize = 16;
-const SYNC_LEN: usize = NONCE_LEN + 24;
-
-/// The driver's SYNC frame, decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sync {
-    pub offset: u64,
-    pub inputs_received: u64,
-    pub inputs_consumed: u64,
-}
+use super::{Kind, Sync, FLAG_END, HEADER_LEN, MAX_PAYLOAD, NONCE_LEN, SYNC_LEN};
 
 /// One decoded frame from the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    pub kind: u8,
+    pub kind: Kind,
     pub end: bool,
     pub payload: Bytes,
 }
@@ -66,6 +28,8 @@ pub enum FrameError {
     TooLarge(u32),
     #[error("stream ended inside a frame")]
     Truncated,
+    #[error("{0} frame of {1} bytes, which is not its size")]
+    BadPayload(Kind, usize),
 }
 
 /// Incremental decoder over the bytes of the container's stdout, which arrive
@@ -87,29 +51,49 @@ pub struct Decoder {
 
 #[derive(Debug)]
 struct Filling {
-    kind: u8,
+    kind: Kind,
     end: bool,
     len: usize,
     payload: Vec<u8>,
 }
 
-/// Checks a header: (kind, end, payload length).
-fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(u8, bool, usize), FrameError> {
-    let kind = h[0];
-    if !matches!(
-        kind,
-        KIND_DATA | KIND_STDOUT | KIND_STDERR | KIND_SYNC | KIND_CREDIT | KIND_READY
-    ) {
-        return Err(FrameError::UnknownKind(kind));
+/// A frame header, checked: a known kind, zero reserved bytes, and a
+/// length within [`MAX_PAYLOAD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    /// The `END` flag: the last frame of a message.
+    pub end: bool,
+    pub len: usize,
+}
+
+impl Header {
+    /// Parses a header of either direction.
+    pub fn parse(h: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+        let kind = Kind::from_u8(h[0]).ok_or(FrameError::UnknownKind(h[0]))?;
+        if h[2] != 0 || h[3] != 0 {
+            return Err(FrameError::Reserved);
+        }
+        let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        if len as usize > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(len));
+        }
+        Ok(Header {
+            kind,
+            end: h[1] & FLAG_END != 0,
+            len: len as usize,
+        })
     }
-    if h[2] != 0 || h[3] != 0 {
-        return Err(FrameError::Reserved);
+
+    /// Parses a header the driver wrote: controller → driver kinds are
+    /// unknown here (only a function forging frames could write them).
+    fn parse_from_driver(h: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+        let header = Header::parse(h)?;
+        if !header.kind.is_from_driver() {
+            return Err(FrameError::UnknownKind(h[0]));
+        }
+        Ok(header)
     }
-    let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-    if len as usize > MAX_PAYLOAD {
-        return Err(FrameError::TooLarge(len));
-    }
-    Ok((kind, h[1] & FLAG_END != 0, len as usize))
 }
 
 impl Decoder {
@@ -140,7 +124,7 @@ impl Decoder {
             let Some(header) = self.take_header() else {
                 return Ok(None);
             };
-            let (kind, end, len) = parse_header(&header)?;
+            let Header { kind, end, len } = Header::parse_from_driver(&header)?;
             let payload = crate::mem::frame_pool::FRAMES.take(len);
             self.filling = Some(Filling {
                 kind,
@@ -201,7 +185,7 @@ impl Decoder {
         buf.extend_from_slice(&self.rest);
         self.head.clear();
         let mut pattern = [0u8; HEADER_LEN + NONCE_LEN];
-        pattern[0] = KIND_SYNC;
+        pattern[0] = Kind::Sync as u8;
         pattern[4..8].copy_from_slice(&(SYNC_LEN as u32).to_be_bytes());
         pattern[HEADER_LEN..].copy_from_slice(nonce);
         let found = match buf.windows(pattern.len()).position(|w| w == pattern) {
@@ -254,7 +238,7 @@ impl Decoder {
 }
 
 /// Encodes a frame for the container's stdin.
-pub fn encode(kind: u8, end: bool, payload: &[u8]) -> Bytes {
+pub fn encode(kind: Kind, end: bool, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(HEADER_LEN + payload.len());
     encode_header(&mut b, kind, end, payload.len());
     b.extend_from_slice(payload);
@@ -262,8 +246,8 @@ pub fn encode(kind: u8, end: bool, payload: &[u8]) -> Bytes {
 }
 
 /// Writes just a header, for payloads sent separately.
-pub fn encode_header(b: &mut BytesMut, kind: u8, end: bool, len: usize) {
-    b.put_u8(kind);
+pub fn encode_header(b: &mut BytesMut, kind: Kind, end: bool, len: usize) {
+    b.put_u8(kind as u8);
     b.put_u8(if end { FLAG_END } else { 0 });
     b.put_u16(0);
     // Callers chunk at MAX_PAYLOAD, far below u32::MAX.
@@ -272,7 +256,7 @@ pub fn encode_header(b: &mut BytesMut, kind: u8, end: bool, len: usize) {
 
 /// Encodes one message as frames of at most [`MAX_PAYLOAD`] bytes, with
 /// `END` on the last one. An empty message is one empty `END` frame.
-pub fn encode_message(kind: u8, payload: &[u8]) -> Vec<Bytes> {
+pub fn encode_message(kind: Kind, payload: &[u8]) -> Vec<Bytes> {
     if payload.is_empty() {
         return vec![encode(kind, true, &[])];
     }
@@ -304,9 +288,9 @@ mod tests {
     #[test]
     fn frames_split_anywhere_decode_the_same() {
         let mut stream = Vec::new();
-        stream.extend_from_slice(&encode(KIND_STDOUT, false, b"hi\n"));
-        stream.extend_from_slice(&encode(KIND_DATA, true, b"message"));
-        stream.extend_from_slice(&encode(KIND_DATA, true, b""));
+        stream.extend_from_slice(&encode(Kind::Stdout, false, b"hi\n"));
+        stream.extend_from_slice(&encode(Kind::Data, true, b"message"));
+        stream.extend_from_slice(&encode(Kind::Data, true, b""));
         for chunk in [1, 3, 7, 8, 100] {
             let frames = decode_all(&stream, chunk).unwrap_or_default();
             assert_eq!(frames.len(), 3, "chunk size {chunk}");
@@ -319,9 +303,9 @@ mod tests {
     fn large_frames_across_chunks_keep_every_byte() {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut stream = Vec::new();
-        stream.extend_from_slice(&encode(KIND_DATA, true, &big[..65536]));
-        stream.extend_from_slice(&encode(KIND_STDOUT, false, b"x"));
-        stream.extend_from_slice(&encode(KIND_DATA, true, &big));
+        stream.extend_from_slice(&encode(Kind::Data, true, &big[..65536]));
+        stream.extend_from_slice(&encode(Kind::Stdout, false, b"x"));
+        stream.extend_from_slice(&encode(Kind::Data, true, &big));
         for chunk in [1000, 32768 + 8, 70_000, stream.len()] {
             let frames = decode_all(&stream, chunk).unwrap_or_default();
             assert_eq!(frames.len(), 3, "chunk size {chunk}");
@@ -343,7 +327,14 @@ mod tests {
     fn huge_length_is_rejected_without_allocating() {
         let mut d = Decoder::new();
         d.feed(Bytes::from_static(&[
-            KIND_DATA, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+            Kind::Data as u8,
+            0,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
         ]));
         assert_eq!(d.next_frame(), Err(FrameError::TooLarge(u32::MAX)));
         assert!(d.filling.is_none());
@@ -373,8 +364,8 @@ mod tests {
             payload.extend_from_slice(&v.to_be_bytes());
         }
         let mut stream = b"tail of an old frame".to_vec();
-        stream.extend_from_slice(&encode(KIND_SYNC, false, &payload));
-        stream.extend_from_slice(&encode(KIND_DATA, true, b"next"));
+        stream.extend_from_slice(&encode(Kind::Sync, false, &payload));
+        stream.extend_from_slice(&encode(Kind::Data, true, b"next"));
         for chunk in [1, 5, 64] {
             let mut d = Decoder::new();
             let mut found = None;
@@ -411,10 +402,10 @@ mod tests {
     #[test]
     fn long_messages_are_chunked() {
         let big = vec![7u8; MAX_PAYLOAD * 2 + 5];
-        let frames = encode_message(KIND_INPUT, &big);
+        let frames = encode_message(Kind::Input, &big);
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0][1], 0);
         assert_eq!(frames[2][1], FLAG_END);
-        assert_eq!(encode_message(KIND_INPUT, b"").len(), 1);
+        assert_eq!(encode_message(Kind::Input, b"").len(), 1);
     }
 }
