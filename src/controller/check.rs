@@ -82,7 +82,7 @@ impl Checker {
     ) -> Result<(), CheckError> {
         // The code inside "check": a driver from before the check finds no
         // "code", and refuses the START instead of running it.
-        let payload = ToDriver::Check(CheckStart::new(&code, &filename))
+        let payload = ToDriver::Check(CheckStart::new(code, filename))
             .encode()
             .map_err(|e| CheckError::Failed(e.to_string()))?;
         let short = uuid::Uuid::new_v4().simple().to_string();
