@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::session::actor::now_secs;
+use crate::session::record::now_secs;
 use crate::wire::api::FunctionInfo;
 
 pub struct FunctionStore {

@@ -4,6 +4,7 @@
 mod accept;
 pub mod api;
 pub mod check;
+pub mod create;
 pub mod function_store;
 pub mod identity;
 pub mod nofile;
@@ -17,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::controller::create::Launcher;
 use crate::controller::function_store::FunctionStore;
-use crate::controller::recovery::{reconcile, resume_all};
-use crate::controller::sessions::Registry;
+use crate::controller::pool::Pool;
+use crate::controller::recovery::{reconcile, resume_all, Recovery};
+use crate::controller::sessions::Sessions;
 use crate::runtime::{DockerRuntime, Runtime};
+use crate::session::spawn::SessionContext;
 use crate::session::store::Db;
 use api::AppState;
 
@@ -91,7 +95,7 @@ pub async fn run_with_runtime(
     let _lock = identity::lock(&config.data_dir)?;
     let mut config = config;
     config.controller_id = identity::load_or_create(&config.data_dir)?;
-    let store = FunctionStore::open(&config.data_dir).map_err(|e| {
+    let functions = FunctionStore::open(&config.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot open function store in {}: {e}",
             config.data_dir.display()
@@ -105,26 +109,43 @@ pub async fn run_with_runtime(
     })?;
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
-    let registry = Registry::new(
+    let ctx = SessionContext::new(
+        &config,
+        runtime.clone(),
         Arc::new(db),
-        runtime,
-        config.clone(),
         shutdown.clone(),
         tracker.clone(),
     );
+    let sessions = Sessions::new();
+    let pool = Pool::new(&config, runtime.clone());
+    let recovery = Recovery {
+        sessions: sessions.clone(),
+        ctx: ctx.clone(),
+        config: config.clone(),
+        warm_label: pool.label(),
+    };
     // Before serving: every session the database knows is live again, ended
     // or marked as resuming, and no orphan container is left. The drivers
     // of running sessions are resumed while the API serves.
-    let (_, pending) = reconcile(&registry).await?;
-    tracker.spawn(resume_all(registry.clone(), pending, shutdown.clone()));
-    registry.start_pool();
+    let (_, pending) = reconcile(&recovery).await?;
+    tracker.spawn(resume_all(recovery, pending, shutdown.clone()));
+    // Filled only now that reconcile has removed what an earlier
+    // controller left.
+    pool.spawn(&tracker, &shutdown);
     tracker.spawn(crate::mem::trim::run(shutdown.clone()));
-    let checker = crate::controller::check::Checker::new(registry.runtime().clone(), &config);
+    let checker = check::Checker::new(runtime, &config);
+    let launcher = Launcher {
+        sessions: sessions.clone(),
+        pool,
+        ctx,
+        config: config.clone(),
+    };
     let state = Arc::new(AppState {
         checker,
         config,
-        store,
-        registry,
+        functions,
+        sessions,
+        launcher,
         shutdown: shutdown.clone(),
     });
     let settings = connection_settings(&state.config);

@@ -30,14 +30,27 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::sessions::{AttachedIo, Launch, Registry};
+use super::sessions::Sessions;
+use crate::config::Config;
 use crate::runtime::{ContainerState, OutputChunk};
-use crate::session::actor::{exit_reason, now_secs, short};
+use crate::session::actor::{exit_reason, short};
 use crate::session::io::InputProgress;
 use crate::session::log::{Entry, OutputLog};
+use crate::session::record::now_secs;
+use crate::session::spawn::{AttachedIo, Launch, SessionContext};
 use crate::session::store::SessionRow;
 use crate::wire::api::{ExitInfo, ExitReason};
 use crate::wire::driver::{self, Decoder, Sync, ToDriver, NONCE_LEN};
+
+/// What recovery works with.
+#[derive(Clone)]
+pub struct Recovery {
+    pub sessions: Arc<Sessions>,
+    pub ctx: SessionContext,
+    pub config: Arc<Config>,
+    /// The label of the warm pool's containers.
+    pub warm_label: String,
+}
 
 /// Drivers resumed at once after a restart. Each waits for one answer, so
 /// a few silent ones cannot hold up the rest for long.
@@ -64,19 +77,19 @@ pub struct Pending {
 /// inspecting containers, never waiting for a driver: a function that does
 /// not answer RESUME can no longer delay the start (it once took 10 s per
 /// silent session, one after the other).
-pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pending)> {
-    let rows = registry.db().sessions()?;
+pub async fn reconcile(r: &Recovery) -> anyhow::Result<(Report, Pending)> {
+    let rows = r.ctx.store.sessions()?;
     // Container id -> what it was for (for the log), and which controller
     // made it.
     let mut containers: HashMap<String, (String, Option<String>)> = HashMap::new();
-    let prefix = &registry.config().label_prefix;
-    let (owner_label, me) = registry.config().controller_label();
+    let prefix = &r.config.label_prefix;
+    let (owner_label, me) = r.config.controller_label();
     for (label, kind) in [
         (format!("{prefix}.session"), "session"),
-        (registry.pool().label(), "warm"),
+        (r.warm_label.clone(), "warm"),
         (crate::controller::check::check_label(prefix), "check"),
     ] {
-        for c in registry.runtime().list(&label).await? {
+        for c in r.ctx.runtime.list(&label).await? {
             let what = c.labels.get(&label).cloned().unwrap_or_default();
             let owner = c.labels.get(&owner_label).cloned();
             containers.insert(c.id, (format!("{kind} {what}"), owner));
@@ -85,22 +98,24 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
     let mut report = Report::default();
     let mut pending = Pending { rows: Vec::new() };
     for row in rows {
-        containers.remove(&row.container);
-        if registry.get(&row.token).is_some() || registry.resuming(&row.token).is_some() {
+        containers.remove(&row.record.container);
+        if r.sessions.get(&row.record.token).is_some()
+            || r.sessions.resuming(&row.record.token).is_some()
+        {
             continue; // already live: nothing to do
         }
-        match registry.runtime().state(&row.container).await {
+        match r.ctx.runtime.state(&row.record.container).await {
             Ok(ContainerState::Running) => {
-                registry.set_resuming(row.clone());
+                r.sessions.set_resuming(row.clone());
                 pending.rows.push(row);
                 report.resuming += 1;
             }
-            Ok(state) => match adopt_ended(registry, row, state) {
+            Ok(state) => match adopt_ended(r, row, state) {
                 Ok(()) => report.ended += 1,
                 Err(e) => tracing::error!(error = %e, "cannot restore a session"),
             },
             Err(e) => {
-                tracing::error!(session = %row.id, error = %e, "cannot inspect a session's container")
+                tracing::error!(session = %row.record.id, error = %e, "cannot inspect a session's container")
             }
         }
     }
@@ -119,7 +134,7 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
             continue;
         }
         tracing::warn!(container = %id, was = %what, "removing orphan container");
-        if let Err(e) = registry.runtime().remove(&id).await {
+        if let Err(e) = r.ctx.runtime.remove(&id).await {
             tracing::warn!(container = %id, error = %e, "cannot remove orphan container");
         } else {
             report.orphans_removed += 1;
@@ -145,20 +160,20 @@ pub async fn reconcile(registry: &Arc<Registry>) -> anyhow::Result<(Report, Pend
 /// answers what cannot be true, is killed and ends as lost; the others
 /// are not held up by it. Stops early at shutdown (those sessions are
 /// resumed at the next start).
-pub async fn resume_all(registry: Arc<Registry>, pending: Pending, shutdown: CancellationToken) {
+pub async fn resume_all(r: Recovery, pending: Pending, shutdown: CancellationToken) {
     let n = pending.rows.len();
     if n == 0 {
         return;
     }
     let work =
         futures_util::stream::iter(pending.rows).for_each_concurrent(RESUME_CONCURRENCY, |row| {
-            let registry = registry.clone();
+            let r = r.clone();
             async move {
-                let token = row.token.clone();
-                if let Err(e) = adopt_running(&registry, row).await {
+                let token = row.record.token.clone();
+                if let Err(e) = adopt_running(&r, row).await {
                     tracing::error!(error = %e, "cannot restore a session");
                 }
-                registry.resumed(&token);
+                r.sessions.resumed(&token);
             }
         });
     tokio::select! {
@@ -168,51 +183,42 @@ pub async fn resume_all(registry: Arc<Registry>, pending: Pending, shutdown: Can
 }
 
 /// Restores a session whose function has ended (or whose container is gone).
-fn adopt_ended(
-    registry: &Arc<Registry>,
-    row: SessionRow,
-    state: ContainerState,
-) -> anyhow::Result<()> {
-    let mut log = OutputLog::recover(
-        registry.spool_path(&row.id),
-        registry.memory_window(),
-        row.acked,
-    )?;
+fn adopt_ended(r: &Recovery, row: SessionRow, state: ContainerState) -> anyhow::Result<()> {
+    let mut log = r.ctx.recover_log(&row.record.id, row.acked)?;
     let exit = match (&row.exit, row.ended_at) {
         (Some(e), Some(at)) if log.has_exit() => (e.clone(), at),
         _ => {
             let reason = exit_reason(row.kill_reason.clone(), state).unwrap_or(ExitReason::Lost {
                 message: "container disappeared".into(),
             });
-            finish(registry, &row, &mut log, reason)?
+            finish(r, &row, &mut log, reason)?
         }
     };
-    tracing::info!(session = %row.id, reason = %exit.0.reason, "session ended while the controller was away");
-    launch_ended(registry, row, log, exit);
+    tracing::info!(session = %row.record.id, reason = %exit.0.reason, "session ended while the controller was away");
+    launch_ended(r, row, log, exit);
     Ok(())
 }
 
 /// Serves a restored session whose function has ended: its output only.
-fn launch_ended(registry: &Arc<Registry>, row: SessionRow, log: OutputLog, exit: (ExitInfo, u64)) {
-    registry.launch(Launch {
-        row,
-        log,
-        io: None,
-        exit: Some(exit),
-        restored: true,
-    });
+fn launch_ended(r: &Recovery, row: SessionRow, log: OutputLog, exit: (ExitInfo, u64)) {
+    r.sessions.launch(
+        Launch {
+            row,
+            log,
+            io: None,
+            exit: Some(exit),
+            restored: true,
+        },
+        &r.ctx,
+    );
 }
 
 /// Restores a session whose function was running: resumes its driver, or
 /// ends it as lost if that fails.
-async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Result<()> {
-    let mut log = OutputLog::recover(
-        registry.spool_path(&row.id),
-        registry.memory_window(),
-        row.acked,
-    )?;
-    let timeout = registry.config().resume_timeout;
-    let resumed = match tokio::time::timeout(timeout, resume(registry, &row, &mut log)).await {
+async fn adopt_running(r: &Recovery, row: SessionRow) -> anyhow::Result<()> {
+    let mut log = r.ctx.recover_log(&row.record.id, row.acked)?;
+    let timeout = r.config.resume_timeout;
+    let resumed = match tokio::time::timeout(timeout, resume(r, &row, &mut log)).await {
         Ok(r) => r,
         Err(_) => Err(anyhow::anyhow!(
             "the driver did not answer RESUME within {}s",
@@ -221,28 +227,31 @@ async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Res
     };
     match resumed {
         Ok(io) => {
-            tracing::info!(session = %row.id, offset = io.offset, "session resumed");
-            registry.launch(Launch {
-                row,
-                log,
-                io: Some(io),
-                exit: None,
-                restored: true,
-            });
+            tracing::info!(session = %row.record.id, offset = io.offset, "session resumed");
+            r.sessions.launch(
+                Launch {
+                    row,
+                    log,
+                    io: Some(io),
+                    exit: None,
+                    restored: true,
+                },
+                &r.ctx,
+            );
         }
         Err(e) => {
-            tracing::warn!(session = %row.id, error = %e, "cannot resume; killing it");
+            tracing::warn!(session = %row.record.id, error = %e, "cannot resume; killing it");
             let reason = ExitReason::Lost {
                 message: format!("could not resume after a controller restart: {e}"),
             };
             // Recorded first: a shutdown between the kill and `finish` must
             // not leave the next start to call it an ordinary exit.
-            if let Err(e) = registry.db().set_kill_reason(&row.token, &reason) {
-                tracing::warn!(session = %row.id, error = %e, "cannot save kill reason");
+            if let Err(e) = r.ctx.store.set_kill_reason(&row.record.token, &reason) {
+                tracing::warn!(session = %row.record.id, error = %e, "cannot save kill reason");
             }
-            let _ = registry.runtime().kill(&row.container).await;
-            let exit = finish(registry, &row, &mut log, reason)?;
-            launch_ended(registry, row, log, exit);
+            let _ = r.ctx.runtime.kill(&row.record.container).await;
+            let exit = finish(r, &row, &mut log, reason)?;
+            launch_ended(r, row, log, exit);
         }
     }
     Ok(())
@@ -250,14 +259,14 @@ async fn adopt_running(registry: &Arc<Registry>, row: SessionRow) -> anyhow::Res
 
 /// Records a session's end in its log and the database.
 fn finish(
-    registry: &Registry,
+    r: &Recovery,
     row: &SessionRow,
     log: &mut OutputLog,
     reason: ExitReason,
 ) -> anyhow::Result<(ExitInfo, u64)> {
     let info = ExitInfo::from(reason);
     let at = now_secs();
-    registry.db().set_exit(&row.token, &info, at)?;
+    r.ctx.store.set_exit(&row.record.token, &info, at)?;
     if !log.has_exit() {
         let offset = log.stream_offset();
         log.append(Entry::Exit(info.clone()), offset)?;
@@ -302,12 +311,8 @@ pub fn check_sync(sync: &Sync, durable: u64, reserved: Option<u64>) -> anyhow::R
 /// names the output already durable; the driver answers SYNC (marked with
 /// our nonce, so the point is found in a stream joined mid-frame) and
 /// retransmits the rest.
-async fn resume(
-    registry: &Registry,
-    row: &SessionRow,
-    log: &mut OutputLog,
-) -> anyhow::Result<AttachedIo> {
-    let mut cio = registry.runtime().attach(&row.container).await?;
+async fn resume(r: &Recovery, row: &SessionRow, log: &mut OutputLog) -> anyhow::Result<AttachedIo> {
+    let mut cio = r.ctx.runtime.attach(&row.record.container).await?;
     let nonce: [u8; NONCE_LEN] = *uuid::Uuid::new_v4().as_bytes();
     let resume = ToDriver::Resume {
         offset: log.durable_offset(),
@@ -329,7 +334,7 @@ async fn resume(
             }
             OutputChunk::Stderr(bytes) => {
                 // Bounded like any output, since nobody reads it yet.
-                let config = registry.config();
+                let config = &r.config;
                 if log.pending_cost() >= config.output_cap
                     || log.pending_messages() >= config.output_max_messages
                 {

@@ -11,6 +11,8 @@ pub mod actor;
 pub mod input_window;
 pub mod io;
 pub mod log;
+pub mod record;
+pub mod spawn;
 pub mod store;
 
 use bytes::Bytes;

@@ -12,25 +12,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::record::SessionRecord;
 use crate::wire::api::{ExitInfo, ExitReason};
 
 #[derive(Debug, thiserror::Error)]
 #[error("state database: {0}")]
 pub struct DbError(#[from] rusqlite::Error);
 
-/// What is stored about a session.
+/// What is stored about a session: its record, and what has changed
+/// durably since.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
-    pub token: String,
-    pub id: String,
-    pub function: String,
-    pub function_name: Option<String>,
-    pub image: String,
-    pub transient: bool,
-    pub container: String,
-    pub created_at: u64,
-    /// When the function's timeout fires, seconds since the epoch.
-    pub deadline: Option<u64>,
+    pub record: SessionRecord,
     pub exit: Option<ExitInfo>,
     pub ended_at: Option<u64>,
     /// Output acknowledged by clients (may lag; the spool knows better).
@@ -39,13 +32,25 @@ pub struct SessionRow {
     pub kill_reason: Option<ExitReason>,
     /// End of input has been written to the function.
     pub input_closed: bool,
-    pub limits: Option<crate::wire::api::Limits>,
-    /// Its container came from the warm pool.
-    pub warm: bool,
     /// No input seq above this has been written to the function (see
     /// `session::io::InputReservation`). `None` for sessions recorded
     /// before the bound was kept.
     pub input_reserved: Option<u64>,
+}
+
+impl SessionRow {
+    /// A new session's row: nothing has happened to it yet.
+    pub fn new(record: SessionRecord, input_reserved: Option<u64>) -> SessionRow {
+        SessionRow {
+            record,
+            exit: None,
+            ended_at: None,
+            acked: 0,
+            kill_reason: None,
+            input_closed: false,
+            input_reserved,
+        }
+    }
 }
 
 pub struct Db {
@@ -127,22 +132,22 @@ impl Db {
                  input_closed, limits, warm, input_reserved)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
-                r.token,
-                r.id,
-                r.function,
-                r.function_name,
-                r.image,
-                r.transient,
-                r.container,
-                r.created_at as i64,
-                r.deadline.map(|d| d as i64),
+                r.record.token,
+                r.record.id,
+                r.record.function,
+                r.record.function_name,
+                r.record.image,
+                r.record.transient,
+                r.record.container,
+                r.record.created_at as i64,
+                r.record.deadline.map(|d| d as i64),
                 json(&r.exit),
                 r.ended_at.map(|d| d as i64),
                 r.acked as i64,
                 json(&r.kill_reason),
                 r.input_closed,
-                json(&r.limits),
-                r.warm,
+                json(&r.record.limits),
+                r.record.warm,
                 r.input_reserved.map(int),
             ],
         )?;
@@ -219,22 +224,24 @@ const SELECT: &str = "SELECT token, id, function, function_name, image, transien
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
-        token: r.get(0)?,
-        id: r.get(1)?,
-        function: r.get(2)?,
-        function_name: r.get(3)?,
-        image: r.get(4)?,
-        transient: r.get(5)?,
-        container: r.get(6)?,
-        created_at: r.get::<_, i64>(7)? as u64,
-        deadline: r.get::<_, Option<i64>>(8)?.map(|d| d as u64),
+        record: SessionRecord {
+            token: r.get(0)?,
+            id: r.get(1)?,
+            function: r.get(2)?,
+            function_name: r.get(3)?,
+            image: r.get(4)?,
+            transient: r.get(5)?,
+            container: r.get(6)?,
+            created_at: r.get::<_, i64>(7)? as u64,
+            deadline: r.get::<_, Option<i64>>(8)?.map(|d| d as u64),
+            limits: from_json(r.get(14)?),
+            warm: r.get(15)?,
+        },
         exit: from_json(r.get(9)?),
         ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
         acked: r.get::<_, i64>(11)? as u64,
         kill_reason: from_json(r.get(12)?),
         input_closed: r.get(13)?,
-        limits: from_json(r.get(14)?),
-        warm: r.get(15)?,
         input_reserved: r.get::<_, Option<i64>>(16)?.map(|v| v.max(0) as u64),
     })
 }
@@ -244,7 +251,7 @@ mod tests {
     use super::*;
 
     fn sample() -> SessionRow {
-        SessionRow {
+        let record = SessionRecord {
             token: "t".repeat(64),
             id: "s-1".into(),
             function: "fn-1".into(),
@@ -254,15 +261,10 @@ mod tests {
             container: "c1".into(),
             created_at: 10,
             deadline: Some(20),
-            exit: None,
-            ended_at: None,
-            acked: 0,
-            kill_reason: None,
-            input_closed: false,
             limits: None,
             warm: true,
-            input_reserved: Some(1024),
-        }
+        };
+        SessionRow::new(record, Some(1024))
     }
 
     #[test]
@@ -270,17 +272,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let r = sample();
-        db.insert_session(&r).unwrap_or_else(|e| panic!("{e}"));
-        db.set_acked(&r.token, 5).ok();
-        db.set_acked(&r.token, 3).ok(); // never goes back
-        db.set_kill_reason(&r.token, &ExitReason::Timeout).ok();
+        let token = &r.record.token;
+        let ok = |what: &str, result: Result<(), DbError>| {
+            result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        };
+        ok("insert", db.insert_session(&r));
+        ok("ack", db.set_acked(token, 5));
+        ok("ack", db.set_acked(token, 3)); // never goes back
+        ok(
+            "kill reason",
+            db.set_kill_reason(token, &ExitReason::Timeout),
+        );
         let exit: ExitInfo = ExitReason::Timeout.into();
-        db.set_exit(&r.token, &exit, 30).ok();
-        db.set_input_reserved(&r.token, 4096).ok();
-        db.set_input_reserved(&r.token, 2048).ok(); // never goes back
+        ok("exit", db.set_exit(token, &exit, 30));
+        ok("bound", db.set_input_reserved(token, 4096));
+        ok("bound", db.set_input_reserved(token, 2048)); // never goes back
         drop(db);
         let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let back = db.session(&r.token).ok().flatten();
+        let back = db.session(token).unwrap_or_else(|e| panic!("read: {e}"));
         let want = SessionRow {
             acked: 5,
             kill_reason: Some(ExitReason::Timeout),
@@ -291,7 +300,7 @@ mod tests {
         };
         assert_eq!(back, Some(want));
         assert_eq!(db.sessions().map(|v| v.len()).ok(), Some(1));
-        db.delete_session(&r.token).ok();
+        ok("delete", db.delete_session(token));
         assert_eq!(db.sessions().map(|v| v.len()).ok(), Some(0));
     }
 }

@@ -9,16 +9,19 @@ use tokio_util::task::TaskTracker;
 
 use super::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 use crate::config::{Config, ImageSpec};
-use crate::controller::sessions::Registry;
+use crate::controller::create::{Launcher, NewSession};
+use crate::controller::pool::Pool;
+use crate::controller::sessions::Sessions;
 use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
 use crate::session::log::ENTRY_OVERHEAD;
+use crate::session::spawn::SessionContext;
 use crate::wire::api::{CloseReason, ExitReason, FunctionInfo, ServerMsg, SessionState, Stream};
 use crate::wire::driver::{Header, Kind};
 
 pub(super) struct Fixture {
     pub(super) fake: FakeRuntime,
-    registry: Arc<Registry>,
+    launcher: Launcher,
     _dir: tempfile::TempDir,
 }
 
@@ -33,16 +36,23 @@ pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     tweak(&mut config);
     let fake = FakeRuntime::default();
     let db = crate::session::store::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let registry = Registry::new(
+    let runtime: Arc<dyn crate::runtime::Runtime> = Arc::new(fake.clone());
+    let ctx = SessionContext::new(
+        &config,
+        runtime.clone(),
         Arc::new(db),
-        Arc::new(fake.clone()),
-        Arc::new(config),
         CancellationToken::new(),
         TaskTracker::new(),
     );
+    let launcher = Launcher {
+        sessions: Sessions::new(),
+        pool: Pool::new(&config, runtime),
+        ctx,
+        config: Arc::new(config),
+    };
     Fixture {
         fake,
-        registry,
+        launcher,
         _dir: dir,
     }
 }
@@ -64,19 +74,22 @@ impl Fixture {
     }
 
     async fn session_of_kind(&self, transient: bool) -> (String, SessionHandle, FakeContainer) {
+        let function = function();
+        let new = NewSession {
+            function: &function,
+            code: "send('x')".into(),
+            args: vec![],
+            transient,
+            limits: &Default::default(),
+        };
         let created = self
-            .registry
-            .create(
-                &function(),
-                "send('x')".into(),
-                vec![],
-                transient,
-                &Default::default(),
-            )
+            .launcher
+            .create(new)
             .await
             .unwrap_or_else(|e| panic!("create: {e}"));
         let handle = self
-            .registry
+            .launcher
+            .sessions
             .get(&created.token)
             .unwrap_or_else(|| panic!("session not registered"));
         let mut c = self
@@ -170,17 +183,17 @@ async fn output_is_numbered_exit_is_last_and_the_session_is_reaped_after_ack() {
         other => panic!("expected exit, got {other:?}"),
     }
     // Not reaped while output is unacknowledged.
-    assert!(f.registry.get(&token).is_some());
+    assert!(f.launcher.sessions.get(&token).is_some());
     h.client_event(a.client, ClientEvent::Ack(4)).await.ok();
     assert_eq!((&mut a.closed).await.ok(), Some(CloseReason::Finished));
     h.client_event(a.client, ClientEvent::Gone).await.ok();
     for _ in 0..1000 {
-        if f.registry.get(&token).is_none() {
+        if f.launcher.sessions.get(&token).is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(f.registry.get(&token).is_none(), "reaped");
+    assert!(f.launcher.sessions.get(&token).is_none(), "reaped");
     assert_eq!(f.fake.removed(), vec![c.id.clone()]);
 }
 
@@ -374,15 +387,18 @@ async fn an_ended_session_nobody_reads_is_reaped_after_the_ttl() {
     f.fake.push(&c.id, frame(Kind::Data, true, b"unread")).await;
     f.fake.exit(&c.id, 0, false);
     wait_state(&h, SessionState::Ended).await;
-    assert!(f.registry.get(&token).is_some());
+    assert!(f.launcher.sessions.get(&token).is_some());
     tokio::time::sleep(Duration::from_secs(3601)).await;
     for _ in 0..100 {
-        if f.registry.get(&token).is_none() {
+        if f.launcher.sessions.get(&token).is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(f.registry.get(&token).is_none(), "reaped after the ttl");
+    assert!(
+        f.launcher.sessions.get(&token).is_none(),
+        "reaped after the ttl"
+    );
     assert_eq!(f.fake.removed(), vec![c.id.clone()]);
 }
 

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::controller::check::CheckError;
-use crate::controller::sessions::CreateError;
+use crate::controller::create::CreateError;
 use crate::runtime::RuntimeError;
 use crate::wire::api::{ErrorBody, SyntaxProblem};
 

@@ -18,7 +18,10 @@ pub(super) async fn get_function(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<FunctionInfo>, ApiError> {
-    s.store.resolve(&id).map(Json).ok_or_else(|| unknown(&id))
+    s.functions
+        .resolve(&id)
+        .map(Json)
+        .ok_or_else(|| unknown(&id))
 }
 
 /// Deletes the function and answers what was deleted. Its running sessions
@@ -28,7 +31,7 @@ pub(super) async fn delete_function(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<FunctionInfo>, ApiError> {
-    let removed = s.store.remove(&id).await.map_err(|e| {
+    let removed = s.functions.remove(&id).await.map_err(|e| {
         ApiError::logged(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot delete the function",

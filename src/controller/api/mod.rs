@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub use error::ApiError;
 
 use crate::config::{valid_name, Config};
+use crate::controller::create::{Launcher, NewSession};
 use crate::controller::function_store::FunctionStore;
-use crate::controller::sessions::Registry;
+use crate::controller::sessions::Sessions;
 use crate::wire::api::{CreateSession, FunctionInfo, SessionInfo, SubmitFunction};
 
 /// The largest function source accepted.
@@ -34,9 +35,11 @@ const MAX_ARG_BYTES: usize = 64 << 10;
 
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: FunctionStore,
+    pub functions: FunctionStore,
     pub checker: crate::controller::check::Checker,
-    pub registry: Arc<Registry>,
+    /// The live sessions.
+    pub sessions: Arc<Sessions>,
+    pub launcher: Launcher,
     pub shutdown: CancellationToken,
 }
 
@@ -305,7 +308,7 @@ async fn submit_function(
     tracing::debug!(elapsed = ?clock.elapsed(), ok = checked.is_ok(), "syntax check");
     checked?;
     let info = s
-        .store
+        .functions
         .submit(&req.code, req.name, image, filename)
         .await
         .map_err(|e| {
@@ -326,7 +329,7 @@ fn valid_filename(f: &str) -> bool {
 }
 
 async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {
-    Json(s.store.list())
+    Json(s.functions.list())
 }
 
 async fn create_session(
@@ -338,20 +341,24 @@ async fn create_session(
             "too many or too long args: at most {MAX_ARGS} of {MAX_ARG_BYTES} bytes each"
         )));
     }
-    let function = s.store.resolve(&req.function).ok_or_else(|| {
+    let function = s.functions.resolve(&req.function).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown function {:?}", req.function),
         )
     })?;
-    let code = s.store.code(&function.id).await.map_err(|e| {
+    let code = s.functions.code(&function.id).await.map_err(|e| {
         let what = format!("cannot read function {}", function.id);
         ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, &what, &e)
     })?;
-    let created = s
-        .registry
-        .create(&function, code, req.args, req.transient, &req.limits)
-        .await?;
+    let new = NewSession {
+        function: &function,
+        code,
+        args: req.args,
+        transient: req.transient,
+        limits: &req.limits,
+    };
+    let created = s.launcher.create(new).await?;
     tracing::info!(session = %created.id, function = %function.id, "session created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -360,8 +367,8 @@ async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>>
     // Resuming ones first: a session is launched before it leaves that set,
     // so each one is in at least one of the two reads; those in both are
     // listed once, as live.
-    let resuming = s.registry.resuming_infos();
-    let live = s.registry.all();
+    let resuming = s.sessions.resuming_infos();
+    let live = s.sessions.all();
     let mut out: Vec<SessionInfo> = resuming
         .into_iter()
         .filter(|i| !live.iter().any(|h| h.id == i.id))
@@ -380,10 +387,10 @@ pub(super) fn session(
     s: &AppState,
     token: &str,
 ) -> Result<crate::session::SessionHandle, ApiError> {
-    if let Some(h) = s.registry.get(token) {
+    if let Some(h) = s.sessions.get(token) {
         return Ok(h);
     }
-    match s.registry.resuming(token) {
+    match s.sessions.resuming(token) {
         Some(id) => Err(ApiError::resuming(&id)),
         None => Err(ApiError::unknown_session()),
     }
@@ -393,7 +400,7 @@ async fn get_session(
     State(s): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    if let Some(info) = s.registry.resuming_info(&token) {
+    if let Some(info) = s.sessions.resuming_info(&token) {
         return Ok(Json(info));
     }
     let info = session(&s, &token)?
@@ -481,7 +488,7 @@ async fn attach(
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     let mut snap = crate::metrics::Snapshot::default();
-    for h in s.registry.all() {
+    for h in s.sessions.all() {
         let Ok(i) = h.info().await else { continue };
         match i.state {
             crate::wire::api::SessionState::Starting => snap.starting += 1,
@@ -494,7 +501,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
         snap.buffered_bytes += i.pending_bytes;
         snap.spooled_bytes += i.spooled_bytes;
     }
-    snap.warm_ready = s.registry.pool().ready_all();
+    snap.warm_ready = s.launcher.pool.ready_all();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -507,8 +514,9 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {
     match s
-        .registry
-        .runtime()
+        .launcher
+        .ctx
+        .runtime
         .image_exists("bento-healthz-probe")
         .await
     {

@@ -13,13 +13,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
+use super::record::{now_secs, Status};
 use super::{AttachError, Attached, ClientEvent, Command, InputItem, StillRunning, ToClient};
 use crate::config::OutputPolicy;
 use crate::metrics;
@@ -40,22 +41,7 @@ pub(crate) use output::SPILL_GRACE;
 pub(crate) use takeover::TAKEOVER_GRACE;
 
 /// What a session is, fixed at creation.
-#[derive(Debug, Clone)]
-pub struct SessionMeta {
-    pub id: String,
-    pub token: String,
-    pub function: String,
-    pub function_name: Option<String>,
-    pub image: String,
-    pub transient: bool,
-    pub container: String,
-    pub created_at: u64,
-    /// When the function's timeout fires, seconds since the epoch.
-    pub deadline: Option<u64>,
-    pub limits: Option<crate::wire::api::Limits>,
-    /// Its container came from the warm pool.
-    pub warm: bool,
-}
+pub use super::record::SessionRecord as SessionMeta;
 
 /// Tunables from the server config.
 #[derive(Debug, Clone)]
@@ -73,6 +59,21 @@ pub struct SessionLimits {
     pub slow_client_timeout: Duration,
     /// Transient sessions: how long the function survives without a client.
     pub transient_grace: Duration,
+}
+
+impl SessionLimits {
+    pub fn from_config(config: &crate::config::Config) -> SessionLimits {
+        SessionLimits {
+            memory_window: usize::try_from(config.output_memory_window).unwrap_or(4 << 20),
+            client_queue: config.client_queue,
+            output_cap: config.output_cap,
+            output_max_messages: config.output_max_messages,
+            output_policy: config.output_policy,
+            session_ttl: config.session_ttl,
+            slow_client_timeout: config.slow_client_timeout,
+            transient_grace: config.transient_grace,
+        }
+    }
 }
 
 /// The attached client, as the actor sees it.
@@ -187,13 +188,6 @@ pub struct ActorInit {
     /// Set when the function ends, for the registry's count of ended
     /// sessions (it starts out set when `exit` is).
     pub ended: Arc<AtomicBool>,
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Actor {
@@ -546,30 +540,20 @@ impl Actor {
     }
 
     fn info(&self) -> SessionInfo {
-        SessionInfo {
-            token: self.meta.token.clone(),
-            id: self.meta.id.clone(),
-            function: self.meta.function.clone(),
-            function_name: self.meta.function_name.clone(),
-            image: self.meta.image.clone(),
+        self.meta.info(Status {
             state: if self.exit.is_some() {
                 SessionState::Ended
             } else {
                 SessionState::Running
             },
-            transient: self.meta.transient,
             attached: self.client.is_some(),
             exit: self.exit.clone(),
             pending_messages: self.log.pending_messages(),
             pending_bytes: self.log.pending_bytes(),
-            created_at: self.meta.created_at,
             ended_at: self.ended_at.map(|(s, _)| s),
             last_seq: self.log.last_seq(),
             spooled_bytes: self.log.spooled_bytes(),
-            limits: self.meta.limits.clone(),
-            deadline: self.meta.deadline,
-            warm: self.meta.warm,
-        }
+        })
     }
 }
 

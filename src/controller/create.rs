@@ -1,0 +1,190 @@
+//! Creating a session: admission, a container (warm or new), the driver's
+//! START, the durable record, and then [`Sessions::launch`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::pool::{Pool, WarmContainer};
+use super::sessions::Sessions;
+use crate::config::Config;
+use crate::metrics;
+use crate::runtime::{ContainerIo, ContainerSpec, RuntimeError};
+use crate::session::io::INPUT_RESERVATION_STEP;
+use crate::session::record::{now_secs, SessionRecord};
+use crate::session::spawn::{AttachedIo, Launch, SessionContext};
+use crate::session::store::{DbError, SessionRow};
+use crate::wire::api::{FunctionInfo, LimitsRequest, SessionCreated};
+use crate::wire::driver::{self, Start, ToDriver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("unknown image {0}")]
+    UnknownImage(String),
+    #[error("limits: {0}")]
+    Limits(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot hand the code to the container: {0}")]
+    Handover(std::io::Error),
+    #[error("the server is at capacity ({0} running sessions); try again later")]
+    AtCapacity(usize),
+    #[error(
+        "the server holds {0} ended sessions whose output nobody has read \
+         (max_ended_sessions); read them to the end (bento attach TOKEN; bento ls \
+         lists them) or wait for session_ttl to reap them, then try again"
+    )]
+    TooManyEnded(usize),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What a new session is created from: the function and the run's request.
+pub struct NewSession<'a> {
+    pub function: &'a FunctionInfo,
+    pub code: String,
+    pub args: Vec<String>,
+    pub transient: bool,
+    pub limits: &'a LimitsRequest,
+}
+
+/// Creates sessions. Cheap to share: it holds only handles.
+pub struct Launcher {
+    pub sessions: Arc<Sessions>,
+    pub pool: Arc<Pool>,
+    pub ctx: SessionContext,
+    pub config: Arc<Config>,
+}
+
+/// A new session token: 256 bits from the OS's random source, as hex.
+/// (Two v4 UUIDs give 244 random bits; the fixed version bits are dropped
+/// from the count, not from the string.)
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// A short id for logs and container names. It is not a secret.
+fn new_short_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("s-{}", &u[..10])
+}
+
+impl Launcher {
+    /// Creates a session. Its container comes from the image's warm pool
+    /// when one is ready and the run asks for the pool's limits; otherwise
+    /// it is created and attached *before* it starts (so a fast function's
+    /// output is not lost). Either way the code and args are handed over as
+    /// the driver's START frame, and the session's actor is spawned.
+    pub async fn create(&self, new: NewSession<'_>) -> Result<SessionCreated, CreateError> {
+        let _admitted = self.sessions.admit(&self.config)?;
+        let function = new.function;
+        let image = self
+            .config
+            .images
+            .get(&function.image)
+            .ok_or_else(|| CreateError::UnknownImage(function.image.clone()))?;
+        let limits = image
+            .resolve_limits(new.limits)
+            .map_err(CreateError::Limits)?;
+        let token = new_token();
+        let id = new_short_id();
+        let clock = std::time::Instant::now();
+        let runtime = &self.ctx.runtime;
+        let warm = self.pool.take(&image.name, &limits).await;
+        let container = match &warm {
+            Some(w) => w.container.clone(),
+            None => {
+                let prefix = &self.config.label_prefix;
+                let labels = HashMap::from([
+                    (format!("{prefix}.session"), id.clone()),
+                    (format!("{prefix}.function"), function.id.clone()),
+                    self.config.controller_label(),
+                ]);
+                let spec =
+                    ContainerSpec::for_image(image, format!("bento-{id}"), labels, limits.clone());
+                // A missing image is the engine's 404, reported as such.
+                let created = runtime.create(&spec).await?;
+                tracing::debug!(session = %id, elapsed = ?clock.elapsed(), "container created");
+                created
+            }
+        };
+        let created_at = now_secs();
+        let record = SessionRecord {
+            token: token.clone(),
+            id: id.clone(),
+            function: function.id.clone(),
+            function_name: function.name.clone(),
+            image: image.name.clone(),
+            transient: new.transient,
+            container: container.clone(),
+            created_at,
+            deadline: (!limits.timeout.is_zero()).then(|| created_at + limits.timeout.as_secs()),
+            limits: Some(limits.clone()),
+            warm: warm.is_some(),
+        };
+        // The input bound is recorded with the row, so short sessions never
+        // write it again.
+        let row = SessionRow::new(record, Some(INPUT_RESERVATION_STEP));
+        // Recorded before it starts, so a crash from here on leaves a
+        // session to adopt rather than an orphan to remove.
+        let started = match self.ctx.store.insert_session(&row) {
+            Ok(()) => {
+                let start = Start::new(&new.code, &new.args, &function.filename);
+                self.start(&container, warm, start).await
+            }
+            Err(e) => Err(CreateError::Db(e)),
+        };
+        let container_io = match started {
+            Ok(io) => io,
+            Err(e) => {
+                if let Err(re) = runtime.remove(&container).await {
+                    tracing::warn!(session = %id, error = %re, "cannot remove failed container");
+                }
+                let _ = self.ctx.store.delete_session(&token);
+                return Err(e);
+            }
+        };
+        drop(new.code);
+        metrics::METRICS.observe_start(clock.elapsed());
+        metrics::add(&metrics::METRICS.sessions_created, 1);
+        tracing::debug!(session = %id, warm = row.record.warm, elapsed = ?clock.elapsed(), "session started");
+        let launch = Launch {
+            log: self.ctx.log(&id),
+            row,
+            io: Some(AttachedIo::new(container_io)),
+            exit: None,
+            restored: false,
+        };
+        self.sessions.launch(launch, &self.ctx);
+        Ok(SessionCreated { token, id })
+    }
+
+    /// Brings the container to a running driver (a warm one is there
+    /// already) and hands it the code.
+    async fn start(
+        &self,
+        container: &str,
+        warm: Option<WarmContainer>,
+        start: Start<'_>,
+    ) -> Result<ContainerIo, CreateError> {
+        let runtime = &self.ctx.runtime;
+        let mut cio = match warm {
+            Some(w) => w.io,
+            None => {
+                let clock = std::time::Instant::now();
+                let cio = runtime.attach(container).await?;
+                let attached = clock.elapsed();
+                runtime.start(container).await?;
+                tracing::debug!(?attached, started = ?clock.elapsed(), "container attached and started");
+                cio
+            }
+        };
+        driver::write(&mut cio.input, &ToDriver::Start(start))
+            .await
+            .map_err(CreateError::Handover)?;
+        Ok(cio)
+    }
+}

@@ -1,0 +1,75 @@
+//! What a session is: one [`SessionRecord`], fixed at creation. The
+//! database row ([`SessionRow`](super::store::SessionRow)) is the record
+//! plus what changes durably; the API's [`SessionInfo`] is the record plus
+//! what the session's actor knows now ([`Status`]).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::wire::api::{ExitInfo, Limits, SessionInfo, SessionState};
+
+/// A session, as fixed at creation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// The secret that names it to clients. Never logged.
+    pub token: String,
+    /// Short id, safe to log and show.
+    pub id: String,
+    pub function: String,
+    pub function_name: Option<String>,
+    pub image: String,
+    pub transient: bool,
+    pub container: String,
+    pub created_at: u64,
+    /// When the function's timeout fires, seconds since the epoch.
+    pub deadline: Option<u64>,
+    pub limits: Option<Limits>,
+    /// Its container came from the warm pool.
+    pub warm: bool,
+}
+
+/// What changes while a session lives, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: SessionState,
+    pub attached: bool,
+    pub exit: Option<ExitInfo>,
+    pub pending_messages: u64,
+    pub pending_bytes: u64,
+    pub ended_at: Option<u64>,
+    pub last_seq: u64,
+    pub spooled_bytes: u64,
+}
+
+impl SessionRecord {
+    /// The API's view of the session.
+    pub fn info(&self, s: Status) -> SessionInfo {
+        SessionInfo {
+            token: self.token.clone(),
+            id: self.id.clone(),
+            function: self.function.clone(),
+            function_name: self.function_name.clone(),
+            image: self.image.clone(),
+            state: s.state,
+            transient: self.transient,
+            attached: s.attached,
+            exit: s.exit,
+            pending_messages: s.pending_messages,
+            pending_bytes: s.pending_bytes,
+            created_at: self.created_at,
+            ended_at: s.ended_at,
+            last_seq: s.last_seq,
+            spooled_bytes: s.spooled_bytes,
+            limits: self.limits.clone(),
+            deadline: self.deadline,
+            warm: self.warm,
+        }
+    }
+}
+
+/// Seconds since the epoch, as records keep time.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
