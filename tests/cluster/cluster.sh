@@ -5,10 +5,11 @@
 #   tests/cluster/cluster.sh down          remove everything this cluster made
 #   tests/cluster/cluster.sh status        each node: process, engine API, Swarm state
 #   tests/cluster/cluster.sh env           the KEY=VALUE summary that `up` printed
-#   tests/cluster/cluster.sh kill-node I [--engine-only]
+#   tests/cluster/cluster.sh kill-node I [--engine-only] [--wait]
 #                                          SIGKILL node I: its dockerd, containerd,
 #                                          shims and containers (--engine-only:
-#                                          dockerd alone, containers live on)
+#                                          dockerd alone, containers live on;
+#                                          --wait: until the manager says Down)
 #   tests/cluster/cluster.sh start-node I  start node I again on the same data root
 #   tests/cluster/cluster.sh isolate-node I / heal-node I
 #                                          cut / restore node I's link: packets to and
@@ -40,6 +41,9 @@
 #   CLUSTER_HEARTBEAT Swarm dispatcher heartbeat, e.g. 1s (default: Swarm's
 #                     5s, a killed node is Down after about 14 s)
 #   CLUSTER_DATA      where data roots go (default /var/lib/bento-cluster)
+#   CLUSTER_TMPFS     1: the data roots live on a tmpfs mounted there, of at most
+#                     CLUSTER_TMPFS_SIZE (default 4g; only what is used counts);
+#                     0: on disk (default 1)
 #   CLUSTER_KEEP      1: a failed `up` leaves what it made, to look at (default:
 #                     it tears down)
 #
@@ -205,7 +209,7 @@ rm_cgroups() {
 }
 
 cmd_down() {
-  local t0 t1 t2 i ns
+  local t0 t1 t2 t3 i ns
   t0=$(now_us)
   for i in $(nodes); do kill_all "$i"; done
   # a netns whose run dir is already gone (a partial down) still gets emptied
@@ -220,12 +224,14 @@ cmd_down() {
   rm -rf "$RUN" "$DATA"
   # parents, only if empty (/run/containerd/s: other engines' shims may use it)
   rmdir "$(dirname "$DATA")" /run/bento-cluster /run/containerd/s /run/containerd 2>/dev/null || true
+  t3=$(now_us)
   rm_cgroups
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^$NS-([0-9]+|hub)$" || true); do
     ip netns del "$ns"
   done
   ip link del "$HOSTIF" 2>/dev/null || true
-  log "down in $(since "$t0") s (processes $(since "$t0" "$t1") s, unmounts $(since "$t1" "$t2") s)"
+  log "down in $(since "$t0") s (processes $(since "$t0" "$t1") s, unmounts $(since "$t1" "$t2") s," \
+    "data $(since "$t2" "$t3") s, namespaces $(since "$t3") s)"
 }
 
 make_network() {
@@ -317,7 +323,12 @@ cmd_up() {
   t0=$(now_us)
   # a failed `up` leaves nothing behind (CLUSTER_KEEP=1 keeps it to look at)
   trap 'up_exit $?' EXIT
-  mkdir -p "$RUN"
+  mkdir -p "$RUN" "$DATA"
+  # Data roots in memory by default: nothing to write back, and `down` frees
+  # them at once (removing a data root from this disk took up to 40 s).
+  if [ "${CLUSTER_TMPFS:-1}" = 1 ]; then
+    mount -t tmpfs -o "size=${CLUSTER_TMPFS_SIZE:-4g},mode=0711" "bento-cluster-$NAME" "$DATA"
+  fi
   t=$(now_us); make_network "$n"; log "network ($n nodes) in $(since "$t") s"
   # the images leave the main engine while the nodes start
   # shellcheck disable=SC2086
@@ -380,15 +391,32 @@ cmd_status() {
 }
 
 cmd_kill_node() {
-  local i=$1 mode=${2:-} p
+  local i=$1 p t id engine_only=0 wait=0 arg
   node_arg "$i"
-  if [ "$mode" = --engine-only ]; then
+  shift
+  for arg in "$@"; do
+    case $arg in
+      --engine-only) engine_only=1 ;;
+      --wait) wait=1 ;;
+      *) die "kill-node: unknown option $arg" ;;
+    esac
+  done
+  t=$(now_us)
+  if [ "$engine_only" = 1 ]; then
     p=$(pid_of "$i")
     if [ -n "$p" ]; then kill -9 "$p" 2>/dev/null || true; fi
     log "node $i: dockerd ($p) SIGKILLed; its containers live on"
   else
     kill_all "$i"
     log "node $i: dockerd, containerd, shims and containers SIGKILLed"
+  fi
+  if [ "$wait" = 1 ]; then
+    [ "$i" != 1 ] || die "kill-node --wait: node 1 is the manager; nobody is left to say it is down"
+    id=$(grep "^NODE${i}_ID=" "$RUN/cluster.env" | cut -d= -f2)
+    until [ "$(Dt 1 node inspect --format '{{.Status.State}}' "$id" 2>/dev/null)" = down ]; do
+      sleep 0.2
+    done
+    log "node $i: Down in the swarm $(since "$t") s after the kill"
   fi
 }
 
