@@ -130,6 +130,7 @@ start_engine() {
     -H "unix://$(sock "$i")" -H "tcp://$(addr "$i"):$PORT" --tls=false \
     >> "$RUN/$i/dockerd.log" 2>&1 < /dev/null &
   STARTED=$!
+  disown "$STARTED"   # not this script's job: no "Killed" notice when it goes
 }
 
 wait_engine() {
@@ -258,13 +259,16 @@ make_network() {
   done
 }
 
-save_images() {   # save images from the main engine into $RUN/images.tar
-  local imgs=("$@") img
-  for img in "${imgs[@]}"; do
+check_images() {
+  local img
+  for img in "$@"; do
     docker image inspect "$img" >/dev/null 2>&1 ||
       die "image $img is not on the main engine (bento/base:bookworm: images/base/bootstrap.sh)"
   done
-  docker save -o "$RUN/images.tar" "${imgs[@]}"
+}
+
+save_images() {   # save images from the main engine into $RUN/images.tar
+  docker save -o "$RUN/images.tar" "$@"
 }
 
 load_images() {   # load $RUN/images.tar on nodes "$@"
@@ -319,10 +323,14 @@ cmd_up() {
     die "usage: up N (1..200)"
   fi
   IMAGES=${CLUSTER_IMAGES:-bento/base:bookworm}
+  # shellcheck disable=SC2086
+  check_images $IMAGES
   cmd_down 2>/dev/null
   t0=$(now_us)
-  # a failed `up` leaves nothing behind (CLUSTER_KEEP=1 keeps it to look at)
+  # a failed or interrupted `up` leaves nothing behind (CLUSTER_KEEP=1 keeps
+  # it to look at)
   trap 'up_exit $?' EXIT
+  trap 'exit 143' TERM INT HUP
   mkdir -p "$RUN" "$DATA"
   # Data roots in memory by default: nothing to write back, and `down` frees
   # them at once (removing a data root from this disk took up to 40 s).
@@ -369,7 +377,7 @@ cmd_up() {
       die "node $i: engine API not reachable from the host at $(addr "$i"):$PORT"
   done
   write_env "$n"
-  trap - EXIT
+  trap - EXIT TERM INT HUP
   log "up in $(since "$t0") s"
   cat "$RUN/cluster.env"
 }
@@ -448,6 +456,7 @@ cmd_load() {
   [ $# -ge 1 ] || die "usage: load IMAGE..."
   local live=() i
   for i in $(nodes); do alive "$i" && live+=("$i"); done
+  check_images "$@"
   save_images "$@"
   load_images "${live[@]}"
 }
