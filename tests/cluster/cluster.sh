@@ -86,7 +86,8 @@ D() { local i=$1; shift; docker -H "unix://$(sock "$i")" "$@"; }
 # a call that never hangs on a dead or cut-off node
 Dt() { local i=$1; shift; timeout 5 docker -H "unix://$(sock "$i")" "$@"; }
 pid_of() { cat "$RUN/$1/docker.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# node I's dockerd runs (a zombie does not count: whoever reaps it may be slow)
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && [ -n "$(echo "$p" | living)" ]; }
 # node numbers that have a run directory (also after a partial `up`)
 nodes() {
   local d
@@ -119,6 +120,9 @@ start_engine() {
   local i=$1
   mkdir -p "$RUN/$i/exec" "$DATA/$i"
   rm -f "$(sock "$i")"
+  # dockerd refuses a pidfile whose process exists, and a killed dockerd can
+  # stay a zombie for a while (until whoever inherited it reaps it)
+  alive "$i" || rm -f "$RUN/$i/docker.pid"
   # --tls=false on the command line: dockerd 20.10 sleeps 15 s at start when
   # a TCP listener has no TLS and the flag was not given explicitly.
   # A UTS namespace of its own too, so each node has its own hostname
@@ -137,11 +141,11 @@ wait_engine() {
   local i=$1
   for _ in $(seq 1 300); do
     Dt "$i" version >/dev/null 2>&1 && return 0
-    kill -0 "$STARTED" 2>/dev/null || break
+    [ -n "$(echo "$STARTED" | living)" ] || break
     sleep 0.1
   done
   tail -n 20 "$RUN/$i/dockerd.log" >&2 || true
-  kill -0 "$STARTED" 2>/dev/null || die "node $i: dockerd exited (log: $RUN/$i/dockerd.log)"
+  [ -n "$(echo "$STARTED" | living)" ] || die "node $i: dockerd exited (log: $RUN/$i/dockerd.log)"
   die "node $i: engine did not answer within 30 s (log: $RUN/$i/dockerd.log)"
 }
 
