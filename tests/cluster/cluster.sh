@@ -123,6 +123,9 @@ start_engine() {
   # dockerd refuses a pidfile whose process exists, and a killed dockerd can
   # stay a zombie for a while (until whoever inherited it reaps it)
   alive "$i" || rm -f "$RUN/$i/docker.pid"
+  # the same for the containerd it starts, which a dead dockerd takes along
+  local cpid=$RUN/$i/exec/containerd/containerd.pid
+  if [ -s "$cpid" ] && [ -z "$(living < "$cpid")" ]; then rm -f "$cpid"; fi
   # --tls=false on the command line: dockerd 20.10 sleeps 15 s at start when
   # a TCP listener has no TLS and the flag was not given explicitly.
   # A UTS namespace of its own too, so each node has its own hostname
