@@ -490,6 +490,7 @@ def exp_spread():
     watch(sid, 3)
     rm_service(sid)
 
+    subprocess.run(["docker", "-H", ENV["NODE2_SOCKET"], "tag", IMAGE, "lab/only2:1"], check=True)
     print("-- image missing on the chosen node (lab/only2:1 exists on node2 only; constrained to node3)")
     t0 = time.time()
     sid, _ = service("lab-noimg", SLEEP, {"Image": "lab/only2:1"},
