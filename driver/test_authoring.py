@@ -7,10 +7,11 @@ arguments for a function without main().  Same harness as test_driver.py.
 """
 
 import json
+import signal
 import unittest
 
-from test_driver import (DriverTestCase, EOF, START, frame, message_frames,
-                         start_frames)
+from test_driver import (DriverTestCase, EOF, START, end_of, frame,
+                         message_frames, start_frames)
 
 
 def check_frames(code, filename="counter.py"):
@@ -112,6 +113,55 @@ class TracebackTests(DriverTestCase):
         self.assertIn('line 3, in helper\n    send(None)\n', r.stderr)
         self.assertIn("TypeError: send() takes str or bytes, not NoneType", r.stderr)
         self.assertNotIn("bento.py", r.stderr)
+
+    # Bento's own frames below the function's are left out wherever the
+    # error comes from: bento.py (above), the wire code in _bento_wire.py,
+    # or the driver's signal handler.
+
+    def test_interrupt_deferred_inside_send_points_at_the_caller(self):
+        # Ctrl-C while send() waits for window space in the middle of a
+        # message: the KeyboardInterrupt is raised once the message is
+        # queued, from deep inside the wire code.
+        message = b"m" * (512 << 10)  # two chunks
+        d = self.session("""
+            send(b"m" * (512 << 10))
+            send("unreachable")
+        """, auto_ack=False, window=0)
+        first = d.wait_output(1)[0]
+        d.proc.send_signal(signal.SIGINT)
+        d.quiet(0.2)
+        d.auto_ack = True
+        d.ack(end_of(first))
+        r = d.result()
+        self.assertEqual(r.returncode, 130, r)
+        self.assertEqual(r.messages, [message])
+        self.assertEqual(r.stderr.splitlines()[-3:], [
+            '  File "function.py", line 2, in <module>',
+            '    send(b"m" * (512 << 10))',
+            "KeyboardInterrupt"], r.stderr)
+        for name in ("bento.py", "_bento_wire", "bento_driver"):
+            self.assertNotIn(name, r.stderr)
+
+    def test_send_in_a_forked_child_points_at_the_caller(self):
+        # The child's traceback goes to the real stderr (it has no frame
+        # stream), raised by the wire code that finds no channel there.
+        r = self.run_driver("""
+            import os
+            pid = os.fork()
+            if pid == 0:
+                send("from child")
+            os.waitpid(pid, 0)
+            send("parent")
+        """)
+        self.assertOk(r)
+        self.assertEqual(r.messages, [b"parent"])
+        self.assertTrue(r.raw_stderr.endswith(
+            '  File "function.py", line 5, in <module>\n'
+            '    send("from child")\n'
+            "RuntimeError: bento: send/recv/poll are not available in a "
+            "forked child process\n"), r.raw_stderr)
+        for name in ("bento.py", "_bento_wire", "bento_driver"):
+            self.assertNotIn(name, r.raw_stderr)
 
 
 class UnusedArgsTests(DriverTestCase):
