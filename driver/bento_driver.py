@@ -84,7 +84,7 @@ def _json_loads(text):
     return value
 
 
-def _read_start(reader, bento):
+def _read_start(reader, wire):
     """Read the START message and return (code, args, filename, limits,
     check), limits being a dict of window, max_inputs and max_input_bytes,
     check whether to only compile the code (see _check_source)."""
@@ -92,52 +92,52 @@ def _read_start(reader, bento):
     while True:
         frame = reader.read_frame()
         if frame is None:
-            raise bento.ProtocolError("stdin closed before a complete START message")
+            raise wire.ProtocolError("stdin closed before a complete START message")
         kind, flags, payload = frame
-        if kind != bento.KIND_START:
-            raise bento.ProtocolError(
+        if kind != wire.KIND_START:
+            raise wire.ProtocolError(
                 "expected a START frame (kind %d), got kind %d"
-                % (bento.KIND_START, kind))
+                % (wire.KIND_START, kind))
         parts.append(payload)
-        if flags & bento.FLAG_END:
+        if flags & wire.FLAG_END:
             break
 
     try:
         start = _json_loads(b"".join(parts).decode("utf-8"))
     except ValueError as exc:  # includes UnicodeDecodeError, JSONDecodeError
-        raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
+        raise wire.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
     if not isinstance(start, dict):
-        raise bento.ProtocolError("START payload is not a JSON object")
+        raise wire.ProtocolError("START payload is not a JSON object")
     # A compile-only START carries the code inside "check", so that a
     # driver from before the check, which ignores unknown keys, finds no
     # "code" and refuses it rather than running the code.
     check = start.get("check")
     if check is not None:
         if not isinstance(check, dict):
-            raise bento.ProtocolError('START "check" must be an object')
+            raise wire.ProtocolError('START "check" must be an object')
         start = check
     code = start.get("code")
     args = start.get("args", [])
     filename = start.get("filename", "function.py")
     if not isinstance(code, str):
-        raise bento.ProtocolError('START "code" must be a string')
+        raise wire.ProtocolError('START "code" must be a string')
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise bento.ProtocolError('START "args" must be a list of strings')
+        raise wire.ProtocolError('START "args" must be a list of strings')
     if not isinstance(filename, str) or not filename:
-        raise bento.ProtocolError('START "filename" must be a non-empty string')
+        raise wire.ProtocolError('START "filename" must be a non-empty string')
     limits = {}
-    for key, default, minimum in (("window", bento.DEFAULT_WINDOW, 0),
-                                  ("max_inputs", bento.DEFAULT_MAX_INPUTS, 1),
-                                  ("max_input_bytes", bento.DEFAULT_MAX_INPUT_BYTES, 0)):
+    for key, default, minimum in (("window", wire.DEFAULT_WINDOW, 0),
+                                  ("max_inputs", wire.DEFAULT_MAX_INPUTS, 1),
+                                  ("max_input_bytes", wire.DEFAULT_MAX_INPUT_BYTES, 0)):
         value = start.get(key, default)
         if type(value) is not int or value < minimum:
-            raise bento.ProtocolError(
+            raise wire.ProtocolError(
                 'START "%s" must be an integer >= %d' % (key, minimum))
         limits[key] = value
     return code, args, filename, limits, check is not None
 
 
-def _read_inputs(reader, inbox, writer, bento):
+def _read_inputs(reader, inbox, writer, wire):
     """Stdin reader thread.  It never blocks on anything but stdin: INPUT
     messages go into the unbounded inbox (the controller keeps within the
     credit limits, which the inbox checks), ACK and RESUME are handled at
@@ -151,50 +151,50 @@ def _read_inputs(reader, inbox, writer, bento):
             frame = reader.read_frame()
             if frame is None:
                 if parts is not None:
-                    raise bento.ProtocolError(
+                    raise wire.ProtocolError(
                         "stdin closed in the middle of an INPUT message")
                 break
             kind, flags, payload = frame
-            if kind == bento.KIND_INPUT:
+            if kind == wire.KIND_INPUT:
                 if eof:
-                    raise bento.ProtocolError("INPUT frame after EOF")
+                    raise wire.ProtocolError("INPUT frame after EOF")
                 inbox.add_bytes(len(payload))
                 if parts is None:
                     parts = []
                 parts.append(payload)
                 nbytes += len(payload)
-                if flags & bento.FLAG_END:
+                if flags & wire.FLAG_END:
                     inbox.put(b"".join(parts))
                     parts = None
                     nbytes = 0
-            elif kind == bento.KIND_ACK:
-                if len(payload) != bento.U64.size:
-                    raise bento.ProtocolError(
+            elif kind == wire.KIND_ACK:
+                if len(payload) != wire.U64.size:
+                    raise wire.ProtocolError(
                         "ACK payload of %d bytes, not 8" % len(payload))
-                writer.ack(bento.U64.unpack(payload)[0])
-            elif kind == bento.KIND_RESUME:
-                if len(payload) != bento.RESUME_PAYLOAD.size:
-                    raise bento.ProtocolError(
+                writer.ack(wire.U64.unpack(payload)[0])
+            elif kind == wire.KIND_RESUME:
+                if len(payload) != wire.RESUME_PAYLOAD.size:
+                    raise wire.ProtocolError(
                         "RESUME payload of %d bytes, not 24" % len(payload))
-                offset, nonce = bento.RESUME_PAYLOAD.unpack(payload)
+                offset, nonce = wire.RESUME_PAYLOAD.unpack(payload)
                 if parts is not None:
                     # The controller resends the message whole.
                     inbox.drop_bytes(nbytes)
                     parts = None
                     nbytes = 0
                 writer.resume(offset, nonce, inbox.received)
-            elif kind == bento.KIND_EOF:
+            elif kind == wire.KIND_EOF:
                 if eof:
-                    raise bento.ProtocolError("second EOF frame")
+                    raise wire.ProtocolError("second EOF frame")
                 if parts is not None:
-                    raise bento.ProtocolError("EOF frame inside an INPUT message")
+                    raise wire.ProtocolError("EOF frame inside an INPUT message")
                 if payload:
-                    raise bento.ProtocolError("EOF frame with a payload")
+                    raise wire.ProtocolError("EOF frame with a payload")
                 eof = True
                 inbox.put_eof()
             else:
-                raise bento.ProtocolError("unexpected frame kind %d after START" % kind)
-    except bento.ProtocolError as exc:
+                raise wire.ProtocolError("unexpected frame kind %d after START" % kind)
+    except wire.ProtocolError as exc:
         _fatal_protocol_error(str(exc))
     except OSError as exc:
         _fatal_protocol_error("reading stdin failed: %s" % exc)
@@ -218,7 +218,8 @@ def _strip_api_frames(tb):
     called it, as for a builtin, rather than into the driver's internals.
     A traceback with no frame of the function's is left whole: that is a
     driver bug, and its frames are the clue."""
-    ours = (__file__, getattr(sys.modules.get("bento"), "__file__", None))
+    ours = (__file__,) + tuple(getattr(sys.modules.get(name), "__file__", None)
+                               for name in ("bento", "_bento_wire"))
     last = None
     t = tb
     while t is not None:
@@ -474,13 +475,14 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
         sys.path.insert(0, here)
+    import _bento_wire as wire
     import bento
     import io
     import threading
     import builtins
-    signal = bento.signal  # _signal where there is one: no enum import
+    signal = wire.signal  # _signal where there is one: no enum import
 
-    writer = bento.FrameWriter(out_fd)
+    writer = wire.FrameWriter(out_fd)
 
     def close_in_fd_in_child():
         # A forked child must not read the controller's frames.
@@ -492,20 +494,20 @@ def main():
     os.register_at_fork(after_in_child=close_in_fd_in_child)
 
     def text_stream(kind, fileno, name):
-        raw = bento.OutputRaw(writer, kind, fileno, name)
+        raw = wire.OutputRaw(writer, kind, fileno, name)
         return io.TextIOWrapper(
             io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
             newline="\n", line_buffering=True)
 
-    stdout = text_stream(bento.KIND_STDOUT, 1, "<stdout>")
-    stderr = text_stream(bento.KIND_STDERR, 2, "<stderr>")
+    stdout = text_stream(wire.KIND_STDOUT, 1, "<stdout>")
+    stderr = text_stream(wire.KIND_STDERR, 2, "<stderr>")
     sys.stdout = sys.__stdout__ = stdout
     sys.stderr = sys.__stderr__ = stderr
 
     # SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> SystemExit(143), but
     # never in the middle of registering a frame or DATA message (see
-    # bento._SignalGuard).  Installing a SIGTERM handler also matters when
-    # the driver is PID 1: the kernel drops signals that PID 1 has no
+    # _bento_wire._SignalGuard).  Installing a SIGTERM handler also matters
+    # when the driver is PID 1: the kernel drops signals that PID 1 has no
     # handler for.
     def on_signal(signum, frame):
         if writer.deferring_signals(signum):
@@ -526,27 +528,27 @@ def main():
 
     status = 0
     try:
-        reader = bento.FrameReader(in_fd)
+        reader = wire.FrameReader(in_fd)
         # Up and waiting: a warm pool hands this container to a session only
         # now, so none of the start-up above is on the session's clock.
         writer.ready()
         try:
-            code, args, filename, limits, check = _read_start(reader, bento)
-        except bento.ProtocolError as exc:
+            code, args, filename, limits, check = _read_start(reader, wire)
+        except wire.ProtocolError as exc:
             _fatal_protocol_error(str(exc))
         except OSError as exc:
             _fatal_protocol_error("reading stdin failed: %s" % exc)
 
         writer.set_window(limits["window"])
-        inbox = bento.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
-        threading.Thread(target=_read_inputs, args=(reader, inbox, writer, bento),
+        inbox = wire.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
+        threading.Thread(target=_read_inputs, args=(reader, inbox, writer, wire),
                          name="bento-stdin", daemon=True).start()
 
         def flush_output():
             stdout.flush()
             stderr.flush()
 
-        bento._install(bento.Channel(writer, inbox, flush_output))
+        wire.install(wire.Channel(writer, inbox, flush_output))
         builtins.send = bento.send
         builtins.recv = bento.recv
         builtins.poll = bento.poll
