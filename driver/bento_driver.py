@@ -452,23 +452,41 @@ def _grow_pipe(fd):
 
 
 def main():
-    # Private copies of the protocol descriptors (os.dup makes them
-    # non-inheritable), then point fd 1 at the real stderr, so anything
-    # writing to fd 1 directly (C code, subprocesses, os.write(1, ...)) can't
-    # corrupt the frame stream, and fd 0 at /dev/null, so nothing but the
-    # driver reads the controller's frames.
-    out_fd = os.dup(1)
-    in_fd = os.dup(0)
-    _grow_pipe(out_fd)
-    os.dup2(2, 1)
+    """Run one function: set up, read START, run it, and exit with its status
+    once the controller has acknowledged all its output.  Never returns."""
+    driver = _setup()
+    status = 0
     try:
-        null_fd = os.open(os.devnull, os.O_RDONLY)
-    except OSError:
-        os.close(0)
-    else:
-        if null_fd != 0:
-            os.dup2(null_fd, 0)
-            os.close(null_fd)
+        # Inside the try from READY on: a signal while waiting for START
+        # ends the run as one during the function does (130, 143).
+        code, args, filename, check = _start_session(driver)
+        if check:
+            driver.bento.send(_check_source(code, filename))
+        else:
+            _run_function(code, args, filename, driver.bento.send, driver.stderr)
+    except BaseException as exc:
+        status = _exit_status(exc, driver.stderr)
+    _finish(driver, status)
+
+
+class _Driver:
+    """What _setup() made, for the rest of main()."""
+
+    def __init__(self, wire, bento, signal, writer, in_fd, stdout, stderr):
+        self.wire = wire  # the _bento_wire module
+        self.bento = bento  # the bento module: send, recv, poll
+        self.signal = signal  # _signal where there is one: no enum import
+        self.writer = writer  # wire.FrameWriter on the private copy of fd 1
+        self.in_fd = in_fd  # the private copy of fd 0
+        self.stdout = stdout  # the framed text streams, sys.stdout/stderr
+        self.stderr = stderr
+
+
+def _setup():
+    """Everything up to READY, which need not wait for a session: the
+    protocol descriptors, the modules, the frame writer, the framed stdout
+    and stderr, the signal handlers."""
+    out_fd, in_fd = _take_descriptors()
 
     # -I leaves the script's directory off sys.path; the function needs it
     # for `import bento`.
@@ -477,9 +495,6 @@ def main():
         sys.path.insert(0, here)
     import _bento_wire as wire
     import bento
-    import io
-    import threading
-    import builtins
     signal = wire.signal  # _signal where there is one: no enum import
 
     writer = wire.FrameWriter(out_fd)
@@ -493,14 +508,8 @@ def main():
 
     os.register_at_fork(after_in_child=close_in_fd_in_child)
 
-    def text_stream(kind, fileno, name):
-        raw = wire.OutputRaw(writer, kind, fileno, name)
-        return io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
-            newline="\n", line_buffering=True)
-
-    stdout = text_stream(wire.KIND_STDOUT, 1, "<stdout>")
-    stderr = text_stream(wire.KIND_STDERR, 2, "<stderr>")
+    stdout = _framed_stream(wire, writer, wire.KIND_STDOUT, 1, "<stdout>")
+    stderr = _framed_stream(wire, writer, wire.KIND_STDERR, 2, "<stderr>")
     sys.stdout = sys.__stdout__ = stdout
     sys.stderr = sys.__stderr__ = stderr
 
@@ -516,8 +525,7 @@ def main():
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    _handle_signals(signal, on_signal)
 
     # What every run needs is loaded before START is read, so that a warm
     # container (started ahead of its session, see docs/performance.md)
@@ -526,61 +534,111 @@ def main():
     _json_scanner()
     import types  # noqa: F401
 
-    status = 0
+    return _Driver(wire, bento, signal, writer, in_fd, stdout, stderr)
+
+
+def _take_descriptors():
+    """Private copies of the protocol descriptors (os.dup makes them
+    non-inheritable), returned as (out_fd, in_fd); then fd 1 points at the
+    real stderr, so anything writing to fd 1 directly (C code, subprocesses,
+    os.write(1, ...)) can't corrupt the frame stream, and fd 0 at
+    /dev/null, so nothing but the driver reads the controller's frames."""
+    out_fd = os.dup(1)
+    in_fd = os.dup(0)
+    _grow_pipe(out_fd)
+    os.dup2(2, 1)
     try:
-        reader = wire.FrameReader(in_fd)
-        # Up and waiting: a warm pool hands this container to a session only
-        # now, so none of the start-up above is on the session's clock.
-        writer.ready()
-        try:
-            code, args, filename, limits, check = _read_start(reader, wire)
-        except wire.ProtocolError as exc:
-            _fatal_protocol_error(str(exc))
-        except OSError as exc:
-            _fatal_protocol_error("reading stdin failed: %s" % exc)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        os.close(0)
+    else:
+        if null_fd != 0:
+            os.dup2(null_fd, 0)
+            os.close(null_fd)
+    return out_fd, in_fd
 
-        writer.set_window(limits["window"])
-        inbox = wire.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
-        threading.Thread(target=_read_inputs, args=(reader, inbox, writer, wire),
-                         name="bento-stdin", daemon=True).start()
 
-        def flush_output():
-            stdout.flush()
-            stderr.flush()
+def _framed_stream(wire, writer, kind, fileno, name):
+    """A text stream for sys.stdout or sys.stderr whose writes become
+    frames of `kind`: line-buffered UTF-8, backslashreplace."""
+    import io
+    raw = wire.OutputRaw(writer, kind, fileno, name)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
+        newline="\n", line_buffering=True)
 
-        wire.install(wire.Channel(writer, inbox, flush_output))
-        builtins.send = bento.send
-        builtins.recv = bento.recv
-        builtins.poll = bento.poll
 
-        if check:
-            bento.send(_check_source(code, filename))
-        else:
-            _run_function(code, args, filename, bento.send, stderr)
-    except BaseException as exc:
-        status = _exit_status(exc, stderr)
+def _handle_signals(signal, handler):
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
-    # Shut down like the interpreter would: wait for the function's threads
-    # and run atexit handlers.
+
+def _start_session(driver):
+    """Say READY, read START, and make send/recv/poll work: the window and
+    credit limits, the stdin reader thread, the channel, the builtins.
+    Return (code, args, filename, check) from START.  A malformed START
+    exits at once with status 2."""
+    import builtins
+    import threading
+    wire = driver.wire
+    writer = driver.writer
+    reader = wire.FrameReader(driver.in_fd)
+    # Up and waiting: a warm pool hands this container to a session only
+    # now, so none of the start-up before is on the session's clock.
+    writer.ready()
+    try:
+        code, args, filename, limits, check = _read_start(reader, wire)
+    except wire.ProtocolError as exc:
+        _fatal_protocol_error(str(exc))
+    except OSError as exc:
+        _fatal_protocol_error("reading stdin failed: %s" % exc)
+
+    writer.set_window(limits["window"])
+    inbox = wire.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
+    threading.Thread(target=_read_inputs, args=(reader, inbox, writer, wire),
+                     name="bento-stdin", daemon=True).start()
+
+    stdout = driver.stdout
+    stderr = driver.stderr
+
+    def flush_output():
+        stdout.flush()
+        stderr.flush()
+
+    bento = driver.bento
+    wire.install(wire.Channel(writer, inbox, flush_output))
+    builtins.send = bento.send
+    builtins.recv = bento.recv
+    builtins.poll = bento.poll
+    return code, args, filename, check
+
+
+def _finish(driver, status):
+    """The function is done: shut down like the interpreter would (its
+    threads, atexit), flush, wait until the controller has acknowledged
+    every output frame, and exit with `status` (or what a signal that
+    stopped the wait for threads says).  Never returns."""
     stopped = _wait_for_threads()
     if stopped is not None:
         status = stopped
     _run_atexit()
 
-    # The function is done.  From now on SIGINT/SIGTERM mean "exit now":
-    # stop flushing or waiting for acknowledgements (still never inside a
-    # frame) and exit with the function's status.
+    writer = driver.writer
+    signal = driver.signal
+
+    # From now on SIGINT/SIGTERM mean "exit now": stop flushing or waiting
+    # for acknowledgements (still never inside a frame) and exit with the
+    # function's status.
     def on_late_signal(signum, frame):
         if writer.deferring_signals(signum):
             return
         raise _ExitNow
 
-    signal.signal(signal.SIGINT, on_late_signal)
-    signal.signal(signal.SIGTERM, on_late_signal)
+    _handle_signals(signal, on_late_signal)
     try:
         # Flush whatever the function left in sys.stdout/sys.stderr (perhaps
         # its own wrappers around ours) first, then our streams.
-        _flush([sys.stdout, sys.stderr, stdout, stderr])
+        _flush([sys.stdout, sys.stderr, driver.stdout, driver.stderr])
         # Like interpreter exit, still-running daemon threads write nothing
         # more (they would keep the wait below from ending).
         writer.seal()
@@ -594,8 +652,7 @@ def main():
     def on_last_signal(signum, frame):
         os._exit(status)
 
-    signal.signal(signal.SIGINT, on_last_signal)
-    signal.signal(signal.SIGTERM, on_last_signal)
+    _handle_signals(signal, on_last_signal)
     # Let the frame batch in flight finish, then exit without the
     # interpreter's own finalisation (the stdin thread is blocked in read).
     writer.stop()
