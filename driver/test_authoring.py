@@ -1,16 +1,18 @@
 """Tests for what a function's author sees of the driver: the syntax check
 the controller runs at submit (a START of {"check": {"code", "filename"}}), tracebacks under the
-submitted file name, send()'s argument error, and the warning about
-arguments for a function without main().  Same harness as test_driver.py.
+submitted file name, send()'s argument error, the warning about
+arguments for a function without main(), and what the bento module
+exposes.  Same harness as test_driver.py.
 
     python3 -m unittest discover -s driver -v
 """
 
 import json
 import signal
+import sys
 import unittest
 
-from test_driver import (DriverTestCase, EOF, START, end_of, frame,
+from test_driver import (HERE, DriverTestCase, EOF, START, end_of, frame,
                          message_frames, start_frames)
 
 
@@ -192,6 +194,27 @@ class UnusedArgsTests(DriverTestCase):
                 self.assertOk(r)
                 self.assertEqual(r.messages, [b"a"])
                 self.assertEqual(r.stderr, "")
+
+
+class ModuleTests(unittest.TestCase):
+    """The bento module as an author sees it: send, recv and poll, nothing
+    else public (the wire machinery is in _bento_wire)."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import bento
+        cls.bento = bento
+
+    def test_public_names(self):
+        self.assertEqual(self.bento.__all__, ["send", "recv", "poll"])
+        public = sorted(n for n in dir(self.bento) if not n.startswith("_"))
+        self.assertEqual(public, ["poll", "recv", "send"])
+
+    def test_outside_the_driver_the_calls_say_so(self):
+        for call in (lambda: self.bento.send("x"), self.bento.recv, self.bento.poll):
+            with self.assertRaisesRegex(RuntimeError, "only work inside the Bento driver"):
+                call()
 
 
 if __name__ == "__main__":
