@@ -84,7 +84,7 @@ def _json_loads(text):
     return value
 
 
-def _read_start(reader, bento):
+def _read_start(reader, wire):
     """Read the START message and return (code, args, filename, limits,
     check), limits being a dict of window, max_inputs and max_input_bytes,
     check whether to only compile the code (see _check_source)."""
@@ -92,52 +92,52 @@ def _read_start(reader, bento):
     while True:
         frame = reader.read_frame()
         if frame is None:
-            raise bento.ProtocolError("stdin closed before a complete START message")
+            raise wire.ProtocolError("stdin closed before a complete START message")
         kind, flags, payload = frame
-        if kind != bento.KIND_START:
-            raise bento.ProtocolError(
+        if kind != wire.KIND_START:
+            raise wire.ProtocolError(
                 "expected a START frame (kind %d), got kind %d"
-                % (bento.KIND_START, kind))
+                % (wire.KIND_START, kind))
         parts.append(payload)
-        if flags & bento.FLAG_END:
+        if flags & wire.FLAG_END:
             break
 
     try:
         start = _json_loads(b"".join(parts).decode("utf-8"))
     except ValueError as exc:  # includes UnicodeDecodeError, JSONDecodeError
-        raise bento.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
+        raise wire.ProtocolError("START payload is not UTF-8 JSON: %s" % exc)
     if not isinstance(start, dict):
-        raise bento.ProtocolError("START payload is not a JSON object")
+        raise wire.ProtocolError("START payload is not a JSON object")
     # A compile-only START carries the code inside "check", so that a
     # driver from before the check, which ignores unknown keys, finds no
     # "code" and refuses it rather than running the code.
     check = start.get("check")
     if check is not None:
         if not isinstance(check, dict):
-            raise bento.ProtocolError('START "check" must be an object')
+            raise wire.ProtocolError('START "check" must be an object')
         start = check
     code = start.get("code")
     args = start.get("args", [])
     filename = start.get("filename", "function.py")
     if not isinstance(code, str):
-        raise bento.ProtocolError('START "code" must be a string')
+        raise wire.ProtocolError('START "code" must be a string')
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise bento.ProtocolError('START "args" must be a list of strings')
+        raise wire.ProtocolError('START "args" must be a list of strings')
     if not isinstance(filename, str) or not filename:
-        raise bento.ProtocolError('START "filename" must be a non-empty string')
+        raise wire.ProtocolError('START "filename" must be a non-empty string')
     limits = {}
-    for key, default, minimum in (("window", bento.DEFAULT_WINDOW, 0),
-                                  ("max_inputs", bento.DEFAULT_MAX_INPUTS, 1),
-                                  ("max_input_bytes", bento.DEFAULT_MAX_INPUT_BYTES, 0)):
+    for key, default, minimum in (("window", wire.DEFAULT_WINDOW, 0),
+                                  ("max_inputs", wire.DEFAULT_MAX_INPUTS, 1),
+                                  ("max_input_bytes", wire.DEFAULT_MAX_INPUT_BYTES, 0)):
         value = start.get(key, default)
         if type(value) is not int or value < minimum:
-            raise bento.ProtocolError(
+            raise wire.ProtocolError(
                 'START "%s" must be an integer >= %d' % (key, minimum))
         limits[key] = value
     return code, args, filename, limits, check is not None
 
 
-def _read_inputs(reader, inbox, writer, bento):
+def _read_inputs(reader, inbox, writer, wire):
     """Stdin reader thread.  It never blocks on anything but stdin: INPUT
     messages go into the unbounded inbox (the controller keeps within the
     credit limits, which the inbox checks), ACK and RESUME are handled at
@@ -151,50 +151,50 @@ def _read_inputs(reader, inbox, writer, bento):
             frame = reader.read_frame()
             if frame is None:
                 if parts is not None:
-                    raise bento.ProtocolError(
+                    raise wire.ProtocolError(
                         "stdin closed in the middle of an INPUT message")
                 break
             kind, flags, payload = frame
-            if kind == bento.KIND_INPUT:
+            if kind == wire.KIND_INPUT:
                 if eof:
-                    raise bento.ProtocolError("INPUT frame after EOF")
+                    raise wire.ProtocolError("INPUT frame after EOF")
                 inbox.add_bytes(len(payload))
                 if parts is None:
                     parts = []
                 parts.append(payload)
                 nbytes += len(payload)
-                if flags & bento.FLAG_END:
+                if flags & wire.FLAG_END:
                     inbox.put(b"".join(parts))
                     parts = None
                     nbytes = 0
-            elif kind == bento.KIND_ACK:
-                if len(payload) != bento.U64.size:
-                    raise bento.ProtocolError(
+            elif kind == wire.KIND_ACK:
+                if len(payload) != wire.U64.size:
+                    raise wire.ProtocolError(
                         "ACK payload of %d bytes, not 8" % len(payload))
-                writer.ack(bento.U64.unpack(payload)[0])
-            elif kind == bento.KIND_RESUME:
-                if len(payload) != bento.RESUME_PAYLOAD.size:
-                    raise bento.ProtocolError(
+                writer.ack(wire.U64.unpack(payload)[0])
+            elif kind == wire.KIND_RESUME:
+                if len(payload) != wire.RESUME_PAYLOAD.size:
+                    raise wire.ProtocolError(
                         "RESUME payload of %d bytes, not 24" % len(payload))
-                offset, nonce = bento.RESUME_PAYLOAD.unpack(payload)
+                offset, nonce = wire.RESUME_PAYLOAD.unpack(payload)
                 if parts is not None:
                     # The controller resends the message whole.
                     inbox.drop_bytes(nbytes)
                     parts = None
                     nbytes = 0
                 writer.resume(offset, nonce, inbox.received)
-            elif kind == bento.KIND_EOF:
+            elif kind == wire.KIND_EOF:
                 if eof:
-                    raise bento.ProtocolError("second EOF frame")
+                    raise wire.ProtocolError("second EOF frame")
                 if parts is not None:
-                    raise bento.ProtocolError("EOF frame inside an INPUT message")
+                    raise wire.ProtocolError("EOF frame inside an INPUT message")
                 if payload:
-                    raise bento.ProtocolError("EOF frame with a payload")
+                    raise wire.ProtocolError("EOF frame with a payload")
                 eof = True
                 inbox.put_eof()
             else:
-                raise bento.ProtocolError("unexpected frame kind %d after START" % kind)
-    except bento.ProtocolError as exc:
+                raise wire.ProtocolError("unexpected frame kind %d after START" % kind)
+    except wire.ProtocolError as exc:
         _fatal_protocol_error(str(exc))
     except OSError as exc:
         _fatal_protocol_error("reading stdin failed: %s" % exc)
@@ -218,7 +218,8 @@ def _strip_api_frames(tb):
     called it, as for a builtin, rather than into the driver's internals.
     A traceback with no frame of the function's is left whole: that is a
     driver bug, and its frames are the clue."""
-    ours = (__file__, getattr(sys.modules.get("bento"), "__file__", None))
+    ours = (__file__,) + tuple(getattr(sys.modules.get(name), "__file__", None)
+                               for name in ("bento", "_bento_wire"))
     last = None
     t = tb
     while t is not None:
@@ -451,11 +452,97 @@ def _grow_pipe(fd):
 
 
 def main():
-    # Private copies of the protocol descriptors (os.dup makes them
-    # non-inheritable), then point fd 1 at the real stderr, so anything
-    # writing to fd 1 directly (C code, subprocesses, os.write(1, ...)) can't
-    # corrupt the frame stream, and fd 0 at /dev/null, so nothing but the
-    # driver reads the controller's frames.
+    """Run one function: set up, read START, run it, and exit with its status
+    once the controller has acknowledged all its output.  Never returns."""
+    driver = _setup()
+    status = 0
+    try:
+        # Inside the try from READY on: a signal while waiting for START
+        # ends the run as one during the function does (130, 143).
+        code, args, filename, check = _start_session(driver)
+        if check:
+            driver.bento.send(_check_source(code, filename))
+        else:
+            _run_function(code, args, filename, driver.bento.send, driver.stderr)
+    except BaseException as exc:
+        status = _exit_status(exc, driver.stderr)
+    _finish(driver, status)
+
+
+class _Driver:
+    """What _setup() made, for the rest of main()."""
+
+    def __init__(self, wire, bento, signal, writer, in_fd, stdout, stderr):
+        self.wire = wire  # the _bento_wire module
+        self.bento = bento  # the bento module: send, recv, poll
+        self.signal = signal  # _signal where there is one: no enum import
+        self.writer = writer  # wire.FrameWriter on the private copy of fd 1
+        self.in_fd = in_fd  # the private copy of fd 0
+        self.stdout = stdout  # the framed text streams, sys.stdout/stderr
+        self.stderr = stderr
+
+
+def _setup():
+    """Everything up to READY, which need not wait for a session: the
+    protocol descriptors, the modules, the frame writer, the framed stdout
+    and stderr, the signal handlers."""
+    out_fd, in_fd = _take_descriptors()
+
+    # -I leaves the script's directory off sys.path; the function needs it
+    # for `import bento`.
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _bento_wire as wire
+    import bento
+    signal = wire.signal  # _signal where there is one: no enum import
+
+    writer = wire.FrameWriter(out_fd)
+
+    def close_in_fd_in_child():
+        # A forked child must not read the controller's frames.
+        try:
+            os.close(in_fd)
+        except OSError:
+            pass
+
+    os.register_at_fork(after_in_child=close_in_fd_in_child)
+
+    stdout = _framed_stream(wire, writer, wire.KIND_STDOUT, 1, "<stdout>")
+    stderr = _framed_stream(wire, writer, wire.KIND_STDERR, 2, "<stderr>")
+    sys.stdout = sys.__stdout__ = stdout
+    sys.stderr = sys.__stderr__ = stderr
+
+    # SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> SystemExit(143), but
+    # never in the middle of registering a frame or DATA message (see
+    # _bento_wire._SignalGuard).  Installing a SIGTERM handler also matters
+    # when the driver is PID 1: the kernel drops signals that PID 1 has no
+    # handler for.
+    def on_signal(signum, frame):
+        if writer.deferring_signals(signum):
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    _handle_signals(signal, on_signal)
+
+    # What every run needs is loaded before START is read, so that a warm
+    # container (started ahead of its session, see docs/performance.md)
+    # spends none of its session's time on it.  Only what every run needs:
+    # a cold start waits for all of it (see _json_loads).
+    _json_scanner()
+    import types  # noqa: F401
+
+    return _Driver(wire, bento, signal, writer, in_fd, stdout, stderr)
+
+
+def _take_descriptors():
+    """Private copies of the protocol descriptors (os.dup makes them
+    non-inheritable), returned as (out_fd, in_fd); then fd 1 points at the
+    real stderr, so anything writing to fd 1 directly (C code, subprocesses,
+    os.write(1, ...)) can't corrupt the frame stream, and fd 0 at
+    /dev/null, so nothing but the driver reads the controller's frames."""
     out_fd = os.dup(1)
     in_fd = os.dup(0)
     _grow_pipe(out_fd)
@@ -468,117 +555,90 @@ def main():
         if null_fd != 0:
             os.dup2(null_fd, 0)
             os.close(null_fd)
+    return out_fd, in_fd
 
-    # -I leaves the script's directory off sys.path; the function needs it
-    # for `import bento`.
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import bento
+
+def _framed_stream(wire, writer, kind, fileno, name):
+    """A text stream for sys.stdout or sys.stderr whose writes become
+    frames of `kind`: line-buffered UTF-8, backslashreplace."""
     import io
-    import threading
+    raw = wire.OutputRaw(writer, kind, fileno, name)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
+        newline="\n", line_buffering=True)
+
+
+def _handle_signals(signal, handler):
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _start_session(driver):
+    """Say READY, read START, and make send/recv/poll work: the window and
+    credit limits, the stdin reader thread, the channel, the builtins.
+    Return (code, args, filename, check) from START.  A malformed START
+    exits at once with status 2."""
     import builtins
-    signal = bento.signal  # _signal where there is one: no enum import
-
-    writer = bento.FrameWriter(out_fd)
-
-    def close_in_fd_in_child():
-        # A forked child must not read the controller's frames.
-        try:
-            os.close(in_fd)
-        except OSError:
-            pass
-
-    os.register_at_fork(after_in_child=close_in_fd_in_child)
-
-    def text_stream(kind, fileno, name):
-        raw = bento.OutputRaw(writer, kind, fileno, name)
-        return io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
-            newline="\n", line_buffering=True)
-
-    stdout = text_stream(bento.KIND_STDOUT, 1, "<stdout>")
-    stderr = text_stream(bento.KIND_STDERR, 2, "<stderr>")
-    sys.stdout = sys.__stdout__ = stdout
-    sys.stderr = sys.__stderr__ = stderr
-
-    # SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> SystemExit(143), but
-    # never in the middle of registering a frame or DATA message (see
-    # bento._SignalGuard).  Installing a SIGTERM handler also matters when
-    # the driver is PID 1: the kernel drops signals that PID 1 has no
-    # handler for.
-    def on_signal(signum, frame):
-        if writer.deferring_signals(signum):
-            return
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-    # What every run needs is loaded before START is read, so that a warm
-    # container (started ahead of its session, see docs/performance.md)
-    # spends none of its session's time on it.  Only what every run needs:
-    # a cold start waits for all of it (see _json_loads).
-    _json_scanner()
-    import types  # noqa: F401
-
-    status = 0
+    import threading
+    wire = driver.wire
+    writer = driver.writer
+    reader = wire.FrameReader(driver.in_fd)
+    # Up and waiting: a warm pool hands this container to a session only
+    # now, so none of the start-up before is on the session's clock.
+    writer.ready()
     try:
-        reader = bento.FrameReader(in_fd)
-        # Up and waiting: a warm pool hands this container to a session only
-        # now, so none of the start-up above is on the session's clock.
-        writer.ready()
-        try:
-            code, args, filename, limits, check = _read_start(reader, bento)
-        except bento.ProtocolError as exc:
-            _fatal_protocol_error(str(exc))
-        except OSError as exc:
-            _fatal_protocol_error("reading stdin failed: %s" % exc)
+        code, args, filename, limits, check = _read_start(reader, wire)
+    except wire.ProtocolError as exc:
+        _fatal_protocol_error(str(exc))
+    except OSError as exc:
+        _fatal_protocol_error("reading stdin failed: %s" % exc)
 
-        writer.set_window(limits["window"])
-        inbox = bento.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
-        threading.Thread(target=_read_inputs, args=(reader, inbox, writer, bento),
-                         name="bento-stdin", daemon=True).start()
+    writer.set_window(limits["window"])
+    inbox = wire.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
+    threading.Thread(target=_read_inputs, args=(reader, inbox, writer, wire),
+                     name="bento-stdin", daemon=True).start()
 
-        def flush_output():
-            stdout.flush()
-            stderr.flush()
+    stdout = driver.stdout
+    stderr = driver.stderr
 
-        bento._install(bento.Channel(writer, inbox, flush_output))
-        builtins.send = bento.send
-        builtins.recv = bento.recv
-        builtins.poll = bento.poll
+    def flush_output():
+        stdout.flush()
+        stderr.flush()
 
-        if check:
-            bento.send(_check_source(code, filename))
-        else:
-            _run_function(code, args, filename, bento.send, stderr)
-    except BaseException as exc:
-        status = _exit_status(exc, stderr)
+    bento = driver.bento
+    wire.install(wire.Channel(writer, inbox, flush_output))
+    builtins.send = bento.send
+    builtins.recv = bento.recv
+    builtins.poll = bento.poll
+    return code, args, filename, check
 
-    # Shut down like the interpreter would: wait for the function's threads
-    # and run atexit handlers.
+
+def _finish(driver, status):
+    """The function is done: shut down like the interpreter would (its
+    threads, atexit), flush, wait until the controller has acknowledged
+    every output frame, and exit with `status` (or what a signal that
+    stopped the wait for threads says).  Never returns."""
     stopped = _wait_for_threads()
     if stopped is not None:
         status = stopped
     _run_atexit()
 
-    # The function is done.  From now on SIGINT/SIGTERM mean "exit now":
-    # stop flushing or waiting for acknowledgements (still never inside a
-    # frame) and exit with the function's status.
+    writer = driver.writer
+    signal = driver.signal
+
+    # From now on SIGINT/SIGTERM mean "exit now": stop flushing or waiting
+    # for acknowledgements (still never inside a frame) and exit with the
+    # function's status.
     def on_late_signal(signum, frame):
         if writer.deferring_signals(signum):
             return
         raise _ExitNow
 
-    signal.signal(signal.SIGINT, on_late_signal)
-    signal.signal(signal.SIGTERM, on_late_signal)
+    _handle_signals(signal, on_late_signal)
     try:
         # Flush whatever the function left in sys.stdout/sys.stderr (perhaps
         # its own wrappers around ours) first, then our streams.
-        _flush([sys.stdout, sys.stderr, stdout, stderr])
+        _flush([sys.stdout, sys.stderr, driver.stdout, driver.stderr])
         # Like interpreter exit, still-running daemon threads write nothing
         # more (they would keep the wait below from ending).
         writer.seal()
@@ -592,8 +652,7 @@ def main():
     def on_last_signal(signum, frame):
         os._exit(status)
 
-    signal.signal(signal.SIGINT, on_last_signal)
-    signal.signal(signal.SIGTERM, on_last_signal)
+    _handle_signals(signal, on_last_signal)
     # Let the frame batch in flight finish, then exit without the
     # interpreter's own finalisation (the stdin thread is blocked in read).
     writer.stop()

@@ -1,16 +1,19 @@
 """Tests for what a function's author sees of the driver: the syntax check
 the controller runs at submit (a START of {"check": {"code", "filename"}}), tracebacks under the
-submitted file name, send()'s argument error, and the warning about
-arguments for a function without main().  Same harness as test_driver.py.
+submitted file name, send()'s argument error, the warning about
+arguments for a function without main(), and what the bento module
+exposes.  Same harness as test_driver.py.
 
     python3 -m unittest discover -s driver -v
 """
 
 import json
+import signal
+import sys
 import unittest
 
-from test_driver import (DriverTestCase, EOF, START, frame, message_frames,
-                         start_frames)
+from test_driver import (HERE, DriverTestCase, EOF, START, end_of, frame,
+                         message_frames, start_frames)
 
 
 def check_frames(code, filename="counter.py"):
@@ -113,6 +116,55 @@ class TracebackTests(DriverTestCase):
         self.assertIn("TypeError: send() takes str or bytes, not NoneType", r.stderr)
         self.assertNotIn("bento.py", r.stderr)
 
+    # Bento's own frames below the function's are left out wherever the
+    # error comes from: bento.py (above), the wire code in _bento_wire.py,
+    # or the driver's signal handler.
+
+    def test_interrupt_deferred_inside_send_points_at_the_caller(self):
+        # Ctrl-C while send() waits for window space in the middle of a
+        # message: the KeyboardInterrupt is raised once the message is
+        # queued, from deep inside the wire code.
+        message = b"m" * (512 << 10)  # two chunks
+        d = self.session("""
+            send(b"m" * (512 << 10))
+            send("unreachable")
+        """, auto_ack=False, window=0)
+        first = d.wait_output(1)[0]
+        d.proc.send_signal(signal.SIGINT)
+        d.quiet(0.2)
+        d.auto_ack = True
+        d.ack(end_of(first))
+        r = d.result()
+        self.assertEqual(r.returncode, 130, r)
+        self.assertEqual(r.messages, [message])
+        self.assertEqual(r.stderr.splitlines()[-3:], [
+            '  File "function.py", line 2, in <module>',
+            '    send(b"m" * (512 << 10))',
+            "KeyboardInterrupt"], r.stderr)
+        for name in ("bento.py", "_bento_wire", "bento_driver"):
+            self.assertNotIn(name, r.stderr)
+
+    def test_send_in_a_forked_child_points_at_the_caller(self):
+        # The child's traceback goes to the real stderr (it has no frame
+        # stream), raised by the wire code that finds no channel there.
+        r = self.run_driver("""
+            import os
+            pid = os.fork()
+            if pid == 0:
+                send("from child")
+            os.waitpid(pid, 0)
+            send("parent")
+        """)
+        self.assertOk(r)
+        self.assertEqual(r.messages, [b"parent"])
+        self.assertTrue(r.raw_stderr.endswith(
+            '  File "function.py", line 5, in <module>\n'
+            '    send("from child")\n'
+            "RuntimeError: bento: send/recv/poll are not available in a "
+            "forked child process\n"), r.raw_stderr)
+        for name in ("bento.py", "_bento_wire", "bento_driver"):
+            self.assertNotIn(name, r.raw_stderr)
+
 
 class UnusedArgsTests(DriverTestCase):
     WARNING = "bento: %s given, but the function defines no main(); they are ignored\n"
@@ -142,6 +194,27 @@ class UnusedArgsTests(DriverTestCase):
                 self.assertOk(r)
                 self.assertEqual(r.messages, [b"a"])
                 self.assertEqual(r.stderr, "")
+
+
+class ModuleTests(unittest.TestCase):
+    """The bento module as an author sees it: send, recv and poll, nothing
+    else public (the wire machinery is in _bento_wire)."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import bento
+        cls.bento = bento
+
+    def test_public_names(self):
+        self.assertEqual(self.bento.__all__, ["send", "recv", "poll"])
+        public = sorted(n for n in dir(self.bento) if not n.startswith("_"))
+        self.assertEqual(public, ["poll", "recv", "send"])
+
+    def test_outside_the_driver_the_calls_say_so(self):
+        for call in (lambda: self.bento.send("x"), self.bento.recv, self.bento.poll):
+            with self.assertRaisesRegex(RuntimeError, "only work inside the Bento driver"):
+                call()
 
 
 if __name__ == "__main__":

@@ -15,16 +15,16 @@ use common::controller::Controller;
 /// Writes forged CREDIT frames to the driver's own frame descriptor, as
 /// any function can (the driver's objects are in its process).
 const FORGE_CREDIT: &str = r#"
-import bento, gc, os, time
+import _bento_wire as wire, gc, os, time
 
 def main(mode):
-    writer = next(o for o in gc.get_objects() if isinstance(o, bento.FrameWriter))
-    head = bento.HEADER.pack(bento.KIND_CREDIT, 0, 0, 8)
+    writer = next(o for o in gc.get_objects() if isinstance(o, wire.FrameWriter))
+    head = wire.HEADER.pack(wire.KIND_CREDIT, 0, 0, 8)
     if mode == "backwards":
         recv()
-        forged = head + bento.U64.pack(1) + head + bento.U64.pack(0)
+        forged = head + wire.U64.pack(1) + head + wire.U64.pack(0)
     else:
-        forged = head + bento.U64.pack(2**64 - 1)
+        forged = head + wire.U64.pack(2**64 - 1)
     send("forging")
     os.write(writer._fd, forged)
     time.sleep(600)
@@ -32,14 +32,14 @@ def main(mode):
 
 /// Answers the next RESUME with a forged input count.
 const FORGE_SYNC: &str = r#"
-import bento, time
+import _bento_wire as wire, time
 
-_resume = bento.FrameWriter.resume
+_resume = wire.FrameWriter.resume
 
 def _forged(self, offset, nonce, received):
     _resume(self, offset, nonce, 1 << 40)
 
-bento.FrameWriter.resume = _forged
+wire.FrameWriter.resume = _forged
 
 def main():
     send("armed")
@@ -48,9 +48,9 @@ def main():
 
 /// Never answers RESUME.
 const SILENT: &str = r#"
-import bento, time
+import _bento_wire as wire, time
 
-bento.FrameWriter.resume = lambda self, *args: None
+wire.FrameWriter.resume = lambda self, *args: None
 
 def main():
     send("armed")
