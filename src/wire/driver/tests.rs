@@ -131,13 +131,8 @@ fn long_input_is_chunked_and_too_large_a_start_refused() {
 /// The Python driver's constants, as `python3` imports them.
 fn python_constants() -> Option<serde_json::Value> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/driver");
-    let module = if std::path::Path::new(dir).join("_bento_wire.py").exists() {
-        "_bento_wire"
-    } else {
-        "bento"
-    };
     let script = format!(
-        "import json, sys; sys.path.insert(0, {dir:?}); import {module} as w; \
+        "import json, sys; sys.path.insert(0, {dir:?}); import _bento_wire as w; \
          print(json.dumps({{k: v for k, v in vars(w).items() \
          if k.isupper() and isinstance(v, int)}}))"
     );
