@@ -138,7 +138,7 @@ pub struct Config {
     #[serde(deserialize_with = "de_duration")]
     pub resume_timeout: Duration,
     /// This controller's persistent identity, from its data dir (not a YAML
-    /// key; set when it starts, see `server::identity`).
+    /// key; set when it starts, see `controller::identity`).
     #[serde(skip)]
     pub controller_id: String,
     /// Image descriptions loaded from `images_dir` (not a YAML key).

@@ -16,7 +16,7 @@
 //!   not ended.
 //!
 //! Containers carrying this controller's labels (its label prefix and its
-//! own identity, see `server::identity`) that belong to no session are
+//! own identity, see `controller::identity`) that belong to no session are
 //! removed: a session's container whose session is gone, and the idle
 //! warm containers of a controller that did not stop cleanly (a warm
 //! container a session took is known by the session's container id, since

@@ -185,7 +185,7 @@ pub struct ActorInit {
     /// was not yet durable, which the driver sends again under the same
     /// seqs.
     pub restored: bool,
-    /// Set when the function ends, for the registry's count of ended
+    /// Set when the function ends, for the live table's count of ended
     /// sessions (it starts out set when `exit` is).
     pub ended: Arc<AtomicBool>,
 }
