@@ -6,8 +6,8 @@
 //!   bodies, the attach WebSocket) and the driver protocol (frames to and
 //!   from the driver in a function's container);
 //! - [`config`]: server settings and image descriptions (YAML);
-//! - [`mem`]: recycled frame buffers and handing memory back to the OS;
-//! - [`metrics`]: the controller's Prometheus counters;
+//! - `mem`: recycled frame buffers and handing memory back to the OS;
+//! - `metrics`: the controller's Prometheus counters;
 //! - [`runtime`]: the container engine behind a small trait (Docker via
 //!   bollard, with its own attach on the engine's Unix socket), and building
 //!   function images;
@@ -23,8 +23,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod controller;
-pub mod mem;
-pub mod metrics;
+pub(crate) mod mem;
+pub(crate) mod metrics;
 pub mod runtime;
 pub mod session;
 pub mod wire;

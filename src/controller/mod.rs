@@ -3,14 +3,14 @@
 
 mod accept;
 pub mod api;
-pub mod check;
-pub mod create;
-pub mod function_store;
-pub mod identity;
+pub(crate) mod check;
+pub(crate) mod create;
+pub(crate) mod function_store;
+pub(crate) mod identity;
 pub mod nofile;
-pub mod pool;
-pub mod recovery;
-pub mod sessions;
+pub(crate) mod pool;
+pub(crate) mod recovery;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 use tokio::net::TcpListener;

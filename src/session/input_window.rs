@@ -61,10 +61,12 @@ impl InputWindow {
     }
 
     /// Bytes of those inputs, as far as they are known.
+    #[cfg(test)]
     pub fn bytes_in_flight(&self) -> u64 {
         self.bytes
     }
 
+    #[cfg(test)]
     pub fn consumed(&self) -> u64 {
         self.consumed
     }

@@ -1,18 +1,18 @@
 //! One session: a function running in its own container, outliving the
 //! connections of the clients that watch it.
 //!
-//! Each session is an actor ([`actor`]): one task owns the output log, the
+//! Each session is an actor (`actor`): one task owns the output log, the
 //! attached client and the container handle, and everything else talks to it
 //! through a [`SessionHandle`]. The container's stdio is served by two helper
 //! tasks ([`io`]): a reader that decodes the driver's frames, and a stdin
 //! writer that applies input exactly once, in order.
 
-pub mod actor;
-pub mod input_window;
+pub(crate) mod actor;
+pub(crate) mod input_window;
 pub mod io;
 pub mod log;
-pub mod record;
-pub mod spawn;
+pub(crate) mod record;
+pub(crate) mod spawn;
 pub mod store;
 
 use bytes::Bytes;

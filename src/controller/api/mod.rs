@@ -1,7 +1,7 @@
 //! The HTTP API (JSON over axum) and the attach WebSocket. `docs/api.md`
 //! describes it for clients.
 
-pub mod auth;
+pub(crate) mod auth;
 mod error;
 mod functions;
 pub mod openapi;

@@ -36,7 +36,7 @@ pub enum FrameError {
 /// in chunks of any size.
 ///
 /// Each frame's payload is copied once, into a buffer of exactly its size
-/// from the [frame pool](crate::mem::frame_pool), so that a frame never pins
+/// from the frame pool (`mem::frame_pool`), so that a frame never pins
 /// the engine's read buffer it arrived in and a stream's frames reuse
 /// memory instead of faulting in new pages.
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 //!   Python side (`driver/_bento_wire.py`) is checked against them by a test.
 //! - [`Kind`] names every frame kind; [`FromDriver`] and [`ToDriver`] are
 //!   the messages of each direction.
-//! - [`codec`](Decoder) frames bytes: the bounded decoder over the
+//! - The codec ([`Decoder`], [`encode`]) frames bytes: the bounded decoder over the
 //!   container's stdout and the encoders for its stdin.
 
 mod codec;
