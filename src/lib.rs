@@ -2,12 +2,12 @@
 //! sessions that outlive the client's connection.
 //!
 //! Where things live, by layer (each uses only the layers above it):
+//! - `metrics`: the controller's Prometheus counters;
+//! - `mem`: recycled frame buffers and handing memory back to the OS;
 //! - [`wire`]: what crosses a process boundary: the client protocol (HTTP
 //!   bodies, the attach WebSocket) and the driver protocol (frames to and
 //!   from the driver in a function's container);
 //! - [`config`]: server settings and image descriptions (YAML);
-//! - `mem`: recycled frame buffers and handing memory back to the OS;
-//! - `metrics`: the controller's Prometheus counters;
 //! - [`runtime`]: the container engine behind a small trait (Docker via
 //!   bollard, with its own attach on the engine's Unix socket), and building
 //!   function images;

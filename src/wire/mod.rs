@@ -3,8 +3,8 @@
 //! ([`driver`]: frames between the controller and the driver inside a
 //! function's container), with the duration format both speak.
 //!
-//! This layer depends on nothing else in the crate, so the client library
-//! uses it without server code.
+//! This layer depends on no server code (only on the frame buffers of
+//! `mem`), so the client library uses it without pulling the server in.
 
 pub mod api;
 pub mod driver;
