@@ -300,8 +300,8 @@ mod tests {
     #[tokio::test]
     async fn garbage_records_are_skipped() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::create_dir_all(dir.path().join("functions")).ok();
-        std::fs::write(dir.path().join("functions/x.json"), b"{not json").ok();
+        std::fs::create_dir_all(dir.path().join("functions")).expect("functions dir");
+        std::fs::write(dir.path().join("functions/x.json"), b"{not json").expect("a bad file");
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert!(store.list().is_empty());
     }

@@ -118,7 +118,7 @@ mod tests {
         assert!(valid(&first), "{first}");
         let again = load_or_create(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first, again);
-        std::fs::write(dir.path().join(ID_FILE), "garbage").ok();
+        std::fs::write(dir.path().join(ID_FILE), "garbage").expect("a bad identity file");
         assert!(load_or_create(dir.path()).is_err());
     }
 
