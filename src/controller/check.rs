@@ -21,6 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ImageSpec;
 use crate::runtime::{ContainerSpec, OutputChunk, Runtime, RuntimeError};
@@ -58,14 +59,22 @@ pub struct Checker {
     /// a check container it left behind.
     controller_label: (String, String),
     slots: Arc<Semaphore>,
+    /// Checks run on the controller's tracker, so that shutdown waits for
+    /// a check's container to be removed.
+    tracker: TaskTracker,
 }
 
 impl Checker {
     /// `label_prefix` is the controller's: check containers carry
     /// `PREFIX.check`, so one left behind by a crash is an orphan that
     /// reconcile removes.
-    pub fn new(runtime: Arc<dyn Runtime>, config: &crate::config::Config) -> Checker {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        config: &crate::config::Config,
+        tracker: TaskTracker,
+    ) -> Checker {
         Checker {
+            tracker,
             runtime,
             label: check_label(&config.label_prefix),
             controller_label: config.controller_label(),
@@ -111,7 +120,7 @@ impl Checker {
                 ))
             })?
             .map_err(|_| CheckError::Failed("the controller is shutting down".into()))?;
-        let task = tokio::spawn(async move {
+        let task = self.tracker.spawn(async move {
             let _slot = slot;
             let container = runtime.create(&spec).await?;
             let answer =

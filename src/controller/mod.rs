@@ -133,7 +133,7 @@ pub async fn run_with_runtime(
     // controller left.
     pool.spawn(&tracker, &shutdown);
     tracker.spawn(crate::mem::trim::run(shutdown.clone()));
-    let checker = check::Checker::new(runtime, &config);
+    let checker = check::Checker::new(runtime, &config, tracker.clone());
     let launcher = Launcher {
         sessions: sessions.clone(),
         pool,
