@@ -3,12 +3,21 @@
 //! background task (see `driver.rs`), so input flows and acks go out while
 //! the consumer is busy writing.
 
-use super::driver::{Cmd, Driver};
-use super::input::{InputBuffer, InputError, InputItem, InputLimits, InputShared};
-use super::ws::{self, Endpoint};
+mod input;
+mod pacing;
+mod reconnect;
+#[cfg(test)]
+mod tests;
+mod ws;
+
+pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
+pub(super) use ws::Endpoint;
+
 use super::ClientError;
 use crate::wire::api::{CloseReason, ExitInfo, OutputFrame};
 use bytes::Bytes;
+use input::{InputBuffer, InputItem, InputShared};
+use reconnect::{Cmd, Driver};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};

@@ -1,6 +1,6 @@
 //! Opening one attach WebSocket and reading its `Hello`.
 
-use super::{error_chain, http_error, root_cause, ClientError};
+use crate::client::{error_chain, http_error, root_cause, ClientError};
 use crate::wire::api::ServerMsg;
 use futures_util::StreamExt;
 use reqwest::Url;

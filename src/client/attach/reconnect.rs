@@ -9,13 +9,15 @@
 //! `conn.rs` serves one connection; this file holds the loop over
 //! connections and the reconnect policy.
 
+// Until the cycle with `conn` is broken, `conn` is served from here.
+#[path = "conn.rs"]
 mod conn;
 
-use super::attach::{AttachEnd, AttachOptions, Event};
 use super::input::InputShared;
 use super::pacing::{AckBatcher, Backoff};
 use super::ws::{self, Endpoint, Ws};
-use super::{error_chain, ClientError};
+use super::{AttachEnd, AttachOptions, Event};
+use crate::client::{error_chain, ClientError};
 use crate::wire::api::{ClientMsg, CloseReason};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::SinkExt;

@@ -1,12 +1,12 @@
 //! Serving one attach connection: output to the consumer, input and acks
 //! to the server, heartbeats, and how the connection ends.
 
+use super::super::input::InputItem;
+use super::super::ws::Ws;
+use super::super::{AttachEnd, Event};
 use super::{
     encode, send, worth_reconnecting, Cmd, ConnEnd, Driver, Sink, Source, GOODBYE_TIMEOUT,
 };
-use crate::client::attach::{AttachEnd, Event};
-use crate::client::input::InputItem;
-use crate::client::ws::Ws;
 use crate::client::{error_chain, ClientError};
 use crate::wire::api::{ClientMsg, CloseReason, InputFrame, OutputFrame, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
