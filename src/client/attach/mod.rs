@@ -3,109 +3,27 @@
 //! background task (see `driver.rs`), so input flows and acks go out while
 //! the consumer is busy writing.
 
+mod event;
 mod input;
+mod options;
 mod pacing;
 mod reconnect;
 #[cfg(test)]
 mod tests;
 mod ws;
 
+pub use event::{AttachEnd, Event};
 pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
+pub use options::AttachOptions;
 pub(super) use ws::Endpoint;
 
 use super::ClientError;
-use crate::wire::api::{CloseReason, ExitInfo, OutputFrame};
 use bytes::Bytes;
 use input::{InputBuffer, InputItem, InputShared};
 use reconnect::{Cmd, Driver};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// How an attachment behaves. `Default` gives the documented values.
-#[derive(Debug, Clone)]
-pub struct AttachOptions {
-    /// Ask for output after this seq on the first connection (0: everything
-    /// the server still holds).
-    pub after: u64,
-    /// Reconnect after transport failures (default true).
-    pub reconnect: bool,
-    /// First reconnect delay; it doubles up to `backoff_max`.
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    /// Stop reconnecting after an outage this long (`None`: never).
-    pub give_up_after: Option<Duration>,
-    /// Ack written output at most this long after it was written...
-    pub ack_interval: Duration,
-    /// ...or as soon as this many messages are written. The server keeps
-    /// output it has not spooled yet in its memory window (4 MiB by
-    /// default); output acknowledged while it is still there never touches
-    /// its disk, so the default, 16, acks a stream of 64 KiB messages every
-    /// MiB.
-    pub ack_every: u64,
-    /// Bounds of the unacknowledged input; sending waits when they are reached.
-    pub input_limits: InputLimits,
-    /// How often the client pings the server.
-    pub heartbeat_interval: Duration,
-    /// Silence after which the connection counts as dead.
-    pub heartbeat_timeout: Duration,
-}
-
-impl Default for AttachOptions {
-    fn default() -> Self {
-        AttachOptions {
-            after: 0,
-            reconnect: true,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            give_up_after: Some(Duration::from_secs(600)),
-            ack_interval: Duration::from_millis(50),
-            ack_every: 16,
-            input_limits: InputLimits::default(),
-            // The server pings every few seconds too; a connection with no
-            // word for 20s is dead even if TCP has not noticed.
-            heartbeat_interval: Duration::from_secs(5),
-            heartbeat_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What an attachment reports, in order.
-#[derive(Debug)]
-pub enum Event {
-    /// A chunk of output. Output is delivered once, in seq order, even across
-    /// reconnects. Call [`Attachment::written`] once it is written out.
-    Output(OutputFrame),
-    /// The function ended; this is the last output message. Once it is
-    /// reported as written, the attachment acks it and closes.
-    Exit { seq: u64, exit: ExitInfo },
-    /// The connection failed and the next attempt starts after `delay`.
-    /// `attempt` counts from 1 within one outage.
-    Reconnecting {
-        attempt: u32,
-        delay: Duration,
-        cause: String,
-    },
-    /// Connected again; delivery resumes after the last seq received.
-    Reconnected { last_seq: u64 },
-    /// The attachment is over; [`Attachment::next`] returns `None` from now on.
-    Ended(AttachEnd),
-}
-
-/// Why an attachment ended.
-#[derive(Debug)]
-pub enum AttachEnd {
-    /// The exit was delivered, written and acknowledged.
-    Finished,
-    /// This client detached ([`Attachment::detach`], or the attachment was dropped).
-    Detached,
-    /// The server closed the connection for this reason (another client
-    /// took over, `bento close`, ...).
-    Closed(CloseReason),
-    /// The connection was lost and could not (or was not to) be re-established;
-    /// also unknown sessions on reconnect and protocol errors.
-    Failed(ClientError),
-}
 
 /// A live attach to a session. Dropping it detaches.
 #[derive(Debug)]
