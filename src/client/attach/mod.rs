@@ -1,12 +1,39 @@
-//! The public face of an attach: [`Attachment`] (events in, acks out),
-//! [`InputSender`] and [`DetachHandle`]. The socket itself is run by a
-//! background task (see `driver.rs`), so input flows and acks go out while
-//! the consumer is busy writing.
+//! Attaching to a session's I/O: the public face is [`Attachment`] (events
+//! in, acks out), [`InputSender`], [`WrittenHandle`] and [`DetachHandle`].
+//! The socket itself is served by a background task, so input flows and
+//! acks go out while the consumer is busy writing; it reconnects by itself
+//! after transport failures.
+//!
+//! Each file uses only those below it:
+//!
+//! ```text
+//! mod.rs        Attachment and its handles; attach() makes the first
+//!   |           connection and spawns the task
+//!   v
+//! reconnect.rs  the task: serves connections one after another, and
+//!   |           reconnects with backoff when one is lost
+//!   v
+//! conn.rs       serves one connection: output to the consumer, input and
+//!   |           acks to the server, heartbeats, detach and takeover
+//!   v
+//! link.rs       what lasts from one connection to the next: the channels
+//!   |           to the handles, and how far output got
+//!   v
+//! acks.rs    input.rs    ws.rs    options.rs    event.rs
+//! (batching  (unacked    (open a  (AttachOptions) (Event,
+//!  acks)      input to    socket,                  AttachEnd)
+//!             resend)     read Hello)
+//! ```
+//!
+//! `options.rs` takes [`InputLimits`] from `input.rs`; the leaves use
+//! nothing else here.
 
+mod acks;
+mod conn;
 mod event;
 mod input;
+mod link;
 mod options;
-mod pacing;
 mod reconnect;
 #[cfg(test)]
 mod tests;
@@ -20,9 +47,8 @@ pub(super) use ws::Endpoint;
 use super::ClientError;
 use bytes::Bytes;
 use input::{InputBuffer, InputItem, InputShared};
-use reconnect::{Cmd, Driver};
+use link::{Cmd, Link};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A live attach to a session. Dropping it detaches.
@@ -68,36 +94,14 @@ pub struct DetachHandle {
     cmds: mpsc::Sender<Cmd>,
 }
 
-/// How long a first attach waits for a session that is resuming after a
-/// controller restart (503) before it gives up with the server's answer.
-const RESUMING_WAIT: Duration = Duration::from_secs(30);
-
-/// Connects, waiting out a session that is resuming: that takes moments,
-/// and a user who attaches right after a restart should not have to retry
-/// by hand. Every other answer is final here.
-async fn connect_when_ready(
-    endpoint: &ws::Endpoint,
-    after: u64,
-) -> Result<(ws::Ws, ws::Hello), ClientError> {
-    let until = tokio::time::Instant::now() + RESUMING_WAIT;
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match ws::connect(endpoint, after).await {
-            Err(e) if e.status() == Some(503) && tokio::time::Instant::now() + delay < until => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
-
-pub(crate) async fn attach(
+/// Makes the first connection, then hands the socket to the task that
+/// serves it (see [`reconnect::run`]).
+pub(super) async fn attach(
     endpoint: Endpoint,
     token: &str,
     options: AttachOptions,
 ) -> Result<Attachment, ClientError> {
-    let (ws, hello) = connect_when_ready(&endpoint, options.after).await?;
+    let (ws, hello) = reconnect::connect_when_ready(&endpoint, options.after).await?;
     let input = Arc::new(InputShared::new(InputBuffer::new(
         options.input_limits,
         hello.input_next,
@@ -110,8 +114,7 @@ pub(crate) async fn attach(
     let (events_tx, events) = mpsc::channel(64);
     let (written, written_rx) = watch::channel(0);
     let (cmds_tx, cmds) = mpsc::channel(4);
-    let driver = Driver::new(
-        endpoint,
+    let link = Link::new(
         options.clone(),
         input.clone(),
         events_tx,
@@ -119,7 +122,7 @@ pub(crate) async fn attach(
         cmds,
         options.after,
     );
-    tokio::spawn(driver.run(ws));
+    tokio::spawn(reconnect::run(link, endpoint, ws));
     Ok(Attachment {
         token: token.to_string(),
         session: hello.session,

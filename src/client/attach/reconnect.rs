@@ -1,74 +1,58 @@
-//! The task behind an [`Attachment`](super::Attachment): it owns the socket,
-//! forwards output to the consumer, sends input and batched acks, answers
-//! pings, and reconnects after transport failures.
-//!
-//! Output is read from the socket only when the consumer has room for it (a
-//! reserved channel slot), so a slow consumer slows the server down instead
-//! of growing a buffer here.
-//!
-//! `conn.rs` serves one connection; this file holds the loop over
-//! connections and the reconnect policy.
+//! The task behind an [`Attachment`](super::Attachment): [`run`] serves
+//! connections one after another (each by `conn.rs`), and after a lost one
+//! reconnects with [`Backoff`] until a new one is up or the attachment is
+//! over. Also how the first connection waits out a resuming session
+//! ([`connect_when_ready`]).
 
-// Until the cycle with `conn` is broken, `conn` is served from here.
-#[path = "conn.rs"]
-mod conn;
-
-use super::input::InputShared;
-use super::pacing::{AckBatcher, Backoff};
+use super::conn::{self, worth_reconnecting, ConnEnd};
+use super::link::{Cmd, Link};
 use super::ws::{self, Endpoint, Ws};
-use super::{AttachEnd, AttachOptions, Event};
-use crate::client::{error_chain, ClientError};
-use crate::wire::api::{ClientMsg, CloseReason};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::SinkExt;
-use std::sync::Arc;
+use super::{AttachEnd, Event};
+use crate::client::ClientError;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-type Sink = SplitSink<Ws, Message>;
-type Source = SplitStream<Ws>;
+/// How long a first attach waits for a session that is resuming after a
+/// controller restart (503) before it gives up with the server's answer.
+const RESUMING_WAIT: Duration = Duration::from_secs(30);
 
-/// Bound on saying goodbye (detach, final ack) to a server that may be gone.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub(crate) enum Cmd {
-    Detach(oneshot::Sender<()>),
+/// Connects, waiting out a session that is resuming: that takes moments,
+/// and a user who attaches right after a restart should not have to retry
+/// by hand. Every other answer is final here.
+pub(super) async fn connect_when_ready(
+    endpoint: &Endpoint,
+    after: u64,
+) -> Result<(Ws, ws::Hello), ClientError> {
+    let until = tokio::time::Instant::now() + RESUMING_WAIT;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match ws::connect(endpoint, after).await {
+            Err(e) if e.status() == Some(503) && tokio::time::Instant::now() + delay < until => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
-/// How one connection ended.
-enum ConnEnd {
-    /// The attachment is over.
-    Over(AttachEnd),
-    /// The transport failed; a new connection may carry on.
-    Lost(String),
+/// Exponential backoff between reconnect attempts.
+#[derive(Debug, Clone)]
+struct Backoff {
+    max: Duration,
+    next: Duration,
 }
 
-pub(crate) struct Driver {
-    endpoint: Endpoint,
-    opts: AttachOptions,
-    input: Arc<InputShared>,
-    events: mpsc::Sender<Event>,
-    written: watch::Receiver<u64>,
-    cmds: mpsc::Receiver<Cmd>,
-    /// Highest output seq received; output at or below it is a duplicate.
-    last_received: u64,
-    /// Highest seq handed to the consumer (output or the exit): what it
-    /// is to write out before a takeover's final ack.
-    delivered: u64,
-    acks: AckBatcher,
-    exit_received: bool,
-    detach_replies: Vec<oneshot::Sender<()>>,
-}
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        Backoff { max, next: initial }
+    }
 
-/// Server close reasons that describe the connection, not the session, so
-/// a new connection is the right answer.
-fn worth_reconnecting(reason: &CloseReason) -> bool {
-    matches!(
-        reason,
-        CloseReason::ServerShutdown | CloseReason::HeartbeatTimeout | CloseReason::SlowClient
-    )
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
 }
 
 /// Errors on reconnect that another attempt cannot fix.
@@ -82,134 +66,116 @@ fn is_final(e: &ClientError) -> bool {
     }
 }
 
-fn encode(msg: &ClientMsg) -> Result<Message, String> {
-    serde_json::to_string(msg)
-        .map(Message::text)
-        .map_err(|e| format!("cannot encode {msg:?}: {e}"))
-}
-
-async fn send(sink: &mut Sink, msg: &ClientMsg) -> Result<(), String> {
-    let m = encode(msg)?;
-    sink.send(m).await.map_err(|e| error_chain(&e))
-}
-
-impl Driver {
-    pub(crate) fn new(
-        endpoint: Endpoint,
-        opts: AttachOptions,
-        input: Arc<InputShared>,
-        events: mpsc::Sender<Event>,
-        written: watch::Receiver<u64>,
-        cmds: mpsc::Receiver<Cmd>,
-        after: u64,
-    ) -> Self {
-        let acks = AckBatcher::new(opts.ack_interval, opts.ack_every);
-        Driver {
-            endpoint,
-            opts,
-            input,
-            events,
-            written,
-            cmds,
-            last_received: after,
-            delivered: 0,
-            acks,
-            exit_received: false,
-            detach_replies: Vec::new(),
-        }
-    }
-
-    pub(crate) async fn run(mut self, first: Ws) {
-        let mut ws = first;
-        let end = loop {
-            let cause = match self.serve(ws).await {
-                ConnEnd::Over(end) => break end,
-                ConnEnd::Lost(cause) => cause,
-            };
-            tracing::debug!(%cause, "attach connection lost");
-            if !self.opts.reconnect {
-                break AttachEnd::Failed(ClientError::Transport(cause));
-            }
-            match self.reconnect(cause).await {
-                Ok(next) => ws = next,
-                Err(end) => break end,
-            }
+/// Serves `first`, and the connections after it, until the attachment is
+/// over; then tells the consumer why.
+pub(super) async fn run(mut link: Link, endpoint: Endpoint, first: Ws) {
+    let mut ws = first;
+    let end = loop {
+        let cause = match conn::serve(&mut link, ws).await {
+            ConnEnd::Over(end) => break end,
+            ConnEnd::Lost(cause) => cause,
         };
-        self.input.end();
-        // Answer detachers before the final event: the consumer may not be
-        // reading events while it waits for its detach to complete.
-        for reply in self.detach_replies.drain(..) {
-            let _ = reply.send(());
+        tracing::debug!(%cause, "attach connection lost");
+        if !link.opts.reconnect {
+            break AttachEnd::Failed(ClientError::Transport(cause));
         }
-        let _ = self.events.send(Event::Ended(end)).await;
+        match reconnect(&mut link, &endpoint, cause).await {
+            Ok(next) => ws = next,
+            Err(end) => break end,
+        }
+    };
+    link.input.end();
+    // Answer detachers before the final event: the consumer may not be
+    // reading events while it waits for its detach to complete.
+    for reply in link.detach_replies.drain(..) {
+        let _ = reply.send(());
     }
+    let _ = link.events.send(Event::Ended(end)).await;
+}
 
-    async fn reconnect(&mut self, mut cause: String) -> Result<Ws, AttachEnd> {
-        let started = Instant::now();
-        let mut backoff = Backoff::new(self.opts.backoff_initial, self.opts.backoff_max);
-        let mut attempt = 0u32;
-        loop {
-            if let Some(limit) = self.opts.give_up_after {
-                if started.elapsed() >= limit {
-                    return Err(AttachEnd::Failed(ClientError::Transport(format!(
-                        "gave up reconnecting after {}s: {cause}",
-                        limit.as_secs()
-                    ))));
-                }
+async fn reconnect(
+    link: &mut Link,
+    endpoint: &Endpoint,
+    mut cause: String,
+) -> Result<Ws, AttachEnd> {
+    let started = Instant::now();
+    let mut backoff = Backoff::new(link.opts.backoff_initial, link.opts.backoff_max);
+    let mut attempt = 0u32;
+    loop {
+        if let Some(limit) = link.opts.give_up_after {
+            if started.elapsed() >= limit {
+                return Err(AttachEnd::Failed(ClientError::Transport(format!(
+                    "gave up reconnecting after {}s: {cause}",
+                    limit.as_secs()
+                ))));
             }
-            attempt = attempt.saturating_add(1);
-            let delay = backoff.next_delay();
-            let notice = Event::Reconnecting {
-                attempt,
-                delay,
-                cause: cause.clone(),
-            };
-            if self.events.send(notice).await.is_err() {
+        }
+        attempt = attempt.saturating_add(1);
+        let delay = backoff.next_delay();
+        let notice = Event::Reconnecting {
+            attempt,
+            delay,
+            cause: cause.clone(),
+        };
+        if link.events.send(notice).await.is_err() {
+            return Err(AttachEnd::Detached);
+        }
+        let result = tokio::select! {
+            cmd = link.cmds.recv() => {
+                // Nobody to tell: the server already lost us.
+                if let Some(Cmd::Detach(reply)) = cmd {
+                    link.detach_replies.push(reply);
+                }
                 return Err(AttachEnd::Detached);
             }
-            let result = tokio::select! {
-                cmd = self.cmds.recv() => {
-                    // Nobody to tell: the server already lost us.
-                    if let Some(Cmd::Detach(reply)) = cmd {
-                        self.detach_replies.push(reply);
-                    }
+            r = async {
+                tokio::time::sleep(delay).await;
+                ws::connect(endpoint, link.last_received).await
+            } => r,
+        };
+        match result {
+            Ok((ws, hello)) => {
+                if hello.last_seq < link.last_received {
+                    // After a controller restart: output we were sent
+                    // before it was durable comes again under the same
+                    // seqs, and the server skips what we have.
+                    tracing::info!(
+                        server = hello.last_seq,
+                        ours = link.last_received,
+                        "the server has not yet recovered all output we received"
+                    );
+                }
+                link.input.resume(hello.input_next);
+                if hello.input_closed {
+                    link.input.end();
+                }
+                let back = Event::Reconnected {
+                    last_seq: link.last_received,
+                };
+                if link.events.send(back).await.is_err() {
                     return Err(AttachEnd::Detached);
                 }
-                r = async {
-                    tokio::time::sleep(delay).await;
-                    ws::connect(&self.endpoint, self.last_received).await
-                } => r,
-            };
-            match result {
-                Ok((ws, hello)) => {
-                    if hello.last_seq < self.last_received {
-                        // After a controller restart: output we were sent
-                        // before it was durable comes again under the same
-                        // seqs, and the server skips what we have.
-                        tracing::info!(
-                            server = hello.last_seq,
-                            ours = self.last_received,
-                            "the server has not yet recovered all output we received"
-                        );
-                    }
-                    self.input.resume(hello.input_next);
-                    if hello.input_closed {
-                        self.input.end();
-                    }
-                    let back = Event::Reconnected {
-                        last_seq: self.last_received,
-                    };
-                    if self.events.send(back).await.is_err() {
-                        return Err(AttachEnd::Detached);
-                    }
-                    return Ok(ws);
-                }
-                Err(ClientError::Closed(reason)) if !worth_reconnecting(&reason) => {
-                    return Err(AttachEnd::Closed(reason))
-                }
-                Err(e) if is_final(&e) => return Err(AttachEnd::Failed(e)),
-                Err(e) => cause = e.to_string(),
+                return Ok(ws);
             }
+            Err(ClientError::Closed(reason)) if !worth_reconnecting(&reason) => {
+                return Err(AttachEnd::Closed(reason))
+            }
+            Err(e) if is_final(&e) => return Err(AttachEnd::Failed(e)),
+            Err(e) => cause = e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn backoff_doubles_to_cap() {
+        let mut b = Backoff::new(100 * MS, 500 * MS);
+        let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+        assert_eq!(delays, [100 * MS, 200 * MS, 400 * MS, 500 * MS, 500 * MS]);
     }
 }

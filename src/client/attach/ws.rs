@@ -1,8 +1,10 @@
-//! Opening one attach WebSocket and reading its `Hello`.
+//! Opening one attach WebSocket and reading its `Hello`, and sending
+//! control messages on it.
 
 use crate::client::{error_chain, http_error, root_cause, ClientError};
-use crate::wire::api::ServerMsg;
-use futures_util::StreamExt;
+use crate::wire::api::{ClientMsg, ServerMsg};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -12,11 +14,15 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The halves of a [`Ws`], so that reading and writing are separate.
+pub(crate) type Sink = SplitSink<Ws, Message>;
+pub(crate) type Source = SplitStream<Ws>;
 
 /// How long the handshake plus `Hello` may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Where to attach: the `ws://` URL of one session.
+/// Where to attach: the `ws://` URL of one session, as
+/// [`Client`](crate::client::Client) makes it.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     pub(crate) url: Url,
@@ -120,4 +126,17 @@ fn handshake_error(ep: &Endpoint, e: tungstenite::Error) -> ClientError {
         },
         other => ClientError::Transport(error_chain(&other)),
     }
+}
+
+/// A control message as a WebSocket text message.
+pub(crate) fn encode(msg: &ClientMsg) -> Result<Message, String> {
+    serde_json::to_string(msg)
+        .map(Message::text)
+        .map_err(|e| format!("cannot encode {msg:?}: {e}"))
+}
+
+/// Sends one control message; the error says why the transport failed.
+pub(crate) async fn send(sink: &mut Sink, msg: &ClientMsg) -> Result<(), String> {
+    let m = encode(msg)?;
+    sink.send(m).await.map_err(|e| error_chain(&e))
 }

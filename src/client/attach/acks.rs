@@ -1,5 +1,4 @@
-//! Timing policies of an attachment: when to acknowledge output, and how
-//! long to wait between reconnect attempts. Pure, so they are tested alone.
+//! When to acknowledge output: [`AckBatcher`]. Pure, so it is tested alone.
 
 use std::time::{Duration, Instant};
 
@@ -79,25 +78,6 @@ impl AckBatcher {
     }
 }
 
-/// Exponential backoff between reconnect attempts.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { max, next: initial }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,12 +129,5 @@ mod tests {
         a.sent(5);
         a.written(4, t);
         assert_eq!(a.due(t + 100 * MS), None);
-    }
-
-    #[test]
-    fn backoff_doubles_to_cap() {
-        let mut b = Backoff::new(100 * MS, 500 * MS);
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
-        assert_eq!(delays, [100 * MS, 200 * MS, 400 * MS, 500 * MS, 500 * MS]);
     }
 }
