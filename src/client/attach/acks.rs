@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// unacked write, and at once for the session's exit (the last message, after
 /// which the client closes).
 #[derive(Debug)]
-pub(crate) struct AckBatcher {
+pub(super) struct AckBatcher {
     interval: Duration,
     every: u64,
     written: u64,
@@ -20,7 +20,7 @@ pub(crate) struct AckBatcher {
 }
 
 impl AckBatcher {
-    pub(crate) fn new(interval: Duration, every: u64) -> Self {
+    pub(super) fn new(interval: Duration, every: u64) -> Self {
         AckBatcher {
             interval,
             every: every.max(1),
@@ -32,7 +32,7 @@ impl AckBatcher {
     }
 
     /// The consumer has written out everything up to `seq`.
-    pub(crate) fn written(&mut self, seq: u64, now: Instant) {
+    pub(super) fn written(&mut self, seq: u64, now: Instant) {
         if seq <= self.written {
             return;
         }
@@ -42,18 +42,18 @@ impl AckBatcher {
         }
     }
 
-    pub(crate) fn set_exit(&mut self, seq: u64) {
+    pub(super) fn set_exit(&mut self, seq: u64) {
         self.exit_seq = Some(seq);
     }
 
     /// Whether the exit message has been written out (so it must be acked and
     /// the connection closed).
-    pub(crate) fn exit_written(&self) -> bool {
+    pub(super) fn exit_written(&self) -> bool {
         self.exit_seq.is_some_and(|e| self.written >= e)
     }
 
     /// The seq to ack now, if one is due.
-    pub(crate) fn due(&self, now: Instant) -> Option<u64> {
+    pub(super) fn due(&self, now: Instant) -> Option<u64> {
         if self.written <= self.acked {
             return None;
         }
@@ -65,14 +65,14 @@ impl AckBatcher {
     }
 
     /// When the pending ack falls due by time, if one is pending.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         if self.written <= self.acked {
             return None;
         }
         self.pending_since.map(|t| t + self.interval)
     }
 
-    pub(crate) fn sent(&mut self, seq: u64) {
+    pub(super) fn sent(&mut self, seq: u64) {
         self.acked = self.acked.max(seq);
         self.pending_since = None;
     }
