@@ -2,6 +2,10 @@
 //! and [`Attachment`], a resumable attach to a session's I/O that reconnects
 //! by itself after transport failures.
 //!
+//! The HTTP calls are in this file and their errors in `error.rs`; the
+//! attach is in `attach/`, whose module doc draws how its files depend on
+//! one another.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), bento::client::ClientError> {
 //! use bento::client::{AttachOptions, Client, Event};
