@@ -6,10 +6,10 @@
 //! reserved channel slot), so a slow consumer slows the server down instead
 //! of growing a buffer here.
 
+use super::event::{AttachEnd, Event};
 use super::input::InputItem;
 use super::link::{Cmd, Link};
 use super::ws::{encode, send, Sink, Source, Ws};
-use super::{AttachEnd, Event};
 use crate::client::{error_chain, ClientError};
 use crate::wire::api::{ClientMsg, CloseReason, InputFrame, OutputFrame, ServerMsg};
 use futures_util::{SinkExt, StreamExt};

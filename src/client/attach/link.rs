@@ -3,8 +3,9 @@
 //! `reconnect.rs` carries it over to the next one.
 
 use super::acks::AckBatcher;
+use super::event::Event;
 use super::input::InputShared;
-use super::{AttachOptions, Event};
+use super::options::AttachOptions;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -5,9 +5,9 @@
 //! ([`connect_when_ready`]).
 
 use super::conn::{self, worth_reconnecting, ConnEnd};
+use super::event::{AttachEnd, Event};
 use super::link::{Cmd, Link};
 use super::ws::{self, Endpoint, Ws};
-use super::{AttachEnd, Event};
 use crate::client::ClientError;
 use std::time::Duration;
 use tokio::time::Instant;
