@@ -2,6 +2,10 @@
 //! and [`Attachment`], a resumable attach to a session's I/O that reconnects
 //! by itself after transport failures.
 //!
+//! The HTTP calls are in this file and their errors in `error.rs`; the
+//! attach is in `attach/`, whose module doc draws how its files depend on
+//! one another.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), bento::client::ClientError> {
 //! use bento::client::{AttachOptions, Client, Event};
@@ -36,23 +40,17 @@
 //! ```
 
 mod attach;
-mod driver;
 mod error;
-mod input;
-mod pacing;
-#[cfg(test)]
-mod tests_attach;
 #[cfg(test)]
 mod tests_submit;
-mod ws;
 
 pub use error::ClientError;
 use error::{error_chain, http_error, root_cause};
 
 pub use attach::{
-    AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputSender, WrittenHandle,
+    AttachEnd, AttachOptions, Attachment, DetachHandle, Event, InputError, InputLimits,
+    InputSender, WrittenHandle, MAX_INPUT_MESSAGE,
 };
-pub use input::{InputError, InputLimits, MAX_INPUT_MESSAGE};
 
 use crate::wire::api::{
     CreateSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
@@ -258,7 +256,7 @@ impl Client {
         attach::attach(self.endpoint(token)?, token, options).await
     }
 
-    fn endpoint(&self, token: &str) -> Result<ws::Endpoint, ClientError> {
+    fn endpoint(&self, token: &str) -> Result<attach::Endpoint, ClientError> {
         let mut url = self.url_for(&["v1", "sessions", token, "attach"]);
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         url.set_scheme(scheme)
@@ -266,7 +264,7 @@ impl Client {
                 url: self.display.clone(),
                 message: "cannot make a WebSocket URL of it".into(),
             })?;
-        Ok(ws::Endpoint {
+        Ok(attach::Endpoint {
             url,
             display_url: self.display.clone(),
             api_key: self.api_key.clone(),

@@ -1,8 +1,10 @@
-//! Opening one attach WebSocket and reading its `Hello`.
+//! Opening one attach WebSocket and reading its `Hello`, and sending
+//! control messages on it.
 
-use super::{error_chain, http_error, root_cause, ClientError};
-use crate::wire::api::ServerMsg;
-use futures_util::StreamExt;
+use crate::client::{error_chain, http_error, root_cause, ClientError};
+use crate::wire::api::{ClientMsg, ServerMsg};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -11,31 +13,35 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The halves of a [`Ws`], so that reading and writing are separate.
+pub(super) type Sink = SplitSink<Ws, Message>;
+pub(super) type Source = SplitStream<Ws>;
 
 /// How long the handshake plus `Hello` may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Where to attach: the `ws://` URL of one session.
+/// Where to attach: the `ws://` URL of one session, as
+/// [`Client`](crate::client::Client) makes it.
 #[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
-    pub(crate) url: Url,
+pub(in crate::client) struct Endpoint {
+    pub(in crate::client) url: Url,
     /// The server's base URL, for messages.
-    pub(crate) display_url: String,
-    pub(crate) api_key: Option<String>,
+    pub(in crate::client) display_url: String,
+    pub(in crate::client) api_key: Option<String>,
 }
 
 /// What the server said in `Hello`.
 #[derive(Debug, Clone)]
-pub(crate) struct Hello {
-    pub(crate) session: String,
-    pub(crate) input_next: u64,
-    pub(crate) last_seq: u64,
-    pub(crate) input_closed: bool,
+pub(super) struct Hello {
+    pub(super) session: String,
+    pub(super) input_next: u64,
+    pub(super) last_seq: u64,
+    pub(super) input_closed: bool,
 }
 
 /// Connects, asking for output after `after`, and reads the `Hello`.
-pub(crate) async fn connect(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), ClientError> {
+pub(super) async fn connect(ep: &Endpoint, after: u64) -> Result<(Ws, Hello), ClientError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(ep, after)).await {
         Ok(r) => r,
         Err(_) => Err(ClientError::Unreachable {
@@ -120,4 +126,17 @@ fn handshake_error(ep: &Endpoint, e: tungstenite::Error) -> ClientError {
         },
         other => ClientError::Transport(error_chain(&other)),
     }
+}
+
+/// A control message as a WebSocket text message.
+pub(super) fn encode(msg: &ClientMsg) -> Result<Message, String> {
+    serde_json::to_string(msg)
+        .map(Message::text)
+        .map_err(|e| format!("cannot encode {msg:?}: {e}"))
+}
+
+/// Sends one control message; the error says why the transport failed.
+pub(super) async fn send(sink: &mut Sink, msg: &ClientMsg) -> Result<(), String> {
+    let m = encode(msg)?;
+    sink.send(m).await.map_err(|e| error_chain(&e))
 }

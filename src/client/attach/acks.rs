@@ -1,5 +1,4 @@
-//! Timing policies of an attachment: when to acknowledge output, and how
-//! long to wait between reconnect attempts. Pure, so they are tested alone.
+//! When to acknowledge output: [`AckBatcher`]. Pure, so it is tested alone.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 /// unacked write, and at once for the session's exit (the last message, after
 /// which the client closes).
 #[derive(Debug)]
-pub(crate) struct AckBatcher {
+pub(super) struct AckBatcher {
     interval: Duration,
     every: u64,
     written: u64,
@@ -21,7 +20,7 @@ pub(crate) struct AckBatcher {
 }
 
 impl AckBatcher {
-    pub(crate) fn new(interval: Duration, every: u64) -> Self {
+    pub(super) fn new(interval: Duration, every: u64) -> Self {
         AckBatcher {
             interval,
             every: every.max(1),
@@ -33,7 +32,7 @@ impl AckBatcher {
     }
 
     /// The consumer has written out everything up to `seq`.
-    pub(crate) fn written(&mut self, seq: u64, now: Instant) {
+    pub(super) fn written(&mut self, seq: u64, now: Instant) {
         if seq <= self.written {
             return;
         }
@@ -43,18 +42,18 @@ impl AckBatcher {
         }
     }
 
-    pub(crate) fn set_exit(&mut self, seq: u64) {
+    pub(super) fn set_exit(&mut self, seq: u64) {
         self.exit_seq = Some(seq);
     }
 
     /// Whether the exit message has been written out (so it must be acked and
     /// the connection closed).
-    pub(crate) fn exit_written(&self) -> bool {
+    pub(super) fn exit_written(&self) -> bool {
         self.exit_seq.is_some_and(|e| self.written >= e)
     }
 
     /// The seq to ack now, if one is due.
-    pub(crate) fn due(&self, now: Instant) -> Option<u64> {
+    pub(super) fn due(&self, now: Instant) -> Option<u64> {
         if self.written <= self.acked {
             return None;
         }
@@ -66,35 +65,16 @@ impl AckBatcher {
     }
 
     /// When the pending ack falls due by time, if one is pending.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         if self.written <= self.acked {
             return None;
         }
         self.pending_since.map(|t| t + self.interval)
     }
 
-    pub(crate) fn sent(&mut self, seq: u64) {
+    pub(super) fn sent(&mut self, seq: u64) {
         self.acked = self.acked.max(seq);
         self.pending_since = None;
-    }
-}
-
-/// Exponential backoff between reconnect attempts.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { max, next: initial }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
     }
 }
 
@@ -149,12 +129,5 @@ mod tests {
         a.sent(5);
         a.written(4, t);
         assert_eq!(a.due(t + 100 * MS), None);
-    }
-
-    #[test]
-    fn backoff_doubles_to_cap() {
-        let mut b = Backoff::new(100 * MS, 500 * MS);
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
-        assert_eq!(delays, [100 * MS, 200 * MS, 400 * MS, 500 * MS, 500 * MS]);
     }
 }

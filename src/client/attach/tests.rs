@@ -4,7 +4,8 @@
 // The handshake callback's error type is tungstenite's, large or not.
 #![allow(clippy::result_large_err)]
 
-use super::{AttachEnd, AttachOptions, Client, ClientError, Event};
+use super::{AttachEnd, AttachOptions, Event};
+use crate::client::{Client, ClientError};
 use crate::wire::api::{
     ClientMsg, CloseReason, ExitReason, InputFrame, OutputFrame, ServerMsg, Stream,
 };

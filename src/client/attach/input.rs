@@ -35,7 +35,7 @@ impl Default for InputLimits {
 
 /// One numbered input item.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum InputItem {
+pub(super) enum InputItem {
     Data(Bytes),
     Eof,
 }
@@ -62,7 +62,7 @@ pub enum InputError {
 
 /// Result of [`InputBuffer::push`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Push {
+enum Push {
     Queued(u64),
     /// No room: the item is handed back so the caller can wait and retry.
     Full(InputItem),
@@ -71,7 +71,7 @@ pub(crate) enum Push {
 
 /// The unacknowledged input, in sequence order, and where sending stands.
 #[derive(Debug)]
-pub(crate) struct InputBuffer {
+pub(super) struct InputBuffer {
     limits: InputLimits,
     items: VecDeque<(u64, InputItem)>,
     bytes: usize,
@@ -85,7 +85,7 @@ pub(crate) struct InputBuffer {
 impl InputBuffer {
     /// `next_seq` is the server's `input_next` on the first connection: a
     /// new client continues the numbering where earlier clients left it.
-    pub(crate) fn new(limits: InputLimits, next_seq: u64) -> Self {
+    pub(super) fn new(limits: InputLimits, next_seq: u64) -> Self {
         InputBuffer {
             limits,
             items: VecDeque::new(),
@@ -97,7 +97,7 @@ impl InputBuffer {
         }
     }
 
-    pub(crate) fn push(&mut self, item: InputItem) -> Push {
+    fn push(&mut self, item: InputItem) -> Push {
         if item.len() > MAX_INPUT_MESSAGE {
             return Push::Rejected(InputError::TooLarge(item.len()));
         }
@@ -125,14 +125,14 @@ impl InputBuffer {
     }
 
     /// The next item to transmit on the current connection, if any.
-    pub(crate) fn next_unsent(&mut self) -> Option<(u64, InputItem)> {
+    pub(super) fn next_unsent(&mut self) -> Option<(u64, InputItem)> {
         let item = self.items.get(self.sent).cloned()?;
         self.sent += 1;
         Some(item)
     }
 
     /// The server has applied everything up to `seq`. Returns whether room was freed.
-    pub(crate) fn ack(&mut self, seq: u64) -> bool {
+    fn ack(&mut self, seq: u64) -> bool {
         let mut freed = false;
         while let Some((s, item)) = self.items.front() {
             if *s > seq {
@@ -148,7 +148,7 @@ impl InputBuffer {
 
     /// A new connection: the server expects `input_next`; everything before
     /// it was applied, everything from it on must be sent again.
-    pub(crate) fn resume(&mut self, input_next: u64) -> bool {
+    fn resume(&mut self, input_next: u64) -> bool {
         let freed = self.ack(input_next.saturating_sub(1));
         self.sent = 0;
         // Another client may have sent input while we were away; our own
@@ -157,7 +157,7 @@ impl InputBuffer {
         freed
     }
 
-    pub(crate) fn end(&mut self) {
+    fn end(&mut self) {
         self.ended = true;
     }
 
@@ -169,16 +169,16 @@ impl InputBuffer {
 
 /// The buffer shared by input senders and the connection task.
 #[derive(Debug)]
-pub(crate) struct InputShared {
+pub(super) struct InputShared {
     buf: Mutex<InputBuffer>,
     /// Wakes the connection task: there is something to send.
-    pub(crate) data: Notify,
+    pub(super) data: Notify,
     /// Wakes waiting senders: room was freed, or the attachment ended.
     space: Notify,
 }
 
 impl InputShared {
-    pub(crate) fn new(buf: InputBuffer) -> Self {
+    pub(super) fn new(buf: InputBuffer) -> Self {
         InputShared {
             buf: Mutex::new(buf),
             data: Notify::new(),
@@ -186,31 +186,31 @@ impl InputShared {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, InputBuffer> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, InputBuffer> {
         // A panic while holding this lock cannot leave the buffer half
         // updated in a way that matters more than losing the attachment.
         self.buf.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn ack(&self, seq: u64) {
+    pub(super) fn ack(&self, seq: u64) {
         if self.lock().ack(seq) {
             self.space.notify_waiters();
         }
     }
 
-    pub(crate) fn resume(&self, input_next: u64) {
+    pub(super) fn resume(&self, input_next: u64) {
         if self.lock().resume(input_next) {
             self.space.notify_waiters();
         }
     }
 
-    pub(crate) fn end(&self) {
+    pub(super) fn end(&self) {
         self.lock().end();
         self.space.notify_waiters();
     }
 
     /// Queues `item`, waiting while the buffer is full.
-    pub(crate) async fn push(&self, mut item: InputItem) -> Result<u64, InputError> {
+    pub(super) async fn push(&self, mut item: InputItem) -> Result<u64, InputError> {
         loop {
             // Register interest before looking, so a wake-up between the
             // check and the await is not lost.
