@@ -8,15 +8,15 @@
 //! Checks of many malformed requests collect every mismatch and fail once
 //! with the whole list, so one run shows everything that is off.
 
-mod common;
+mod kit;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachOptions, Client, Event};
 use bento::wire::api::{CloseReason, OutputFrame, ServerMsg, SessionState, Stream};
-use common::{receive, TestServer};
 use futures_util::{SinkExt, StreamExt};
+use kit::{receive, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -1165,7 +1165,7 @@ async fn an_api_key_guards_everything_but_healthz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_loopback_address_without_a_key_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let mut config = common::repo_config();
+    let mut config = kit::repo_config();
     config.data_dir = dir.path().join("data");
     config.api_key = None;
     config.api_key_file = None;
@@ -1196,7 +1196,7 @@ async fn a_non_loopback_address_without_a_key_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_loopback_address_with_a_key_starts() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let mut config = common::repo_config();
+    let mut config = kit::repo_config();
     config.data_dir = dir.path().join("data");
     config.api_key = Some(KEY.into());
     config.label_prefix = unique_label_prefix();

@@ -3,10 +3,10 @@
 //! `max_ended_sessions`, and at that bound new sessions are refused rather
 //! than unread output discarded.
 
-mod common;
+mod kit;
 
 use bento::wire::api::{CreateSession, SessionState};
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 
 /// Ends at once, leaving one message nobody has read.
 const HELLO: &str = "send('hello')\n";

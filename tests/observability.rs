@@ -1,9 +1,9 @@
 //! /openapi.json matches the router, /metrics counts what happened,
 //! /healthz answers.
 
-mod common;
+mod kit;
 
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 use serde_json::Value;
 
 async fn get(url: &str) -> (u16, String) {

@@ -2,13 +2,13 @@
 //! cold ones, a session takes one and it is never reused, the pool refills,
 //! replaces a container that breaks, and is drained on shutdown.
 
-mod common;
+mod kit;
 
 use std::time::{Duration, Instant};
 
 use bento::wire::api::CreateSession;
 use bento::wire::api::LimitsRequest;
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 
 async fn start(warm: usize) -> TestServer {
     TestServer::start_with(|c| {
@@ -101,7 +101,7 @@ async fn warm_and_cold_containers_get_the_same_host_config() {
     };
     let (token, id) = create(&s, &f, other).await;
     s.wait_session(&token, "running", |_| true).await;
-    let docker = bento::runtime::images::connect(&common::repo_config())
+    let docker = bento::runtime::images::connect(&kit::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let cold_id = {
