@@ -9,6 +9,8 @@
 //!   of its own, that a test can SIGKILL, start again and measure;
 //! - [`client`]: submitting, creating, waiting for a session, reading an
 //!   attachment ([`receive`]), through the client library;
+//! - [`requests`]: raw HTTP and WebSocket requests and the documented error
+//!   answer, for the API's own tests;
 //! - [`cli`]: running the `bento` binary;
 //! - [`docker`]: the function image, containers by label, and removing
 //!   what a test left behind;
@@ -29,6 +31,7 @@ pub mod client;
 pub mod controller;
 pub mod docker;
 pub mod proxy;
+pub mod requests;
 pub mod server;
 
 use std::fmt::Display;
