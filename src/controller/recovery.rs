@@ -363,6 +363,10 @@ async fn resume(
 }
 
 #[cfg(test)]
+#[path = "recovery_tests.rs"]
+mod reconcile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
