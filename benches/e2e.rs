@@ -12,37 +12,27 @@
 //!
 //! See docs/performance.md for the targets and the figures measured.
 
-use std::fmt::Display;
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
-use bento::config::Config;
-use bento::wire::api::{CreateSession, SessionInfo, SessionState, Stream, SubmitFunction};
+// The test kit of tests/ (the controller as a child process, the image,
+// client helpers, cleanup): one harness for the tests and the bench.
+#[path = "../tests/kit/mod.rs"]
+mod kit;
+
+use bento::client::{AttachEnd, Attachment, Client, Event};
+use bento::wire::api::{SessionInfo, SessionState, Stream};
 use futures_util::stream::{self, StreamExt};
+use kit::controller::Setup;
+use kit::{Ctx, Res};
 
 const IMAGE: &str = "bento/python:latest";
-const OFFLINE_BASE: &str = "bento/base:bookworm";
 const MIB: f64 = 1024.0 * 1024.0;
 const CHUNK: u64 = 64 * 1024;
 /// How long the idle sessions of measurement 4 sleep: long enough that none
 /// ends while the others are still being created.
 const IDLE_SLEEP_S: u64 = 900;
-
-type Res<T> = Result<T, String>;
-
-/// Turns any error into a `String` that says what was being done.
-trait Ctx<T> {
-    fn ctx(self, what: &str) -> Res<T>;
-}
-
-impl<T, E: Display> Ctx<T> for Result<T, E> {
-    fn ctx(self, what: &str) -> Res<T> {
-        self.map_err(|e| format!("{what}: {e}"))
-    }
-}
 
 macro_rules! progress {
     ($($arg:tt)*) => {
@@ -242,18 +232,14 @@ impl Results {
 // The controller, as a child process
 // ---------------------------------------------------------------------------
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `bento serve` in a process of its own, with a temporary data dir and a
-/// label prefix of its own. Dropping it kills it and removes every container
-/// carrying its labels.
+/// `bento serve` under measurement: the test kit's child-process controller
+/// ([`kit::controller::Controller`]) in a temporary dir, under a label
+/// prefix of its own, and a client of it. Dropping it kills it and removes
+/// every container carrying its labels (sweeping three times).
 struct Controller {
-    dir: tempfile::TempDir,
+    ctl: kit::controller::Controller,
     prefix: String,
     url: String,
-    child: Option<Child>,
     client: Client,
 }
 
@@ -261,180 +247,48 @@ impl Controller {
     /// A controller whose python image keeps `warm` containers ready (0:
     /// the shipped config, no pool).
     async fn start(warm: usize) -> Res<Controller> {
-        let dir = tempfile::Builder::new()
-            .prefix("bento-bench-")
-            .tempdir()
-            .ctx("temp dir")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .ctx("free port")?;
-        let prefix = format!(
-            "bench{}.bento",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let repo = repo();
-        let images = if warm == 0 {
-            repo.join("config/images")
-        } else {
-            let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
-                .ctx("python.yaml")?;
-            let images = dir.path().join("images");
-            std::fs::create_dir_all(&images).ctx("images dir")?;
-            std::fs::write(
-                images.join("python.yaml"),
-                yaml.replace("\nwarm: 0\n", &format!("\nwarm: {warm}\n")),
-            )
-            .ctx("write python.yaml")?;
-            images
-        };
         // output_cap 2 GiB: the detached 1 GiB must not meet backpressure
         // first. max_sessions above the 200 of the crowd.
-        let config = format!(
-            "listen: 127.0.0.1:{port}\n\
-             data_dir: {data}\n\
-             images_dir: {images}\n\
-             driver_dir: {driver}\n\
-             label_prefix: {prefix}\n\
-             output_cap: {cap}\n\
-             max_sessions: 256\n",
-            data = dir.path().join("data").display(),
-            images = images.display(),
-            driver = repo.join("driver").display(),
-            cap = 2u64 << 30,
-        );
-        let config_path = dir.path().join("bento.yaml");
-        std::fs::write(&config_path, config).ctx("write config")?;
-        let log = std::fs::File::create(dir.path().join("serve.log")).ctx("serve.log")?;
-        let url = format!("http://127.0.0.1:{port}");
-        let client = Client::new(&url, None).ctx("client")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_bento"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .ctx("spawn bento serve")?;
-        let controller = Controller {
-            dir,
-            prefix,
-            url,
-            child: Some(child),
-            client,
+        let setup = Setup {
+            prefix: Some(kit::unique_prefix("bench")),
+            warm,
+            extra: format!("output_cap: {}\nmax_sessions: 256\n", 2u64 << 30),
+            env: vec![("RUST_LOG".into(), "warn".into())],
         };
-        controller.wait_up().await?;
-        Ok(controller)
-    }
-
-    async fn wait_up(&self) -> Res<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.client.list_sessions().await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(format!(
-            "bento serve did not come up:\n{}",
-            self.log_tail(20)
-        ))
+        let mut ctl = kit::controller::Controller::in_temp_dir("bento-bench-", setup)?;
+        ctl.thorough_cleanup = true;
+        ctl.try_start().await?;
+        let url = ctl.url();
+        let client = Client::new(&url, None).ctx("client")?;
+        Ok(Controller {
+            prefix: ctl.prefix.clone(),
+            url,
+            client,
+            ctl,
+        })
     }
 
     fn pid(&self) -> Res<u32> {
-        self.child
-            .as_ref()
-            .map(|c| c.id())
-            .ok_or_else(|| "controller not running".to_string())
+        self.ctl.pid()
     }
 
     fn rss_mb(&self) -> Res<f64> {
-        rss_mb(self.pid()?)
+        Ok(self.ctl.try_rss_kib()? as f64 / 1024.0)
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.ctl.log_tail(lines)
     }
 
-    /// Kills the controller and removes its containers. Idempotent.
+    /// Kills the controller and removes its containers.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            // A create the controller had asked Docker for just before it
-            // died can still land: sweep again once it has.
-            for pass in 0..3 {
-                if pass > 0 {
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                remove_containers(&format!("{}.session", self.prefix));
-                remove_containers(&format!("{}.pool", self.prefix));
-            }
-        }
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("controller log (tail):\n{}", self.log_tail(30));
-        }
-        self.stop();
-    }
-}
-
-/// `docker rm -f` of every container carrying `label`.
-fn remove_containers(label: &str) {
-    let ids = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={label}")])
-        .output();
-    let ids: Vec<String> = match ids {
-        Ok(o) => String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
-        Err(e) => {
-            eprintln!("cleanup: docker ps: {e}");
-            return;
-        }
-    };
-    if ids.is_empty() {
-        return;
-    }
-    eprintln!(
-        "cleanup: removing {} container(s) labelled {label}",
-        ids.len()
-    );
-    for batch in ids.chunks(50) {
-        let status = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(batch)
-            .stdout(Stdio::null())
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("cleanup: docker rm -f failed: {status:?}");
-        }
+        self.ctl.stop();
     }
 }
 
 // ---------------------------------------------------------------------------
 // /proc
 // ---------------------------------------------------------------------------
-
-fn rss_mb(pid: u32) -> Res<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ctx("/proc/PID/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or("no VmRSS in /proc/PID/status")?;
-    Ok(kb / 1024.0)
-}
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> Res<u64> {
@@ -490,47 +344,6 @@ async fn cpu_percent(pid: u32, window: Duration) -> Res<f64> {
 }
 
 // ---------------------------------------------------------------------------
-// The function image
-// ---------------------------------------------------------------------------
-
-/// Builds the python function image (Docker's cache makes it quick when
-/// nothing changed), bootstrapping the offline base first if no base is
-/// available. The same as tests/common's `ensure_image`.
-async fn ensure_image() -> Res<()> {
-    let mut config = Config::load(Some(&repo().join("config/bento.yaml"))).ctx("config")?;
-    let docker = bento::runtime::images::connect(&config)
-        .await
-        .ctx("docker")?;
-    let spec = config
-        .images
-        .get("python")
-        .cloned()
-        .ok_or("no python image in config/images")?;
-    if std::env::var(bento::config::BASE_IMAGE_ENV).is_err() {
-        let has = |t: String| {
-            let d = docker.clone();
-            async move {
-                bento::runtime::images::image_exists(&d, &t)
-                    .await
-                    .unwrap_or(false)
-            }
-        };
-        if !has(spec.base.clone()).await {
-            if !has(OFFLINE_BASE.to_string()).await {
-                let status = Command::new(repo().join("images/base/bootstrap.sh")).status();
-                if !matches!(status, Ok(s) if s.success()) {
-                    return Err(format!("images/base/bootstrap.sh failed: {status:?}"));
-                }
-            }
-            config.base_image = Some(OFFLINE_BASE.into());
-        }
-    }
-    bento::runtime::images::build_image(&docker, &config, &spec, |_| {})
-        .await
-        .ctx("building the python image")
-}
-
-// ---------------------------------------------------------------------------
 // Client helpers
 // ---------------------------------------------------------------------------
 
@@ -541,38 +354,17 @@ async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output =
 }
 
 async fn submit(client: &Client, code: &str) -> Res<String> {
-    let body = SubmitFunction {
-        code: code.into(),
-        name: None,
-        image: None,
-        filename: None,
-    };
-    client
-        .submit_function(&body)
-        .await
-        .map(|f| f.id)
-        .ctx("submit")
+    kit::client::try_submit(client, code).await
 }
 
 async fn create(client: &Client, function: &str, args: &[String]) -> Res<String> {
-    let body = CreateSession {
-        function: function.into(),
-        args: args.to_vec(),
-        transient: false,
-        limits: Default::default(),
-    };
-    client
-        .create_session(&body)
-        .await
-        .map(|c| c.token)
-        .ctx("create session")
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (token, _) = kit::client::try_create(client, function, &args).await?;
+    Ok(token)
 }
 
 async fn attach(client: &Client, token: &str) -> Res<Attachment> {
-    client
-        .attach(token, AttachOptions::default())
-        .await
-        .ctx("attach")
+    kit::client::try_attach(client, token, 0).await
 }
 
 /// Reads until the first non-empty data frame (acking what it reads).
@@ -617,30 +409,12 @@ async fn wait_session(
     secs: u64,
     pred: impl Fn(&SessionInfo) -> bool,
 ) -> Res<SessionInfo> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match client.session(token).await {
-            Ok(info) if pred(&info) => return Ok(info),
-            Ok(_) => {}
-            Err(e) => return Err(format!("waiting for {what}: {e}")),
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out after {secs}s waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit::client::wait_session(client, token, what, Duration::from_secs(secs), pred).await
 }
 
 /// Waits until the session is reaped (its token unknown).
 async fn wait_reaped(client: &Client, token: &str) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match client.session(token).await {
-            Err(e) if e.is_not_found() => return Ok(()),
-            _ if Instant::now() > deadline => return Err("session was not reaped".into()),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    kit::client::wait_reaped(client, token, Duration::from_secs(120)).await
 }
 
 /// Waits until the controller holds no session: the last one (started by
@@ -821,22 +595,12 @@ async fn measure_first_byte(c: &Controller, plan: &Plan) -> Res<FirstByte> {
 
 /// One sample from the controller's `/metrics`, by its name with labels.
 async fn metric(c: &Controller, name: &str) -> Res<f64> {
-    let text = reqwest::get(format!("{}/metrics", c.url))
-        .await
-        .and_then(|r| r.error_for_status())
-        .ctx("metrics")?
-        .text()
-        .await
-        .ctx("metrics body")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no {name} in /metrics"))
+    kit::try_metric(&c.url, name).await
 }
 
 /// `bento_pool_ready{image="python"}` from the controller's metrics.
 async fn pool_ready(c: &Controller) -> Res<u64> {
-    Ok(metric(c, "bento_pool_ready{image=\"python\"}").await? as u64)
+    kit::try_pool_ready(&c.url).await
 }
 
 /// Measurement 1b: warm first byte, on a controller of its own whose
@@ -1180,7 +944,7 @@ async fn run(plan: &Plan) -> Results {
         if plan.quick { "quick" } else { "full" },
         env!("CARGO_BIN_EXE_bento")
     );
-    if let Err(e) = ensure_image().await {
+    if let Err(e) = kit::docker::build_image().await {
         return Results::unmeasured(plan, &format!("no function image: {e}"));
     }
     progress!("image ready; starting the controller");

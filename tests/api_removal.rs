@@ -1,12 +1,12 @@
 //! Showing and deleting functions, and removing ended sessions, through the
 //! raw HTTP API against a real controller and the real Docker engine.
 
-mod common;
+mod kit;
 
 use std::time::Duration;
 
 use bento::wire::api::SessionState;
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 use serde_json::{json, Value};
 
 /// Runs until killed; bounded, so a failed test leaves nothing for long.

@@ -2,7 +2,7 @@
 //! (`src/runtime/attach/`) against bollard's, on one real container: both
 //! attach before it starts, and must read the same bytes on each stream.
 
-mod common;
+mod kit;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,8 +61,8 @@ fn data_of(stdout: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_socket_attach_reads_the_same_bytes_as_bollard() {
-    common::ensure_image().await;
-    let config = common::repo_config();
+    kit::ensure_image().await;
+    let config = kit::repo_config();
     let image = config
         .images
         .get("python")

@@ -6,10 +6,10 @@
 //! dropped in silence. The driver's side of each is tested in
 //! `driver/test_authoring.py`.
 
-mod common;
+mod kit;
 
 use bento::wire::api::{FunctionInfo, SubmitFunction};
-use common::{err, expect_code, out, receive, Received, TestServer};
+use kit::{err, expect_code, out, receive, Received, TestServer};
 use serde_json::{json, Value};
 
 /// `POST /v1/functions` with `body`; the status and the JSON answer.
@@ -92,7 +92,7 @@ async fn code_that_does_not_compile_is_refused_with_where_and_why() {
     );
     let check = format!("{}.check", s.label_prefix);
     assert_eq!(
-        common::labelled(&check).await.len(),
+        kit::labelled(&check).await.len(),
         0,
         "check containers left"
     );
@@ -183,7 +183,7 @@ async fn the_cli_prints_syntax_errors_as_file_line_column() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let file = dir.path().join("broken.py");
     std::fs::write(&file, "def main():\n    return (1,\n").unwrap_or_else(|e| panic!("{e}"));
-    let path = common::path_str(&file);
+    let path = kit::path_str(&file);
     let o = s.cli(&["submit", &path], b"");
     expect_code(&o, 1, "submit broken.py");
     assert_eq!(out(&o), "");
@@ -196,7 +196,7 @@ async fn the_cli_prints_syntax_errors_as_file_line_column() {
     // function's stderr on.
     let file = dir.path().join("boom.py");
     std::fs::write(&file, "raise ValueError('no')\n").unwrap_or_else(|e| panic!("{e}"));
-    let o = s.cli(&["submit", &common::path_str(&file), "--name", "boom"], b"");
+    let o = s.cli(&["submit", &kit::path_str(&file), "--name", "boom"], b"");
     expect_code(&o, 0, "submit boom.py");
     let o = s.cli(&["run", "boom"], b"");
     expect_code(&o, 1, "run boom");
@@ -205,10 +205,7 @@ async fn the_cli_prints_syntax_errors_as_file_line_column() {
     // The warning about arguments reaches the terminal.
     let file = dir.path().join("quiet.py");
     std::fs::write(&file, "print('hi')\n").unwrap_or_else(|e| panic!("{e}"));
-    let o = s.cli(
-        &["submit", &common::path_str(&file), "--name", "quiet"],
-        b"",
-    );
+    let o = s.cli(&["submit", &kit::path_str(&file), "--name", "quiet"], b"");
     expect_code(&o, 0, "submit quiet.py");
     let o = s.cli(&["run", "quiet", "an-arg"], b"");
     expect_code(&o, 0, "run quiet");
@@ -223,7 +220,7 @@ async fn the_cli_prints_syntax_errors_as_file_line_column() {
 
 #[test]
 fn submit_help_says_main_is_optional() {
-    let o = common::run_cli("http://127.0.0.1:9", &["submit", "--help"], b"");
+    let o = kit::run_cli("http://127.0.0.1:9", &["submit", "--help"], b"");
     expect_code(&o, 0, "submit --help");
     let help = out(&o);
     assert!(help.contains("It may define `main`"), "{help}");

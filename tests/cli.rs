@@ -1,54 +1,29 @@
 //! The `bento` command line contract, through the real binary against a real
 //! controller and real containers; and every program in examples/.
 
-mod common;
+mod kit;
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use bento::wire::api::SessionState;
-use common::TestServer;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use kit::cli::LIMIT;
+use kit::{err, expect_code, out, TestServer};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-/// The longest any one CLI command may take before the test gives up.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// `bento ARGS` against `url`, stdout and stderr piped; killed if dropped.
+/// `bento ARGS` against `url`, with `stdin`; stdout and stderr piped;
+/// killed if dropped.
 fn spawn(url: &str, args: &[&str], stdin: Stdio) -> Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_bento"))
-        .args(args)
-        .env("BENTO_URL", url)
-        .env("NO_COLOR", "1")
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn bento {args:?}: {e}"))
+    let mut c = kit::cli_command(url, args);
+    c.stdin(stdin);
+    kit::cli::spawn(c)
 }
 
-/// Runs `bento ARGS` to completion with `stdin` as its input (then EOF).
-/// Like `TestServer::cli`, but without blocking a runtime worker; the child
-/// is spawned at once, so the returned future owns everything it needs.
+/// Runs `bento ARGS` to completion with `stdin` as its input (see
+/// `kit::cli_run`).
 fn bento(url: &str, args: &[&str], stdin: &[u8]) -> impl std::future::Future<Output = Output> {
-    let mut child = spawn(url, args, Stdio::piped());
-    if let Some(mut input) = child.stdin.take() {
-        let data = stdin.to_vec();
-        // The command may exit before reading it all; that is its business.
-        tokio::spawn(async move { input.write_all(&data).await });
-    }
-    let what = format!("bento {args:?}");
-    async move {
-        match tokio::time::timeout(LIMIT, child.wait_with_output()).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => panic!("{what}: {e}"),
-            Err(_) => panic!("{what} did not finish within {LIMIT:?}"),
-        }
-    }
+    kit::cli_run(url, args, stdin)
 }
-
-use common::{err, expect_code, out};
 
 /// Asserts a non-zero exit and a stderr naming the problem.
 fn expect_error(o: &Output, phrase: &str, what: &str) {
@@ -120,7 +95,7 @@ async fn submit_prints_only_the_id_and_names_and_args_work() {
     let file = dir.path().join("triple.py");
     std::fs::write(&file, "def main(a, b, c):\n    send(repr((a, b, c)))\n")
         .unwrap_or_else(|e| panic!("write: {e}"));
-    let path = common::path_str(&file);
+    let path = kit::path_str(&file);
     let o = bento(&s.url, &["submit", &path, "--name", "triple"], b"").await;
     expect_code(&o, 0, "submit");
     let id = only_line(&o);
@@ -419,7 +394,7 @@ async fn errors_say_what_went_wrong() {
 
 /// How each example is run, and what it must print.
 async fn check_example(url: &str, name: &str) {
-    let path = common::path_str(&common::repo().join("examples").join(format!("{name}.py")));
+    let path = kit::path_str(&kit::repo().join("examples").join(format!("{name}.py")));
     let o = bento(url, &["submit", &path, "--name", name], b"").await;
     expect_code(&o, 0, &format!("submit {name}"));
     let (args, input, want): (&[&str], &[u8], String) = match name {
@@ -456,7 +431,7 @@ async fn check_example(url: &str, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_runs() {
     let s = TestServer::start().await;
-    let dir = common::repo().join("examples");
+    let dir = kit::repo().join("examples");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))

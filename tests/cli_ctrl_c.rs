@@ -1,11 +1,11 @@
 //! Ctrl-C during `bento attach`: once detaches, twice within a second stops
 //! the function. Through the real binary against a real controller.
 
-mod common;
+mod kit;
 
 use std::time::Duration;
 
-use common::TestServer;
+use kit::TestServer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -25,7 +25,7 @@ async fn a_second_ctrl_c_within_a_second_stops_the_function() {
     let s = TestServer::start().await;
     let f = s.submit(WAITS).await;
     let (token, id) = s.session(&f, &[]).await;
-    let mut child = common::cli_command(&s.url, &["attach", &token[..8], "--no-stdin"])
+    let mut child = kit::cli_command(&s.url, &["attach", &token[..8], "--no-stdin"])
         .spawn()
         .unwrap_or_else(|e| panic!("spawn bento attach: {e}"));
     let mut stdout =

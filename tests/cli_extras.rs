@@ -2,56 +2,17 @@
 //! against a real controller and real containers: `--json`, `inspect`,
 //! `logs`, completions, colour, and hints on errors.
 
-mod common;
+mod kit;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use bento::wire::api::SessionState;
-use common::TestServer;
+use kit::cli::{cli_command as command, cli_output as bento, finish, spawn, LIMIT};
+use kit::{err, expect_code, out, TestServer};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// The longest any one CLI command may take before the test gives up.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// `bento ARGS` against `url`: no colour asked for, no API key from the
-/// environment, stdin empty, stdout and stderr piped; killed if dropped.
-fn command(url: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bento"));
-    c.args(args)
-        .env("BENTO_URL", url)
-        .env("NO_COLOR", "1")
-        .env_remove("BENTO_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-fn spawn(mut c: Command) -> Child {
-    c.spawn().unwrap_or_else(|e| panic!("spawn bento: {e}"))
-}
-
-/// Runs a command to completion, within [`LIMIT`].
-async fn finish(c: Command) -> Output {
-    let what = format!("{:?}", c.as_std().get_args().collect::<Vec<_>>());
-    match tokio::time::timeout(LIMIT, spawn(c).wait_with_output()).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => panic!("bento {what}: {e}"),
-        Err(_) => panic!("bento {what} did not finish within {LIMIT:?}"),
-    }
-}
-
-/// `bento ARGS` to completion; the future owns what it needs, so several
-/// can be joined.
-fn bento(url: &str, args: &[&str]) -> impl std::future::Future<Output = Output> + 'static {
-    finish(command(url, args))
-}
-
-use common::{err, expect_code, out};
+use tokio::process::Child;
 
 /// Stdout as JSON, which must be all it holds.
 fn json(o: &Output, what: &str) -> Value {
@@ -83,7 +44,7 @@ async fn submit(url: &str, name: &str, code: &str) -> String {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let file = dir.path().join(format!("{name}.py"));
     std::fs::write(&file, code).unwrap_or_else(|e| panic!("write: {e}"));
-    let o = bento(url, &["submit", &common::path_str(&file), "--name", name]).await;
+    let o = bento(url, &["submit", &kit::path_str(&file), "--name", name]).await;
     expect_code(&o, 0, "submit");
     out(&o).trim().to_string()
 }

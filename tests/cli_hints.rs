@@ -2,12 +2,12 @@
 //! was used, reattach commands ready to paste, the serve log off a
 //! terminal, and the base image `images ls` reports.
 
-mod common;
+mod kit;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::{err, expect_code, out, TestServer};
+use kit::{err, expect_code, out, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -116,7 +116,7 @@ async fn a_detach_prints_a_reattach_command_with_the_url_flag() {
 async fn the_serve_log_has_no_colour_codes_off_a_terminal() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let config = dir.path().join("bento.yaml");
-    let images = common::repo().join("config/images");
+    let images = kit::repo().join("config/images");
     let yaml = format!(
         "listen: 127.0.0.1:0\ndata_dir: {}\nimages_dir: {}\nlabel_prefix: test{}.bento\n",
         dir.path().join("data").display(),
@@ -124,7 +124,7 @@ async fn the_serve_log_has_no_colour_codes_off_a_terminal() {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write: {e}"));
-    let path = common::path_str(&config);
+    let path = kit::path_str(&config);
     let mut child = command(&["serve", "--config", &path], &[])
         .spawn()
         .unwrap_or_else(|e| panic!("spawn serve: {e}"));
@@ -160,7 +160,7 @@ async fn the_serve_log_has_no_colour_codes_off_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_ls_shows_the_base_actually_used() {
-    let config = common::path_str(&common::repo().join("config/bento.yaml"));
+    let config = kit::path_str(&kit::repo().join("config/bento.yaml"));
     let row = |o: &Output| -> serde_json::Value {
         expect_code(o, 0, "images ls --json");
         let all: serde_json::Value =

@@ -3,17 +3,11 @@
 //! `inspect` say around a kill: through the real binary against a real
 //! controller and real containers.
 
-mod common;
-
-use std::process::Output;
+mod kit;
 
 use bento::wire::api::SessionState;
-use common::{err, expect_code, out, TestServer};
-
-/// `bento ARGS` against `url` to completion (see `common::cli_output`).
-async fn bento(url: &str, args: &[&str]) -> Output {
-    common::cli_output(url, args).await
-}
+use kit::cli::cli_output as bento;
+use kit::{err, expect_code, out, TestServer};
 
 /// `bento run -d FUNCTION` and the token it printed.
 async fn run_detached(url: &str, function: &str) -> String {
@@ -89,7 +83,7 @@ async fn functions_show_and_rm_by_id_or_name() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let file = dir.path().join("waits.py");
     std::fs::write(&file, WAITS).unwrap_or_else(|e| panic!("write: {e}"));
-    let path = common::path_str(&file);
+    let path = kit::path_str(&file);
     let o = bento(&s.url, &["submit", &path, "--name", "waits"]).await;
     expect_code(&o, 0, "submit");
     let id = out(&o).trim().to_string();

@@ -2,14 +2,14 @@
 //! `wss://` for attach, verified against the roots the system trusts
 //! (here a test CA, named by `SSL_CERT_FILE`).
 
-mod common;
+mod kit;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{err, expect_code, out, TestServer};
+use kit::{err, expect_code, out, TestServer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -129,15 +129,8 @@ async fn tls_proxy(dir: &Path, backend: String) -> String {
 
 async fn bento(url: &str, ca: Option<&Path>, args: &[&str], stdin: &[u8]) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_bento"));
-    c.args(args)
-        .env("BENTO_URL", url)
-        .env("NO_COLOR", "1")
-        .env_remove("SSL_CERT_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut c = kit::cli_command(url, args);
+    c.env_remove("SSL_CERT_DIR").stdin(Stdio::piped());
     match ca {
         Some(ca) => c.env("SSL_CERT_FILE", ca),
         None => c.env_remove("SSL_CERT_FILE"),

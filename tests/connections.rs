@@ -2,7 +2,7 @@
 //! connections must not starve it. Each test runs `bento serve` in a child
 //! process whose open-file limit is set low before it starts.
 
-mod common;
+mod kit;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -40,9 +40,9 @@ impl Serve {
     /// Starts the controller with `nofile` (soft, hard) and `extra` config,
     /// and waits until it listens.
     async fn start(nofile: (u64, u64), extra: &str) -> Serve {
-        common::ensure_image().await;
+        kit::ensure_image().await;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let repo = common::repo();
+        let repo = kit::repo();
         let prefix = format!(
             "conn{}.bento",
             &uuid::Uuid::new_v4().simple().to_string()[..8]

@@ -3,14 +3,14 @@
 //! reconcile leaves the other's running functions alone, in whichever order
 //! they are started and restarted; and one data dir takes one controller.
 
-mod common;
+mod kit;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bento::client::{AttachOptions, Client, Event};
-use bento::wire::api::{CreateSession, SessionState, SubmitFunction};
-use common::controller::Controller;
+use bento::wire::api::SessionState;
+use kit::controller::Controller;
 
 /// Echoes each input with a running count, so a lost or repeated input
 /// shows in the numbers.
@@ -35,25 +35,8 @@ struct Side {
 
 /// Submits the counting echo and starts a session of it; its token.
 async fn start_echo(client: &Client) -> String {
-    let f = client
-        .submit_function(&SubmitFunction {
-            code: COUNTING_ECHO.into(),
-            name: None,
-            image: None,
-            filename: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
-    client
-        .create_session(&CreateSession {
-            function: f.id,
-            args: vec![],
-            transient: false,
-            limits: Default::default(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}"))
-        .token
+    let f = kit::client::submit(client, COUNTING_ECHO).await;
+    kit::client::create(client, &f, &[]).await
 }
 
 impl Side {
@@ -207,7 +190,7 @@ async fn the_label_prefix_can_be_set_from_the_environment() {
     ctl.start().await;
     let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
     let token = start_echo(&client).await;
-    let mine = common::labelled(&format!("{prefix}.session")).await;
+    let mine = kit::labelled(&format!("{prefix}.session")).await;
     assert_eq!(mine.len(), 1, "the session's container carries the prefix");
     assert_eq!(
         mine[0].labels.get(&format!("{prefix}.controller")),

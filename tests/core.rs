@@ -1,10 +1,10 @@
 //! The core behaviours, end to end: real controller, real Docker, real client.
 
-mod common;
+mod kit;
 
 use bento::client::{AttachEnd, AttachOptions, Event};
 use bento::wire::api::{CloseReason, CreateSession, ExitReason, SessionState};
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 
 const ECHO: &str = r#"
 def main(greeting):

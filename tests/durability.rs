@@ -1,9 +1,9 @@
 //! The controller's own crash: `bento serve` is SIGKILLed while sessions
 //! run, attached and detached, and started again on the same data dir.
 
-mod common;
+mod kit;
 
-use common::controller::Controller;
+use kit::controller::Controller;
 use std::process::{Command, Stdio};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Client, Event};
-use bento::wire::api::{CreateSession, ExitReason, SessionState, Stream, SubmitFunction};
+use bento::wire::api::{ExitReason, SessionState, Stream};
+use kit::client::{create, submit};
 use tokio::task::JoinHandle;
 
 /// Numbered output at a steady pace from a thread; with `echo`, also
@@ -124,53 +125,16 @@ fn patient() -> AttachOptions {
     }
 }
 
-async fn create(client: &Client, function: &str, args: &[&str]) -> String {
-    let body = CreateSession {
-        function: function.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        transient: false,
-        limits: Default::default(),
-    };
-    client
-        .create_session(&body)
-        .await
-        .map(|c| c.token)
-        .unwrap_or_else(|e| panic!("create: {e}"))
-}
-
-async fn submit(client: &Client, code: &str) -> String {
-    let body = SubmitFunction {
-        code: code.into(),
-        name: None,
-        image: None,
-        filename: None,
-    };
-    client
-        .submit_function(&body)
-        .await
-        .map(|f| f.id)
-        .unwrap_or_else(|e| panic!("submit: {e}"))
-}
-
+/// Polls the session until `pred` holds, within a minute.
 async fn wait_for(
     client: &Client,
     token: &str,
     what: &str,
     pred: impl Fn(&bento::wire::api::SessionInfo) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(i) = client.session(token).await {
-            if pred(&i) {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kit::client::wait_session(client, token, what, Duration::from_secs(60), pred)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +268,7 @@ async fn stream_ahead_of_the_spool(
     let task = tokio::spawn(collect_from(att, 0, received.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let spooled = common::metric(&url, "bento_spool_written_bytes_total").await;
+        let spooled = kit::metric(&url, "bento_spool_written_bytes_total").await;
         let got = received.load(Ordering::Relaxed) as f64;
         // A margin, since the spool goes on growing until the kill.
         if got > spooled + 262144.0 {
@@ -428,7 +392,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
     ctl.kill();
 
     // An orphan: a container with this controller's labels but no session.
-    let docker = bento::runtime::images::connect(&common::repo_config())
+    let docker = bento::runtime::images::connect(&kit::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let labelled =
@@ -457,7 +421,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
             .unwrap_or_else(|e| panic!("create orphan: {e}"));
     }
     assert_eq!(ctl.containers().await, 4);
-    assert_eq!(common::labelled(&check).await.len(), 1);
+    assert_eq!(kit::labelled(&check).await.len(), 1);
     // The hard one exits while nobody is there. (The clean one's driver
     // waits for the controller's acknowledgement before exiting, so its
     // container stays up until the restart.)
@@ -475,7 +439,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
         3,
         "our orphan is removed at start, the other controller's is left alone"
     );
-    assert_eq!(common::labelled(&check).await.len(), 0, "so is the check's");
+    assert_eq!(kit::labelled(&check).await.len(), 0, "so is the check's");
 
     for (token, want_reason, want_data) in [
         (&clean, ExitReason::Exited { code: 3 }, vec!["hello", "bye"]),
@@ -491,7 +455,7 @@ async fn an_exit_during_the_outage_is_reported_and_orphans_are_removed() {
             .attach(token, patient())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let r = common::receive(&mut att, |_| false).await;
+        let r = kit::receive(&mut att, |_| false).await;
         assert_eq!(r.data_strings(), want_data);
     }
     // Both sessions are reaped; the other controller's container is still
@@ -579,7 +543,7 @@ async fn a_restart_keeps_warm_sessions_and_replaces_idle_warm_containers() {
     let mut ctl = Controller::with_warm(dir.path(), 1).await;
     ctl.start().await;
     let client = Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("{e}"));
-    let first = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 1).await;
+    let first = kit::wait_pool(&ctl.url(), &ctl.prefix, 1, 1).await;
     let f = submit(&client, "send('ready')\nsend(b'got ' + recv())\n").await;
     let token = create(&client, &f, &[]).await;
     let info = client
@@ -589,16 +553,16 @@ async fn a_restart_keeps_warm_sessions_and_replaces_idle_warm_containers() {
     assert!(info.warm, "the session took the warm container");
     wait_for(&client, &token, "ready", |i| i.pending_messages > 0).await;
     // Taken plus its replacement.
-    let both = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
+    let both = kit::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
     let idle: Vec<&String> = both.difference(&first).collect();
     assert_eq!(idle.len(), 1);
     ctl.kill();
 
     ctl.start().await;
-    let after = common::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
+    let after = kit::wait_pool(&ctl.url(), &ctl.prefix, 1, 2).await;
     assert!(after.is_superset(&first), "the session's container is kept");
     assert!(!after.contains(idle[0]), "the old idle one is removed");
-    let all: Vec<String> = common::pool_containers(&ctl.prefix)
+    let all: Vec<String> = kit::pool_containers(&ctl.prefix)
         .await
         .into_iter()
         .map(|c| c.id)

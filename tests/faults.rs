@@ -2,7 +2,7 @@
 //! exactly once and in order, input reaches the function exactly once and
 //! in order, dead peers are noticed, slow clients stall nothing else.
 
-mod common;
+mod kit;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bento::client::{AttachEnd, AttachOptions, Client, Event};
 use bento::wire::api::{CreateSession, ExitReason, ServerMsg, SessionState};
-use common::proxy::{FaultProxy, Faults};
-use common::TestServer;
 use futures_util::StreamExt;
+use kit::proxy::{FaultProxy, Faults};
+use kit::TestServer;
 
 /// Emits `mb` MiB as numbered 64 KiB messages from a thread, while the main
 /// thread echoes every input line; ends when both are done.
@@ -259,7 +259,7 @@ async fn a_transient_session_dies_with_its_client_and_a_persistent_one_does_not(
             .unwrap_or_else(|e| panic!("{e}"));
         // A client comes, then vanishes without a word.
         let mut att = s.attach(&c.token, 0).await;
-        let r = common::receive(&mut att, |r| !r.data.is_empty()).await;
+        let r = kit::receive(&mut att, |r| !r.data.is_empty()).await;
         assert_eq!(r.data_strings(), vec!["up"]);
         drop(att);
         tokens.push(c.token);
@@ -307,7 +307,7 @@ async fn a_client_that_stops_reading_stalls_nothing_else() {
         .await;
     let (token, _) = s.session(&f, &[]).await;
     let mut att = s.attach(&token, 0).await;
-    let r = common::receive(&mut att, |_| false).await;
+    let r = kit::receive(&mut att, |_| false).await;
     assert_eq!(r.data.len(), 1024);
     assert_eq!(r.exit.map(|e| e.code), Some(0));
 

@@ -3,9 +3,9 @@
 //! enter, and what the engine says when it fails stays in the controller's
 //! log.
 
-mod common;
+mod kit;
 
-use common::{err, receive, TestServer};
+use kit::{err, receive, TestServer};
 use serde_json::{json, Value};
 
 /// POSTs a session request; returns the status and the body as JSON.
@@ -105,7 +105,7 @@ async fn an_engine_failure_is_a_generic_502_with_an_error_id() {
         .unwrap_or(0);
     assert!(hex_run < 32, "a container id leaks in {message:?}");
     // The failed container does not stay behind.
-    let left = common::labelled(&format!("{}.session", s.label_prefix)).await;
+    let left = kit::labelled(&format!("{}.session", s.label_prefix)).await;
     assert!(left.is_empty(), "{} containers left", left.len());
     s.stop().await;
 }

@@ -3,14 +3,15 @@
 //! own, so a hung or bloated controller shows as such) on the real engine,
 //! and checks that only the attacker's session is harmed.
 
-mod common;
+mod kit;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bento::client::{AttachOptions, Client, Event};
-use bento::wire::api::{CreateSession, ExitReason, SessionInfo, SessionState, SubmitFunction};
-use common::controller::Controller;
+use bento::wire::api::{ExitReason, SessionInfo, SessionState};
+use kit::client::{create as start, submit};
+use kit::controller::Controller;
 
 /// Writes forged CREDIT frames to the driver's own frame descriptor, as
 /// any function can (the driver's objects are in its process).
@@ -73,33 +74,7 @@ def main():
 "#;
 
 fn client(ctl: &Controller) -> Client {
-    Client::new(&ctl.url(), None).unwrap_or_else(|e| panic!("client: {e}"))
-}
-
-async fn submit(c: &Client, code: &str) -> String {
-    let body = SubmitFunction {
-        code: code.into(),
-        name: None,
-        image: None,
-        filename: None,
-    };
-    match c.submit_function(&body).await {
-        Ok(f) => f.id,
-        Err(e) => panic!("submit: {e}"),
-    }
-}
-
-async fn start(c: &Client, function: &str, args: &[&str]) -> String {
-    let body = CreateSession {
-        function: function.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        transient: false,
-        limits: Default::default(),
-    };
-    match c.create_session(&body).await {
-        Ok(s) => s.token,
-        Err(e) => panic!("create session: {e}"),
-    }
+    kit::client::client(&ctl.url())
 }
 
 /// Polls the session until `pred` holds, within a minute.
@@ -109,16 +84,9 @@ async fn wait(
     what: &str,
     pred: impl Fn(&SessionInfo) -> bool,
 ) -> SessionInfo {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(info) = c.session(token).await {
-            if pred(&info) {
-                return info;
-            }
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    kit::client::wait_session(c, token, what, Duration::from_secs(60), pred)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `/healthz` answers 200 within 5 s.

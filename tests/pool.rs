@@ -2,13 +2,13 @@
 //! cold ones, a session takes one and it is never reused, the pool refills,
 //! replaces a container that breaks, and is drained on shutdown.
 
-mod common;
+mod kit;
 
 use std::time::{Duration, Instant};
 
 use bento::wire::api::CreateSession;
 use bento::wire::api::LimitsRequest;
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 
 async fn start(warm: usize) -> TestServer {
     TestServer::start_with(|c| {
@@ -101,7 +101,7 @@ async fn warm_and_cold_containers_get_the_same_host_config() {
     };
     let (token, id) = create(&s, &f, other).await;
     s.wait_session(&token, "running", |_| true).await;
-    let docker = bento::runtime::images::connect(&common::repo_config())
+    let docker = bento::runtime::images::connect(&kit::repo_config())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let cold_id = {
@@ -201,4 +201,24 @@ async fn a_broken_warm_container_is_replaced_and_shutdown_drains_the_pool() {
     let left = s.pool_containers().await;
     assert!(left.is_empty(), "left after shutdown: {left:?}");
     s.stop().await;
+}
+
+/// The child-process controllers of the kit get their pool by an edit of
+/// the parsed image description, which changes `warm` and nothing else,
+/// and fails loudly if there is no `warm` to change (a string replace once
+/// did nothing, quietly, if the file's layout changed).
+#[test]
+fn the_kit_sets_warm_in_the_image_description_or_fails() {
+    let path = kit::repo().join("config/images/python.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let edited = kit::controller::with_warm(&yaml, 3).unwrap_or_else(|e| panic!("{e}"));
+    let parse = |y: &str| -> serde_yaml::Value {
+        serde_yaml::from_str(y).unwrap_or_else(|e| panic!("{e}: {y}"))
+    };
+    let (mut before, after) = (parse(&yaml), parse(&edited));
+    assert_eq!(after["warm"], serde_yaml::Value::from(3u64));
+    before["warm"] = serde_yaml::Value::from(3u64);
+    assert_eq!(before, after, "only warm changes");
+    let missing = kit::controller::with_warm("name: python\ncontext: images/python\n", 1);
+    assert!(missing.is_err(), "no warm key: {missing:?}");
 }

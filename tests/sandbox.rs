@@ -1,17 +1,17 @@
 //! Hostile functions, in real containers: each is contained, reports the
 //! right reason, and the controller keeps serving other sessions.
 
-mod common;
+mod kit;
 
 use std::time::Duration;
 
 use bento::wire::api::LimitsRequest;
 use bento::wire::api::{CreateSession, ExitReason, SessionState};
-use common::{receive, TestServer};
+use kit::{receive, TestServer};
 
 const HELLO: &str = "send('still serving')\n";
 
-async fn run_with(s: &TestServer, code: &str, limits: LimitsRequest) -> (String, common::Received) {
+async fn run_with(s: &TestServer, code: &str, limits: LimitsRequest) -> (String, kit::Received) {
     let f = s.submit(code).await;
     let body = CreateSession {
         function: f,
@@ -35,7 +35,7 @@ async fn still_serving(s: &TestServer) {
     assert_eq!(r.exit.map(|e| e.code), Some(0));
 }
 
-fn reason(r: &common::Received) -> Option<ExitReason> {
+fn reason(r: &kit::Received) -> Option<ExitReason> {
     r.exit.as_ref().map(|e| e.reason.clone())
 }
 

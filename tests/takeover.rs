@@ -7,11 +7,11 @@
 //! client's last ack would show the new client lines the old one already
 //! wrote. The old client's final ack must come first.
 
-mod common;
+mod kit;
 
 use bento::client::{AttachEnd, AttachOptions, Attachment, Event, InputSender};
 use bento::wire::api::{CloseReason, Stream};
-use common::{metric, TestServer};
+use kit::{metric, TestServer};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 

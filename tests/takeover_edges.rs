@@ -3,11 +3,11 @@
 //! (a silent one, which is waited for, and one of a version that closes at
 //! once, which is not): the one case that can repeat output, counted.
 
-mod common;
+mod kit;
 
 use bento::wire::api::{ClientMsg, CloseReason, OutputFrame, ServerMsg};
-use common::{metric, receive, TestServer};
 use futures_util::{SinkExt, StreamExt};
+use kit::{metric, receive, TestServer};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
@@ -27,7 +27,7 @@ struct Cli {
 
 impl Cli {
     fn attach(url: &str, token: &str) -> Cli {
-        let mut child = common::cli_command(url, &["attach", token, "--no-stdin"])
+        let mut child = kit::cli_command(url, &["attach", token, "--no-stdin"])
             .spawn()
             .unwrap_or_else(|e| panic!("spawn bento: {e}"));
         let stdout = child
@@ -72,7 +72,7 @@ impl Cli {
 async fn attaches_taking_a_counter_over_print_every_line_once() {
     let _serial = SERIAL.lock().await;
     let s = TestServer::start().await;
-    let code = std::fs::read_to_string(common::repo().join("examples/counter.py"))
+    let code = std::fs::read_to_string(kit::repo().join("examples/counter.py"))
         .unwrap_or_else(|e| panic!("examples/counter.py: {e}"));
     let f = s.submit(&code).await;
     let (token, _) = s.session(&f, &["60", "0.05"]).await;

@@ -370,6 +370,10 @@ async fn resume(r: &Recovery, row: &SessionRow, log: &mut OutputLog) -> anyhow::
 }
 
 #[cfg(test)]
+#[path = "recovery_tests.rs"]
+mod reconcile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

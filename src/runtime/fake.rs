@@ -1,5 +1,7 @@
-//! An in-memory [`Runtime`] for unit tests of the session logic: the test
-//! plays the container, pushing output and reading what was written to stdin.
+//! An in-memory [`Runtime`]: the test plays the container, pushing output
+//! and reading what was written to stdin. For the crate's unit tests, and
+//! (with the `test-util` feature) for integration tests that run a whole
+//! controller without Docker ([`FakeRuntime::with_idle_driver`]).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,12 +32,16 @@ struct State {
     killed: Vec<String>,
     /// Output senders kept so `kill` can end the stream as a real one would.
     outputs: HashMap<String, mpsc::Sender<OutputChunk>>,
+    /// Each container's labels, for `list`.
+    labels: HashMap<String, HashMap<String, String>>,
 }
 
 #[derive(Clone, Default)]
 pub struct FakeRuntime {
     state: Arc<Mutex<State>>,
     created: Arc<Mutex<Vec<FakeContainer>>>,
+    /// Containers are played by [`idle_driver`] instead of by the test.
+    idle_driver: bool,
 }
 
 impl FakeRuntime {
@@ -73,6 +79,55 @@ impl FakeRuntime {
     pub fn killed(&self) -> Vec<String> {
         self.lock().killed.clone()
     }
+
+    /// A fake whose containers play a driver that does nothing, so that a
+    /// whole controller runs on it without a test playing each container:
+    /// a syntax check is answered "it compiles"; a session's container reads
+    /// and drops what it is sent, writes nothing and runs until it is
+    /// killed. [`FakeRuntime::take_container`] finds none of them.
+    pub fn with_idle_driver() -> FakeRuntime {
+        FakeRuntime {
+            idle_driver: true,
+            ..FakeRuntime::default()
+        }
+    }
+
+    /// A container that exists before anything here made it (one a
+    /// controller made before a restart, say), with `labels` and in
+    /// `state`; its id.
+    pub fn add_container(&self, labels: HashMap<String, String>, state: ContainerState) -> String {
+        let mut s = self.lock();
+        s.next += 1;
+        let id = format!("fake{:08}", s.next);
+        s.states.insert(id.clone(), state);
+        s.labels.insert(id.clone(), labels);
+        id
+    }
+}
+
+/// The idle driver of [`FakeRuntime::with_idle_driver`] in one container:
+/// reads frames from its stdin until the end; answers a syntax check's
+/// START (its container is labelled `PREFIX.check`) with `{"ok": true}`
+/// and exits 0 as the real driver does.
+async fn idle_driver(fake: FakeRuntime, id: String, check: bool, mut stdin: DuplexStream) {
+    use crate::wire::driver::{Header, Kind, HEADER_LEN};
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; HEADER_LEN];
+    while stdin.read_exact(&mut header).await.is_ok() {
+        let Ok(header) = Header::parse(&header) else {
+            return; // the controller only writes good frames
+        };
+        let mut payload = vec![0u8; header.len];
+        if stdin.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        if check && header.kind == Kind::Start && header.end {
+            fake.push(&id, frame(Kind::Data, true, br#"{"ok": true}"#))
+                .await;
+            fake.exit(&id, 0, false);
+            return;
+        }
+    }
 }
 
 /// Enough of `tokio_stream::wrappers::ReceiverStream` for the fake.
@@ -93,25 +148,31 @@ mod tokio_stream_shim {
 
 #[async_trait]
 impl Runtime for FakeRuntime {
-    async fn create(&self, _spec: &ContainerSpec) -> Result<String> {
-        let mut s = self.lock();
-        s.next += 1;
-        let id = format!("fake{:08}", s.next);
-        s.states.insert(id.clone(), ContainerState::Running);
-        Ok(id)
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        Ok(self.add_container(spec.labels.clone(), ContainerState::Running))
     }
 
     async fn attach(&self, id: &str) -> Result<ContainerIo> {
         let (tx, rx) = mpsc::channel(16);
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        self.lock().outputs.insert(id.to_string(), tx);
-        self.created
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(FakeContainer {
-                id: id.to_string(),
-                stdin: theirs,
-            });
+        let check = {
+            let mut s = self.lock();
+            s.outputs.insert(id.to_string(), tx);
+            s.labels
+                .get(id)
+                .is_some_and(|l| l.keys().any(|k| k.ends_with(".check")))
+        };
+        if self.idle_driver {
+            tokio::spawn(idle_driver(self.clone(), id.to_string(), check, theirs));
+        } else {
+            self.created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(FakeContainer {
+                    id: id.to_string(),
+                    stdin: theirs,
+                });
+        }
         Ok(ContainerIo {
             output: ReceiverStream(rx).map(Ok).boxed(),
             input: Box::pin(ours),
@@ -151,11 +212,33 @@ impl Runtime for FakeRuntime {
         let mut s = self.lock();
         s.removed.push(id.to_string());
         s.states.remove(id);
+        s.labels.remove(id);
         Ok(())
     }
 
-    async fn list(&self, _label: &str) -> Result<Vec<ListedContainer>> {
-        Ok(vec![])
+    /// As Docker's `label` filter: `key` (any value) or `key=value`.
+    async fn list(&self, label: &str) -> Result<Vec<ListedContainer>> {
+        let (key, value) = match label.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (label, None),
+        };
+        let s = self.lock();
+        let mut found: Vec<ListedContainer> = s
+            .labels
+            .iter()
+            .filter(|(_, labels)| {
+                labels
+                    .get(key)
+                    .is_some_and(|v| value.is_none_or(|want| v == want))
+            })
+            .map(|(id, labels)| ListedContainer {
+                id: id.clone(),
+                labels: labels.clone(),
+                running: s.states.get(id) == Some(&ContainerState::Running),
+            })
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 
     async fn image_exists(&self, _image: &str) -> Result<bool> {

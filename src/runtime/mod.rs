@@ -2,7 +2,7 @@
 //! Docker types and can be unit-tested against a fake.
 
 pub mod docker;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod images;
 mod stdio;

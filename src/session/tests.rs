@@ -98,12 +98,12 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no container"));
         // The code is handed over first, as the START frame.
         let mut header = [0u8; 8];
-        c.stdin.read_exact(&mut header).await.ok();
+        c.stdin.read_exact(&mut header).await.expect("read stdin");
         let header = Header::parse(&header).unwrap_or_else(|e| panic!("a bad header: {e}"));
         assert_eq!(header.kind, Kind::Start);
         let len = header.len;
         let mut body = vec![0u8; len];
-        c.stdin.read_exact(&mut body).await.ok();
+        c.stdin.read_exact(&mut body).await.expect("read stdin");
         assert!(String::from_utf8_lossy(&body).contains("send('x')"));
         (created.token, handle, c)
     }
@@ -133,7 +133,7 @@ pub(super) fn output(m: ToClient) -> (u64, Stream, Bytes) {
 
 async fn wait_state(h: &SessionHandle, state: SessionState) {
     for _ in 0..1000 {
-        if h.info().await.map(|i| i.state).ok() == Some(state) {
+        if h.info().await.expect("session info").state == state {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -184,9 +184,16 @@ async fn output_is_numbered_exit_is_last_and_the_session_is_reaped_after_ack() {
     }
     // Not reaped while output is unacknowledged.
     assert!(f.launcher.sessions.get(&token).is_some());
-    h.client_event(a.client, ClientEvent::Ack(4)).await.ok();
-    assert_eq!((&mut a.closed).await.ok(), Some(CloseReason::Finished));
-    h.client_event(a.client, ClientEvent::Gone).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(4))
+        .await
+        .expect("ack");
+    assert_eq!(
+        (&mut a.closed).await.expect("close reason"),
+        CloseReason::Finished
+    );
+    // Everything is delivered and acknowledged: the session may be reaped
+    // already, and then there is nobody to tell (`SessionGone`).
+    let _ = h.client_event(a.client, ClientEvent::Gone).await;
     for _ in 0..1000 {
         if f.launcher.sessions.get(&token).is_none() {
             break;
@@ -210,8 +217,12 @@ async fn unacknowledged_output_is_replayed_and_acked_output_is_not() {
     for want in 1..=3 {
         assert_eq!(output(next(&mut a).await).0, want);
     }
-    h.client_event(a.client, ClientEvent::Ack(1)).await.ok();
-    h.client_event(a.client, ClientEvent::Gone).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(1))
+        .await
+        .expect("ack");
+    h.client_event(a.client, ClientEvent::Gone)
+        .await
+        .expect("client gone");
 
     // Reattaching with after=0 resumes after what was acknowledged.
     let mut b = attach(&h, 0).await;
@@ -224,9 +235,11 @@ async fn unacknowledged_output_is_replayed_and_acked_output_is_not() {
     let mut c2 = attach(&h, 2).await;
     assert_eq!(output(next(&mut c2).await).0, 3);
     // ...but `after` is no ack: 2 stays held until acknowledged.
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(2));
-    h.client_event(c2.client, ClientEvent::Ack(3)).await.ok();
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(0));
+    assert_eq!(h.info().await.expect("session info").pending_messages, 2);
+    h.client_event(c2.client, ClientEvent::Ack(3))
+        .await
+        .expect("ack");
+    assert_eq!(h.info().await.expect("session info").pending_messages, 0);
     // Asking beyond the end is refused.
     assert!(matches!(h.attach(9).await, Ok(Err(_))));
 }
@@ -237,13 +250,21 @@ async fn a_new_attach_takes_over_and_close_detaches() {
     let (_token, h, _c) = f.session().await;
     let a = attach(&h, 0).await;
     let b = attach(&h, 0).await;
-    assert_eq!(a.closed.await.ok(), Some(CloseReason::TakenOver));
-    assert!(h.info().await.map(|i| i.attached).unwrap_or(false));
+    assert_eq!(
+        a.closed.await.expect("close reason"),
+        CloseReason::TakenOver
+    );
+    assert!(h.info().await.expect("session info").attached);
     // A stale event from the replaced client changes nothing.
-    h.client_event(a.client, ClientEvent::Gone).await.ok();
-    assert!(h.info().await.map(|i| i.attached).unwrap_or(false));
-    h.close().await.ok();
-    assert_eq!(b.closed.await.ok(), Some(CloseReason::ClosedByUser));
+    h.client_event(a.client, ClientEvent::Gone)
+        .await
+        .expect("client gone");
+    assert!(h.info().await.expect("session info").attached);
+    h.close().await.expect("close");
+    assert_eq!(
+        b.closed.await.expect("close reason"),
+        CloseReason::ClosedByUser
+    );
     let info = h.info().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(!info.attached);
     assert_eq!(info.state, SessionState::Running);
@@ -260,11 +281,11 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
         seq,
         bytes: Some(Bytes::from_static(b)),
     };
-    a.input.send(item(1, b"one")).await.ok();
-    a.input.send(item(1, b"one")).await.ok(); // a resend
-    a.input.send(item(2, b"two")).await.ok();
+    a.input.send(item(1, b"one")).await.expect("send input");
+    a.input.send(item(1, b"one")).await.expect("send input"); // a resend
+    a.input.send(item(2, b"two")).await.expect("send input");
     let mut buf = vec![0u8; 2 * 8 + 6];
-    c.stdin.read_exact(&mut buf).await.ok();
+    c.stdin.read_exact(&mut buf).await.expect("read stdin");
     assert_eq!(Kind::from_u8(buf[0]), Some(Kind::Input));
     assert_eq!(&buf[8..11], b"one");
     assert_eq!(&buf[19..22], b"two");
@@ -280,7 +301,7 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
     let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
     assert!(extra.is_err(), "duplicate input was written");
     // A gap closes the connection with a protocol reason.
-    a.input.send(item(5, b"five")).await.ok();
+    a.input.send(item(5, b"five")).await.expect("send input");
     match a.closed.await {
         Ok(CloseReason::Protocol { message }) => assert!(message.contains("skips")),
         other => panic!("expected protocol close, got {other:?}"),
@@ -302,8 +323,8 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
         seq,
         bytes: None,
     };
-    b.input.send(eof(3)).await.ok();
-    b.input.send(eof(4)).await.ok();
+    b.input.send(eof(3)).await.expect("send input");
+    b.input.send(eof(4)).await.expect("send input");
     b.input
         .send(InputItem {
             client: b.client,
@@ -311,7 +332,7 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
             bytes: Some(Bytes::from_static(b"late")),
         })
         .await
-        .ok();
+        .expect("send input");
     let mut acked = 0;
     while acked < 5 {
         if let ToClient::Msg(ServerMsg::InputAck { seq }) = next(&mut b).await {
@@ -319,7 +340,10 @@ async fn input_is_written_once_in_order_and_gaps_are_protocol_errors() {
         }
     }
     let mut eof_frame = [0u8; 8];
-    c.stdin.read_exact(&mut eof_frame).await.ok();
+    c.stdin
+        .read_exact(&mut eof_frame)
+        .await
+        .expect("read stdin");
     assert_eq!(Header::parse(&eof_frame).map(|h| h.kind), Ok(Kind::Eof));
     let extra = tokio::time::timeout(Duration::from_millis(100), c.stdin.read_u8()).await;
     assert!(extra.is_err(), "nothing is written after end of input");
@@ -371,13 +395,15 @@ async fn at_the_output_cap_the_container_is_not_read_until_a_client_acks() {
     assert_eq!(output(next(&mut a).await).0, 2);
     let third = tokio::time::timeout(Duration::from_millis(200), a.rx.recv()).await;
     assert!(third.is_err(), "nothing past the cap until an ack");
-    assert_eq!(h.info().await.map(|i| i.pending_bytes).ok(), Some(16));
-    h.client_event(a.client, ClientEvent::Ack(2)).await.ok();
+    assert_eq!(h.info().await.expect("session info").pending_bytes, 16);
+    h.client_event(a.client, ClientEvent::Ack(2))
+        .await
+        .expect("ack");
     assert_eq!(
         output(next(&mut a).await),
         (3, Stream::Data, Bytes::from_static(b"8 bytes."))
     );
-    pusher.await.ok();
+    pusher.await.expect("pusher task");
 }
 
 #[tokio::test(start_paused = true)]
@@ -408,13 +434,13 @@ async fn oom_and_kill_are_reported_as_such() {
     let (_t, h, c) = f.session().await;
     f.fake.exit(&c.id, 137, true);
     wait_state(&h, SessionState::Ended).await;
-    let reason = h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason);
+    let reason = h.info().await.expect("session info").exit.map(|e| e.reason);
     assert_eq!(reason, Some(ExitReason::OomKilled));
 
     let (_t, h, _c) = f.session().await;
-    h.kill().await.ok();
+    h.kill().await.expect("kill");
     wait_state(&h, SessionState::Ended).await;
-    let reason = h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason);
+    let reason = h.info().await.expect("session info").exit.map(|e| e.reason);
     assert_eq!(reason, Some(ExitReason::Killed));
 }
 
@@ -432,8 +458,10 @@ async fn a_client_that_stops_draining_its_queue_is_detached_and_the_session_goes
     // The client never reads `a.rx`.
     let closed = tokio::time::timeout(Duration::from_secs(60), a.closed).await;
     assert_eq!(
-        closed.ok().and_then(|r| r.ok()),
-        Some(CloseReason::SlowClient)
+        closed
+            .expect("closed within a minute")
+            .expect("close reason"),
+        CloseReason::SlowClient
     );
     let info = h.info().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(info.state, SessionState::Running);
@@ -450,25 +478,25 @@ async fn a_transient_session_without_a_client_is_killed_after_the_grace_period()
     // Attached: the grace period does not run.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(
-        transient.info().await.map(|i| i.state).ok(),
-        Some(SessionState::Running)
+        transient.info().await.expect("session info").state,
+        SessionState::Running
     );
     transient
         .client_event(a.client, ClientEvent::Gone)
         .await
-        .ok();
+        .expect("client gone");
     tokio::time::sleep(Duration::from_secs(31)).await;
     wait_state(&transient, SessionState::Ended).await;
     let reason = transient
         .info()
         .await
-        .ok()
-        .and_then(|i| i.exit)
+        .expect("session info")
+        .exit
         .map(|e| e.reason);
     assert_eq!(reason, Some(ExitReason::Abandoned));
     assert_eq!(
-        persistent.info().await.map(|i| i.state).ok(),
-        Some(SessionState::Running)
+        persistent.info().await.expect("session info").state,
+        SessionState::Running
     );
 }
 
@@ -498,7 +526,9 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
     tokio::time::sleep(super::actor::SPILL_GRACE / 2).await;
     assert!(a.rx.try_recv().is_err(), "the fourth waits for an ack");
     assert_eq!(spooled().await, 0);
-    h.client_event(a.client, ClientEvent::Ack(3)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(3))
+        .await
+        .expect("ack");
     assert_eq!(
         output(next(&mut a).await),
         (4, Stream::Data, Bytes::from(vec![4u8; 30]))
@@ -518,7 +548,9 @@ async fn output_past_the_unspooled_bound_waits_briefly_for_acks_before_it_is_spo
     // An ack that makes room for one more message, but leaves the client
     // behind: the next message past the bound does not wait again, so a
     // slow client does not hold the function to its pace.
-    h.client_event(a.client, ClientEvent::Ack(5)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(5))
+        .await
+        .expect("ack");
     let before = tokio::time::Instant::now();
     push(8).await;
     push(9).await;
@@ -537,7 +569,7 @@ async fn credit(f: &Fixture, c: &FakeContainer, consumed: u64) {
 
 async fn protocol_error(h: &SessionHandle) -> String {
     wait_state(h, SessionState::Ended).await;
-    match h.info().await.ok().and_then(|i| i.exit).map(|e| e.reason) {
+    match h.info().await.expect("session info").exit.map(|e| e.reason) {
         Some(ExitReason::ProtocolError { message }) => message,
         other => panic!("expected a protocol error, got {other:?}"),
     }
@@ -560,9 +592,9 @@ async fn a_forged_credit_ends_that_session_alone() {
         seq: 1,
         bytes: Some(Bytes::from_static(b"x")),
     };
-    a.input.send(one).await.ok();
+    a.input.send(one).await.expect("send input");
     let mut buf = [0u8; 9];
-    c2.stdin.read_exact(&mut buf).await.ok();
+    c2.stdin.read_exact(&mut buf).await.expect("read stdin");
     credit(&f, &c2, 1).await;
     credit(&f, &c2, 0).await;
     let message = protocol_error(&h2).await;
@@ -577,8 +609,8 @@ async fn a_forged_credit_ends_that_session_alone() {
         Bytes::from_static(b"still here")
     );
     assert_eq!(
-        other.info().await.map(|i| i.state).ok(),
-        Some(SessionState::Running)
+        other.info().await.expect("session info").state,
+        SessionState::Running
     );
 }
 
@@ -605,7 +637,7 @@ async fn empty_messages_count_against_the_cap_and_the_message_bound() {
     assert_eq!(held, 10, "the cap holds empty messages too");
     // Reading stopped there: the pusher is blocked, nothing more arrives.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(10));
+    assert_eq!(h.info().await.expect("session info").pending_messages, 10);
     assert!(!pusher.is_finished());
     pusher.abort();
 
@@ -628,7 +660,9 @@ async fn empty_messages_count_against_the_cap_and_the_message_bound() {
         sixth.is_err(),
         "nothing past the message bound until an ack"
     );
-    h.client_event(a.client, ClientEvent::Ack(5)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(5))
+        .await
+        .expect("ack");
     assert_eq!(output(next(&mut a).await).0, 6);
     pusher.abort();
 }

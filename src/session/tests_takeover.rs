@@ -45,16 +45,14 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
         assert_eq!(next_output(&mut a).await, seq);
     }
     // Acks are batched: the old client has written out more than it acked.
-    h.client_event(a.client, ClientEvent::Ack(2)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(2))
+        .await
+        .expect("ack");
 
     let started = Instant::now();
     let h2 = h.clone();
     let b = tokio::spawn(async move { attach(&h2, 0).await });
-    assert_eq!(
-        (&mut a.replaced).await.ok(),
-        Some(()),
-        "the old client is told"
-    );
+    (&mut a.replaced).await.expect("the old client is told");
     // The session goes on while it waits: output is taken in and info
     // answered, but the new client has no answer yet, and the old one is
     // sent nothing more.
@@ -66,8 +64,12 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
     assert!(a.rx.try_recv().is_err(), "nothing more to the old client");
 
     // Its final ack, then its detach.
-    h.client_event(a.client, ClientEvent::Ack(5)).await.ok();
-    h.client_event(a.client, ClientEvent::Detached).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(5))
+        .await
+        .expect("ack");
+    h.client_event(a.client, ClientEvent::Detached)
+        .await
+        .expect("detach");
     let mut b = match b.await {
         Ok(b) => b,
         Err(e) => panic!("attach task: {e}"),
@@ -78,7 +80,7 @@ async fn a_takeover_waits_for_the_old_clients_final_ack_so_nothing_it_wrote_come
     );
     assert!(matches!(b.hello, ServerMsg::Hello { last_seq: 6, .. }));
     assert_eq!(next_output(&mut b).await, 6, "1-5 are not sent again");
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(1));
+    assert_eq!(h.info().await.expect("session info").pending_messages, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -92,28 +94,35 @@ async fn a_silent_old_client_is_closed_at_the_deadline_and_the_replay_starts_aft
     for seq in 1..=3 {
         assert_eq!(next_output(&mut a).await, seq);
     }
-    h.client_event(a.client, ClientEvent::Ack(1)).await.ok();
+    h.client_event(a.client, ClientEvent::Ack(1))
+        .await
+        .expect("ack");
     let before = unconfirmed();
 
     let started = Instant::now();
     let h2 = h.clone();
     let b = tokio::spawn(async move { attach(&h2, 0).await });
-    assert_eq!((&mut a.replaced).await.ok(), Some(()));
+    (&mut a.replaced).await.expect("told it is replaced");
     // The old client never answers (the clock runs on by itself).
     let mut b = match b.await {
         Ok(b) => b,
         Err(e) => panic!("attach task: {e}"),
     };
     assert!(started.elapsed() >= TAKEOVER_GRACE, "waited the grace out");
-    assert_eq!(a.closed.await.ok(), Some(CloseReason::TakenOver));
+    assert_eq!(
+        a.closed.await.expect("close reason"),
+        CloseReason::TakenOver
+    );
     // From its last ack on: 2 and 3 may have been written out by the old
     // client; this is the one case a takeover can repeat, and it counts.
     assert_eq!(next_output(&mut b).await, 2);
     assert_eq!(next_output(&mut b).await, 3);
     assert!(unconfirmed() > before, "counted as unconfirmed");
     // A late word from the replaced client changes nothing.
-    h.client_event(a.client, ClientEvent::Ack(3)).await.ok();
-    assert_eq!(h.info().await.map(|i| i.pending_messages).ok(), Some(2));
+    h.client_event(a.client, ClientEvent::Ack(3))
+        .await
+        .expect("ack");
+    assert_eq!(h.info().await.expect("session info").pending_messages, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,23 +132,31 @@ async fn a_third_attach_during_a_takeover_wins_and_close_cancels_the_waiting_one
     let mut a = attach(&h, 0).await;
     let (h2, h3) = (h.clone(), h.clone());
     let b = tokio::spawn(async move { attach(&h2, 0).await });
-    assert_eq!((&mut a.replaced).await.ok(), Some(()));
+    (&mut a.replaced).await.expect("told it is replaced");
     let c = tokio::spawn(async move { attach(&h3, 0).await });
     // The one that waited is taken over before it was sent anything.
     let b = match b.await {
         Ok(b) => b,
         Err(e) => panic!("attach task: {e}"),
     };
-    assert_eq!(b.closed.await.ok(), Some(CloseReason::TakenOver));
+    assert_eq!(
+        b.closed.await.expect("close reason"),
+        CloseReason::TakenOver
+    );
     // `bento close` now: the waiting attach is closed; the old client
     // still has its chance to leave properly.
-    h.close().await.ok();
+    h.close().await.expect("close");
     let c = match c.await {
         Ok(c) => c,
         Err(e) => panic!("attach task: {e}"),
     };
-    assert_eq!(c.closed.await.ok(), Some(CloseReason::ClosedByUser));
-    assert!(h.info().await.map(|i| i.attached).unwrap_or(false));
-    h.client_event(a.client, ClientEvent::Detached).await.ok();
-    assert!(!h.info().await.map(|i| i.attached).unwrap_or(true));
+    assert_eq!(
+        c.closed.await.expect("close reason"),
+        CloseReason::ClosedByUser
+    );
+    assert!(h.info().await.expect("session info").attached);
+    h.client_event(a.client, ClientEvent::Detached)
+        .await
+        .expect("detach");
+    assert!(!h.info().await.expect("session info").attached);
 }
