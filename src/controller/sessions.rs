@@ -385,8 +385,15 @@ impl Registry {
             Some(a) => {
                 let progress = Arc::new(a.progress);
                 let (credits_tx, credits_rx) = watch::channel(a.consumed);
-                io::spawn_reader(a.io.output, out_tx, credits_tx, row.id.clone(), a.offset);
-                io::spawn_stdin_writer(StdinParts {
+                io::spawn_reader(
+                    a.io.output,
+                    out_tx,
+                    credits_tx,
+                    row.id.clone(),
+                    a.offset,
+                    &self.tracker,
+                );
+                let stdin = StdinParts {
                     input: a.io.input,
                     rx: input_rx,
                     events: ctl_tx.clone(),
@@ -400,7 +407,8 @@ impl Registry {
                         // Old rows have no bound: the next input records one.
                         upto: row.input_reserved.unwrap_or(0),
                     },
-                });
+                };
+                io::spawn_stdin_writer(stdin, &self.tracker);
                 progress
             }
             // No container to talk to: input is never applied.
@@ -452,6 +460,7 @@ impl Registry {
                 acks: acks_tx,
             },
             shutdown: self.shutdown.child_token(),
+            tracker: self.tracker.clone(),
             on_reaped,
             kill_reason: row.kill_reason.clone(),
             exit,

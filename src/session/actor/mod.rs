@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::{Entry, OutputLog};
@@ -142,6 +143,8 @@ pub struct Actor {
     ended_at: Option<(u64, Instant)>,
     deadline: Option<Instant>,
     shutdown: CancellationToken,
+    /// Every task the session starts, so that shutdown waits for them.
+    tracker: TaskTracker,
     /// Called once when the session is reaped, to forget it.
     on_reaped: Option<Box<dyn FnOnce() + Send>>,
     /// A removal asked for (see [`Command::Remove`]), answered once reaped.
@@ -171,6 +174,9 @@ pub struct ActorInit {
     pub log: OutputLog,
     pub parts: ActorParts,
     pub shutdown: CancellationToken,
+    /// Where the session's tasks are spawned (the actor's own helpers,
+    /// like its kill and exit watcher), so that shutdown waits for them.
+    pub tracker: TaskTracker,
     /// Called once when the session is reaped, to forget it.
     pub on_reaped: Box<dyn FnOnce() + Send>,
     /// Why the controller was killing the function before a restart.
@@ -206,6 +212,7 @@ impl Actor {
             mut log,
             parts,
             shutdown,
+            tracker,
             on_reaped,
             kill_reason,
             exit,
@@ -260,6 +267,7 @@ impl Actor {
             restored,
             ended_at,
             shutdown,
+            tracker,
             on_reaped: Some(on_reaped),
             removing: None,
             ended,
@@ -471,19 +479,27 @@ impl Actor {
         let container = self.meta.container.clone();
         let tx = self.ctl_tx.clone();
         let session = self.meta.id.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(5);
-            loop {
-                match runtime.state(&container).await {
-                    Ok(ContainerState::Running) => {}
-                    Ok(state) => {
-                        let _ = tx.send(ControlEvent::Exited(state)).await;
-                        return;
+        self.tracker.spawn(async move {
+            let watch = async {
+                let mut delay = Duration::from_millis(5);
+                loop {
+                    match runtime.state(&container).await {
+                        Ok(ContainerState::Running) => {}
+                        Ok(state) => {
+                            let _ = tx.send(ControlEvent::Exited(state)).await;
+                            return;
+                        }
+                        Err(e) => tracing::warn!(session = %session, error = %e, "inspect failed"),
                     }
-                    Err(e) => tracing::warn!(session = %session, error = %e, "inspect failed"),
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
+            };
+            // Not beyond the actor, which alone holds the receiving end: a
+            // container still running at shutdown would keep it polling.
+            tokio::select! {
+                _ = watch => {}
+                _ = tx.closed() => {}
             }
         });
     }
@@ -520,7 +536,9 @@ impl Actor {
         let runtime = self.runtime.clone();
         let container = self.meta.container.clone();
         let session = self.meta.id.clone();
-        tokio::spawn(async move {
+        // Tracked, and left to finish at shutdown: the kill reason is saved
+        // already, and a kill cut short would leave the function running.
+        self.tracker.spawn(async move {
             if let Err(e) = runtime.kill(&container).await {
                 tracing::warn!(session = %session, error = %e, "kill failed");
             }
@@ -610,3 +628,6 @@ async fn sleep_until(at: Option<Instant>) {
 pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
+
+#[cfg(test)]
+mod tests;
