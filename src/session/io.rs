@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use super::input_window::InputWindow;
 use super::InputItem;
@@ -66,16 +67,18 @@ pub enum ControlEvent {
     Exited(runtime::ContainerState),
 }
 
-/// Spawns the reader; `offset` is where in the driver's frame stream the
-/// output starts (0, or where a resumed driver picks up).
+/// Spawns the reader on `tracker`; `offset` is where in the driver's frame
+/// stream the output starts (0, or where a resumed driver picks up).
 pub fn spawn_reader(
     mut output: BoxStream<'static, runtime::Result<OutputChunk>>,
     tx: mpsc::Sender<OutputEvent>,
     credits: watch::Sender<u64>,
     session: String,
     offset: u64,
+    tracker: &TaskTracker,
 ) {
-    tokio::spawn(async move {
+    let actor = tx.clone();
+    let reader = async move {
         let mut decoder = Decoder::new();
         let mut corrupt = false;
         let mut offset = offset;
@@ -173,6 +176,15 @@ pub fn spawn_reader(
             }
         }
         let _ = tx.send(OutputEvent::Closed).await;
+    };
+    // It ends when the actor does at the latest: a container that writes
+    // nothing more (one left running at shutdown) would otherwise hold it
+    // in `output.next()` for ever, and the tracker's wait with it.
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = reader => {}
+            _ = actor.closed() => {}
+        }
     });
 }
 
@@ -262,8 +274,19 @@ pub struct StdinParts {
     pub reservation: InputReservation,
 }
 
-pub fn spawn_stdin_writer(parts: StdinParts) {
-    tokio::spawn(stdin_writer(parts));
+/// Spawns the stdin writer on `tracker`.
+pub fn spawn_stdin_writer(parts: StdinParts, tracker: &TaskTracker) {
+    // The actor holds the receiving end of `events`. The writer sees the
+    // actor go when it next waits for acks, but not while it is stuck in
+    // a write to a function that never reads its stdin: then only this
+    // ends it, so that it cannot hold the tracker's wait at shutdown.
+    let actor = parts.events.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = stdin_writer(parts) => {}
+            _ = actor.closed() => {}
+        }
+    });
 }
 
 async fn stdin_writer(p: StdinParts) {

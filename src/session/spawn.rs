@@ -141,8 +141,9 @@ pub fn spawn(
                 credits_tx,
                 row.record.id.clone(),
                 a.offset,
+                &ctx.tracker,
             );
-            io::spawn_stdin_writer(StdinParts {
+            let stdin = StdinParts {
                 input: a.io.input,
                 rx: input_rx,
                 events: ctl_tx.clone(),
@@ -156,7 +157,8 @@ pub fn spawn(
                     // Old rows have no bound: the next input records one.
                     upto: row.input_reserved.unwrap_or(0),
                 },
-            });
+            };
+            io::spawn_stdin_writer(stdin, &ctx.tracker);
             progress
         }
         // No container to talk to: input is never applied.
@@ -183,6 +185,7 @@ pub fn spawn(
             acks: acks_tx,
         },
         shutdown: ctx.shutdown.child_token(),
+        tracker: ctx.tracker.clone(),
         on_reaped,
         kill_reason: row.kill_reason,
         exit,

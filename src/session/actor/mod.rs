@@ -6,39 +6,87 @@
 //! session once the function has ended, all output is acknowledged and no
 //! client is attached (or `session_ttl` has passed).
 //!
-//! This file holds the state and the loop. By concern: `output` takes the
-//! container's output into the log (and decides when it waits for a
-//! client's acks rather than going to the spool); `delivery` serves the
-//! log to clients (attach, the queue to the attached client, its acks).
+//! # Parts
+//!
+//! The state is in owned parts, each a struct with its own methods:
+//! - **delivery** (`delivery`; `delivery/queue` for the bounded queue to
+//!   the client, `delivery/takeover` for the handover from one client to
+//!   the next): the attached client, its queue, its acks, and the input
+//!   acks it is owed;
+//! - **intake** (`intake`): the container's output into the log, the frame
+//!   that waits for a client's acks rather than being spooled, the flush
+//!   once output goes quiet;
+//! - **lifecycle** (`lifecycle`): the function's exit, the reason it is
+//!   being killed, and the deadlines that end it or the session (timeout,
+//!   a transient session's abandonment, `session_ttl`).
+//!
+//! `Core` (`shared`) holds what the parts share: the log, the lifecycle,
+//! and `Env`, the session's fixed facts and services (metadata, limits,
+//! engine, database, tracker).
+//!
+//! The loop here only picks the next event and hands it to the part it
+//! concerns. It waits on one timer for all the deadlines but one
+//! (`next_wakeup`, in `wakeup`); the takeover's has its own place in the
+//! `select!`, ahead of output (see `run`).
+//!
+//! # Borrowing
+//!
+//! Delivery and intake methods take `&mut self` for their own state and
+//! `&mut Core` for the log and the lifecycle (with `Env`), rather than the
+//! whole actor, or the log and the lifecycle one by one. One reason rules
+//! it: a spool write can fail in any part (delivery grows and shrinks the
+//! log's memory window and applies acks; intake appends), and a failed
+//! spool kills the function at once, where it happened (see
+//! `Core::spool_result`): the first kill reason is the one recorded, so
+//! the kill cannot wait for the loop to come round. Every method that may
+//! write to the spool therefore needs the log and the lifecycle together,
+//! and `&mut Core` says so once. Methods that only read the log take
+//! `&OutputLog`. What a part needs to know of another (whether a client is
+//! attached, since when none is) it is given as a value by the loop, so no
+//! part holds or borrows another, and `Actor`'s methods are the only place
+//! where parts meet.
+//!
+//! Every task a session starts (its kill, its exit watcher, and the reader
+//! and stdin writer of [`super::io`]) is spawned on the controller's
+//! tracker, and ends with the actor at the latest, except a kill, which is
+//! left to finish: shutdown waits for all of them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::ControlFlow;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::io::{ControlEvent, InputProgress, OutputEvent};
-use super::log::{Entry, OutputLog};
-use super::record::{now_secs, Status};
-use super::{AttachError, Attached, ClientEvent, Command, InputItem, StillRunning, ToClient};
+use super::log::OutputLog;
+use super::record::Status;
+use super::{Command, InputItem, StillRunning, ToClient};
 use crate::config::OutputPolicy;
 use crate::metrics;
-use crate::runtime::{ContainerState, Runtime};
+use crate::runtime::Runtime;
 use crate::session::store::Db;
-use crate::wire::api::{
-    CloseReason, ExitInfo, ExitReason, OutputFrame, OutputPage, PageMessage, ServerMsg,
-    SessionInfo, SessionState,
-};
+use crate::wire::api::{CloseReason, ExitInfo, ExitReason, SessionInfo, SessionState};
+use delivery::Delivery;
+use intake::Intake;
+use lifecycle::Lifecycle;
+use shared::{Core, Env};
 
 mod delivery;
-mod output;
-mod takeover;
-
-use output::QUIET_FLUSH;
-pub(crate) use output::SPILL_GRACE;
+mod intake;
+mod lifecycle;
+mod shared;
 #[cfg(test)]
-pub(crate) use takeover::TAKEOVER_GRACE;
+mod tests;
+mod wakeup;
+
+#[cfg(test)]
+pub(crate) use delivery::TAKEOVER_GRACE;
+#[cfg(test)]
+pub(crate) use intake::SPILL_GRACE;
+pub use lifecycle::exit_reason;
 
 /// What a session is, fixed at creation.
 pub use super::record::SessionRecord as SessionMeta;
@@ -76,81 +124,6 @@ impl SessionLimits {
     }
 }
 
-/// The attached client, as the actor sees it.
-struct Client {
-    id: u64,
-    tx: mpsc::Sender<ToClient>,
-    close: Option<oneshot::Sender<CloseReason>>,
-    /// Tells its connection that another client takes over (see `takeover`).
-    replaced: Option<oneshot::Sender<()>>,
-    /// The next seq to push to it.
-    next_send: u64,
-    /// Its queue was full; wait for room before pushing more.
-    blocked: bool,
-    /// When its queue last became full without room made since.
-    blocked_since: Option<Instant>,
-    /// The exit has been pushed to it.
-    exit_sent: bool,
-}
-
-impl Client {
-    fn close(mut self, reason: CloseReason) {
-        if let Some(c) = self.close.take() {
-            let _ = c.send(reason);
-        }
-    }
-}
-
-pub struct Actor {
-    meta: SessionMeta,
-    limits: SessionLimits,
-    runtime: Arc<dyn Runtime>,
-    db: Arc<Db>,
-    log: OutputLog,
-    /// The durable output offset, for the stdin writer to ACK to the driver.
-    acks: watch::Sender<u64>,
-    /// Acks not yet written to the database, and when they last were.
-    acked_saved: (u64, Instant),
-    /// End of input is recorded in the database.
-    input_closed_saved: bool,
-    cmd_rx: mpsc::Receiver<Command>,
-    out_rx: mpsc::Receiver<OutputEvent>,
-    ctl_rx: mpsc::Receiver<ControlEvent>,
-    ctl_tx: mpsc::Sender<ControlEvent>,
-    input_tx: mpsc::Sender<InputItem>,
-    input: Arc<InputProgress>,
-    client: Option<Client>,
-    /// Another client attaches once this one has left (see `takeover`).
-    takeover: Option<takeover::Takeover>,
-    next_client_id: u64,
-    /// Input ack not yet delivered to the client (its queue was full).
-    input_ack: Option<u64>,
-    /// Why we are killing the container, if we are.
-    kill_reason: Option<ExitReason>,
-    exit: Option<ExitInfo>,
-    /// Since when no client has been attached (creation, at first).
-    detached_since: Instant,
-    /// The container's output stream has ended.
-    output_closed: bool,
-    /// When output last arrived (see [`QUIET_FLUSH`]).
-    last_output: Instant,
-    /// A frame that waits for the client's acks instead of being spooled
-    /// (see [`SPILL_GRACE`]), and since when output has waited.
-    held: Option<OutputEvent>,
-    spill_wait: Option<Instant>,
-    /// See [`ActorInit::restored`].
-    restored: bool,
-    ended_at: Option<(u64, Instant)>,
-    deadline: Option<Instant>,
-    shutdown: CancellationToken,
-    /// Called once when the session is reaped, to forget it.
-    on_reaped: Option<Box<dyn FnOnce() + Send>>,
-    /// A removal asked for (see [`Command::Remove`]), answered once reaped.
-    removing: Option<oneshot::Sender<Result<(), StillRunning>>>,
-    /// See [`ActorInit::ended`].
-    ended: Arc<AtomicBool>,
-}
-
 /// The channels an actor is built from; see [`super::io`].
 pub struct ActorParts {
     pub cmd_rx: mpsc::Receiver<Command>,
@@ -172,6 +145,9 @@ pub struct ActorInit {
     pub log: OutputLog,
     pub parts: ActorParts,
     pub shutdown: CancellationToken,
+    /// Where the session's own tasks are spawned (its kill and exit
+    /// watcher), so that shutdown waits for them.
+    pub tracker: TaskTracker,
     /// Called once when the session is reaped, to forget it.
     pub on_reaped: Box<dyn FnOnce() + Send>,
     /// Why the controller was killing the function before a restart.
@@ -190,6 +166,20 @@ pub struct ActorInit {
     pub ended: Arc<AtomicBool>,
 }
 
+pub struct Actor {
+    core: Core,
+    delivery: Delivery,
+    intake: Intake,
+    cmd_rx: mpsc::Receiver<Command>,
+    out_rx: mpsc::Receiver<OutputEvent>,
+    ctl_rx: mpsc::Receiver<ControlEvent>,
+    shutdown: CancellationToken,
+    /// Called once when the session is reaped, to forget it.
+    on_reaped: Option<Box<dyn FnOnce() + Send>>,
+    /// A removal asked for (see [`Command::Remove`]), answered once reaped.
+    removing: Option<oneshot::Sender<Result<(), StillRunning>>>,
+}
+
 impl Actor {
     pub fn new(init: ActorInit) -> Actor {
         let ActorInit {
@@ -200,6 +190,7 @@ impl Actor {
             mut log,
             parts,
             shutdown,
+            tracker,
             on_reaped,
             kill_reason,
             exit,
@@ -212,122 +203,49 @@ impl Actor {
         if let Err(e) = log.set_window(0) {
             tracing::warn!(session = %meta.id, error = %e, "spool write failed");
         }
-        let now = now_secs();
-        let deadline = meta
-            .deadline
-            .map(|d| Instant::now() + Duration::from_secs(d.saturating_sub(now)));
-        let ended_at = exit.as_ref().map(|(_, at)| {
-            // An end before a restart counts from its own time for the ttl.
-            let ago = Duration::from_secs(now.saturating_sub(*at));
-            (
-                *at,
-                Instant::now().checked_sub(ago).unwrap_or_else(Instant::now),
-            )
-        });
-        Actor {
-            deadline,
-            acked_saved: (log.acked(), Instant::now()),
-            input_closed_saved: parts.input.closed.load(Ordering::Acquire),
-            log,
+        let life = Lifecycle::new(&meta, exit, kill_reason, ended);
+        let delivery = Delivery::new(&log, parts.input_tx, parts.input, restored);
+        let env = Env {
             meta,
             limits,
             runtime,
             db,
-            acks: parts.acks,
+            tracker,
+            durable: parts.acks,
+            ctl_tx: parts.ctl_tx,
+        };
+        Actor {
+            core: Core { env, log, life },
+            delivery,
+            intake: Intake::new(output_closed),
             cmd_rx: parts.cmd_rx,
             out_rx: parts.out_rx,
             ctl_rx: parts.ctl_rx,
-            ctl_tx: parts.ctl_tx,
-            input_tx: parts.input_tx,
-            input: parts.input,
-            client: None,
-            takeover: None,
-            next_client_id: 1,
-            input_ack: None,
-            kill_reason,
-            exit: exit.map(|(e, _)| e),
-            detached_since: Instant::now(),
-            output_closed,
-            last_output: Instant::now(),
-            held: None,
-            spill_wait: None,
-            restored,
-            ended_at,
             shutdown,
             on_reaped: Some(on_reaped),
             removing: None,
-            ended,
         }
     }
 
     pub async fn run(mut self) {
-        let id = self.meta.id.clone();
-        tracing::info!(session = %id, container = %short(&self.meta.container), "session started");
+        let meta = &self.core.env.meta;
+        tracing::info!(session = %meta.id, container = %short(&meta.container), "session started");
         loop {
-            // Acks may have made room for a frame that waits (or the
-            // client left): try it again first.
-            if let Some(ev) = self.held.take() {
-                self.on_output(Some(ev));
-            }
-            self.pump();
-            if let Some(reply) = self.removing.take() {
-                self.reap("removed with its unread output").await;
-                let _ = reply.send(Ok(()));
+            if self.settle().await.is_break() {
                 return;
             }
-            if self.reapable() {
-                metrics::add(&metrics::METRICS.reaped_delivered, 1);
-                self.reap("function ended and all output was delivered")
-                    .await;
-                return;
-            }
-            // Stop taking output at the cap, unless the container is being
-            // killed anyway: then drain it so the exit can be recorded.
-            let at_cap = self.log.pending_cost() >= self.limits.output_cap
-                || self.log.pending_messages() >= self.limits.output_max_messages;
-            if at_cap && self.limits.output_policy == OutputPolicy::Kill {
-                self.kill(ExitReason::OutputCap);
-            }
-            let paused = (at_cap && self.kill_reason.is_none()) || self.held.is_some();
-            let hold_until = self
-                .spill_wait
-                .filter(|_| self.held.is_some())
-                .map(|t| t + SPILL_GRACE);
-            // Not to a client being taken over: see `pump`.
-            let blocked = self
-                .client
-                .as_ref()
-                .filter(|c| c.blocked && self.takeover.is_none())
-                .map(|c| c.tx.clone());
+            let accepting = self.intake.accepting(&mut self.core);
+            let blocked = self.delivery.blocked_client();
             let is_blocked = blocked.is_some();
-            let takeover_at = self.takeover_deadline();
-            let running = self.exit.is_none();
-            let deadline = self.deadline.filter(|_| running);
-            let slow_at = self
-                .client
-                .as_ref()
-                .and_then(|c| c.blocked_since)
-                .map(|t| t + self.limits.slow_client_timeout);
-            let abandoned_at = match (&self.client, self.meta.transient && running) {
-                (None, true) => Some(self.detached_since + self.limits.transient_grace),
-                _ => None,
-            };
-            let ttl_at = match (self.ended_at, &self.client) {
-                (Some((_, at)), None) => Some(at + self.limits.session_ttl),
-                _ => None,
-            };
-            // Not while a frame waits for acks: output has not gone quiet.
-            let flush_at = (self.log.unspooled_bytes() > 0 && self.held.is_none())
-                .then(|| self.last_output + QUIET_FLUSH);
+            let takeover_at = self.delivery.takeover_deadline();
+            let wake_at = self.next_wakeup();
+            // Biased: the first arm ready wins. A takeover's expiry does not
+            // wait behind output; the other timers do, and behind a client's
+            // room (a slow client that gets room is not dropped).
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
-                    // The function keeps running; only our side goes away.
-                    if let Some(c) = self.client.take() {
-                        c.close(CloseReason::ServerShutdown);
-                    }
-                    self.abandon_takeover();
-                    self.save_acked(true);
+                    self.delivery.shut_down(&mut self.core);
                     return;
                 }
                 cmd = self.cmd_rx.recv() => match cmd {
@@ -339,82 +257,70 @@ impl Actor {
                         self.on_control(ev);
                     }
                 }
-                _ = sleep_until(takeover_at), if takeover_at.is_some() => self.takeover_expired(),
-                permit = reserve(blocked), if is_blocked => {
-                    match permit {
-                        Some(p) => self.send_one(p),
-                        None => self.client_gone(false),
+                _ = sleep_until(takeover_at), if takeover_at.is_some() => {
+                    self.delivery.takeover_expired(&mut self.core);
+                }
+                permit = reserve(blocked), if is_blocked => match permit {
+                    Some(p) => self.delivery.send_one(&mut self.core, p),
+                    None => self.delivery.client_gone(&mut self.core, false),
+                },
+                ev = self.out_rx.recv(), if accepting => {
+                    self.intake.on_output(&mut self.core, self.delivery.attached(), ev);
+                }
+                _ = sleep_until(wake_at), if wake_at.is_some() => {
+                    if self.on_wakeup().await.is_break() {
+                        return;
                     }
-                }
-                ev = self.out_rx.recv(), if !paused && !self.output_closed => self.on_output(ev),
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    tracing::info!(session = %id, "timeout: killing function");
-                    self.kill(ExitReason::Timeout);
-                    self.deadline = None;
-                }
-                // The grace is over: the top of the loop retries the frame,
-                // and on_output sees the wait has expired and takes it in,
-                // spooling the oldest output.
-                _ = sleep_until(hold_until), if hold_until.is_some() => {}
-                _ = sleep_until(flush_at), if flush_at.is_some() => {
-                    let flushed = self.log.flush();
-                    self.spool_result(flushed);
-                }
-                _ = sleep_until(slow_at), if slow_at.is_some() => {
-                    self.close_client(CloseReason::SlowClient);
-                }
-                _ = sleep_until(abandoned_at), if abandoned_at.is_some() => {
-                    tracing::info!(session = %id, "transient session without a client: killing function");
-                    self.kill(ExitReason::Abandoned);
-                }
-                _ = sleep_until(ttl_at), if ttl_at.is_some() => {
-                    tracing::warn!(
-                        session = %id,
-                        unread_messages = self.log.pending_messages(),
-                        unread_bytes = self.log.pending_bytes(),
-                        "session_ttl passed with output unread: discarding it"
-                    );
-                    metrics::add(&metrics::METRICS.reaped_ttl, 1);
-                    self.reap("session_ttl passed").await;
-                    return;
                 }
             }
         }
     }
 
+    /// Before each wait: retries the frame that waits, pushes the client
+    /// what it can take, and reaps the session if it is over (`Break`).
+    async fn settle(&mut self) -> ControlFlow<()> {
+        // Acks may have made room for a frame that waits (or the client
+        // left): try it again first.
+        self.intake
+            .retry_held(&mut self.core, self.delivery.attached());
+        self.delivery.pump(&mut self.core);
+        if let Some(reply) = self.removing.take() {
+            self.reap("removed with its unread output").await;
+            let _ = reply.send(Ok(()));
+            return ControlFlow::Break(());
+        }
+        let core = &self.core;
+        if !core.life.running() && core.log.pending_messages() == 0 && !self.delivery.attached() {
+            metrics::add(&metrics::METRICS.reaped_delivered, 1);
+            self.reap("function ended and all output was delivered")
+                .await;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
     fn on_command(&mut self, cmd: Command) {
+        let core = &mut self.core;
         match cmd {
-            Command::Attach { after, reply } => self.on_attach(after, reply),
-            Command::Client { client, event } => {
-                if self.client.as_ref().map(|c| c.id) != Some(client) {
-                    return; // a stale event from a connection already replaced
-                }
-                match event {
-                    ClientEvent::Ack(seq) => self.on_ack(seq),
-                    ClientEvent::Detached => self.client_gone(true),
-                    ClientEvent::Gone => self.client_gone(false),
-                    ClientEvent::Protocol(message) => {
-                        self.close_client(CloseReason::Protocol { message })
-                    }
-                }
-            }
+            Command::Attach { after, reply } => self.delivery.on_attach(core, after, reply),
+            Command::Client { client, event } => self.delivery.on_client_event(core, client, event),
             Command::Close(reply) => {
-                self.on_close();
+                self.delivery.on_close(core);
                 let _ = reply.send(());
             }
             Command::Kill(reply) => {
-                self.kill(ExitReason::Killed);
+                core.kill(ExitReason::Killed);
                 let _ = reply.send(());
             }
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
             }
             Command::Remove(reply) => {
-                if self.exit.is_none() {
+                if core.life.running() {
                     let _ = reply.send(Err(StillRunning));
                     return;
                 }
-                self.close_client(CloseReason::SessionGone);
+                self.delivery.close_client(core, CloseReason::SessionGone);
                 // Reaped at the top of the loop, which can await it.
                 self.removing = Some(reply);
             }
@@ -423,157 +329,61 @@ impl Actor {
                 max_bytes,
                 reply,
             } => {
-                let _ = reply.send(self.page(after, max_bytes));
+                let _ = reply.send(delivery::page(core, after, max_bytes));
             }
         }
     }
 
     fn on_control(&mut self, ev: ControlEvent) {
+        let core = &mut self.core;
         match ev {
-            ControlEvent::InputApplied(seq) => {
-                self.input_ack = Some(self.input_ack.map_or(seq, |s| s.max(seq)));
-                if !self.input_closed_saved && self.input.closed.load(Ordering::Acquire) {
-                    // So that a restarted controller never writes input
-                    // after end of input.
-                    if let Err(e) = self.db.set_input_closed(&self.meta.token) {
-                        tracing::warn!(session = %self.meta.id, error = %e, "cannot save end of input");
-                    }
-                    self.input_closed_saved = true;
-                }
-            }
+            ControlEvent::InputApplied(seq) => self.delivery.on_input_applied(core, seq),
             ControlEvent::InputProtocol { client, message } => {
-                if self.client.as_ref().map(|c| c.id) == Some(client) {
-                    self.close_client(CloseReason::Protocol { message });
+                if self.delivery.is_client(client) {
+                    self.delivery
+                        .close_client(core, CloseReason::Protocol { message });
                 }
             }
             ControlEvent::DriverProtocol(message) => {
-                tracing::warn!(session = %self.meta.id, %message, "function broke the input protocol");
-                self.kill(ExitReason::ProtocolError { message });
+                tracing::warn!(session = %core.id(), %message, "function broke the input protocol");
+                core.kill(ExitReason::ProtocolError { message });
             }
-            ControlEvent::Exited(state) => self.on_exit(state),
+            ControlEvent::Exited(state) => core.on_exit(state),
         }
-    }
-
-    /// The output stream has ended, so the container is exiting: poll its
-    /// state until the engine reports the exit.
-    fn watch_exit(&mut self) {
-        if self.output_closed {
-            return;
-        }
-        self.output_closed = true;
-        let runtime = self.runtime.clone();
-        let container = self.meta.container.clone();
-        let tx = self.ctl_tx.clone();
-        let session = self.meta.id.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(5);
-            loop {
-                match runtime.state(&container).await {
-                    Ok(ContainerState::Running) => {}
-                    Ok(state) => {
-                        let _ = tx.send(ControlEvent::Exited(state)).await;
-                        return;
-                    }
-                    Err(e) => tracing::warn!(session = %session, error = %e, "inspect failed"),
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-        });
-    }
-
-    fn on_exit(&mut self, state: ContainerState) {
-        if self.exit.is_some() {
-            return;
-        }
-        let Some(reason) = exit_reason(self.kill_reason.take(), state) else {
-            return;
-        };
-        tracing::info!(session = %self.meta.id, %reason, "function ended");
-        let info = ExitInfo::from(reason);
-        let ended_at = now_secs();
-        if let Err(e) = self.db.set_exit(&self.meta.token, &info, ended_at) {
-            tracing::warn!(session = %self.meta.id, error = %e, "cannot save exit");
-        }
-        self.exit = Some(info.clone());
-        self.ended_at = Some((ended_at, Instant::now()));
-        self.ended.store(true, Ordering::Release);
-        let offset = self.log.stream_offset();
-        let appended = self.log.append(Entry::Exit(info), offset);
-        self.spool_result(appended.map(drop));
-    }
-
-    fn kill(&mut self, reason: ExitReason) {
-        if self.exit.is_some() || self.kill_reason.is_some() {
-            return;
-        }
-        if let Err(e) = self.db.set_kill_reason(&self.meta.token, &reason) {
-            tracing::warn!(session = %self.meta.id, error = %e, "cannot save kill reason");
-        }
-        self.kill_reason = Some(reason);
-        let runtime = self.runtime.clone();
-        let container = self.meta.container.clone();
-        let session = self.meta.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runtime.kill(&container).await {
-                tracing::warn!(session = %session, error = %e, "kill failed");
-            }
-        });
-    }
-
-    fn reapable(&self) -> bool {
-        self.exit.is_some() && self.log.pending_messages() == 0 && self.client.is_none()
     }
 
     async fn reap(&mut self, why: &str) {
-        if let Err(e) = self.runtime.remove(&self.meta.container).await {
-            tracing::warn!(session = %self.meta.id, error = %e, "cannot remove container");
+        let Core { env, log, .. } = &mut self.core;
+        if let Err(e) = env.runtime.remove(&env.meta.container).await {
+            tracing::warn!(session = %env.meta.id, error = %e, "cannot remove container");
         }
-        self.log.remove_spool();
-        if let Err(e) = self.db.delete_session(&self.meta.token) {
-            tracing::warn!(session = %self.meta.id, error = %e, "cannot forget session");
+        log.remove_spool();
+        if let Err(e) = env.db.delete_session(&env.meta.token) {
+            tracing::warn!(session = %env.meta.id, error = %e, "cannot forget session");
         }
         if let Some(f) = self.on_reaped.take() {
             f();
         }
-        tracing::info!(session = %self.meta.id, why, "session reaped");
+        tracing::info!(session = %env.meta.id, why, "session reaped");
     }
 
     fn info(&self) -> SessionInfo {
-        self.meta.info(Status {
-            state: if self.exit.is_some() {
-                SessionState::Ended
-            } else {
+        let (log, life) = (&self.core.log, &self.core.life);
+        self.core.env.meta.info(Status {
+            state: if life.running() {
                 SessionState::Running
+            } else {
+                SessionState::Ended
             },
-            attached: self.client.is_some(),
-            exit: self.exit.clone(),
-            pending_messages: self.log.pending_messages(),
-            pending_bytes: self.log.pending_bytes(),
-            ended_at: self.ended_at.map(|(s, _)| s),
-            last_seq: self.log.last_seq(),
-            spooled_bytes: self.log.spooled_bytes(),
+            attached: self.delivery.attached(),
+            exit: life.exit().cloned(),
+            pending_messages: log.pending_messages(),
+            pending_bytes: log.pending_bytes(),
+            ended_at: life.ended_at(),
+            last_seq: log.last_seq(),
+            spooled_bytes: log.spooled_bytes(),
         })
     }
-}
-
-/// Why a function ended: the reason the controller killed it for, or what
-/// the engine says. `None` while it still runs.
-pub fn exit_reason(kill_reason: Option<ExitReason>, state: ContainerState) -> Option<ExitReason> {
-    Some(match (kill_reason, state) {
-        (_, ContainerState::Running) => return None,
-        (Some(r), _) => r,
-        (None, ContainerState::Exited(x)) if x.oom_killed => ExitReason::OomKilled,
-        (None, ContainerState::Exited(x)) if x.code > 128 && x.code <= 128 + 64 => {
-            ExitReason::Signaled {
-                signal: x.code - 128,
-            }
-        }
-        (None, ContainerState::Exited(x)) => ExitReason::Exited { code: x.code },
-        (None, ContainerState::Missing) => ExitReason::Lost {
-            message: "container was removed".into(),
-        },
-    })
 }
 
 async fn reserve(tx: Option<mpsc::Sender<ToClient>>) -> Option<mpsc::OwnedPermit<ToClient>> {

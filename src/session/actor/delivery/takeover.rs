@@ -17,7 +17,14 @@
 //! the one case in which a takeover may repeat output, counted in
 //! `bento_takeover_unconfirmed_total`.
 
-use super::*;
+use tokio::sync::oneshot;
+use tokio::time::{Duration, Instant};
+
+use super::super::shared::Core;
+use super::Delivery;
+use crate::metrics;
+use crate::session::{AttachError, Attached};
+use crate::wire::api::CloseReason;
 
 /// How long a takeover waits for the old client's final ack and `detach`
 /// before it goes ahead without them. A live client answers in a round
@@ -39,13 +46,14 @@ struct Waiter {
     reply: oneshot::Sender<Result<Attached, AttachError>>,
 }
 
-impl Actor {
-    pub(super) fn on_attach(
+impl Delivery {
+    pub(in crate::session::actor) fn on_attach(
         &mut self,
+        core: &mut Core,
         after: u64,
         reply: oneshot::Sender<Result<Attached, AttachError>>,
     ) {
-        if let Err(e) = self.check_after(after) {
+        if let Err(e) = self.check_after(&core.log, after) {
             let _ = reply.send(Err(e));
             return;
         }
@@ -59,18 +67,18 @@ impl Actor {
             // before it was sent anything.
             if let Some(earlier) = t.waiter.replace(waiter) {
                 metrics::add(&metrics::METRICS.takeovers, 1);
-                let attached = self.closed_attach(CloseReason::TakenOver);
-                self.answer(earlier.reply, attached);
+                let attached = self.closed_attach(core, CloseReason::TakenOver);
+                self.answer(core, earlier.reply, attached);
             }
             return;
         }
         let Some(old) = self.client.as_mut() else {
-            let attached = self.attach_new(after);
-            self.answer(waiter.reply, attached);
+            let attached = self.attach_new(core, after);
+            self.answer(core, waiter.reply, attached);
             return;
         };
         metrics::add(&metrics::METRICS.takeovers, 1);
-        tracing::info!(session = %self.meta.id, "client taken over: waiting for its final ack");
+        tracing::info!(session = %core.id(), "client taken over: waiting for its final ack");
         let told = old.replaced.take().is_some_and(|r| r.send(()).is_ok());
         self.takeover = Some(Takeover {
             deadline: Instant::now() + TAKEOVER_GRACE,
@@ -78,31 +86,31 @@ impl Actor {
         });
         if !told {
             // Its connection is already gone: nobody to wait for.
-            self.close_client(CloseReason::TakenOver);
+            self.close_client(core, CloseReason::TakenOver);
         }
     }
 
     /// When the pending takeover stops waiting, if one is pending.
-    pub(super) fn takeover_deadline(&self) -> Option<Instant> {
+    pub(in crate::session::actor) fn takeover_deadline(&self) -> Option<Instant> {
         self.takeover.as_ref().map(|t| t.deadline)
     }
 
     /// The old client did not answer in time.
-    pub(super) fn takeover_expired(&mut self) {
-        self.close_client(CloseReason::TakenOver);
+    pub(in crate::session::actor) fn takeover_expired(&mut self, core: &mut Core) {
+        self.close_client(core, CloseReason::TakenOver);
     }
 
     /// The old client has left. Returns whether a new client attached in
     /// its place.
-    pub(super) fn takeover_done(&mut self, confirmed: bool) -> bool {
+    pub(super) fn takeover_done(&mut self, core: &mut Core, confirmed: bool) -> bool {
         let Some(t) = self.takeover.take() else {
             return false;
         };
         if !confirmed {
             metrics::add(&metrics::METRICS.takeovers_unconfirmed, 1);
             tracing::warn!(
-                session = %self.meta.id,
-                acked = self.log.acked(),
+                session = %core.id(),
+                acked = core.log.acked(),
                 "the old client left without confirming its final ack: the new one may get again what it wrote out last"
             );
         }
@@ -111,30 +119,30 @@ impl Actor {
         };
         // (If nothing is left for it, or its requester went away, the
         // new client is released at once, and that sees to the rest.)
-        let attached = self.attach_new(w.after);
-        self.answer(w.reply, attached);
+        let attached = self.attach_new(core, w.after);
+        self.answer(core, w.reply, attached);
         true
     }
 
     /// `bento close`: detaches whoever is attached. During a takeover
     /// that is the client about to attach; the old one goes on leaving,
     /// since closing it now could lose its final ack.
-    pub(super) fn on_close(&mut self) {
+    pub(in crate::session::actor) fn on_close(&mut self, core: &mut Core) {
         match &mut self.takeover {
             Some(t) => {
                 if let Some(w) = t.waiter.take() {
-                    let attached = self.closed_attach(CloseReason::ClosedByUser);
-                    self.answer(w.reply, attached);
+                    let attached = self.closed_attach(core, CloseReason::ClosedByUser);
+                    self.answer(core, w.reply, attached);
                 }
             }
-            None => self.close_client(CloseReason::ClosedByUser),
+            None => self.close_client(core, CloseReason::ClosedByUser),
         }
     }
 
     /// The server is shutting down: the waiting attach is told so.
-    pub(super) fn abandon_takeover(&mut self) {
+    pub(super) fn abandon_takeover(&mut self, core: &Core) {
         if let Some(w) = self.takeover.take().and_then(|t| t.waiter) {
-            let attached = self.closed_attach(CloseReason::ServerShutdown);
+            let attached = self.closed_attach(core, CloseReason::ServerShutdown);
             let _ = w.reply.send(Ok(attached));
         }
     }

@@ -1,0 +1,81 @@
+//! What every part of the actor reaches: the session's fixed facts and
+//! services ([`Env`]), and the [`Core`] that adds the log and the lifecycle.
+
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+use super::lifecycle::Lifecycle;
+use super::{SessionLimits, SessionMeta};
+use crate::runtime::{ContainerState, Runtime};
+use crate::session::io::ControlEvent;
+use crate::session::log::{Entry, OutputLog};
+use crate::session::store::Db;
+use crate::wire::api::ExitReason;
+
+/// The session's fixed facts and the services it uses; nothing here
+/// changes after creation, so every part may read it.
+pub(super) struct Env {
+    pub(super) meta: SessionMeta,
+    pub(super) limits: SessionLimits,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) db: Arc<Db>,
+    /// Every task the session starts, so that shutdown waits for it.
+    pub(super) tracker: TaskTracker,
+    /// The durable output offset, for the stdin writer to ACK to the driver.
+    pub(super) durable: watch::Sender<u64>,
+    /// The actor's own control channel, for the exit watcher.
+    pub(super) ctl_tx: mpsc::Sender<ControlEvent>,
+}
+
+/// The log and the lifecycle, which delivery and intake both change, with
+/// the facts they need to. A write to the spool can fail in either, and
+/// then the function is killed at once (see [`Core::spool_result`]).
+pub(super) struct Core {
+    pub(super) env: Env,
+    pub(super) log: OutputLog,
+    pub(super) life: Lifecycle,
+}
+
+impl Core {
+    /// The session's short id, for logs.
+    pub(super) fn id(&self) -> &str {
+        &self.env.meta.id
+    }
+
+    pub(super) fn kill(&mut self, reason: ExitReason) {
+        self.life.kill(&self.env, reason);
+    }
+
+    /// After the log may have written to its spool: tells the driver what
+    /// is durable now, or, if the spool failed, stops the function, since
+    /// its output could no longer be kept.
+    pub(super) fn spool_result(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(session = %self.id(), error = %e, "spool write failed");
+            self.kill(ExitReason::Lost {
+                message: format!("cannot spool output: {e}"),
+            });
+            return;
+        }
+        let durable = self.log.durable_offset();
+        self.env.durable.send_if_modified(|acked| {
+            let newer = durable > *acked;
+            if newer {
+                *acked = durable;
+            }
+            newer
+        });
+    }
+
+    /// The engine reports the container's state: if it has ended, the
+    /// function's end is recorded and goes into the log as its last entry.
+    pub(super) fn on_exit(&mut self, state: ContainerState) {
+        let Some(info) = self.life.exited(&self.env, state) else {
+            return;
+        };
+        let offset = self.log.stream_offset();
+        let appended = self.log.append(Entry::Exit(info), offset);
+        self.spool_result(appended.map(drop));
+    }
+}
