@@ -54,7 +54,15 @@ impl Delivery {
                     c.blocked_since.get_or_insert_with(Instant::now);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.client_gone(core, false);
+                    // Its connection has ended, but the events it sent
+                    // before it did (a final ack, `detach`) may still wait
+                    // among the commands. Waiting for room instead lets
+                    // the loop take those first (commands come before
+                    // client room in its `select!`), and then find the
+                    // queue closed there. Releasing the client here would
+                    // drop them as a stale client's, and the next attach
+                    // would repeat what this one had acknowledged.
+                    c.blocked = true;
                     return;
                 }
             }
