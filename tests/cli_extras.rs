@@ -213,14 +213,16 @@ async fn logs_does_not_take_over_an_attached_client() {
     let s = TestServer::start().await;
     submit(&s.url, "waits", WAITS).await;
     let token = run_detached(&s.url, &["waits"]).await;
+    // The follower first: once it has shown `ready` (which nobody has
+    // acknowledged yet) it is following, so it sees the session end rather
+    // than finding it already reaped.
+    let mut follow = spawn(command(&s.url, &["logs", "-f", &token]));
+    expect_line(&mut follow, "ready").await;
     let mut attached = spawn(command(&s.url, &["attach", "--no-stdin", &token]));
     expect_line(&mut attached, "ready").await;
     s.wait_session(&token, "attached", |i| i.attached).await;
 
-    let (once, follow) = (
-        bento(&s.url, &["logs", &token]).await,
-        spawn(command(&s.url, &["logs", "-f", &token])),
-    );
+    let once = bento(&s.url, &["logs", &token]).await;
     expect_code(&once, 0, "logs while attached");
     // Whatever it printed, the attach goes on.
     let info = s
