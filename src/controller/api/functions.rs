@@ -1,14 +1,15 @@
-//! One stored function: `GET` and `DELETE /v1/functions/{id}`, where `{id}`
-//! is an id or a name (the newest function with that name), as `POST
-//! /v1/sessions` takes it.
+//! Functions: `POST` and `GET /v1/functions`, and one stored function:
+//! `GET` and `DELETE /v1/functions/{id}`, where `{id}` is an id or a name
+//! (the newest function with that name), as `POST /v1/sessions` takes it.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
 
-use super::{ApiError, AppState};
-use crate::wire::api::FunctionInfo;
+use super::{ApiError, ApiJson, AppState, MAX_CODE_BYTES};
+use crate::config::valid_name;
+use crate::wire::api::{FunctionInfo, SubmitFunction};
 
 fn unknown(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("unknown function {id:?}"))
@@ -41,4 +42,73 @@ pub(super) async fn delete_function(
     let info = removed.ok_or_else(|| unknown(&id))?;
     tracing::info!(function = %info.id, "function deleted");
     Ok(Json(info))
+}
+
+pub(super) async fn submit_function(
+    State(s): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<SubmitFunction>,
+) -> Result<(StatusCode, Json<FunctionInfo>), ApiError> {
+    if req.code.len() > MAX_CODE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "code is {} bytes; the limit is {MAX_CODE_BYTES}",
+                req.code.len()
+            ),
+        ));
+    }
+    if let Some(name) = &req.name {
+        if !valid_name(name) || name.starts_with("fn-") {
+            return Err(ApiError::bad_request(format!(
+                "invalid name {name:?}: use 1-64 lowercase letters, digits, '-' or '_', not starting with \"fn-\""
+            )));
+        }
+    }
+    let filename = match req.filename {
+        Some(f) if valid_filename(&f) => f,
+        Some(f) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid filename {f:?}: use 1-255 bytes, no '/' and no control characters"
+            )))
+        }
+        None => req
+            .name
+            .as_ref()
+            .map_or_else(crate::wire::api::default_filename, |n| format!("{n}.py")),
+    };
+    let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
+    let Some(spec) = s.config.images.get(&image) else {
+        let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
+        return Err(ApiError::bad_request(format!(
+            "unknown image {image:?}; known images: {}",
+            known.join(", ")
+        )));
+    };
+    let clock = std::time::Instant::now();
+    let checked = s.checker.check(spec, &req.code, &filename).await;
+    tracing::debug!(elapsed = ?clock.elapsed(), ok = checked.is_ok(), "syntax check");
+    checked?;
+    let info = s
+        .functions
+        .submit(&req.code, req.name, image, filename)
+        .await
+        .map_err(|e| {
+            ApiError::logged(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot store the function",
+                &e,
+            )
+        })?;
+    tracing::info!(function = %info.id, "function submitted");
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// A file name for tracebacks: a plain name, nothing that could pass for a
+/// path or move a terminal's cursor.
+fn valid_filename(f: &str) -> bool {
+    (1..=255).contains(&f.len()) && !f.contains('/') && !f.chars().any(char::is_control)
+}
+
+pub(super) async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {
+    Json(s.functions.list())
 }

@@ -6,26 +6,25 @@ mod error;
 mod functions;
 pub mod openapi;
 mod removal;
+mod sessions;
 mod socket;
 
 use openapi::{Op, Route};
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
-use crate::config::{valid_name, Config};
-use crate::controller::create::{Launcher, NewSession};
+use crate::config::Config;
+use crate::controller::create::Launcher;
 use crate::controller::function_store::FunctionStore;
 use crate::controller::sessions::Sessions;
-use crate::wire::api::{CreateSession, FunctionInfo, SessionInfo, SubmitFunction};
 
 /// The largest function source accepted.
 pub const MAX_CODE_BYTES: usize = 1 << 20;
@@ -64,7 +63,7 @@ pub static ROUTES: &[Route] = &[
                 errors: &[401],
             },
         ],
-        handler: || post(submit_function).get(list_functions),
+        handler: || post(functions::submit_function).get(functions::list_functions),
     },
     Route {
         path: "/v1/functions/{id}",
@@ -104,7 +103,7 @@ pub static ROUTES: &[Route] = &[
                 errors: &[401],
             },
         ],
-        handler: || post(create_session).get(list_sessions),
+        handler: || post(sessions::create_session).get(sessions::list_sessions),
     },
     Route {
         path: "/v1/sessions/{token}",
@@ -124,7 +123,7 @@ pub static ROUTES: &[Route] = &[
                 errors: &[401, 404, 409, 503],
             },
         ],
-        handler: || get(get_session).delete(removal::remove_session),
+        handler: || get(sessions::get_session).delete(removal::remove_session),
     },
     Route {
         path: "/v1/sessions/{token}/attach",
@@ -135,7 +134,7 @@ pub static ROUTES: &[Route] = &[
             ok: (101, None),
             errors: &[400, 401, 404],
         }],
-        handler: || get(attach),
+        handler: || get(sessions::attach),
     },
     Route {
         path: "/v1/sessions/{token}/close",
@@ -146,7 +145,7 @@ pub static ROUTES: &[Route] = &[
             ok: (204, None),
             errors: &[401, 404],
         }],
-        handler: || post(close_session),
+        handler: || post(sessions::close_session),
     },
     Route {
         path: "/v1/sessions/{token}/kill",
@@ -157,7 +156,7 @@ pub static ROUTES: &[Route] = &[
             ok: (204, None),
             errors: &[401, 404],
         }],
-        handler: || post(kill_session),
+        handler: || post(sessions::kill_session),
     },
     Route {
         path: "/v1/sessions/{token}/output",
@@ -168,7 +167,7 @@ pub static ROUTES: &[Route] = &[
             ok: (200, openapi::PAGE),
             errors: &[400, 401, 404],
         }],
-        handler: || get(session_output),
+        handler: || get(sessions::session_output),
     },
     Route {
         path: "/healthz",
@@ -261,229 +260,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
         let Json(v) = Json::<T>::from_bytes(&body)?;
         Ok(ApiJson(v))
     }
-}
-
-async fn submit_function(
-    State(s): State<Arc<AppState>>,
-    ApiJson(req): ApiJson<SubmitFunction>,
-) -> Result<(StatusCode, Json<FunctionInfo>), ApiError> {
-    if req.code.len() > MAX_CODE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "code is {} bytes; the limit is {MAX_CODE_BYTES}",
-                req.code.len()
-            ),
-        ));
-    }
-    if let Some(name) = &req.name {
-        if !valid_name(name) || name.starts_with("fn-") {
-            return Err(ApiError::bad_request(format!(
-                "invalid name {name:?}: use 1-64 lowercase letters, digits, '-' or '_', not starting with \"fn-\""
-            )));
-        }
-    }
-    let filename = match req.filename {
-        Some(f) if valid_filename(&f) => f,
-        Some(f) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid filename {f:?}: use 1-255 bytes, no '/' and no control characters"
-            )))
-        }
-        None => req
-            .name
-            .as_ref()
-            .map_or_else(crate::wire::api::default_filename, |n| format!("{n}.py")),
-    };
-    let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
-    let Some(spec) = s.config.images.get(&image) else {
-        let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
-        return Err(ApiError::bad_request(format!(
-            "unknown image {image:?}; known images: {}",
-            known.join(", ")
-        )));
-    };
-    let clock = std::time::Instant::now();
-    let checked = s.checker.check(spec, &req.code, &filename).await;
-    tracing::debug!(elapsed = ?clock.elapsed(), ok = checked.is_ok(), "syntax check");
-    checked?;
-    let info = s
-        .functions
-        .submit(&req.code, req.name, image, filename)
-        .await
-        .map_err(|e| {
-            ApiError::logged(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot store the function",
-                &e,
-            )
-        })?;
-    tracing::info!(function = %info.id, "function submitted");
-    Ok((StatusCode::CREATED, Json(info)))
-}
-
-/// A file name for tracebacks: a plain name, nothing that could pass for a
-/// path or move a terminal's cursor.
-fn valid_filename(f: &str) -> bool {
-    (1..=255).contains(&f.len()) && !f.contains('/') && !f.chars().any(char::is_control)
-}
-
-async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {
-    Json(s.functions.list())
-}
-
-async fn create_session(
-    State(s): State<Arc<AppState>>,
-    ApiJson(req): ApiJson<CreateSession>,
-) -> Result<Response, ApiError> {
-    if req.args.len() > MAX_ARGS || req.args.iter().any(|a| a.len() > MAX_ARG_BYTES) {
-        return Err(ApiError::bad_request(format!(
-            "too many or too long args: at most {MAX_ARGS} of {MAX_ARG_BYTES} bytes each"
-        )));
-    }
-    let function = s.functions.resolve(&req.function).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown function {:?}", req.function),
-        )
-    })?;
-    let code = s.functions.code(&function.id).await.map_err(|e| {
-        let what = format!("cannot read function {}", function.id);
-        ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, &what, &e)
-    })?;
-    let new = NewSession {
-        function: &function,
-        code,
-        args: req.args,
-        transient: req.transient,
-        limits: &req.limits,
-    };
-    let created = s.launcher.create(new).await?;
-    tracing::info!(session = %created.id, function = %function.id, "session created");
-    Ok((StatusCode::CREATED, Json(created)).into_response())
-}
-
-async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>> {
-    // Resuming ones first: a session is launched before it leaves that set,
-    // so each one is in at least one of the two reads; those in both are
-    // listed once, as live.
-    let resuming = s.sessions.resuming_infos();
-    let live = s.sessions.all();
-    let mut out: Vec<SessionInfo> = resuming
-        .into_iter()
-        .filter(|i| !live.iter().any(|h| h.id == i.id))
-        .collect();
-    for h in live {
-        // A session reaped meanwhile is simply not listed.
-        if let Ok(info) = h.info().await {
-            out.push(info);
-        }
-    }
-    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Json(out)
-}
-
-pub(super) fn session(
-    s: &AppState,
-    token: &str,
-) -> Result<crate::session::SessionHandle, ApiError> {
-    if let Some(h) = s.sessions.get(token) {
-        return Ok(h);
-    }
-    match s.sessions.resuming(token) {
-        Some(id) => Err(ApiError::resuming(&id)),
-        None => Err(ApiError::unknown_session()),
-    }
-}
-
-async fn get_session(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-) -> Result<Json<SessionInfo>, ApiError> {
-    if let Some(info) = s.sessions.resuming_info(&token) {
-        return Ok(Json(info));
-    }
-    let info = session(&s, &token)?
-        .info()
-        .await
-        .map_err(|_| ApiError::unknown_session())?;
-    Ok(Json(info))
-}
-
-async fn close_session(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    session(&s, &token)?
-        .close()
-        .await
-        .map_err(|_| ApiError::unknown_session())?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn kill_session(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    session(&s, &token)?
-        .kill()
-        .await
-        .map_err(|_| ApiError::unknown_session())?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    #[serde(default)]
-    after: u64,
-}
-
-/// Output the session still holds, a page at a time, for read-only
-/// watchers: many may read, nobody is taken over, nothing is acknowledged.
-async fn session_output(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<crate::wire::api::OutputPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let page = session(&s, &token)?
-        .page(q.after, 1 << 20)
-        .await
-        .map_err(|_| ApiError::unknown_session())?;
-    Ok(Json(page))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AttachQuery {
-    #[serde(default)]
-    after: u64,
-}
-
-async fn attach(
-    State(s): State<Arc<AppState>>,
-    Path(token): Path<String>,
-    query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let handle = session(&s, &token)?;
-    let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let attached = match handle.attach(q.after).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => return Err(ApiError::bad_request(e.to_string())),
-        Err(_) => return Err(ApiError::unknown_session()),
-    };
-    let shutdown = s.shutdown.clone();
-    let heartbeat = s.config.heartbeat_interval;
-    Ok(ws
-        // Twice the limit, so that a message just over it is read and
-        // refused with a reason rather than cut off by the socket layer.
-        .max_message_size(
-            2 * crate::wire::api::MAX_INPUT_BYTES + crate::wire::api::INPUT_HEADER_LEN,
-        )
-        .on_upgrade(move |socket| socket::serve(socket, handle, attached, shutdown, heartbeat)))
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {

@@ -14,7 +14,7 @@ pub(super) async fn remove_session(
     State(s): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let handle = super::session(&s, &token)?;
+    let handle = super::sessions::session(&s, &token)?;
     match handle.remove().await {
         Ok(Ok(())) => {
             tracing::info!(session = %handle.id, "session removed");

@@ -1,0 +1,166 @@
+//! Sessions: create, list, inspect, close, kill, read held output, attach.
+
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+use super::{socket, ApiError, ApiJson, AppState, MAX_ARGS, MAX_ARG_BYTES};
+use crate::controller::create::NewSession;
+use crate::wire::api::{CreateSession, SessionInfo};
+
+pub(super) async fn create_session(
+    State(s): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<CreateSession>,
+) -> Result<Response, ApiError> {
+    if req.args.len() > MAX_ARGS || req.args.iter().any(|a| a.len() > MAX_ARG_BYTES) {
+        return Err(ApiError::bad_request(format!(
+            "too many or too long args: at most {MAX_ARGS} of {MAX_ARG_BYTES} bytes each"
+        )));
+    }
+    let function = s.functions.resolve(&req.function).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown function {:?}", req.function),
+        )
+    })?;
+    let code = s.functions.code(&function.id).await.map_err(|e| {
+        let what = format!("cannot read function {}", function.id);
+        ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, &what, &e)
+    })?;
+    let new = NewSession {
+        function: &function,
+        code,
+        args: req.args,
+        transient: req.transient,
+        limits: &req.limits,
+    };
+    let created = s.launcher.create(new).await?;
+    tracing::info!(session = %created.id, function = %function.id, "session created");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub(super) async fn list_sessions(State(s): State<Arc<AppState>>) -> Json<Vec<SessionInfo>> {
+    // Resuming ones first: a session is launched before it leaves that set,
+    // so each one is in at least one of the two reads; those in both are
+    // listed once, as live.
+    let resuming = s.sessions.resuming_infos();
+    let live = s.sessions.all();
+    let mut out: Vec<SessionInfo> = resuming
+        .into_iter()
+        .filter(|i| !live.iter().any(|h| h.id == i.id))
+        .collect();
+    for h in live {
+        // A session reaped meanwhile is simply not listed.
+        if let Ok(info) = h.info().await {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Json(out)
+}
+
+pub(super) fn session(
+    s: &AppState,
+    token: &str,
+) -> Result<crate::session::SessionHandle, ApiError> {
+    if let Some(h) = s.sessions.get(token) {
+        return Ok(h);
+    }
+    match s.sessions.resuming(token) {
+        Some(id) => Err(ApiError::resuming(&id)),
+        None => Err(ApiError::unknown_session()),
+    }
+}
+
+pub(super) async fn get_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    if let Some(info) = s.sessions.resuming_info(&token) {
+        return Ok(Json(info));
+    }
+    let info = session(&s, &token)?
+        .info()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(Json(info))
+}
+
+pub(super) async fn close_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session(&s, &token)?
+        .close()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn kill_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session(&s, &token)?
+        .kill()
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// Output the session still holds, a page at a time, for read-only
+/// watchers: many may read, nobody is taken over, nothing is acknowledged.
+pub(super) async fn session_output(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::wire::api::OutputPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let page = session(&s, &token)?
+        .page(q.after, 1 << 20)
+        .await
+        .map_err(|_| ApiError::unknown_session())?;
+    Ok(Json(page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AttachQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+pub(super) async fn attach(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let handle = session(&s, &token)?;
+    let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let attached = match handle.attach(q.after).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(ApiError::bad_request(e.to_string())),
+        Err(_) => return Err(ApiError::unknown_session()),
+    };
+    let shutdown = s.shutdown.clone();
+    let heartbeat = s.config.heartbeat_interval;
+    Ok(ws
+        // Twice the limit, so that a message just over it is read and
+        // refused with a reason rather than cut off by the socket layer.
+        .max_message_size(
+            2 * crate::wire::api::MAX_INPUT_BYTES + crate::wire::api::INPUT_HEADER_LEN,
+        )
+        .on_upgrade(move |socket| socket::serve(socket, handle, attached, shutdown, heartbeat)))
+}
