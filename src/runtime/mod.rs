@@ -6,6 +6,7 @@ pub mod docker;
 pub mod fake;
 pub mod images;
 mod stdio;
+pub mod swarm;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::config::{ImageSpec, Sandbox};
 use crate::wire::api::Limits;
 
 pub use docker::DockerRuntime;
+pub use swarm::SwarmRuntime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -94,6 +96,11 @@ pub enum ContainerState {
     Exited(ContainerExit),
     /// The engine does not know it (removed behind our back).
     Missing,
+    /// The machine that ran it is gone (a cluster engine's node is down):
+    /// it may still run there, but nothing reaches it any more.
+    NodeLost {
+        node: String,
+    },
 }
 
 /// A container that carries Bento's labels.
