@@ -8,6 +8,8 @@
 //! with every node up, Ready and active.
 
 mod common;
+#[path = "swarm/faults.rs"]
+mod faults;
 mod swarm_kit;
 
 use std::collections::BTreeMap;
