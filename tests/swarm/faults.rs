@@ -239,3 +239,72 @@ async fn a_drained_node_takes_no_new_session_and_its_sessions_run_on() {
     }
     cluster.availability(drained, "active");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_node_is_lost_and_its_ghost_is_swept_when_it_is_back() {
+    let Some((cluster, _turn)) = Cluster::get().await else {
+        return;
+    };
+    let ctl = Ctl::start(cluster, 0).await;
+    let f = ctl.submit(TICKER).await;
+    let sessions = futures_util::future::join_all((0..6).map(|_| ctl.session(&f, &[]))).await;
+    let nodes = by_node(&ctl, &sessions).await;
+    let cut = (2..=3)
+        .find(|i| nodes.contains_key(&cluster.hostname(*i)))
+        .unwrap_or_else(|| panic!("no session on a worker: {nodes:?}"));
+    let host = cluster.hostname(cut);
+    let token = nodes[&host][0].clone();
+    let first = read_some(&ctl, &token, 5).await;
+
+    // Nothing dies and nothing refuses: the attach stream would hang.
+    let clock = Instant::now();
+    cluster.sh(&["isolate-node", &cut.to_string()]).await;
+    let reason = wait_ended(&ctl, &token, Duration::from_secs(30)).await;
+    assert_eq!(reason, ExitReason::NodeLost { node: host.clone() });
+    say(&format!(
+        "a session on cut-off {host} ended as node_lost after {:.1} s",
+        clock.elapsed().as_secs_f64()
+    ));
+    let mut att = ctl.attach(&token, first.last_seq).await;
+    let rest = receive(&mut att, |_| false).await;
+    let data: Vec<String> = first
+        .data_strings()
+        .into_iter()
+        .chain(rest.data_strings())
+        .collect();
+    assert!(contiguous(&data, 0), "{data:?}");
+    // Its output is read: the session is reaped and its service removed
+    // while the node is away, so its container there is a ghost.
+    let until = Instant::now() + Duration::from_secs(30);
+    while ctl.client.session(&token).await.is_ok() {
+        assert!(Instant::now() < until, "never reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let filter = format!("label={}.session", ctl.prefix);
+    let ghosts = cluster.docker(cut, &["ps", "-q", "--filter", &filter]);
+    assert!(
+        !ghosts.stdout.is_empty(),
+        "the ghost should still run on {host}"
+    );
+
+    cluster.sh(&["heal-node", &cut.to_string()]).await;
+    let clock = Instant::now();
+    // The ghost, and the other sessions the node ran: they ended as
+    // node_lost, so whatever still runs of them there is killed.
+    loop {
+        let o = cluster.docker(cut, &["ps", "-q", "--filter", &filter]);
+        if o.status.success() && o.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            clock.elapsed() < Duration::from_secs(30),
+            "ghosts left on {host}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    say(&format!(
+        "its {} containers on {host} were gone {:.1} s after the link came back",
+        nodes[&host].len(),
+        clock.elapsed().as_secs_f64()
+    ));
+}

@@ -192,9 +192,10 @@ impl Cluster {
     }
 
     /// Undoes what an earlier test may have left after a failure: every
-    /// node running, Ready and active.
+    /// node running, linked, Ready and active.
     async fn heal(&self) {
         for i in 1..=NODES {
+            self.sh(&["heal-node", &i.to_string()]).await;
             self.sh(&["start-node", &i.to_string()]).await;
         }
         for i in 2..=NODES {

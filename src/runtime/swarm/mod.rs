@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use bollard::query_parameters::{KillContainerOptionsBuilder, ListServicesOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,9 @@ struct Inner {
     label_prefix: String,
     placements: Mutex<HashMap<String, Placement>>,
     fresh: Mutex<HashMap<String, Fresh>>,
+    /// Services whose node was lost while they ran: what runs of them when
+    /// the node is back is killed (their sessions have ended).
+    lost: Mutex<HashSet<String>>,
     entrypoints: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
@@ -90,6 +93,7 @@ impl SwarmRuntime {
             label_prefix: label_prefix.to_string(),
             placements: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
+            lost: Mutex::new(HashSet::new()),
             entrypoints: Mutex::new(HashMap::new()),
         });
         monitor::poll(&inner)
@@ -238,6 +242,7 @@ impl Inner {
             return self.delete_service(id).await;
         };
         if self.nodes.is_lost(&p.node) {
+            locked(&self.lost).insert(id.to_string());
             return Ok(());
         }
         let node = self.nodes.client(&p.node).await?;
@@ -281,6 +286,7 @@ impl Inner {
         };
         let name = self.nodes.name(&p.node);
         if self.nodes.is_lost(&p.node) {
+            locked(&self.lost).insert(id.to_string());
             return Ok(ContainerState::NodeLost { node: name });
         }
         let node = self.nodes.client(&p.node).await?;
@@ -296,7 +302,8 @@ impl Inner {
             Err(e) if e.is_not_found() => return self.state_without_container(id).await,
             // Unreachable: lost if the manager says so by now.
             Err(e) if e.is_unreachable() && self.nodes.is_lost(&p.node) => {
-                return Ok(ContainerState::NodeLost { node: name })
+                locked(&self.lost).insert(id.to_string());
+                return Ok(ContainerState::NodeLost { node: name });
             }
             Err(e) => return Err(e.into()),
         };
@@ -431,6 +438,8 @@ impl Runtime for SwarmRuntime {
         inner.delete_service(id).await?;
         locked(&inner.placements).remove(id);
         locked(&inner.fresh).remove(id);
+        // (Its ghost, if any, has no service now: the sweep kills it.)
+        locked(&inner.lost).remove(id);
         Ok(())
     }
 

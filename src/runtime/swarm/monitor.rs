@@ -3,12 +3,14 @@
 //! sessions then end as `node_lost`); a node that comes back, or is seen for
 //! the first time, is swept of ghosts.
 //!
-//! A ghost is a container whose service is gone: the controller removed
-//! the session while the node was down or cut off. Swarm would stop it once
-//! the node is back, but only with the task's stop signal, which the driver
-//! ignores, and a grace as long as the session's timeout (`spec.rs`), so
-//! the sweep kills it.
+//! A ghost is a container whose service is gone (the controller removed
+//! the session while the node was down or cut off), or whose session ended
+//! as `node_lost`. Swarm would stop it once the node is back, but only with
+//! the task's stop signal, which the driver ignores, and a grace as long as
+//! the session's timeout (`spec.rs`), so the sweep kills it. (A lost
+//! session's service stays until the session is reaped.)
 
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListServicesOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -92,30 +94,33 @@ async fn sweep(inner: &Inner, id: &str) -> Result<()> {
     .into_iter()
     .filter_map(|s| s.id)
     .collect();
+    let kill = || KillContainerOptionsBuilder::new().signal("SIGKILL").build();
     for c in containers {
         let labels = c.labels.unwrap_or_default();
         let (Some(service), Some(container)) = (labels.get(SERVICE_LABEL), c.id) else {
             continue;
         };
         if services.contains(service) {
+            let lost = super::locked(&inner.lost).contains(service);
+            if lost && c.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                tracing::warn!(node = %name, %container, %service,
+                    "killing what still runs of a session that ended as node_lost");
+                let killing = node.kill_container(&container, Some(kill()));
+                let _ = within(deadline, "kill", killing).await;
+            }
             continue;
         }
-        tracing::warn!(node = %name, %container, %service, "removing a ghost: its session's service is gone");
-        let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        tracing::warn!(node = %name, %container, %service,
+            "removing a ghost: its session's service is gone");
         let _ = within(
             deadline,
             "kill",
-            node.kill_container(&container, Some(kill)),
+            node.kill_container(&container, Some(kill())),
         )
         .await;
         let rm = RemoveContainerOptionsBuilder::new().force(true).build();
-        if let Err(e) = within(
-            deadline,
-            "remove",
-            node.remove_container(&container, Some(rm)),
-        )
-        .await
-        {
+        let removing = node.remove_container(&container, Some(rm));
+        if let Err(e) = within(deadline, "remove", removing).await {
             if !e.is_not_found() {
                 return Err(RuntimeError::from(e));
             }
