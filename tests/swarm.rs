@@ -219,12 +219,78 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
-    let ctl = Ctl::start(cluster, 0).await;
+    // `only2` is on node 2 alone; `nowhere` on no node.
+    let o = cluster.docker(2, &["tag", IMAGE, "bento/only2:latest"]);
+    assert!(
+        o.status.success(),
+        "tag: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ctl = Ctl::start_with(cluster, 0, &["only2", "nowhere"]).await;
     assert!(matches!(ctl.swarm.image_exists(IMAGE).await, Ok(true)));
     assert!(matches!(
-        ctl.swarm.image_exists("bento/nowhere:latest").await,
+        ctl.swarm.image_exists("bento/only2:latest").await,
         Ok(false)
     ));
+
+    let code = |image: &str| bento::wire::api::SubmitFunction {
+        code: "send('here')\n".into(),
+        name: None,
+        image: Some(image.into()),
+        filename: None,
+    };
+    // The syntax check at submit runs in the image, so it fails at once.
+    let clock = Instant::now();
+    let refused = ctl.client.submit_function(&code("nowhere")).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("bento images build nowhere"), "{message}");
+    say(&format!(
+        "an image on no node: refused in {:.2} s: {message}",
+        clock.elapsed().as_secs_f64()
+    ));
+
+    // On some nodes only: Swarm does not know which node has it, so a
+    // session either lands on node 2 and runs, or is refused at once.
+    let mut f = None;
+    for _ in 0..10 {
+        if let Ok(fun) = ctl.client.submit_function(&code("only2")).await {
+            f = Some(fun.id);
+            break;
+        }
+    }
+    let f = f.unwrap_or_else(|| panic!("the check never landed on node 2"));
+    let (mut ran, mut refused) = (0, 0);
+    for _ in 0..6 {
+        let body = bento::wire::api::CreateSession {
+            function: f.clone(),
+            args: vec![],
+            transient: false,
+            limits: Default::default(),
+        };
+        let clock = Instant::now();
+        match ctl.client.create_session(&body).await {
+            Ok(s) => {
+                let mut att = ctl.attach(&s.token, 0).await;
+                let r = receive(&mut att, |_| false).await;
+                assert_eq!(r.data_strings(), vec!["here"]);
+                ran += 1;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("bento images build only2"), "{e}");
+                assert!(clock.elapsed() < Duration::from_secs(5), "slow: {e}");
+                refused += 1;
+            }
+        }
+    }
+    say(&format!(
+        "an image on node 2 only: {ran} sessions ran there, {refused} refused at once"
+    ));
+    assert!(refused > 0, "Swarm placed every session on node 2");
+    assert!(
+        ctl.services("session").await.len() <= ran,
+        "a refused session's service is left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

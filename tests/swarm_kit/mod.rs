@@ -47,6 +47,13 @@ impl Ctl {
     /// sessions fit the cluster's reservations; `warm` warm containers) and
     /// starts it.
     pub async fn start(cluster: &Cluster, warm: usize) -> Ctl {
+        Self::start_with(cluster, warm, &[]).await
+    }
+
+    /// [`Ctl::start`], with more images: each a copy of python's under
+    /// another name (so another tag, `bento/NAME:latest`, which the test
+    /// puts where it wants, or nowhere).
+    pub async fn start_with(cluster: &Cluster, warm: usize, more: &[&str]) -> Ctl {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
@@ -61,6 +68,14 @@ impl Ctl {
         );
         let images = dir.path().join("images");
         write(&images.join("python.yaml"), &yaml);
+        for name in more {
+            let copy = yaml.replace("\nname: python\n", &format!("\nname: {name}\n"));
+            assert!(
+                copy.contains(&format!("name: {name}")),
+                "python.yaml has no name line"
+            );
+            write(&images.join(format!("{name}.yaml")), &copy);
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
