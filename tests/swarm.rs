@@ -186,9 +186,10 @@ async fn the_sandbox_holds_on_nodes_that_have_a_bridge() {
     let f = ctl.submit(PROBE).await;
     let created = futures_util::future::join_all((0..3).map(|_| ctl.session(&f, &[]))).await;
     for (token, id) in &created {
+        // Asked first: once its output is read, the session is gone.
+        let node = ctl.node_of(id).await;
         let mut att = ctl.attach(token, 0).await;
         let r = receive(&mut att, |_| false).await;
-        let node = ctl.node_of(id).await;
         let probe = r.data_strings().join("");
         say(&format!("probe on {node}: {probe}"));
         for want in [

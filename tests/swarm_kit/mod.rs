@@ -37,7 +37,6 @@ fn swarm_config(cluster: &Cluster) -> SwarmConfig {
         manager: cluster.manager().to_string(),
         node_port: 2375,
         allow_plain_tcp: true,
-        call_timeout: Duration::from_secs(5),
         ..SwarmConfig::default()
     }
 }
@@ -88,7 +87,7 @@ impl Ctl {
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\n\
              driver_dir: {driver}\nlabel_prefix: {prefix}\nheartbeat_interval: 1s\n\
              engine: swarm\nswarm:\n  manager: {manager}\n  node_port: 2375\n  \
-             allow_plain_tcp: true\n  call_timeout: 5s\n  start_timeout: 30s\n",
+             allow_plain_tcp: true\n  start_timeout: 30s\n",
             data = dir.path().join("data").display(),
             images = images.display(),
             driver = repo.join("driver").display(),
@@ -160,11 +159,19 @@ impl Ctl {
         }
     }
 
-    /// The end of its log, for failure messages.
+    /// Its last warnings and errors, and the last lines of its log, for
+    /// failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        let warnings: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        let warnings = &warnings[warnings.len().saturating_sub(30)..];
+        let last = &lines[lines.len().saturating_sub(10)..];
+        format!("{}\n...\n{}", warnings.join("\n"), last.join("\n"))
     }
 
     pub async fn submit(&self, code: &str) -> String {

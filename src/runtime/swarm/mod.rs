@@ -61,6 +61,7 @@ struct Inner {
     nodes: Nodes,
     label_prefix: String,
     placements: Mutex<HashMap<String, Placement>>,
+    tasks: tasks::TaskCache,
     fresh: Mutex<HashMap<String, Fresh>>,
     /// Services whose node was lost while they ran: what runs of them when
     /// the node is back is killed (their sessions have ended).
@@ -92,6 +93,7 @@ impl SwarmRuntime {
             nodes: Nodes::new(tls, cfg.node_port, cfg.call_timeout),
             label_prefix: label_prefix.to_string(),
             placements: Mutex::new(HashMap::new()),
+            tasks: tasks::TaskCache::default(),
             fresh: Mutex::new(HashMap::new()),
             lost: Mutex::new(HashSet::new()),
             entrypoints: Mutex::new(HashMap::new()),
@@ -154,8 +156,14 @@ impl Inner {
         if let Some(p) = locked(&self.placements).get(id) {
             return Ok(p.clone());
         }
-        let waited =
-            tasks::wait_placed(&self.manager, id, self.cfg.start_timeout, self.deadline()).await;
+        let waited = tasks::wait_placed(
+            &self.manager,
+            &self.tasks,
+            id,
+            self.cfg.start_timeout,
+            self.deadline(),
+        )
+        .await;
         let p = match waited {
             Ok(p) => p,
             Err(NotPlaced::Ended(t)) => {
@@ -176,9 +184,6 @@ impl Inner {
                     after.as_secs_f64(),
                     why.map(|w| format!(": {w}")).unwrap_or_default()
                 )));
-            }
-            Err(NotPlaced::Call(e)) if e.is_not_found() => {
-                return Err(RuntimeError::NotFound(id.to_string()))
             }
             Err(NotPlaced::Call(e)) => return Err(e.into()),
         };

@@ -4,6 +4,7 @@ use bollard::models::{Task, TaskState};
 use bollard::query_parameters::ListTasksOptionsBuilder;
 use bollard::Docker;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -114,6 +115,36 @@ pub(super) async fn all(
     Ok(latest(tasks))
 }
 
+/// Every service's latest task, shared by all who wait for a placement:
+/// one call to the manager serves them all, at most one is in flight, and
+/// an answer younger than [`TaskCache::FRESH`] is reused. Thirty sessions
+/// created at once each polling for their own task made the manager (and
+/// the 2-core machine under it) answer a few hundred calls a second.
+#[derive(Default)]
+pub(super) struct TaskCache {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<HashMap<String, TaskView>>)>>,
+}
+
+impl TaskCache {
+    const FRESH: Duration = Duration::from_millis(25);
+
+    async fn get(
+        &self,
+        manager: &Docker,
+        deadline: Duration,
+    ) -> Result<Arc<HashMap<String, TaskView>>, CallError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, tasks)) = last.as_ref() {
+            if at.elapsed() < Self::FRESH {
+                return Ok(tasks.clone());
+            }
+        }
+        let tasks = Arc::new(all(manager, deadline).await?);
+        *last = Some((Instant::now(), tasks.clone()));
+        Ok(tasks)
+    }
+}
+
 /// Why waiting for a task's container failed.
 #[derive(Debug)]
 pub(super) enum NotPlaced {
@@ -121,7 +152,7 @@ pub(super) enum NotPlaced {
     /// node lacks; failed).
     Ended(TaskView),
     /// Still pending (no node fits, or a constraint no node meets) or
-    /// starting when the time was up.
+    /// starting when the time was up; or its service is gone.
     TimedOut {
         after: Duration,
         last: Option<TaskView>,
@@ -129,10 +160,12 @@ pub(super) enum NotPlaced {
     Call(CallError),
 }
 
-/// Polls the manager until the task of `service` has a container (from
-/// state `starting` on), for at most `limit`; each call within `deadline`.
+/// Polls the manager (through `cache`) until the task of `service` has a
+/// container (from state `starting` on), for at most `limit`; each call
+/// within `deadline`.
 pub(super) async fn wait_placed(
     manager: &Docker,
+    cache: &TaskCache,
     service: &str,
     limit: Duration,
     deadline: Duration,
@@ -143,24 +176,21 @@ pub(super) async fn wait_placed(
     let mut last = None;
     loop {
         let left = until.saturating_duration_since(Instant::now());
-        match task(
-            manager,
-            service,
-            deadline.min(left.max(Duration::from_millis(1))),
-        )
-        .await
+        match cache
+            .get(manager, deadline.min(left.max(Duration::from_millis(1))))
+            .await
         {
-            Ok(Some(t)) => {
-                if let Some(p) = &t.placement {
-                    return Ok(p.clone());
+            Ok(all) => {
+                if let Some(t) = all.get(service) {
+                    if let Some(p) = &t.placement {
+                        return Ok(p.clone());
+                    }
+                    if t.ended() {
+                        return Err(NotPlaced::Ended(t.clone()));
+                    }
+                    last = Some(t.clone());
                 }
-                if t.ended() {
-                    return Err(NotPlaced::Ended(t));
-                }
-                last = Some(t);
             }
-            Ok(None) => {}
-            Err(e) if e.is_not_found() => return Err(NotPlaced::Call(e)),
             // A slow answer counts against the limit; so does a refused one.
             Err(e) if Instant::now() >= until => return Err(NotPlaced::Call(e)),
             Err(_) => {}
