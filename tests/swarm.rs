@@ -7,9 +7,9 @@
 //! The tests take turns (they kill, drain and restart nodes); each starts
 //! with every node up, Ready and active.
 
-mod common;
 #[path = "swarm/faults.rs"]
 mod faults;
+mod kit;
 mod swarm_kit;
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bento::runtime::Runtime;
 use bento::wire::api::ExitReason;
-use common::{receive, Received};
+use kit::{receive, Received};
 use swarm_kit::{say, Cluster, Ctl, IMAGE};
 
 /// Sends `m0`..`m{n-1}`, then echoes each input until `stop`.
@@ -301,7 +301,7 @@ async fn a_warm_pool_spreads_over_the_nodes() {
     };
     let ctl = Ctl::start(cluster, 3).await;
     let until = Instant::now() + Duration::from_secs(60);
-    while common::pool_ready(&ctl.url()).await < 3 {
+    while kit::pool_ready(&ctl.url()).await < 3 {
         assert!(Instant::now() < until, "the pool never filled");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

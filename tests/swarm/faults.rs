@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bento::wire::api::{ExitReason, SessionState};
 
-use crate::common::{receive, Received};
+use crate::kit::{receive, Received};
 use crate::swarm_kit::{say, Cluster, Ctl};
 
 /// Sends `t0`, `t1`, ... every 50 ms until an input arrives (or a minute

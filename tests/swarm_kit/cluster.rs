@@ -116,7 +116,7 @@ impl Cluster {
                     ));
                     return None;
                 }
-                crate::common::ensure_image().await;
+                crate::kit::ensure_image().await;
                 DOWN_REGISTERED.get_or_init(|| {
                     // SAFETY: registers a plain function, once.
                     unsafe { libc::atexit(down_at_exit) };

@@ -122,17 +122,16 @@ pub(super) async fn all(
 /// the 2-core machine under it) answer a few hundred calls a second.
 #[derive(Default)]
 pub(super) struct TaskCache {
-    last: tokio::sync::Mutex<Option<(Instant, Arc<HashMap<String, TaskView>>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Tasks)>>,
 }
+
+/// Every service's latest task, by service id, as one answer had them.
+type Tasks = Arc<HashMap<String, TaskView>>;
 
 impl TaskCache {
     const FRESH: Duration = Duration::from_millis(25);
 
-    async fn get(
-        &self,
-        manager: &Docker,
-        deadline: Duration,
-    ) -> Result<Arc<HashMap<String, TaskView>>, CallError> {
+    async fn get(&self, manager: &Docker, deadline: Duration) -> Result<Tasks, CallError> {
         let mut last = self.last.lock().await;
         if let Some((at, tasks)) = last.as_ref() {
             if at.elapsed() < Self::FRESH {
