@@ -220,17 +220,20 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
-    // `only2` is on node 2 alone; `nowhere` on no node.
-    let o = cluster.docker(2, &["tag", IMAGE, "bento/only2:latest"]);
-    assert!(
-        o.status.success(),
-        "tag: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let ctl = Ctl::start_with(cluster, 0, &["only2", "nowhere"]).await;
+    // `nowhere` is on no node; `only2` is on every node while its function
+    // is submitted (the syntax check runs in the image), then on node 2 alone.
+    for i in 1..=swarm_kit::cluster::NODES {
+        let o = cluster.docker(i, &["tag", IMAGE, "bento/only2:latest"]);
+        assert!(
+            o.status.success(),
+            "tag: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let ctl = Ctl::start_with(cluster, 0, &[("only2", &[]), ("nowhere", &[])]).await;
     assert!(matches!(ctl.swarm.image_exists(IMAGE).await, Ok(true)));
     assert!(matches!(
-        ctl.swarm.image_exists("bento/only2:latest").await,
+        ctl.swarm.image_exists("bento/nowhere:latest").await,
         Ok(false)
     ));
 
@@ -252,14 +255,22 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
 
     // On some nodes only: Swarm does not know which node has it, so a
     // session either lands on node 2 and runs, or is refused at once.
-    let mut f = None;
-    for _ in 0..10 {
-        if let Ok(fun) = ctl.client.submit_function(&code("only2")).await {
-            f = Some(fun.id);
-            break;
-        }
+    let f = match ctl.client.submit_function(&code("only2")).await {
+        Ok(f) => f.id,
+        Err(e) => panic!("submit: {e}"),
+    };
+    for i in [1, 3] {
+        let o = cluster.docker(i, &["rmi", "bento/only2:latest"]);
+        assert!(
+            o.status.success(),
+            "untag: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    let f = f.unwrap_or_else(|| panic!("the check never landed on node 2"));
+    assert!(matches!(
+        ctl.swarm.image_exists("bento/only2:latest").await,
+        Ok(false)
+    ));
     let (mut ran, mut refused) = (0, 0);
     for _ in 0..6 {
         let body = bento::wire::api::CreateSession {
@@ -333,4 +344,49 @@ async fn a_warm_pool_spreads_over_the_nodes() {
         "{probe}"
     );
     assert_eq!(r.exit.map(|e| e.code), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_images_placement_constraints_are_passed_to_swarm() {
+    let Some((cluster, _turn)) = Cluster::get().await else {
+        return;
+    };
+    for i in 1..=swarm_kit::cluster::NODES {
+        let o = cluster.docker(i, &["tag", IMAGE, "bento/pinned:latest"]);
+        assert!(
+            o.status.success(),
+            "tag: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // cluster.sh labels node I with bento.cluster.node=I.
+    let on3: &[&str] = &["node.labels.bento.cluster.node == 3"];
+    let ctl = Ctl::start_with(cluster, 0, &[("pinned", on3)]).await;
+    let body = bento::wire::api::SubmitFunction {
+        code: "send('pinned')\n".into(),
+        name: None,
+        image: Some("pinned".into()),
+        filename: None,
+    };
+    let f = match ctl.client.submit_function(&body).await {
+        Ok(f) => f.id,
+        Err(e) => panic!("submit: {e}"),
+    };
+    let created = futures_util::future::join_all((0..4).map(|_| ctl.session(&f, &[]))).await;
+    let ids: Vec<String> = created.iter().map(|(_, id)| id.clone()).collect();
+    let by_node = spread(&ctl, &ids).await;
+    say(&format!(
+        "4 sessions of an image pinned to node 3: {by_node:?}"
+    ));
+    assert_eq!(
+        by_node.keys().collect::<Vec<_>>(),
+        vec![&cluster.hostname(3)]
+    );
+    for (token, _) in &created {
+        let mut att = ctl.attach(token, 0).await;
+        assert_eq!(
+            receive(&mut att, |_| false).await.data_strings(),
+            vec!["pinned"]
+        );
+    }
 }

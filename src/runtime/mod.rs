@@ -45,6 +45,9 @@ pub struct ContainerSpec {
     pub labels: HashMap<String, String>,
     pub limits: Limits,
     pub sandbox: Sandbox,
+    /// Where a cluster engine may place it (Swarm constraints, from the
+    /// image's YAML); an engine of one host ignores it.
+    pub placement: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -63,6 +66,7 @@ impl ContainerSpec {
             labels,
             limits,
             sandbox: image.sandbox.clone(),
+            placement: image.placement.clone(),
         }
     }
 }

@@ -164,6 +164,15 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("docker on node {i}: {e}"))
     }
 
+    /// `docker ARGS` on each node `i` of `nodes`, which must succeed.
+    pub fn docker_ok(&self, nodes: impl IntoIterator<Item = usize>, args: &[&str]) {
+        for i in nodes {
+            let o = self.docker(i, args);
+            let why = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "docker {args:?} on node {i}: {why}");
+        }
+    }
+
     /// Node `i`'s hostname, as the Swarm names it.
     pub fn hostname(&self, i: usize) -> String {
         format!("bcl-{NAME}-{i}")

@@ -51,8 +51,8 @@ impl Ctl {
 
     /// [`Ctl::start`], with more images: each a copy of python's under
     /// another name (so another tag, `bento/NAME:latest`, which the test
-    /// puts where it wants, or nowhere).
-    pub async fn start_with(cluster: &Cluster, warm: usize, more: &[&str]) -> Ctl {
+    /// puts where it wants, or nowhere), with these placement constraints.
+    pub async fn start_with(cluster: &Cluster, warm: usize, more: &[(&str, &[&str])]) -> Ctl {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
@@ -67,11 +67,14 @@ impl Ctl {
         );
         let images = dir.path().join("images");
         write(&images.join("python.yaml"), &yaml);
-        for name in more {
-            let copy = yaml.replace("\nname: python\n", &format!("\nname: {name}\n"));
+        for (name, placement) in more {
+            let placement = format!("\nplacement: {placement:?}\n");
+            let copy = yaml
+                .replace("\nname: python\n", &format!("\nname: {name}\n"))
+                .replace("\nplacement: []\n", &placement);
             assert!(
-                copy.contains(&format!("name: {name}")),
-                "python.yaml has no name line"
+                copy.contains(&format!("name: {name}")) && copy.contains(&placement),
+                "python.yaml has no name or placement line"
             );
             write(&images.join(format!("{name}.yaml")), &copy);
         }

@@ -7,8 +7,8 @@
 use bollard::models::{
     Limit, Mount, MountTmpfsOptions, MountType, NetworkAttachmentConfig, ResourceObject,
     ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use std::time::Duration;
 
@@ -165,6 +165,11 @@ pub(super) fn service(
                 options: None,
             }),
             networks,
+            // The image's constraints, as they are.
+            placement: (!spec.placement.is_empty()).then(|| TaskSpecPlacement {
+                constraints: Some(spec.placement.clone()),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -189,6 +194,8 @@ mod tests {
         limits.cpus = 0.25;
         limits.timeout = Duration::from_secs(30);
         let labels = HashMap::from([("dev.bento.session".to_string(), "s-1".to_string())]);
+        let mut image = image;
+        image.placement = vec!["node.labels.bento == true".into()];
         let spec = ContainerSpec::for_image(&image, "bento-s-1".into(), labels, limits);
         let expected = Expected::of(&spec).unwrap_or_else(|e| panic!("{e}"));
         assert!(expected.no_network);
@@ -213,6 +220,11 @@ mod tests {
         assert_eq!(t["Resources"]["Limits"]["Pids"], spec.limits.pids);
         assert_eq!(t["LogDriver"]["Name"], "none");
         assert!(t.get("Networks").is_none(), "none is not a swarm network");
+        let constraints = &t["Placement"]["Constraints"];
+        assert_eq!(
+            constraints,
+            &serde_json::json!(["node.labels.bento == true"])
+        );
         assert_eq!(json["Mode"]["Replicated"]["Replicas"], 1);
         assert_eq!(json["Labels"]["dev.bento.session"], "s-1");
         assert_eq!(stop_grace(Duration::ZERO), 30 * 24 * 3600 * 1_000_000_000);
