@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bento::runtime::Runtime;
 use bento::wire::api::ExitReason;
 use kit::{receive, Received};
+use swarm_kit::cluster::NODES;
 use swarm_kit::{say, Cluster, Ctl, IMAGE};
 
 /// Sends `m0`..`m{n-1}`, then echoes each input until `stop`.
@@ -174,7 +175,7 @@ async fn the_sandbox_holds_on_nodes_that_have_a_bridge() {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
-    for i in 1..=swarm_kit::cluster::NODES {
+    for i in 1..=NODES {
         let nets = cluster.docker(i, &["network", "ls", "--format", "{{.Name}}"]);
         let nets = String::from_utf8_lossy(&nets.stdout).into_owned();
         assert!(
@@ -222,14 +223,7 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
     };
     // `nowhere` is on no node; `only2` is on every node while its function
     // is submitted (the syntax check runs in the image), then on node 2 alone.
-    for i in 1..=swarm_kit::cluster::NODES {
-        let o = cluster.docker(i, &["tag", IMAGE, "bento/only2:latest"]);
-        assert!(
-            o.status.success(),
-            "tag: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    cluster.docker_ok(1..=NODES, &["tag", IMAGE, "bento/only2:latest"]);
     let ctl = Ctl::start_with(cluster, 0, &[("only2", &[]), ("nowhere", &[])]).await;
     assert!(matches!(ctl.swarm.image_exists(IMAGE).await, Ok(true)));
     assert!(matches!(
@@ -259,14 +253,7 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
         Ok(f) => f.id,
         Err(e) => panic!("submit: {e}"),
     };
-    for i in [1, 3] {
-        let o = cluster.docker(i, &["rmi", "bento/only2:latest"]);
-        assert!(
-            o.status.success(),
-            "untag: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    cluster.docker_ok([1, 3], &["rmi", "bento/only2:latest"]);
     assert!(matches!(
         ctl.swarm.image_exists("bento/only2:latest").await,
         Ok(false)
@@ -351,14 +338,7 @@ async fn an_images_placement_constraints_are_passed_to_swarm() {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
-    for i in 1..=swarm_kit::cluster::NODES {
-        let o = cluster.docker(i, &["tag", IMAGE, "bento/pinned:latest"]);
-        assert!(
-            o.status.success(),
-            "tag: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    cluster.docker_ok(1..=NODES, &["tag", IMAGE, "bento/pinned:latest"]);
     // cluster.sh labels node I with bento.cluster.node=I.
     let on3: &[&str] = &["node.labels.bento.cluster.node == 3"];
     let ctl = Ctl::start_with(cluster, 0, &[("pinned", on3)]).await;
