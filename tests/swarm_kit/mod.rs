@@ -99,7 +99,10 @@ impl Ctl {
         write(&dir.path().join("config/bento.yaml"), &config);
         let client = Client::new(&format!("http://127.0.0.1:{port}"), None)
             .unwrap_or_else(|e| panic!("client: {e}"));
-        let swarm = SwarmRuntime::connect(&swarm_config(cluster), &prefix)
+        // Under a prefix of its own, which labels nothing: the engine sweeps
+        // the ghosts of its prefix's sessions, and that must be the
+        // controller's doing, not the observer's.
+        let swarm = SwarmRuntime::connect(&swarm_config(cluster), "observer.invalid")
             .await
             .unwrap_or_else(|e| panic!("the test's view of the Swarm: {e}"));
         let mut ctl = Ctl {

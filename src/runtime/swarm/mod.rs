@@ -9,14 +9,17 @@
 //!   (`monitor.rs`, `nodes.rs`);
 //! - `start` fixes and checks the sandbox on the node (`sandbox.rs`), then
 //!   opens the gate;
-//! - `state`, `kill` go to the node; `remove` kills there and removes the
-//!   service on the manager.
+//! - `state`, `kill` go to the node (`containers.rs`); `remove` kills there
+//!   and removes the service on the manager;
+//! - the image's entrypoint and `image_exists` ask the nodes (`images.rs`).
 //!
 //! Every call to the manager or a node has a deadline (`call.rs`).
 //! `docs/scale-out.md` says why each choice was made.
 
 mod call;
+mod containers;
 mod gate;
+mod images;
 mod monitor;
 mod nodes;
 mod sandbox;
@@ -26,7 +29,7 @@ mod tasks;
 pub use gate::GATE_FAILED;
 
 use async_trait::async_trait;
-use bollard::query_parameters::{KillContainerOptionsBuilder, ListServicesOptionsBuilder};
+use bollard::query_parameters::ListServicesOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -38,13 +41,9 @@ use self::nodes::Nodes;
 use self::spec::Expected;
 use self::tasks::{NotPlaced, Placement};
 use super::{
-    ContainerExit, ContainerIo, ContainerSpec, ContainerState, ListedContainer, Result, Runtime,
-    RuntimeError,
+    ContainerIo, ContainerSpec, ContainerState, ListedContainer, Result, Runtime, RuntimeError,
 };
 use crate::config::SwarmConfig;
-
-/// How long an image's entrypoint, read from a node, is trusted.
-const ENTRYPOINT_TTL: Duration = Duration::from_secs(60);
 
 /// A service made by `create` and not yet started.
 struct Fresh {
@@ -191,82 +190,6 @@ impl Inner {
         Ok(p)
     }
 
-    /// The image's entrypoint and command, read on a node that has it.
-    async fn entrypoint(&self, spec: &ContainerSpec) -> Result<Vec<String>> {
-        if let Some((at, e)) = locked(&self.entrypoints).get(&spec.image) {
-            if at.elapsed() < ENTRYPOINT_TTL {
-                return Ok(e.clone());
-            }
-        }
-        let mut nodes = self.nodes.reachable();
-        nodes.sort_by_key(|n| !n.schedulable);
-        let mut last_error = None;
-        for node in nodes {
-            let docker = match self.nodes.client(&node.id).await {
-                Ok(d) => d,
-                Err(e) => {
-                    last_error = Some(e);
-                    continue;
-                }
-            };
-            let what = format!("node {}: inspect image", node.name);
-            match within(self.deadline(), what, docker.inspect_image(&spec.image)).await {
-                Ok(image) => {
-                    let config = image.config.unwrap_or_default();
-                    let mut entry = config.entrypoint.unwrap_or_default();
-                    entry.extend(config.cmd.unwrap_or_default());
-                    if entry.is_empty() {
-                        return Err(RuntimeError::Engine(format!(
-                            "image {} has no entrypoint or command",
-                            spec.image
-                        )));
-                    }
-                    locked(&self.entrypoints)
-                        .insert(spec.image.clone(), (Instant::now(), entry.clone()));
-                    return Ok(entry);
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => last_error = Some(e.into()),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            RuntimeError::ImageMissing(spec.image.clone(), spec.image_name.clone())
-        }))
-    }
-
-    /// Kills the task's container on its node; a lost node's is out of
-    /// reach (the sweep kills it when the node is back).
-    async fn kill(&self, id: &str) -> Result<()> {
-        let placement = match self.placement(id).await {
-            Ok(p) => p,
-            Err(RuntimeError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let Some(p) = placement else {
-            // No container yet: without its service it never gets one.
-            return self.delete_service(id).await;
-        };
-        if self.nodes.is_lost(&p.node) {
-            locked(&self.lost).insert(id.to_string());
-            return Ok(());
-        }
-        let node = self.nodes.client(&p.node).await?;
-        let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-        let what = format!("node {}: kill", self.nodes.name(&p.node));
-        match within(
-            self.deadline(),
-            what,
-            node.kill_container(&p.container, Some(opts)),
-        )
-        .await
-        {
-            Ok(()) => Ok(()),
-            // Gone, or not running: either way it is not running now.
-            Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn delete_service(&self, id: &str) -> Result<()> {
         match within(
             self.deadline(),
@@ -277,66 +200,6 @@ impl Inner {
         {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The container's state on its node.
-    async fn state(&self, id: &str) -> Result<ContainerState> {
-        let p = match self.placement(id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return self.state_without_container(id).await,
-            Err(RuntimeError::NotFound(_)) => return Ok(ContainerState::Missing),
-            Err(e) => return Err(e),
-        };
-        let name = self.nodes.name(&p.node);
-        if self.nodes.is_lost(&p.node) {
-            locked(&self.lost).insert(id.to_string());
-            return Ok(ContainerState::NodeLost { node: name });
-        }
-        let node = self.nodes.client(&p.node).await?;
-        let what = format!("node {name}: inspect");
-        let info = match within(
-            self.deadline(),
-            what,
-            node.inspect_container(&p.container, None),
-        )
-        .await
-        {
-            Ok(i) => i,
-            Err(e) if e.is_not_found() => return self.state_without_container(id).await,
-            // Unreachable: lost if the manager says so by now.
-            Err(e) if e.is_unreachable() && self.nodes.is_lost(&p.node) => {
-                locked(&self.lost).insert(id.to_string());
-                return Ok(ContainerState::NodeLost { node: name });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let state = info.state.unwrap_or_default();
-        use bollard::models::ContainerStateStatusEnum as S;
-        if !matches!(state.status, Some(S::EXITED) | Some(S::DEAD)) {
-            return Ok(ContainerState::Running);
-        }
-        Ok(ContainerState::Exited(ContainerExit {
-            code: state.exit_code.unwrap_or(-1),
-            oom_killed: state.oom_killed.unwrap_or(false),
-        }))
-    }
-
-    /// The state from the task alone: before it has a container, or after
-    /// its container is gone.
-    async fn state_without_container(&self, id: &str) -> Result<ContainerState> {
-        match tasks::task(&self.manager, id, self.deadline()).await {
-            Ok(Some(t)) if t.ended() => Ok(match t.exit_code {
-                Some(code) => ContainerState::Exited(ContainerExit {
-                    code,
-                    oom_killed: false,
-                }),
-                None => ContainerState::Missing,
-            }),
-            Ok(Some(t)) if t.placement.is_some() => Ok(ContainerState::Missing),
-            Ok(_) => Ok(ContainerState::Running),
-            Err(e) if e.is_not_found() => Ok(ContainerState::Missing),
             Err(e) => Err(e.into()),
         }
     }
@@ -479,27 +342,6 @@ impl Runtime for SwarmRuntime {
 
     /// Whether every node that can take tasks has the image.
     async fn image_exists(&self, image: &str) -> Result<bool> {
-        let inner = &self.inner;
-        let nodes: Vec<_> = inner
-            .nodes
-            .reachable()
-            .into_iter()
-            .filter(|n| n.schedulable)
-            .collect();
-        if nodes.is_empty() {
-            return Err(RuntimeError::Engine(
-                "no node of the Swarm can take tasks".into(),
-            ));
-        }
-        for n in nodes {
-            let docker = inner.nodes.client(&n.id).await?;
-            let what = format!("node {}: inspect image", n.name);
-            match within(inner.deadline(), what, docker.inspect_image(image)).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(true)
+        self.inner.image_on_every_node(image).await
     }
 }
