@@ -38,6 +38,22 @@ pub struct ImageSpec {
     /// Each serves one session only. 0: no pool.
     #[serde(default)]
     pub warm: usize,
+    /// Placement constraints for `engine: swarm`, passed to Swarm as they
+    /// are (`node.labels.bento == true`, `node.role != manager`). The
+    /// Docker engine has one node and ignores them.
+    #[serde(default)]
+    pub placement: Vec<String>,
+}
+
+/// A Swarm placement constraint: `ATTRIBUTE == VALUE` or `!=`, where Swarm
+/// checks the rest (it refuses a service whose constraint it cannot read).
+fn placement_ok(c: &str) -> bool {
+    let parts: Vec<&str> = if c.contains("==") {
+        c.splitn(2, "==").collect()
+    } else {
+        c.splitn(2, "!=").collect()
+    };
+    c.len() <= 256 && parts.len() == 2 && parts.iter().all(|p| !p.trim().is_empty())
 }
 
 /// The smallest CPU share a container may get: Docker's own minimum. Below
@@ -71,6 +87,7 @@ impl ImageSpec {
             max: None,
             sandbox: Sandbox::default(),
             warm: 0,
+            placement: Vec::new(),
         }
     }
 
@@ -278,6 +295,12 @@ pub(crate) fn load_images(
             return Err(invalid(format!(
                 "warm {} is more than {MAX_WARM} containers",
                 spec.warm
+            )));
+        }
+        if let Some(bad) = spec.placement.iter().find(|c| !placement_ok(c)) {
+            return Err(invalid(format!(
+                "placement {bad:?} must be ATTRIBUTE == VALUE or ATTRIBUTE != VALUE, \
+                 e.g. node.labels.bento == true"
             )));
         }
         if let Err(e) = spec.resolve_limits(&LimitsRequest::default()) {

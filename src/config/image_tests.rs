@@ -209,3 +209,17 @@ fn limit_errors_speak_in_units() {
         "pids 65 is above the image's maximum of 64"
     );
 }
+
+#[test]
+fn placement_constraints_are_checked_and_kept() {
+    let ok = load("name: p\nplacement: [\"node.labels.bento == true\", \"node.role!=manager\"]\n");
+    let images = ok.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(images["p"].placement.len(), 2);
+    for bad in ["\"node.labels.bento\"", "\"== true\"", "\"node.role != \""] {
+        let e = load(&format!("name: p\nplacement: [{bad}]\n"));
+        assert!(
+            e.is_err_and(|e| e.to_string().contains("placement")),
+            "{bad}"
+        );
+    }
+}

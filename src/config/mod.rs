@@ -8,10 +8,12 @@
 //! `../images/python`). Without a file they are relative to the working
 //! directory.
 
+mod engine;
 mod image;
 
 use crate::wire::duration::de_duration;
 pub use crate::wire::duration::parse_duration;
+pub use engine::{Engine, SwarmConfig, TlsFiles, DOCKER_CERT_PATH_ENV};
 pub(crate) use image::size_bytes;
 pub use image::{ImageSpec, Sandbox, MIN_CPUS};
 
@@ -62,8 +64,13 @@ pub enum OutputPolicy {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The container engine: `docker` (one engine, `docker_host`) or
+    /// `swarm` (a Docker Swarm, `swarm`).
+    pub engine: Engine,
     /// Docker endpoint; `None` uses `DOCKER_HOST` or the local socket.
     pub docker_host: Option<String>,
+    /// How to reach the Swarm, for `engine: swarm`.
+    pub swarm: SwarmConfig,
     /// Base image for every function image build; `BENTO_BASE_IMAGE` wins over it.
     pub base_image: Option<String>,
     /// Directory of image descriptions (`*.yaml`).
@@ -156,7 +163,9 @@ impl Default for Config {
                 .parse()
                 .unwrap_or_else(|_| unreachable_listen()),
             data_dir: PathBuf::from("bento-data"),
+            engine: Engine::Docker,
             docker_host: None,
+            swarm: SwarmConfig::default(),
             base_image: None,
             images_dir: PathBuf::from("config/images"),
             driver_dir: PathBuf::from("driver"),
@@ -208,11 +217,14 @@ impl Config {
                     source,
                 })?;
                 let mut c = Config::parse(&text, p)?;
+                c.root = config_root(p);
+                if let Some(dir) = c.swarm.cert_path.take() {
+                    c.swarm.cert_path = Some(c.resolve(&dir));
+                }
                 c.check().map_err(|message| ConfigError::Invalid {
                     path: p.clone(),
                     message,
                 })?;
-                c.root = config_root(p);
                 c
             }
             None => Config::default(),
@@ -255,7 +267,10 @@ impl Config {
     }
 
     /// Values that parse but would leave the server unusable.
-    fn check(&self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), String> {
+        if self.engine == Engine::Swarm {
+            self.swarm.check()?;
+        }
         if self.header_timeout.is_zero() {
             return Err("header_timeout must be more than 0".into());
         }
@@ -389,7 +404,7 @@ mod tests {
         assert!(Config::parse("lisen: 127.0.0.1:1\n", p).is_err());
         assert!(Config::parse("session_ttl: forever\n", p).is_err());
         assert!(Config::parse("", p).is_ok());
-        let checked = |t: &str| Config::parse(t, p).map(|c| c.check());
+        let checked = |t: &str| Config::parse(t, p).map(|mut c| c.check());
         assert!(matches!(checked("header_timeout: 500ms\n"), Ok(Ok(()))));
         assert!(matches!(checked("header_timeout: 0\n"), Ok(Err(_))));
         assert!(matches!(checked("max_connections: 0\n"), Ok(Err(_))));

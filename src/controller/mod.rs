@@ -17,13 +17,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::controller::create::Launcher;
 use crate::controller::function_store::FunctionStore;
 use crate::controller::pool::Pool;
 use crate::controller::recovery::{reconcile, resume_all, Recovery};
 use crate::controller::sessions::Sessions;
-use crate::runtime::{DockerRuntime, Runtime};
+use crate::runtime::{DockerRuntime, Runtime, SwarmRuntime};
 use crate::session::spawn::SessionContext;
 use crate::session::store::Db;
 use api::AppState;
@@ -35,17 +35,34 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let docker = DockerRuntime::connect(config.docker_host.as_deref())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Docker: {e}"))?;
-    docker
-        .ping()
-        .await
-        .map_err(|e| anyhow::anyhow!("Docker does not answer: {e}"))?;
-    if config.build_images_on_start {
-        build_missing_images(&docker, &config).await?;
-    }
-    let runtime: Arc<dyn Runtime> = Arc::new(docker);
+    let runtime: Arc<dyn Runtime> = match config.engine {
+        Engine::Docker => {
+            let docker = DockerRuntime::connect(config.docker_host.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Docker: {e}"))?;
+            docker
+                .ping()
+                .await
+                .map_err(|e| anyhow::anyhow!("Docker does not answer: {e}"))?;
+            if config.build_images_on_start {
+                build_missing_images(&docker, &config).await?;
+            }
+            Arc::new(docker)
+        }
+        Engine::Swarm => {
+            let swarm = SwarmRuntime::connect(&config.swarm, &config.label_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the Swarm: {e}"))?;
+            if config.build_images_on_start {
+                tracing::warn!(
+                    "build_images_on_start does nothing with engine: swarm; put the images \
+                     on every node (docs/scale-out.md)"
+                );
+            }
+            tracing::info!(manager = %config.swarm.manager, nodes = ?swarm.nodes(), "Swarm engine");
+            Arc::new(swarm)
+        }
+    };
     run_with_runtime(listener, config, runtime, shutdown).await
 }
 

@@ -76,12 +76,12 @@ impl DockerRuntime {
     }
 }
 
-fn engine(e: DockerError) -> RuntimeError {
+pub(crate) fn engine(e: DockerError) -> RuntimeError {
     crate::metrics::add(&crate::metrics::METRICS.docker_errors, 1);
     RuntimeError::Engine(e.to_string())
 }
 
-fn is_not_found(e: &DockerError) -> bool {
+pub(crate) fn is_not_found(e: &DockerError) -> bool {
     matches!(
         e,
         DockerError::DockerResponseServerError {
@@ -95,7 +95,7 @@ fn is_not_found(e: &DockerError) -> bool {
 /// [`crate::config::MIN_CPUS`] where they enter (the image's YAML, a run's
 /// request); should a smaller value still get here, it becomes the minimum,
 /// never 0, which the engine reads as "no limit".
-fn nano_cpus(cpus: f64) -> i64 {
+pub(crate) fn nano_cpus(cpus: f64) -> i64 {
     let min = (crate::config::MIN_CPUS * 1e9) as i64;
     // `as` saturates, and NaN becomes 0, which `max` lifts to the minimum.
     ((cpus * 1e9).round() as i64).max(min)
@@ -179,35 +179,7 @@ impl Runtime for DockerRuntime {
             }
             return result;
         }
-        let opts = AttachContainerOptionsBuilder::new()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .logs(false)
-            .build();
-        let io = self
-            .docker
-            .attach_container(id, Some(opts))
-            .await
-            .map_err(engine)?;
-        let output = io
-            .output
-            .filter_map(|item| async move {
-                match item {
-                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk::Stdout(message))),
-                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
-                    // Without a TTY the engine multiplexes only stdout and stderr.
-                    Ok(LogOutput::Console { message }) => Some(Ok(OutputChunk::Stdout(message))),
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(engine(e))),
-                }
-            })
-            .boxed();
-        Ok(ContainerIo {
-            output,
-            input: io.input,
-        })
+        attach_bollard(&self.docker, id).await
     }
 
     async fn start(&self, id: &str) -> Result<()> {
@@ -288,6 +260,39 @@ impl Runtime for DockerRuntime {
             Err(e) => Err(engine(e)),
         }
     }
+}
+
+/// Attaches through bollard's HTTP upgrade: for engines reached over TCP
+/// (and, in the Swarm engine, every node).
+pub(crate) async fn attach_bollard(docker: &Docker, id: &str) -> Result<ContainerIo> {
+    let opts = AttachContainerOptionsBuilder::new()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build();
+    let io = docker
+        .attach_container(id, Some(opts))
+        .await
+        .map_err(engine)?;
+    let output = io
+        .output
+        .filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk::Stdout(message))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+                // Without a TTY the engine multiplexes only stdout and stderr.
+                Ok(LogOutput::Console { message }) => Some(Ok(OutputChunk::Stdout(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(engine(e))),
+            }
+        })
+        .boxed();
+    Ok(ContainerIo {
+        output,
+        input: io.input,
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod fake;
 pub mod images;
 mod stdio;
+pub mod swarm;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::config::{ImageSpec, Sandbox};
 use crate::wire::api::Limits;
 
 pub use docker::DockerRuntime;
+pub use swarm::SwarmRuntime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -43,6 +45,9 @@ pub struct ContainerSpec {
     pub labels: HashMap<String, String>,
     pub limits: Limits,
     pub sandbox: Sandbox,
+    /// Where a cluster engine may place it (Swarm constraints, from the
+    /// image's YAML); an engine of one host ignores it.
+    pub placement: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -61,6 +66,7 @@ impl ContainerSpec {
             labels,
             limits,
             sandbox: image.sandbox.clone(),
+            placement: image.placement.clone(),
         }
     }
 }
@@ -94,6 +100,11 @@ pub enum ContainerState {
     Exited(ContainerExit),
     /// The engine does not know it (removed behind our back).
     Missing,
+    /// The machine that ran it is gone (a cluster engine's node is down):
+    /// it may still run there, but nothing reaches it any more.
+    NodeLost {
+        node: String,
+    },
 }
 
 /// A container that carries Bento's labels.

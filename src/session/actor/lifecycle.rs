@@ -203,5 +203,6 @@ pub fn exit_reason(kill_reason: Option<ExitReason>, state: ContainerState) -> Op
         (None, ContainerState::Missing) => ExitReason::Lost {
             message: "container was removed".into(),
         },
+        (None, ContainerState::NodeLost { node }) => ExitReason::NodeLost { node },
     })
 }

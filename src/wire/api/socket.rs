@@ -248,6 +248,9 @@ pub enum ExitReason {
     StartFailed { message: String },
     /// The controller lost track of its container (removed behind our back).
     Lost { message: String },
+    /// The node that ran it went down (a cluster engine): the output it
+    /// wrote up to then is kept, the rest is gone.
+    NodeLost { node: String },
 }
 
 impl ExitReason {
@@ -260,7 +263,10 @@ impl ExitReason {
             ExitReason::OomKilled | ExitReason::Killed | ExitReason::Abandoned => 137,
             ExitReason::Timeout => 124,
             ExitReason::StartFailed { .. } => 125,
-            ExitReason::OutputCap | ExitReason::ProtocolError { .. } | ExitReason::Lost { .. } => 1,
+            ExitReason::OutputCap
+            | ExitReason::ProtocolError { .. }
+            | ExitReason::Lost { .. }
+            | ExitReason::NodeLost { .. } => 1,
         }
     }
 
@@ -284,6 +290,10 @@ impl fmt::Display for ExitReason {
             }
             ExitReason::StartFailed { message } => write!(f, "failed to start: {message}"),
             ExitReason::Lost { message } => write!(f, "lost: {message}"),
+            ExitReason::NodeLost { node } => write!(
+                f,
+                "lost: node {node}, which ran it, went down (its output up to then is kept)"
+            ),
         }
     }
 }
