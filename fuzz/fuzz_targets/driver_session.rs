@@ -46,6 +46,7 @@ use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 /// One state database for the whole run; the writer never needs to write
 /// to it here (its input bound is set past any seq).
@@ -165,21 +166,26 @@ async fn session(name: &str, stdout: Vec<OutputChunk>, inputs: Vec<InputItem>) -
     let credits_seen = credits_tx.subscribe();
     let (driver_stdin, mut from_writer) = tokio::io::duplex(1 << 16);
     let stream = futures_util::stream::iter(stdout.into_iter().map(Ok)).boxed();
-    spawn_reader(stream, out_tx, credits_tx, name.to_string(), 0);
-    spawn_stdin_writer(StdinParts {
-        input: Box::pin(driver_stdin),
-        rx: input_rx,
-        events: ctl_tx,
-        progress: Arc::new(InputProgress::default()),
-        acks: acks_rx,
-        credits: credits_rx,
-        consumed: 0,
-        reservation: InputReservation {
-            db: db(),
-            token: name.to_string(),
-            upto: u64::MAX,
+    // The controller's tracker in production; here only a place to spawn.
+    let tracker = TaskTracker::new();
+    spawn_reader(stream, out_tx, credits_tx, name.to_string(), 0, &tracker);
+    spawn_stdin_writer(
+        StdinParts {
+            input: Box::pin(driver_stdin),
+            rx: input_rx,
+            events: ctl_tx,
+            progress: Arc::new(InputProgress::default()),
+            acks: acks_rx,
+            credits: credits_rx,
+            consumed: 0,
+            reservation: InputReservation {
+                db: db(),
+                token: name.to_string(),
+                upto: u64::MAX,
+            },
         },
-    });
+        &tracker,
+    );
     // The driver's side of stdin: counts the input messages written, and
     // compares them with the credits it has sent.
     let most = Arc::new(AtomicU64::new(0));
