@@ -108,50 +108,13 @@ pub fn spawn_reader(
             }
             decoder.feed(bytes);
             loop {
-                let f = match decoder.next_frame() {
-                    Ok(Some(f)) => f,
+                let (stream, end, payload) = match next_output(&mut decoder, &credits) {
+                    Ok(Some(output)) => output,
                     Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(session = %session, error = %e, "function wrote a bad frame");
+                    Err(message) => {
+                        tracing::warn!(session = %session, error = %message, "function wrote a bad frame");
                         corrupt = true;
-                        if tx
-                            .send(OutputEvent::BadFrames(e.to_string()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        break;
-                    }
-                };
-                let (stream, end, payload) = match FromDriver::try_from(f) {
-                    Ok(FromDriver::Output {
-                        stream,
-                        end,
-                        payload,
-                    }) => (stream, end, payload),
-                    Ok(FromDriver::Credit(now)) => match take_credit(&credits, now) {
-                        Ok(()) => continue,
-                        Err(message) => {
-                            corrupt = true;
-                            if tx.send(OutputEvent::BadFrames(message)).await.is_err() {
-                                return;
-                            }
-                            break;
-                        }
-                    },
-                    // Only meaningful right after RESUME; a stray one
-                    // (which only the function could forge) is ignored.
-                    Ok(FromDriver::Sync) => continue,
-                    // The driver is up; only the warm pool waits for it.
-                    Ok(FromDriver::Ready) => continue,
-                    Err(e) => {
-                        corrupt = true;
-                        if tx
-                            .send(OutputEvent::BadFrames(e.to_string()))
-                            .await
-                            .is_err()
-                        {
+                        if tx.send(OutputEvent::BadFrames(message)).await.is_err() {
                             return;
                         }
                         break;
@@ -186,6 +149,34 @@ pub fn spawn_reader(
             _ = actor.closed() => {}
         }
     });
+}
+
+/// The next output frame the decoder holds (stream, end, payload), or
+/// `None` until more bytes arrive. Credits met on the way are taken in;
+/// anything else the driver says here is ignored. An error means the frame
+/// stream is corrupt (or a credit forged).
+fn next_output(
+    decoder: &mut Decoder,
+    credits: &watch::Sender<u64>,
+) -> Result<Option<(Stream, bool, Bytes)>, String> {
+    loop {
+        let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        match FromDriver::try_from(frame).map_err(|e| e.to_string())? {
+            FromDriver::Output {
+                stream,
+                end,
+                payload,
+            } => return Ok(Some((stream, end, payload))),
+            FromDriver::Credit(now) => take_credit(credits, now)?,
+            // Only meaningful right after RESUME; a stray one (which only
+            // the function could forge) is ignored.
+            FromDriver::Sync => {}
+            // The driver is up; only the warm pool waits for it.
+            FromDriver::Ready => {}
+        }
+    }
 }
 
 /// Takes a CREDIT in, checked where it enters: the count only grows.

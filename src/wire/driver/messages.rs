@@ -37,24 +37,24 @@ impl TryFrom<Frame> for FromDriver {
     type Error = FrameError;
 
     fn try_from(f: Frame) -> Result<FromDriver, FrameError> {
-        let output = |stream| FromDriver::Output {
-            stream,
-            end: f.end,
-            payload: f.payload.clone(),
-        };
-        Ok(match f.kind {
-            Kind::Data => output(Stream::Data),
-            Kind::Stdout => output(Stream::Stdout),
-            Kind::Stderr => output(Stream::Stderr),
+        let stream = match f.kind {
+            Kind::Data => Stream::Data,
+            Kind::Stdout => Stream::Stdout,
+            Kind::Stderr => Stream::Stderr,
             Kind::Credit => {
                 let count = <[u8; 8]>::try_from(&f.payload[..])
                     .map_err(|_| FrameError::BadPayload(Kind::Credit, f.payload.len()))?;
-                FromDriver::Credit(u64::from_be_bytes(count))
+                return Ok(FromDriver::Credit(u64::from_be_bytes(count)));
             }
-            Kind::Ready => FromDriver::Ready,
-            Kind::Sync => FromDriver::Sync,
+            Kind::Ready => return Ok(FromDriver::Ready),
+            Kind::Sync => return Ok(FromDriver::Sync),
             // The decoder refuses these kinds from the driver.
             other => return Err(FrameError::UnknownKind(other as u8)),
+        };
+        Ok(FromDriver::Output {
+            stream,
+            end: f.end,
+            payload: f.payload,
         })
     }
 }
