@@ -73,6 +73,17 @@ fn new_short_id() -> String {
 }
 
 impl Launcher {
+    /// A launcher with an empty live table and a warm pool per image (not
+    /// filling yet: see `Pool::spawn`).
+    pub fn new(config: Arc<Config>, ctx: SessionContext) -> Launcher {
+        Launcher {
+            sessions: Sessions::new(),
+            pool: Pool::new(&config, ctx.runtime.clone()),
+            ctx,
+            config,
+        }
+    }
+
     /// Creates a session. Its container comes from the image's warm pool
     /// when one is ready and the run asks for the pool's limits; otherwise
     /// it is created and attached *before* it starts (so a fast function's

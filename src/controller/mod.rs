@@ -20,9 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Engine};
 use crate::controller::create::Launcher;
 use crate::controller::function_store::FunctionStore;
-use crate::controller::pool::Pool;
 use crate::controller::recovery::{reconcile, resume_all, Recovery};
-use crate::controller::sessions::Sessions;
 use crate::runtime::{DockerRuntime, Runtime, SwarmRuntime};
 use crate::session::spawn::SessionContext;
 use crate::session::store::Db;
@@ -133,14 +131,8 @@ pub async fn run_with_runtime(
         shutdown.clone(),
         tracker.clone(),
     );
-    let sessions = Sessions::new();
-    let pool = Pool::new(&config, runtime.clone());
-    let recovery = Recovery {
-        sessions: sessions.clone(),
-        ctx: ctx.clone(),
-        config: config.clone(),
-        warm_label: pool.label(),
-    };
+    let launcher = Launcher::new(config.clone(), ctx);
+    let recovery = Recovery::new(&launcher);
     // Before serving: every session the database knows is live again, ended
     // or marked as resuming, and no orphan container is left. The drivers
     // of running sessions are resumed while the API serves.
@@ -148,20 +140,14 @@ pub async fn run_with_runtime(
     tracker.spawn(resume_all(recovery, pending, shutdown.clone()));
     // Filled only now that reconcile has removed what an earlier
     // controller left.
-    pool.spawn(&tracker, &shutdown);
+    launcher.pool.spawn(&tracker, &shutdown);
     tracker.spawn(crate::mem::trim::run(shutdown.clone()));
     let checker = check::Checker::new(runtime, &config, tracker.clone());
-    let launcher = Launcher {
-        sessions: sessions.clone(),
-        pool,
-        ctx,
-        config: config.clone(),
-    };
     let state = Arc::new(AppState {
         checker,
         config,
         functions,
-        sessions,
+        sessions: launcher.sessions.clone(),
         launcher,
         shutdown: shutdown.clone(),
     });

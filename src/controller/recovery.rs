@@ -52,6 +52,18 @@ pub struct Recovery {
     pub warm_label: String,
 }
 
+impl Recovery {
+    /// Recovers into the launcher's table, with its sessions' context.
+    pub fn new(launcher: &super::create::Launcher) -> Recovery {
+        Recovery {
+            sessions: launcher.sessions.clone(),
+            ctx: launcher.ctx.clone(),
+            config: launcher.config.clone(),
+            warm_label: launcher.pool.label(),
+        }
+    }
+}
+
 /// Drivers resumed at once after a restart. Each waits for one answer, so
 /// a few silent ones cannot hold up the rest for long.
 pub const RESUME_CONCURRENCY: usize = 16;

@@ -14,8 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{reconcile, resume_all, Recovery, Report};
 use crate::config::{Config, ImageSpec};
-use crate::controller::pool::Pool;
-use crate::controller::sessions::Sessions;
+use crate::controller::create::Launcher;
 use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::{ContainerExit, ContainerState};
 use crate::session::log::Entry;
@@ -50,20 +49,14 @@ fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let prefix = config.label_prefix.clone();
     let fake = FakeRuntime::default();
     let db = Arc::new(Db::open(dir.path()).expect("state database"));
-    let runtime: Arc<dyn crate::runtime::Runtime> = Arc::new(fake.clone());
     let ctx = SessionContext::new(
         &config,
-        runtime.clone(),
+        Arc::new(fake.clone()),
         db.clone(),
         CancellationToken::new(),
         TaskTracker::new(),
     );
-    let recovery = Recovery {
-        sessions: Sessions::new(),
-        ctx,
-        warm_label: Pool::new(&config, runtime).label(),
-        config: Arc::new(config),
-    };
+    let recovery = Recovery::new(&Launcher::new(Arc::new(config), ctx));
     Fixture {
         fake,
         recovery,

@@ -10,8 +10,6 @@ use tokio_util::task::TaskTracker;
 use super::{Attached, ClientEvent, InputItem, SessionHandle, ToClient};
 use crate::config::{Config, ImageSpec};
 use crate::controller::create::{Launcher, NewSession};
-use crate::controller::pool::Pool;
-use crate::controller::sessions::Sessions;
 use crate::runtime::fake::{frame, FakeContainer, FakeRuntime};
 use crate::runtime::OutputChunk;
 use crate::session::log::ENTRY_OVERHEAD;
@@ -21,11 +19,21 @@ use crate::wire::driver::{Header, Kind};
 
 pub(super) struct Fixture {
     pub(super) fake: FakeRuntime,
-    launcher: Launcher,
+    pub(super) launcher: Launcher,
     _dir: tempfile::TempDir,
 }
 
 pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
+    fixture_on(tweak, CancellationToken::new(), TaskTracker::new())
+}
+
+/// A controller's session machinery on the fake runtime, with this
+/// shutdown token and task tracker.
+pub(super) fn fixture_on(
+    tweak: impl FnOnce(&mut Config),
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -36,20 +44,14 @@ pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     tweak(&mut config);
     let fake = FakeRuntime::default();
     let db = crate::session::store::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let runtime: Arc<dyn crate::runtime::Runtime> = Arc::new(fake.clone());
     let ctx = SessionContext::new(
         &config,
-        runtime.clone(),
+        Arc::new(fake.clone()),
         Arc::new(db),
-        CancellationToken::new(),
-        TaskTracker::new(),
+        shutdown,
+        tracker,
     );
-    let launcher = Launcher {
-        sessions: Sessions::new(),
-        pool: Pool::new(&config, runtime),
-        ctx,
-        config: Arc::new(config),
-    };
+    let launcher = Launcher::new(Arc::new(config), ctx);
     Fixture {
         fake,
         launcher,
@@ -57,7 +59,7 @@ pub(super) fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     }
 }
 
-fn function() -> FunctionInfo {
+pub(super) fn function() -> FunctionInfo {
     FunctionInfo {
         id: "fn-test".into(),
         name: None,

@@ -1,57 +1,23 @@
 //! The session's tasks and shutdown, against the fake runtime.
 
 use bytes::Bytes;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ImageSpec};
-use crate::controller::create::{Launcher, NewSession};
-use crate::controller::pool::Pool;
-use crate::controller::sessions::Sessions;
-use crate::runtime::fake::FakeRuntime;
-use crate::session::spawn::SessionContext;
+use crate::controller::create::NewSession;
+use crate::session::tests::{fixture_on, function};
 use crate::session::InputItem;
-use crate::wire::api::FunctionInfo;
 
 /// A session whose container neither writes nor reads its stdin: its
 /// reader waits for output that never comes, and its stdin writer is stuck
 /// in a write. Shutdown still ends, and leaves the function running.
 #[tokio::test]
 async fn shutdown_ends_the_tasks_of_a_container_that_never_ends() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut config = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    let spec = ImageSpec::builtin_python(dir.path());
-    config.images.insert(spec.name.clone(), spec);
-    let fake = FakeRuntime::default();
-    let db = crate::session::store::Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let runtime: Arc<dyn crate::runtime::Runtime> = Arc::new(fake.clone());
-    let ctx = SessionContext::new(
-        &config,
-        runtime.clone(),
-        Arc::new(db),
-        shutdown.clone(),
-        tracker.clone(),
-    );
-    let launcher = Launcher {
-        sessions: Sessions::new(),
-        pool: Pool::new(&config, runtime),
-        ctx,
-        config: Arc::new(config),
-    };
-    let function = FunctionInfo {
-        id: "fn-test".into(),
-        name: None,
-        image: "python".into(),
-        size: 0,
-        created_at: 0,
-        filename: "function.py".into(),
-    };
+    let f = fixture_on(|_| {}, shutdown.clone(), tracker.clone());
+    let (fake, launcher) = (&f.fake, &f.launcher);
+    let function = function();
     let new = NewSession {
         function: &function,
         code: "recv()".into(),
