@@ -71,14 +71,6 @@ impl Sessions {
         self.lock().values().cloned().collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Sessions whose function runs (or is about to be killed), and
     /// sessions that ended with output unread, in that order.
     pub fn counts(&self) -> (usize, usize) {

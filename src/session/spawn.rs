@@ -171,9 +171,7 @@ pub fn spawn(
     };
     let actor = Actor::new(ActorInit {
         meta: row.record,
-        limits: ctx.limits.clone(),
-        runtime: ctx.runtime.clone(),
-        db: ctx.store.clone(),
+        ctx,
         log,
         parts: ActorParts {
             cmd_rx,
@@ -184,8 +182,6 @@ pub fn spawn(
             input,
             acks: acks_tx,
         },
-        shutdown: ctx.shutdown.child_token(),
-        tracker: ctx.tracker.clone(),
         on_reaped,
         kill_reason: row.kill_reason,
         exit,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::shared::Env;
-use super::SessionMeta;
+use super::SessionRecord;
 use crate::runtime::ContainerState;
 use crate::session::io::ControlEvent;
 use crate::session::record::now_secs;
@@ -30,7 +30,7 @@ pub(super) struct Lifecycle {
 
 impl Lifecycle {
     pub(super) fn new(
-        meta: &SessionMeta,
+        meta: &SessionRecord,
         exit: Option<(ExitInfo, u64)>,
         kill_reason: Option<ExitReason>,
         ended: Arc<AtomicBool>,

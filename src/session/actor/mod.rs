@@ -58,7 +58,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::OutputLog;
@@ -66,8 +65,6 @@ use super::record::Status;
 use super::{Command, InputItem, StillRunning, ToClient};
 use crate::config::OutputPolicy;
 use crate::metrics;
-use crate::runtime::Runtime;
-use crate::session::store::Db;
 use crate::wire::api::{CloseReason, ExitInfo, ExitReason, SessionInfo, SessionState};
 use delivery::Delivery;
 use intake::Intake;
@@ -88,8 +85,8 @@ pub(crate) use delivery::TAKEOVER_GRACE;
 pub(crate) use intake::SPILL_GRACE;
 pub use lifecycle::exit_reason;
 
-/// What a session is, fixed at creation.
-pub use super::record::SessionRecord as SessionMeta;
+use super::record::SessionRecord;
+use super::spawn::SessionContext;
 
 /// Tunables from the server config.
 #[derive(Debug, Clone)]
@@ -137,17 +134,14 @@ pub struct ActorParts {
 
 /// Everything an actor starts from: a new session, or one restored after a
 /// controller restart (with its log recovered and perhaps already ended).
-pub struct ActorInit {
-    pub meta: SessionMeta,
-    pub limits: SessionLimits,
-    pub runtime: Arc<dyn Runtime>,
-    pub db: Arc<Db>,
+pub struct ActorInit<'a> {
+    pub meta: SessionRecord,
+    /// The controller's limits, engine, store, shutdown and tracker (the
+    /// session's own tasks, its kill and exit watcher, are spawned on it,
+    /// so that shutdown waits for them).
+    pub ctx: &'a SessionContext,
     pub log: OutputLog,
     pub parts: ActorParts,
-    pub shutdown: CancellationToken,
-    /// Where the session's own tasks are spawned (its kill and exit
-    /// watcher), so that shutdown waits for them.
-    pub tracker: TaskTracker,
     /// Called once when the session is reaped, to forget it.
     pub on_reaped: Box<dyn FnOnce() + Send>,
     /// Why the controller was killing the function before a restart.
@@ -181,16 +175,12 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn new(init: ActorInit) -> Actor {
+    pub fn new(init: ActorInit<'_>) -> Actor {
         let ActorInit {
             meta,
-            limits,
-            runtime,
-            db,
+            ctx,
             mut log,
             parts,
-            shutdown,
-            tracker,
             on_reaped,
             kill_reason,
             exit,
@@ -207,10 +197,10 @@ impl Actor {
         let delivery = Delivery::new(&log, parts.input_tx, parts.input, restored);
         let env = Env {
             meta,
-            limits,
-            runtime,
-            db,
-            tracker,
+            limits: ctx.limits.clone(),
+            runtime: ctx.runtime.clone(),
+            db: ctx.store.clone(),
+            tracker: ctx.tracker.clone(),
             durable: parts.acks,
             ctl_tx: parts.ctl_tx,
         };
@@ -221,7 +211,7 @@ impl Actor {
             cmd_rx: parts.cmd_rx,
             out_rx: parts.out_rx,
             ctl_rx: parts.ctl_rx,
-            shutdown,
+            shutdown: ctx.shutdown.child_token(),
             on_reaped: Some(on_reaped),
             removing: None,
         }

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::lifecycle::Lifecycle;
-use super::{SessionLimits, SessionMeta};
+use super::{SessionLimits, SessionRecord};
 use crate::runtime::{ContainerState, Runtime};
 use crate::session::io::ControlEvent;
 use crate::session::log::{Entry, OutputLog};
@@ -16,7 +16,7 @@ use crate::wire::api::ExitReason;
 /// The session's fixed facts and the services it uses; nothing here
 /// changes after creation, so every part may read it.
 pub(super) struct Env {
-    pub(super) meta: SessionMeta,
+    pub(super) meta: SessionRecord,
     pub(super) limits: SessionLimits,
     pub(super) runtime: Arc<dyn Runtime>,
     pub(super) db: Arc<Db>,
