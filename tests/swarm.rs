@@ -9,6 +9,8 @@
 
 #[path = "swarm/faults.rs"]
 mod faults;
+#[path = "swarm/images.rs"]
+mod images;
 mod kit;
 mod swarm_kit;
 

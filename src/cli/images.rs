@@ -3,8 +3,10 @@
 use super::simple::print_json;
 use super::table::render;
 use super::{out, say};
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::runtime::images::{self, ImageError};
+use crate::runtime::swarm::{self, Copied};
+use bollard::Docker;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -15,6 +17,7 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
     let specs = images::select(&config, names)?;
     let docker = images::connect(&config).await?;
     let tty = std::io::stdout().is_terminal();
+    let mut failed = false;
     for spec in specs {
         let tag = spec.tag();
         let (base, note) = images::choose_base(&docker, &config, spec).await?;
@@ -42,10 +45,19 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
             bar.finish_and_clear();
         }
         match result {
-            Ok(()) => out(&format!(
-                "built {tag} (base {base}) in {:.1}s",
-                started.elapsed().as_secs_f64()
-            ))?,
+            Ok(()) => {
+                out(&format!(
+                    "built {tag} (base {base}) in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ))?;
+                if config.engine == Engine::Swarm {
+                    let copied = match &config.swarm.registry {
+                        Some(_) => to_registry(&docker, &tag).await?,
+                        None => to_every_node(&config, &docker, &tag).await?,
+                    };
+                    failed |= !copied;
+                }
+            }
             Err(ImageError::Build {
                 tag,
                 message,
@@ -72,7 +84,47 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(0)
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// With `engine: swarm` and `swarm.registry`, pushes the image just built;
+/// the nodes pull it when they first run it. False when that failed.
+async fn to_registry(docker: &Docker, tag: &str) -> anyhow::Result<bool> {
+    out(&format!("pushing {tag}"))?;
+    match swarm::push(docker, tag).await {
+        Ok(took) => {
+            out(&format!("pushed {tag} in {:.1}s", took.as_secs_f64()))?;
+            Ok(true)
+        }
+        Err(e) => {
+            say(&format!("bento: {e}"));
+            Ok(false)
+        }
+    }
+}
+
+/// With `engine: swarm` and no registry, loads the image just built on
+/// every node of the Swarm that lacks it, and prints each node's outcome.
+/// False when a node that is up could not get it.
+async fn to_every_node(config: &Config, docker: &Docker, tag: &str) -> anyhow::Result<bool> {
+    out(&format!("copying {tag} to the Swarm's nodes"))?;
+    let copies = swarm::put_on_every_node(&config.swarm, docker, tag).await?;
+    let mut ok = true;
+    for copy in &copies {
+        match &copy.copied {
+            Copied::Failed(_) => {
+                ok = false;
+                say(&format!("bento: {tag} on {copy}"));
+            }
+            Copied::Skipped(_) => say(&format!("bento: {tag} on {copy}")),
+            Copied::AlreadyThere | Copied::Loaded { .. } => out(&format!("  {copy}"))?,
+        }
+    }
+    if copies.is_empty() {
+        say("bento: the Swarm manager reports no nodes");
+        ok = false;
+    }
+    Ok(ok)
 }
 
 fn spinner(tag: &str) -> ProgressBar {

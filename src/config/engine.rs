@@ -49,6 +49,12 @@ pub struct SwarmConfig {
     /// How often the manager is asked for the nodes' states.
     #[serde(deserialize_with = "de_duration")]
     pub node_poll: Duration,
+    /// A registry the nodes pull function images from, `HOST[:PORT][/PATH]`
+    /// (`registry.example.com:5000/team`). Images are then
+    /// `REGISTRY/bento/NAME:latest`; `bento images build` builds once and
+    /// pushes, and a node pulls an image when it first runs it. Unset:
+    /// `bento images build` loads the image on every node itself.
+    pub registry: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -61,6 +67,7 @@ impl Default for SwarmConfig {
             call_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(60),
             node_poll: Duration::from_secs(1),
+            registry: None,
         }
     }
 }
@@ -82,6 +89,19 @@ impl TlsFiles {
             key: dir.join("key.pem"),
         }
     }
+}
+
+/// A registry reference images can be named under: `HOST[:PORT][/PATH]`.
+fn registry_ok(r: &str) -> bool {
+    let host = r.split('/').next().unwrap_or_default();
+    !r.is_empty()
+        && r.len() <= 200
+        && !host.is_empty()
+        && !r.ends_with('/')
+        && !r.contains("//")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_'))
+        && r.split('/').skip(1).all(|p| !p.contains(':'))
 }
 
 impl SwarmConfig {
@@ -111,6 +131,14 @@ impl SwarmConfig {
         ] {
             if d.is_zero() {
                 return Err(format!("swarm.{name} must be more than 0"));
+            }
+        }
+        if let Some(r) = &self.registry {
+            if !registry_ok(r) {
+                return Err(format!(
+                    "swarm.registry {r:?} must be HOST[:PORT][/PATH] (no scheme, no tag), \
+                     e.g. registry.example.com:5000/team"
+                ));
             }
         }
         if self.cert_path.is_none() {
@@ -194,5 +222,27 @@ mod tests {
         std::fs::write(dir.path().join("key.pem"), "x").unwrap_or_else(|e| panic!("{e}"));
         let c = parsed(&yaml).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.tls(), Some(TlsFiles::in_dir(dir.path())));
+    }
+
+    #[test]
+    fn a_registry_is_a_host_and_a_path_without_scheme_or_tag() {
+        let base = "manager: tcp://10.0.0.1:2375\nallow_plain_tcp: true\nregistry: ";
+        for good in [
+            "10.0.0.1:5000",
+            "registry.example.com",
+            "r.example.com:443/team/x",
+        ] {
+            let c = parsed(&format!("{base}{good}\n")).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(c.registry.as_deref(), Some(good));
+        }
+        for bad in ["http://r:5000", "r:5000/", "r/team:v1", "r //x", "''", "/x"] {
+            let refused = parsed(&format!("{base}{bad}\n")).err();
+            assert!(
+                refused
+                    .as_deref()
+                    .is_some_and(|e| e.contains("swarm.registry")),
+                "{bad}: {refused:?}"
+            );
+        }
     }
 }

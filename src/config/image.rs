@@ -43,6 +43,9 @@ pub struct ImageSpec {
     /// Docker engine has one node and ignores them.
     #[serde(default)]
     pub placement: Vec<String>,
+    /// `swarm.registry` under `engine: swarm`: the image is named in it.
+    #[serde(skip)]
+    pub registry: Option<String>,
 }
 
 /// A Swarm placement constraint: `ATTRIBUTE == VALUE` or `!=`, where Swarm
@@ -88,6 +91,7 @@ impl ImageSpec {
             sandbox: Sandbox::default(),
             warm: 0,
             placement: Vec::new(),
+            registry: None,
         }
     }
 
@@ -164,7 +168,10 @@ impl ImageSpec {
 
     /// The Docker tag function containers of this image run from.
     pub fn tag(&self) -> String {
-        format!("bento/{}:latest", self.name)
+        match &self.registry {
+            Some(r) => format!("{r}/bento/{}:latest", self.name),
+            None => format!("bento/{}:latest", self.name),
+        }
     }
 }
 

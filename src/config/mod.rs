@@ -252,6 +252,11 @@ impl Config {
             let spec = ImageSpec::builtin_python(&config.root);
             config.images.insert(spec.name.clone(), spec);
         }
+        if config.engine == Engine::Swarm {
+            for spec in config.images.values_mut() {
+                spec.registry = config.swarm.registry.clone();
+            }
+        }
         Ok(config)
     }
 

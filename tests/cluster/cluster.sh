@@ -37,6 +37,9 @@
 #                     --bridge=none, as a hardened worker would run)
 #   CLUSTER_DAEMON_JSON  extra daemon.json keys for every node, a JSON object
 #                     (e.g. '{"no-new-privileges": true}')
+#   CLUSTER_REGISTRY_PORT  nodes trust a plain-HTTP registry on the host side's
+#                     address at this port (insecure-registries); the env
+#                     then has CLUSTER_REGISTRY=ADDR:PORT. The caller runs it.
 #   CLUSTER_STORAGE_DRIVER  nodes' storage driver (default overlay2)
 #   CLUSTER_HEARTBEAT Swarm dispatcher heartbeat, e.g. 1s (default: Swarm's
 #                     5s, a killed node is Down after about 14 s)
@@ -105,14 +108,17 @@ node_arg() {
 write_config() {
   local i=$1 bridge='"none"'
   [ "${CLUSTER_BRIDGE:-0}" = 1 ] && bridge='""'
+  local registries='[]'
+  [ -n "${CLUSTER_REGISTRY_PORT:-}" ] && registries="[\"$PREFIX.1:$CLUSTER_REGISTRY_PORT\"]"
   jq -n --arg data "$DATA/$i" --arg exec "$RUN/$i/exec" --arg pid "$RUN/$i/docker.pid" \
     --arg cg "/$CGROUP-$i" --arg sd "${CLUSTER_STORAGE_DRIVER:-overlay2}" \
-    --argjson bridge "$bridge" --argjson extra "${CLUSTER_DAEMON_JSON:-{\}}" '{
+    --argjson bridge "$bridge" --argjson registries "$registries" --argjson extra "${CLUSTER_DAEMON_JSON:-{\}}" '{
       "data-root": $data, "exec-root": $exec, "pidfile": $pid,
       "cgroup-parent": $cg, "storage-driver": $sd,
       "iptables": false, "ip-masq": false, "userland-proxy": false,
       "log-driver": "json-file", "log-opts": {"max-size": "1m", "max-file": "1"}
-    } + (if $bridge == "none" then {"bridge": "none"} else {} end) + $extra' \
+    } + (if $bridge == "none" then {"bridge": "none"} else {} end)
+      + (if $registries == [] then {} else {"insecure-registries": $registries} end) + $extra' \
     > "$RUN/$i/daemon.json"
 }
 
@@ -296,6 +302,7 @@ write_env() {
     echo "CLUSTER_SUBNET=$PREFIX.0/24"
     echo "CLUSTER_HOST_IF=$HOSTIF"
     echo "CLUSTER_HOST_ADDR=$PREFIX.1"
+    [ -n "${CLUSTER_REGISTRY_PORT:-}" ] && echo "CLUSTER_REGISTRY=$PREFIX.1:$CLUSTER_REGISTRY_PORT"
     echo "CLUSTER_MANAGER=tcp://$(addr 1):$PORT"
     echo "CLUSTER_MANAGER_SOCKET=unix://$(sock 1)"
     echo "CLUSTER_SWARM_ID=$(D 1 info --format '{{.Swarm.Cluster.ID}}')"

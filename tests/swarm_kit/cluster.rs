@@ -18,11 +18,13 @@ pub const NODES: usize = 3;
 /// What `CLUSTER_...` settings the suite runs with: the function image on
 /// every node, every node keeping a default bridge network (the sandbox
 /// must take it away), and a 1 s heartbeat (a killed node is Down in 2-4 s
-/// instead of about 14).
-const SETTINGS: [(&str, &str); 3] = [
+/// instead of about 14), and nodes that trust the plain-HTTP registry a
+/// test runs on the host side (`CLUSTER_REGISTRY`).
+const SETTINGS: [(&str, &str); 4] = [
     ("CLUSTER_IMAGES", super::IMAGE),
     ("CLUSTER_BRIDGE", "1"),
     ("CLUSTER_HEARTBEAT", "1s"),
+    ("CLUSTER_REGISTRY_PORT", "5015"),
 ];
 
 /// Writes to the real stderr, not the test harness's capture, so that a

@@ -53,6 +53,16 @@ impl Ctl {
     /// another name (so another tag, `bento/NAME:latest`, which the test
     /// puts where it wants, or nowhere), with these placement constraints.
     pub async fn start_with(cluster: &Cluster, warm: usize, more: &[(&str, &[&str])]) -> Ctl {
+        Self::start_full(cluster, warm, more, None).await
+    }
+
+    /// [`Ctl::start_with`], naming images in `registry` (`swarm.registry`).
+    pub async fn start_full(
+        cluster: &Cluster,
+        warm: usize,
+        more: &[(&str, &[&str])],
+        registry: Option<&str>,
+    ) -> Ctl {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let yaml = std::fs::read_to_string(repo.join("config/images/python.yaml"))
@@ -90,11 +100,14 @@ impl Ctl {
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\n\
              driver_dir: {driver}\nlabel_prefix: {prefix}\nheartbeat_interval: 1s\n\
              engine: swarm\nswarm:\n  manager: {manager}\n  node_port: 2375\n  \
-             allow_plain_tcp: true\n  start_timeout: 30s\n",
+             allow_plain_tcp: true\n  start_timeout: 30s\n{registry}",
             data = dir.path().join("data").display(),
             images = images.display(),
             driver = repo.join("driver").display(),
             manager = cluster.manager(),
+            registry = registry
+                .map(|r| format!("  registry: {r}\n"))
+                .unwrap_or_default(),
         );
         write(&dir.path().join("config/bento.yaml"), &config);
         let client = Client::new(&format!("http://127.0.0.1:{port}"), None)

@@ -1,6 +1,8 @@
 //! Images on the nodes: an image's entrypoint (the gate runs it), and
-//! whether every node has an image. There is no registry: images reach
-//! the nodes by `docker save` / `docker load`.
+//! whether the nodes can run an image. Without a registry, images reach
+//! the nodes by `docker save` / `docker load` (`distribute.rs`), and every
+//! node that takes tasks must have it; with `swarm.registry`, nodes pull
+//! it, and the registry must have it.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,27 @@ impl Inner {
                 return Ok(e.clone());
             }
         }
+        match self.read_entrypoint(spec).await {
+            Err(RuntimeError::ImageMissing(..)) if self.cfg.registry.is_some() => {
+                // No node has pulled it yet: one does now, as a task would.
+                let node = self
+                    .nodes
+                    .reachable()
+                    .into_iter()
+                    .find(|n| n.schedulable)
+                    .ok_or_else(|| {
+                        RuntimeError::Engine("no node of the Swarm can take tasks".into())
+                    })?;
+                let docker = self.nodes.client(&node.id).await?;
+                super::distribute::pull(&docker, &node.name, &spec.image, self.cfg.start_timeout)
+                    .await?;
+                self.read_entrypoint(spec).await
+            }
+            read => read,
+        }
+    }
+
+    async fn read_entrypoint(&self, spec: &ContainerSpec) -> Result<Vec<String>> {
         let mut nodes = self.nodes.reachable();
         nodes.sort_by_key(|n| !n.schedulable);
         let mut last_error = None;
@@ -55,8 +78,25 @@ impl Inner {
         }))
     }
 
-    /// Whether every node that can take tasks has the image.
+    /// Whether the nodes can run the image: the registry has it (with
+    /// `swarm.registry`), else every node that can take tasks has it.
     pub(super) async fn image_on_every_node(&self, image: &str) -> Result<bool> {
+        if self.cfg.registry.is_some() {
+            let what = format!("manager: {image} in the registry");
+            return match within(
+                self.deadline(),
+                what,
+                self.manager.inspect_registry_image(image, None),
+            )
+            .await
+            {
+                Ok(_) => Ok(true),
+                // The engine answers an unknown manifest with 401, 403 or
+                // 404, depending on the registry.
+                Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
         let inner = self;
         let nodes: Vec<_> = inner
             .nodes

@@ -11,13 +11,15 @@
 //!   opens the gate;
 //! - `state`, `kill` go to the node (`containers.rs`); `remove` kills there
 //!   and removes the service on the manager;
-//! - the image's entrypoint and `image_exists` ask the nodes (`images.rs`).
+//! - the image's entrypoint and `image_exists` ask the nodes (`images.rs`);
+//!   `bento images build` loads images on them (`distribute.rs`).
 //!
 //! Every call to the manager or a node has a deadline (`call.rs`).
 //! `docs/scale-out.md` says why each choice was made.
 
 mod call;
 mod containers;
+mod distribute;
 mod gate;
 mod images;
 mod monitor;
@@ -26,6 +28,7 @@ mod sandbox;
 mod spec;
 mod tasks;
 
+pub use distribute::{push, put_on_every_node, Copied, NodeCopy, COPY_DEADLINE};
 pub use gate::GATE_FAILED;
 
 use async_trait::async_trait;
