@@ -12,8 +12,19 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
-/// The cluster's name: its namespaces, run dirs and subnet derive from it.
-pub const NAME: &str = "swt";
+static NAME: OnceLock<&'static str> = OnceLock::new();
+
+/// The cluster's name (`swt` unless [`set_name`] said otherwise): its
+/// namespaces, run dirs and subnet derive from it.
+pub fn name() -> &'static str {
+    NAME.get_or_init(|| "swt")
+}
+
+/// Names the cluster before its first use, so that the benchmark's never
+/// collides with the test suite's.
+pub fn set_name(name: &'static str) {
+    let _ = NAME.set(name);
+}
 pub const NODES: usize = 3;
 /// What `CLUSTER_...` settings the suite runs with: the function image on
 /// every node, every node keeping a default bridge network (the sandbox
@@ -82,7 +93,7 @@ pub fn run(args: &[&str]) -> std::io::Result<Output> {
         .arg("120")
         .arg(script())
         .args(args)
-        .env("CLUSTER_NAME", NAME)
+        .env("CLUSTER_NAME", name())
         .envs(SETTINGS)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -177,7 +188,7 @@ impl Cluster {
 
     /// Node `i`'s hostname, as the Swarm names it.
     pub fn hostname(&self, i: usize) -> String {
-        format!("bcl-{NAME}-{i}")
+        format!("bcl-{}-{i}", name())
     }
 
     /// `cluster.sh ARGS`, which must succeed.
