@@ -22,6 +22,7 @@ pub fn name() -> &'static str {
 
 /// Names the cluster before its first use, so that the benchmark's never
 /// collides with the test suite's.
+#[allow(dead_code)] // The benchmark uses it; the suite keeps the default.
 pub fn set_name(name: &'static str) {
     let _ = NAME.set(name);
 }
