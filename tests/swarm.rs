@@ -13,6 +13,8 @@ mod faults;
 mod images;
 mod kit;
 mod swarm_kit;
+#[path = "swarm/tls.rs"]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

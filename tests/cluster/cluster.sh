@@ -40,6 +40,11 @@
 #   CLUSTER_REGISTRY_PORT  nodes trust a plain-HTTP registry on the host side's
 #                     address at this port (insecure-registries); the env
 #                     then has CLUSTER_REGISTRY=ADDR:PORT. The caller runs it.
+#   CLUSTER_TLS       1: every engine's TCP listener is TLS with client
+#                     verification, on port 2376 (default 0: plain TCP on
+#                     2375); the env then has CLUSTER_CERT_PATH, a client's
+#                     files in Docker's layout (ca.pem, cert.pem, key.pem).
+#                     Each node's certificate names its address (an IP SAN).
 #   CLUSTER_STORAGE_DRIVER  nodes' storage driver (default overlay2)
 #   CLUSTER_HEARTBEAT Swarm dispatcher heartbeat, e.g. 1s (default: Swarm's
 #                     5s, a killed node is Down after about 14 s)
@@ -75,7 +80,10 @@ DATA=${CLUSTER_DATA:-/var/lib/bento-cluster}/$NAME
 NS=bcl-$NAME                          # netns: $NS-hub, $NS-1 ... $NS-N
 HOSTIF=bcl-$NAME                      # the host end of the host <-> hub veth
 CGROUP=bento-cluster-$NAME            # node I's cgroup parent: /$CGROUP-I
+TLS=$RUN/tls                          # CA, node and client files (CLUSTER_TLS=1)
+tls_on() { [ -f "$TLS/ca.pem" ]; }
 PORT=2375
+if [ "${CLUSTER_TLS:-0}" = 1 ] || tls_on; then PORT=2376; fi
 
 log() { echo "cluster[$NAME]: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -84,6 +92,16 @@ now_us() { local t=${EPOCHREALTIME/./}; echo "$((10#$t))"; }
 since() { local d=$((${2:-$(now_us)} - $1)); printf '%d.%02d' $((d / 1000000)) $((d % 1000000 / 10000)); }
 
 addr() { echo "$PREFIX.$((10 + $1))"; }
+# node I's engine API answers from the host (over TLS where it is on)
+api_up() {
+  local i=$1 t=$2
+  if tls_on; then
+    curl -sf --max-time "$t" --cacert "$TLS/client/ca.pem" --cert "$TLS/client/cert.pem" \
+      --key "$TLS/client/key.pem" "https://$(addr "$i"):$PORT/_ping" >/dev/null 2>&1
+  else
+    curl -sf --max-time "$t" "http://$(addr "$i"):$PORT/_ping" >/dev/null 2>&1
+  fi
+}
 sock() { echo "$RUN/$1/docker.sock"; }
 D() { local i=$1; shift; docker -H "unix://$(sock "$i")" "$@"; }
 # a call that never hangs on a dead or cut-off node
@@ -122,6 +140,31 @@ write_config() {
     > "$RUN/$i/daemon.json"
 }
 
+# A CA, a server certificate for each of nodes 1..N naming its address, and
+# a client certificate, all in $TLS (openssl; a few hundred ms).
+make_tls() {
+  local n=$1 i d
+  command -v openssl >/dev/null || die "CLUSTER_TLS=1 needs openssl"
+  mkdir -p "$TLS/client"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bento-cluster-$NAME-ca" \
+    -keyout "$TLS/ca-key.pem" -out "$TLS/ca.pem" 2>/dev/null
+  cert() {   # cert DIR CN EXTENSIONS
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$1/key.pem" \
+      -out "$1/req.pem" 2>/dev/null
+    printf '%s\n' "$3" > "$1/ext.cnf"
+    openssl x509 -req -in "$1/req.pem" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" \
+      -CAcreateserial -days 2 -extfile "$1/ext.cnf" -out "$1/cert.pem" 2>/dev/null
+    rm -f "$1/req.pem" "$1/ext.cnf"
+  }
+  for i in $(seq 1 "$n"); do
+    d=$TLS/node-$i; mkdir -p "$d"
+    cert "$d" "$NS-$i" "subjectAltName=IP:$(addr "$i")
+extendedKeyUsage=serverAuth"
+  done
+  cert "$TLS/client" "bento-controller" "extendedKeyUsage=clientAuth"
+  cp "$TLS/ca.pem" "$TLS/client/ca.pem"
+}
+
 start_engine() {
   local i=$1
   mkdir -p "$RUN/$i/exec" "$DATA/$i"
@@ -134,13 +177,18 @@ start_engine() {
   if [ -s "$cpid" ] && [ -z "$(living < "$cpid")" ]; then rm -f "$cpid"; fi
   # --tls=false on the command line: dockerd 20.10 sleeps 15 s at start when
   # a TCP listener has no TLS and the flag was not given explicitly.
+  local tls_flags=(--tls=false)
+  if tls_on; then
+    tls_flags=(--tlsverify --tlscacert "$TLS/ca.pem" --tlscert "$TLS/node-$i/cert.pem"
+      --tlskey "$TLS/node-$i/key.pem")
+  fi
   # A UTS namespace of its own too, so each node has its own hostname
   # (`docker node ls`, node.hostname constraints).
   # shellcheck disable=SC2016
   setsid unshare --uts -- nsenter --net="/run/netns/$NS-$i" -- \
     sh -c 'hostname "$0" && exec "$@"' "$NS-$i" \
     dockerd --config-file "$RUN/$i/daemon.json" \
-    -H "unix://$(sock "$i")" -H "tcp://$(addr "$i"):$PORT" --tls=false \
+    -H "unix://$(sock "$i")" -H "tcp://$(addr "$i"):$PORT" "${tls_flags[@]}" \
     >> "$RUN/$i/dockerd.log" 2>&1 < /dev/null &
   STARTED=$!
   disown "$STARTED"   # not this script's job: no "Killed" notice when it goes
@@ -304,6 +352,8 @@ write_env() {
     echo "CLUSTER_HOST_ADDR=$PREFIX.1"
     [ -n "${CLUSTER_REGISTRY_PORT:-}" ] && echo "CLUSTER_REGISTRY=$PREFIX.1:$CLUSTER_REGISTRY_PORT"
     echo "CLUSTER_MANAGER=tcp://$(addr 1):$PORT"
+    echo "CLUSTER_NODE_PORT=$PORT"
+    if tls_on; then echo "CLUSTER_CERT_PATH=$TLS/client"; fi
     echo "CLUSTER_MANAGER_SOCKET=unix://$(sock 1)"
     echo "CLUSTER_SWARM_ID=$(D 1 info --format '{{.Swarm.Cluster.ID}}')"
     echo "CLUSTER_IMAGES=$IMAGES"
@@ -340,6 +390,9 @@ cmd_up() {
   # shellcheck disable=SC2086
   check_images $IMAGES
   cmd_down 2>/dev/null
+  # (a TLS cluster of this name that was there decides nothing now)
+  PORT=2375
+  if [ "${CLUSTER_TLS:-0}" = 1 ]; then PORT=2376; fi
   t0=$(now_us)
   # a failed or interrupted `up` leaves nothing behind (CLUSTER_KEEP=1 keeps
   # it to look at)
@@ -352,6 +405,9 @@ cmd_up() {
     mount -t tmpfs -o "size=${CLUSTER_TMPFS_SIZE:-4g},mode=0711" "bento-cluster-$NAME" "$DATA"
   fi
   t=$(now_us); make_network "$n"; log "network ($n nodes) in $(since "$t") s"
+  if [ "${CLUSTER_TLS:-0}" = 1 ]; then
+    t=$(now_us); make_tls "$n"; log "TLS files in $(since "$t") s"
+  fi
   # the images leave the main engine while the nodes start
   # shellcheck disable=SC2086
   save_images $IMAGES &
@@ -387,8 +443,7 @@ cmd_up() {
 
   # the controller's path: host netns -> hub -> each node's TCP listener
   for i in $(seq 1 "$n"); do
-    curl -sf --max-time 3 "http://$(addr "$i"):$PORT/_ping" >/dev/null ||
-      die "node $i: engine API not reachable from the host at $(addr "$i"):$PORT"
+    api_up "$i" 3 || die "node $i: engine API not reachable from the host at $(addr "$i"):$PORT"
   done
   write_env "$n"
   trap - EXIT TERM INT HUP
@@ -404,7 +459,7 @@ cmd_status() {
   for i in $(nodes); do
     state=$(alive "$i" && echo "pid$(pid_of "$i")" || echo dead)
     local api=down id swarm=-
-    curl -sf --max-time 2 "http://$(addr "$i"):$PORT/_ping" >/dev/null 2>&1 && api=up
+    api_up "$i" 2 && api=up
     id=$(grep "^NODE${i}_ID=" "$RUN/cluster.env" 2>/dev/null | cut -d= -f2 || true)
     [ -n "$id" ] && swarm=$(echo "$mgr" | awk -v id="$id" '$2 == id { $1 = ""; $2 = ""; print }' | xargs)
     [ -z "$mgr" ] && swarm="(manager unreachable)"

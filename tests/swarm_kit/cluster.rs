@@ -58,7 +58,7 @@ pub fn missing() -> Option<String> {
         return Some("it needs root (network namespaces, extra dockerd instances)".into());
     }
     let tools = [
-        "ip", "nsenter", "unshare", "dockerd", "docker", "jq", "curl",
+        "ip", "nsenter", "unshare", "dockerd", "docker", "jq", "curl", "openssl",
     ];
     let absent: Vec<&str> = tools
         .into_iter()
@@ -90,12 +90,17 @@ extern "C" fn down_at_exit() {
 
 /// `cluster.sh ARGS` with the suite's settings, within 2 minutes.
 pub fn run(args: &[&str]) -> std::io::Result<Output> {
+    run_as(name(), &SETTINGS, args)
+}
+
+/// `cluster.sh ARGS` for the cluster `name` with these settings.
+fn run_as(name: &str, settings: &[(&str, &str)], args: &[&str]) -> std::io::Result<Output> {
     let child = Command::new("timeout")
         .arg("120")
         .arg(script())
         .args(args)
-        .env("CLUSTER_NAME", name())
-        .envs(SETTINGS)
+        .env("CLUSTER_NAME", name)
+        .envs(settings.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -163,6 +168,14 @@ impl Cluster {
 
     pub fn manager(&self) -> &str {
         self.var("CLUSTER_MANAGER")
+    }
+
+    /// The port of every node's engine API.
+    pub fn node_port(&self) -> u16 {
+        self.env
+            .get("CLUSTER_NODE_PORT")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(2375)
     }
 
     /// `docker ARGS` on node `i`, through its Unix socket.
@@ -242,6 +255,51 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A cluster of its own for one test (another name, subnet and settings
+/// than the suite's), taken down when dropped.
+pub struct Separate {
+    pub cluster: Cluster,
+    name: &'static str,
+    settings: Vec<(&'static str, &'static str)>,
+}
+
+impl Separate {
+    /// `nodes` nodes with the suite's settings plus `more`. Call it with
+    /// the suite's turn held: it needs the CPU.
+    pub async fn up(
+        name: &'static str,
+        nodes: usize,
+        more: &[(&'static str, &'static str)],
+    ) -> Separate {
+        let mut settings: Vec<(&'static str, &'static str)> = SETTINGS.to_vec();
+        settings.extend_from_slice(more);
+        let for_up = settings.clone();
+        let out =
+            tokio::task::spawn_blocking(move || run_as(name, &for_up, &["up", &nodes.to_string()]))
+                .await
+                .unwrap_or_else(|e| panic!("cluster {name} up: {e}"))
+                .unwrap_or_else(|e| panic!("cluster {name} up: {e}"));
+        assert!(
+            out.status.success(),
+            "cluster {name} up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Separate {
+            cluster: Cluster {
+                env: parse_env(&String::from_utf8_lossy(&out.stdout)),
+            },
+            name,
+            settings,
+        }
+    }
+}
+
+impl Drop for Separate {
+    fn drop(&mut self) {
+        let _ = run_as(self.name, &self.settings, &["down"]);
     }
 }
 

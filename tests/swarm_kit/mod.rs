@@ -32,13 +32,30 @@ pub struct Ctl {
     manager_socket: String,
 }
 
-fn swarm_config(cluster: &Cluster) -> SwarmConfig {
+/// How to reach the cluster's engines: TLS with its client files where it
+/// has them (`CLUSTER_TLS=1`), plain TCP otherwise.
+pub fn swarm_config(cluster: &Cluster) -> SwarmConfig {
+    let cert_path = cluster.env.get("CLUSTER_CERT_PATH").map(PathBuf::from);
     SwarmConfig {
         manager: cluster.manager().to_string(),
-        node_port: 2375,
-        allow_plain_tcp: true,
+        node_port: cluster.node_port(),
+        allow_plain_tcp: cert_path.is_none(),
+        cert_path,
         ..SwarmConfig::default()
     }
+}
+
+/// The `swarm:` lines of a controller's config for the cluster.
+fn swarm_yaml(cluster: &Cluster) -> String {
+    let how = match cluster.env.get("CLUSTER_CERT_PATH") {
+        Some(dir) => format!("cert_path: {dir}"),
+        None => "allow_plain_tcp: true".into(),
+    };
+    format!(
+        "swarm:\n  manager: {}\n  node_port: {}\n  {how}\n",
+        cluster.manager(),
+        cluster.node_port()
+    )
 }
 
 impl Ctl {
@@ -99,12 +116,11 @@ impl Ctl {
         let config = format!(
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\n\
              driver_dir: {driver}\nlabel_prefix: {prefix}\nheartbeat_interval: 1s\n\
-             engine: swarm\nswarm:\n  manager: {manager}\n  node_port: 2375\n  \
-             allow_plain_tcp: true\n  start_timeout: 30s\n{registry}",
+             engine: swarm\n{swarm}  start_timeout: 30s\n{registry}",
             data = dir.path().join("data").display(),
             images = images.display(),
             driver = repo.join("driver").display(),
-            manager = cluster.manager(),
+            swarm = swarm_yaml(cluster),
             registry = registry
                 .map(|r| format!("  registry: {r}\n"))
                 .unwrap_or_default(),
