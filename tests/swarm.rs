@@ -12,6 +12,8 @@ mod faults;
 #[path = "swarm/images.rs"]
 mod images;
 mod kit;
+#[path = "swarm/restart.rs"]
+mod restart;
 mod swarm_kit;
 #[path = "swarm/tls.rs"]
 mod tls;

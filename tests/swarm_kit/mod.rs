@@ -186,6 +186,35 @@ impl Ctl {
         panic!("bento serve did not come up:\n{}", self.log_tail());
     }
 
+    /// SIGTERM, and waits (up to 20 s) for the graceful exit, which must
+    /// succeed.
+    pub async fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            panic!("not running");
+        };
+        // SAFETY: a signal to our own child, whose pid is still ours (not
+        // yet waited for).
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill -TERM");
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no exit after SIGTERM:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            status.success(),
+            "SIGTERM exit: {status}\n{}",
+            self.log_tail()
+        );
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

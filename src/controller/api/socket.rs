@@ -149,6 +149,15 @@ pub async fn serve(
         }
     };
 
+    // While the server shuts down, its sessions stop too, and a reading
+    // half that finds its session gone is seeing the shutdown, not the
+    // session's end: say so, and the client comes back to the next server.
+    let end = match end {
+        End::Closed(CloseReason::SessionGone) if shutdown.is_cancelled() => {
+            End::Closed(CloseReason::ServerShutdown)
+        }
+        end => end,
+    };
     let detached = matches!(end, End::Detached);
     let (reason, told) = match end {
         End::Closed(r) => (Some(r), false),
