@@ -308,3 +308,53 @@ async fn a_cut_off_node_is_lost_and_its_ghost_is_swept_when_it_is_back() {
         clock.elapsed().as_secs_f64()
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_no_node_can_take_fails_after_start_timeout_and_leaves_nothing() {
+    let Some((cluster, _turn)) = Cluster::get().await else {
+        return;
+    };
+    // On every node, but constrained to a label no node has: Swarm keeps
+    // its task pending for ever.
+    cluster.docker_ok(
+        1..=crate::swarm_kit::cluster::NODES,
+        &["tag", crate::swarm_kit::IMAGE, "bento/unplaceable:latest"],
+    );
+    let ctl = Ctl::start_full(
+        cluster,
+        0,
+        &[("unplaceable", &["node.labels.bento.nowhere == true"])],
+        "  start_timeout: 3s\n",
+    )
+    .await;
+    // The syntax check at submit runs in the image, so it meets it first.
+    let body = bento::wire::api::SubmitFunction {
+        code: "send('never')\n".into(),
+        name: None,
+        image: Some("unplaceable".into()),
+        filename: None,
+    };
+    let clock = Instant::now();
+    let refused = ctl.client.submit_function(&body).await;
+    let took = clock.elapsed();
+    let message = match refused {
+        Ok(f) => panic!("submitted {f:?} with no node to run its check"),
+        Err(e) => e.to_string(),
+    };
+    say(&format!(
+        "a task no node can take: refused after {:.1} s: {message}",
+        took.as_secs_f64()
+    ));
+    // The client gets an error id; the log has the engine's reason under it.
+    assert!(message.contains("error id"), "{message}");
+    let log = ctl.log_tail();
+    assert!(
+        log.contains("no node started it within 3s") && log.contains("constraints"),
+        "{log}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(
+        ctl.services("check").await.is_empty(),
+        "the check's service is left"
+    );
+}

@@ -243,7 +243,13 @@ async fn with_a_registry_images_build_pushes_and_the_nodes_pull() {
     // Now on no node: the first session's node pulls it.
     cluster.docker_ok([1], &["rmi", &tag]);
 
-    let ctl = Ctl::start_full(cluster, 0, &[("pushed", &[])], Some(&addr)).await;
+    let ctl = Ctl::start_full(
+        cluster,
+        0,
+        &[("pushed", &[])],
+        &format!("  registry: {addr}\n"),
+    )
+    .await;
     let cfg = bento::config::SwarmConfig {
         manager: cluster.manager().to_string(),
         node_port: 2375,

@@ -70,15 +70,16 @@ impl Ctl {
     /// another name (so another tag, `bento/NAME:latest`, which the test
     /// puts where it wants, or nowhere), with these placement constraints.
     pub async fn start_with(cluster: &Cluster, warm: usize, more: &[(&str, &[&str])]) -> Ctl {
-        Self::start_full(cluster, warm, more, None).await
+        Self::start_full(cluster, warm, more, "").await
     }
 
-    /// [`Ctl::start_with`], naming images in `registry` (`swarm.registry`).
+    /// [`Ctl::start_with`], with `swarm` lines (`  registry: ...\n`) in the
+    /// config's `swarm:` section (`start_timeout` is 30 s unless they say).
     pub async fn start_full(
         cluster: &Cluster,
         warm: usize,
         more: &[(&str, &[&str])],
-        registry: Option<&str>,
+        swarm: &str,
     ) -> Ctl {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -116,14 +117,16 @@ impl Ctl {
         let config = format!(
             "listen: 127.0.0.1:{port}\ndata_dir: {data}\nimages_dir: {images}\n\
              driver_dir: {driver}\nlabel_prefix: {prefix}\nheartbeat_interval: 1s\n\
-             engine: swarm\n{swarm}  start_timeout: 30s\n{registry}",
+             engine: swarm\n{reach}{timeout}{swarm}",
             data = dir.path().join("data").display(),
             images = images.display(),
             driver = repo.join("driver").display(),
-            swarm = swarm_yaml(cluster),
-            registry = registry
-                .map(|r| format!("  registry: {r}\n"))
-                .unwrap_or_default(),
+            reach = swarm_yaml(cluster),
+            timeout = if swarm.contains("start_timeout:") {
+                ""
+            } else {
+                "  start_timeout: 30s\n"
+            },
         );
         write(&dir.path().join("config/bento.yaml"), &config);
         let client = Client::new(&format!("http://127.0.0.1:{port}"), None)
