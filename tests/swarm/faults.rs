@@ -358,3 +358,63 @@ async fn a_task_no_node_can_take_fails_after_start_timeout_and_leaves_nothing() 
         "the check's service is left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_restarted_while_a_node_is_down_ends_only_that_nodes_sessions() {
+    let Some((cluster, _turn)) = Cluster::get().await else {
+        return;
+    };
+    let mut ctl = Ctl::start(cluster, 0).await;
+    let f = ctl.submit(TICKER).await;
+    let sessions = futures_util::future::join_all((0..6).map(|_| ctl.session(&f, &[]))).await;
+    let nodes = by_node(&ctl, &sessions).await;
+    let victim = (2..=3)
+        .max_by_key(|i| nodes.get(&cluster.hostname(*i)).map_or(0, Vec::len))
+        .unwrap_or(2);
+    let victim_host = cluster.hostname(victim);
+    let lost: Vec<String> = nodes.get(&victim_host).cloned().unwrap_or_default();
+    assert!(!lost.is_empty(), "no session on a worker: {nodes:?}");
+    let mut before = BTreeMap::new();
+    for (token, _) in &sessions {
+        before.insert(token.clone(), read_some(&ctl, token, 5).await);
+    }
+    // The controller goes, then the node, and the controller comes back
+    // to a Swarm whose manager says the node is down.
+    ctl.kill();
+    cluster
+        .sh(&["kill-node", &victim.to_string(), "--wait"])
+        .await;
+    ctl.spawn().await;
+    for (token, _) in &sessions {
+        let first = &before[token];
+        let rest = if lost.contains(token) {
+            let reason = wait_ended(&ctl, token, Duration::from_secs(30)).await;
+            let want = ExitReason::NodeLost {
+                node: victim_host.clone(),
+            };
+            assert_eq!(reason, want);
+            let mut att = ctl.attach(token, first.last_seq).await;
+            receive(&mut att, |_| false).await
+        } else {
+            stop_and_read(&ctl, token, first.last_seq).await
+        };
+        let data: Vec<String> = first
+            .data_strings()
+            .into_iter()
+            .chain(rest.data_strings())
+            .collect();
+        assert!(contiguous(&data, 0) && data.len() >= 5, "{data:?}");
+        if !lost.contains(token) {
+            assert_eq!(
+                rest.exit.map(|e| e.reason),
+                Some(ExitReason::Exited { code: 0 })
+            );
+        }
+    }
+    say(&format!(
+        "controller restarted with {victim_host} down: its {} sessions ended as node_lost, the other {} finished",
+        lost.len(),
+        sessions.len() - lost.len()
+    ));
+    cluster.sh(&["start-node", &victim.to_string()]).await;
+}
