@@ -66,7 +66,7 @@ export function exitWords(exit) {
     node_lost: `its node ${r.node || ""} was lost`,
   }[r.kind];
   const msg = exit.message || why || r.kind || "ended";
-  return `${msg} (code ${exit.code})`;
+  return /\bcode\b/.test(msg) ? msg : `${msg} (code ${exit.code})`;
 }
 
 /** Asks for a yes or no in the page's dialog; resolves true for OK. */

@@ -1,0 +1,228 @@
+//! The web console (`/ui/`) in a real browser: Debian's headless Chromium
+//! through chromedriver, against a real controller and real containers.
+//! Sessions: the live list, watching beside an attached CLI, attaching from
+//! the page, killing from the page. Functions, the API key, hostile and
+//! large output are in `tests/console_more.rs`. Without chromium these
+//! print SKIPPED (and fail under `BENTO_CONSOLE_TESTS=require`).
+
+mod console_kit;
+mod kit;
+
+use std::process::Stdio;
+
+use console_kit::page::{click, confirm, goto, js, screenshot, text, type_into, wait_for, WAIT};
+use console_kit::Browser;
+use fantoccini::Locator;
+use kit::{cli_command, cli_output, expect_code, out, TestServer};
+use tokio::io::AsyncWriteExt;
+
+/// `bento run -d FUNCTION ARGS`: a session started from the CLI; its
+/// (token, id).
+async fn cli_start(s: &TestServer, function: &str, args: &[&str]) -> (String, String) {
+    let mut all = vec!["run", "-d", function];
+    all.extend_from_slice(args);
+    let o = cli_output(&s.url, &all).await;
+    expect_code(&o, 0, "bento run -d");
+    let token = out(&o).trim().to_string();
+    let info = s
+        .client
+        .session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("inspect: {e}"));
+    (token, info.id)
+}
+
+async fn submit_named(s: &TestServer, name: &str, code: &str) {
+    let body = bento::wire::api::SubmitFunction {
+        code: code.into(),
+        name: Some(name.into()),
+        image: None,
+        filename: None,
+    };
+    s.client
+        .submit_function(&body)
+        .await
+        .unwrap_or_else(|e| panic!("submit {name}: {e}"));
+}
+
+/// A condition on the text `v` of a session's cell in the list (`n`:
+/// 0-based column; `v` is null while the row is not shown).
+fn cell_where(id: &str, n: usize, pred: &str) -> String {
+    format!(
+        "const r = document.querySelector('tr[data-id=\"{id}\"]'); \
+         const v = r ? r.children[{n}].textContent : null; return ({pred}) && v;"
+    )
+}
+
+/// Opens a session's view and waits until its facts are shown.
+async fn open_session(b: &Browser, s: &TestServer, id: &str) {
+    goto(&b.client, &format!("{}/ui/#/session/{id}", s.url)).await;
+    wait_for(
+        &b.client,
+        "the session's facts",
+        "return document.querySelector('[data-fact=\"state\"]');",
+        WAIT,
+    )
+    .await;
+}
+
+/// What the output pane shows.
+async fn output(b: &Browser) -> String {
+    text(&b.client, "#output").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(
+        &s,
+        "napper",
+        "import sys, time\n\ndef main(seconds):\n    print('napping')\n    time.sleep(seconds)\n    sys.exit(3)\n",
+    )
+    .await;
+    let c = &b.client;
+    goto(c, &format!("{}/ui/", s.url)).await;
+    wait_for(c, "the sessions table", "return document.getElementById('sessions');", WAIT).await;
+    // Anything the page keeps survives only if it is never reloaded.
+    js(c, "window.__noReload = 'kept'; return true;").await;
+    let paint = js(c, "const p = performance.getEntriesByName('first-contentful-paint')[0]; return p ? p.startTime : null;").await;
+    eprintln!("console: first contentful paint at {paint} ms (loopback; not asserted)");
+
+    // Long enough that the page sees it run: the page asks every second.
+    let (_, id) = cli_start(&s, "napper", &["8"]).await;
+    wait_for(c, "the CLI's session listed as running", &cell_where(&id, 4, "v === 'running'"), WAIT).await;
+    assert_eq!(text(c, &format!("tr[data-id=\"{id}\"] td:nth-child(3)")).await, "napper");
+    let (other, other_id) = cli_start(&s, "napper", &["600"]).await;
+    wait_for(c, "a second session listed", &cell_where(&other_id, 4, "v === 'running'"), WAIT).await;
+
+    let exit = wait_for(c, "the session's exit, without a reload", &cell_where(&id, 7, "v && v.includes('exited with code 3')"), WAIT).await;
+    assert_eq!(js(c, &cell_where(&id, 4, "true")).await, "ended", "exit {exit}");
+    assert_eq!(js(c, "return window.__noReload;").await, "kept", "the page was reloaded");
+    screenshot(c, "console-sessions.png").await;
+
+    // The filter: by state, then by function.
+    let sel = c.find(Locator::Css("#filter-state")).await.unwrap_or_else(|e| panic!("filter: {e}"));
+    sel.select_by_value("ended").await.unwrap_or_else(|e| panic!("select: {e}"));
+    wait_for(c, "only the ended one", &format!("return !!document.querySelector('tr[data-id=\"{id}\"]') && !document.querySelector('tr[data-id=\"{other_id}\"]');"), WAIT).await;
+    sel.select_by_value("").await.unwrap_or_else(|e| panic!("select: {e}"));
+    type_into(c, "#filter-function", "nobody").await;
+    wait_for(c, "no row for another function", "return document.querySelectorAll('#sessions tbody tr').length === 0;", WAIT).await;
+
+    s.client.kill_session(&other).await.unwrap_or_else(|e| panic!("kill: {e}"));
+    b.close().await;
+    s.stop().await;
+}
+
+/// Prints numbered lines, a message and a line on stderr, then waits for
+/// the end of its input.
+const TALKER: &str = "import sys, time\n\ndef main(n):\n    for i in range(n):\n        print(f'line {i:03}', flush=True)\n        time.sleep(0.02)\n    send('a message')\n    sys.stderr.write('on stderr\\n')\n    sys.stderr.flush()\n    while recv() is not None:\n        pass\n    print('done')\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "talker", TALKER).await;
+    let (token, id) = cli_start(&s, "talker", &["150"]).await;
+    // The CLI attaches and stays attached, reading everything, with its
+    // stdin open until the test ends it.
+    let mut cmd = cli_command(&s.url, &["attach", &token]);
+    cmd.stdin(Stdio::piped());
+    let mut cli = kit::cli::spawn(cmd);
+    let mut cli_in = cli.stdin.take();
+
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    assert!(text(c, "#mode").await.contains("Watching"));
+    wait_for(c, "the last line and the rest", "const t = document.getElementById('output').textContent; return t.includes('on stderr') && t.includes('a message') && t.includes('line 149');", WAIT).await;
+    // Watching took nothing over: the CLI is still the one attached.
+    let info = s.info(&token).await;
+    assert!(info.attached, "the CLI was detached: {info:?}");
+    let shown = output(&b).await;
+    let lines: Vec<&str> = shown.lines().filter(|l| l.starts_with("line ")).collect();
+    let want: Vec<String> = (0..150).map(|i| format!("line {i:03}")).collect();
+    assert_eq!(lines, want, "the page showed:\n{shown}");
+    assert_eq!(js(c, "return document.querySelector('#output .stderr').textContent;").await, "on stderr\n");
+    assert_eq!(js(c, "return document.querySelector('#output .data').textContent;").await, "a message\n");
+    screenshot(c, "console-session.png").await;
+
+    // End the input: the function ends, the CLI got everything once.
+    if let Some(mut i) = cli_in.take() {
+        let _ = i.shutdown().await;
+    }
+    drop(cli_in);
+    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the CLI did not finish"))
+        .unwrap_or_else(|e| panic!("the CLI: {e}"));
+    expect_code(&o, 0, "bento attach");
+    let cli_lines: Vec<String> = out(&o).lines().filter(|l| l.starts_with("line ")).map(String::from).collect();
+    assert_eq!(cli_lines, want, "the CLI lost or repeated output");
+    assert_eq!(out(&o).matches("a message").count(), 1);
+    assert!(out(&o).ends_with("done\n"), "{}", out(&o));
+    b.close().await;
+    s.stop().await;
+}
+
+const ECHO: &str = "def main():\n    print('echoing')\n    while True:\n        line = recv()\n        if line is None:\n            break\n        send(line.decode('utf-8', 'replace'))\n    print('bye')\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_from_the_page_sends_each_line_exactly_once() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "echo", ECHO).await;
+    let (token, id) = cli_start(&s, "echo", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    click(c, "#attach").await;
+    confirm(c).await;
+    wait_for(c, "attached", "return document.getElementById('mode').textContent.includes('Attached: attached');", WAIT).await;
+    let words = ["one", "two", "<b>three</b>", "four four"];
+    for w in words {
+        type_into(c, "#input", &format!("{w}\n")).await;
+    }
+    wait_for(c, "every line echoed", "return document.getElementById('output').textContent.includes('four four');", WAIT).await;
+    // The page has the session: a CLI attaching now would take it over.
+    assert!(s.info(&token).await.attached);
+    click(c, "#eof").await;
+    wait_for(c, "the exit", "const e = document.getElementById('exit'); return !e.hidden && e.textContent;", WAIT).await;
+    wait_for(c, "the end of the output", "return document.getElementById('output').textContent.endsWith('bye\\n');", WAIT).await;
+    let shown = output(&b).await;
+    assert_eq!(shown, "echoing\none\ntwo\n<b>three</b>\nfour four\nbye\n");
+    assert!(text(c, "#exit").await.contains("exited with code 0"), "{}", text(c, "#exit").await);
+    // Everything was acked from the page: the session is reaped.
+    s.wait_reaped(&token).await;
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_from_the_page_ends_the_session_with_its_reason() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "sleeper", "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n").await;
+    let (token, id) = cli_start(&s, "sleeper", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    wait_for(c, "its first line", "return document.getElementById('output').textContent.includes('sleeping');", WAIT).await;
+    click(c, "#kill").await;
+    confirm(c).await;
+    let exit = wait_for(c, "the exit shown", "const e = document.getElementById('exit'); return !e.hidden && e.textContent;", WAIT).await;
+    assert!(exit.as_str().unwrap_or("").contains("killed"), "{exit}");
+    let info = s.info(&token).await;
+    let reason = info.exit.map(|e| format!("{:?}", e.reason));
+    assert!(reason.as_deref().unwrap_or("").contains("Killed"), "{reason:?}");
+    // The reason stays on screen.
+    wait_for(c, "the ended state", "const d = document.querySelector('[data-fact=\"state\"]'); return d && d.textContent.startsWith('ended');", WAIT).await;
+    assert!(text(c, "#exit").await.contains("killed"));
+    b.close().await;
+    s.stop().await;
+}
