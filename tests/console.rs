@@ -10,40 +10,12 @@ mod kit;
 
 use std::process::Stdio;
 
+use console_kit::flow::{cli_start, open_session, output, submit_named};
 use console_kit::page::{click, confirm, goto, js, screenshot, text, type_into, wait_for, WAIT};
 use console_kit::Browser;
 use fantoccini::Locator;
-use kit::{cli_command, cli_output, expect_code, out, TestServer};
+use kit::{cli_command, expect_code, out, TestServer};
 use tokio::io::AsyncWriteExt;
-
-/// `bento run -d FUNCTION ARGS`: a session started from the CLI; its
-/// (token, id).
-async fn cli_start(s: &TestServer, function: &str, args: &[&str]) -> (String, String) {
-    let mut all = vec!["run", "-d", function];
-    all.extend_from_slice(args);
-    let o = cli_output(&s.url, &all).await;
-    expect_code(&o, 0, "bento run -d");
-    let token = out(&o).trim().to_string();
-    let info = s
-        .client
-        .session(&token)
-        .await
-        .unwrap_or_else(|e| panic!("inspect: {e}"));
-    (token, info.id)
-}
-
-async fn submit_named(s: &TestServer, name: &str, code: &str) {
-    let body = bento::wire::api::SubmitFunction {
-        code: code.into(),
-        name: Some(name.into()),
-        image: None,
-        filename: None,
-    };
-    s.client
-        .submit_function(&body)
-        .await
-        .unwrap_or_else(|e| panic!("submit {name}: {e}"));
-}
 
 /// A condition on the text `v` of a session's cell in the list (`n`:
 /// 0-based column; `v` is null while the row is not shown).
@@ -52,23 +24,6 @@ fn cell_where(id: &str, n: usize, pred: &str) -> String {
         "const r = document.querySelector('tr[data-id=\"{id}\"]'); \
          const v = r ? r.children[{n}].textContent : null; return ({pred}) && v;"
     )
-}
-
-/// Opens a session's view and waits until its facts are shown.
-async fn open_session(b: &Browser, s: &TestServer, id: &str) {
-    goto(&b.client, &format!("{}/ui/#/session/{id}", s.url)).await;
-    wait_for(
-        &b.client,
-        "the session's facts",
-        "return document.querySelector('[data-fact=\"state\"]');",
-        WAIT,
-    )
-    .await;
-}
-
-/// What the output pane shows.
-async fn output(b: &Browser) -> String {
-    text(&b.client, "#output").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

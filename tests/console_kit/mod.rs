@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod flow;
 pub mod page;
 
 use std::path::{Path, PathBuf};
