@@ -40,7 +40,13 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
     .await;
     let c = &b.client;
     goto(c, &format!("{}/ui/", s.url)).await;
-    wait_for(c, "the sessions table", "return document.getElementById('sessions');", WAIT).await;
+    wait_for(
+        c,
+        "the sessions table",
+        "return document.getElementById('sessions');",
+        WAIT,
+    )
+    .await;
     // Anything the page keeps survives only if it is never reloaded.
     js(c, "window.__noReload = 'kept'; return true;").await;
     let paint = js(c, "const p = performance.getEntriesByName('first-contentful-paint')[0]; return p ? p.startTime : null;").await;
@@ -48,25 +54,70 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
 
     // Long enough that the page sees it run: the page asks every second.
     let (_, id) = cli_start(&s, "napper", &["8"]).await;
-    wait_for(c, "the CLI's session listed as running", &cell_where(&id, 4, "v === 'running'"), WAIT).await;
-    assert_eq!(text(c, &format!("tr[data-id=\"{id}\"] td:nth-child(3)")).await, "napper");
+    wait_for(
+        c,
+        "the CLI's session listed as running",
+        &cell_where(&id, 4, "v === 'running'"),
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        text(c, &format!("tr[data-id=\"{id}\"] td:nth-child(3)")).await,
+        "napper"
+    );
     let (other, other_id) = cli_start(&s, "napper", &["600"]).await;
-    wait_for(c, "a second session listed", &cell_where(&other_id, 4, "v === 'running'"), WAIT).await;
+    wait_for(
+        c,
+        "a second session listed",
+        &cell_where(&other_id, 4, "v === 'running'"),
+        WAIT,
+    )
+    .await;
 
-    let exit = wait_for(c, "the session's exit, without a reload", &cell_where(&id, 7, "v && v.includes('exited with code 3')"), WAIT).await;
-    assert_eq!(js(c, &cell_where(&id, 4, "true")).await, "ended", "exit {exit}");
-    assert_eq!(js(c, "return window.__noReload;").await, "kept", "the page was reloaded");
+    let exit = wait_for(
+        c,
+        "the session's exit, without a reload",
+        &cell_where(&id, 7, "v && v.includes('exited with code 3')"),
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        js(c, &cell_where(&id, 4, "true")).await,
+        "ended",
+        "exit {exit}"
+    );
+    assert_eq!(
+        js(c, "return window.__noReload;").await,
+        "kept",
+        "the page was reloaded"
+    );
     screenshot(c, "console-sessions.png").await;
 
     // The filter: by state, then by function.
-    let sel = c.find(Locator::Css("#filter-state")).await.unwrap_or_else(|e| panic!("filter: {e}"));
-    sel.select_by_value("ended").await.unwrap_or_else(|e| panic!("select: {e}"));
+    let sel = c
+        .find(Locator::Css("#filter-state"))
+        .await
+        .unwrap_or_else(|e| panic!("filter: {e}"));
+    sel.select_by_value("ended")
+        .await
+        .unwrap_or_else(|e| panic!("select: {e}"));
     wait_for(c, "only the ended one", &format!("return !!document.querySelector('tr[data-id=\"{id}\"]') && !document.querySelector('tr[data-id=\"{other_id}\"]');"), WAIT).await;
-    sel.select_by_value("").await.unwrap_or_else(|e| panic!("select: {e}"));
+    sel.select_by_value("")
+        .await
+        .unwrap_or_else(|e| panic!("select: {e}"));
     type_into(c, "#filter-function", "nobody").await;
-    wait_for(c, "no row for another function", "return document.querySelectorAll('#sessions tbody tr').length === 0;", WAIT).await;
+    wait_for(
+        c,
+        "no row for another function",
+        "return document.querySelectorAll('#sessions tbody tr').length === 0;",
+        WAIT,
+    )
+    .await;
 
-    s.client.kill_session(&other).await.unwrap_or_else(|e| panic!("kill: {e}"));
+    s.client
+        .kill_session(&other)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
     b.close().await;
     s.stop().await;
 }
@@ -101,8 +152,22 @@ async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
     let lines: Vec<&str> = shown.lines().filter(|l| l.starts_with("line ")).collect();
     let want: Vec<String> = (0..150).map(|i| format!("line {i:03}")).collect();
     assert_eq!(lines, want, "the page showed:\n{shown}");
-    assert_eq!(js(c, "return document.querySelector('#output .stderr').textContent;").await, "on stderr\n");
-    assert_eq!(js(c, "return document.querySelector('#output .data').textContent;").await, "a message\n");
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('#output .stderr').textContent;"
+        )
+        .await,
+        "on stderr\n"
+    );
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('#output .data').textContent;"
+        )
+        .await,
+        "a message\n"
+    );
     screenshot(c, "console-session.png").await;
 
     // End the input: the function ends, the CLI got everything once.
@@ -115,7 +180,11 @@ async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
         .unwrap_or_else(|_| panic!("the CLI did not finish"))
         .unwrap_or_else(|e| panic!("the CLI: {e}"));
     expect_code(&o, 0, "bento attach");
-    let cli_lines: Vec<String> = out(&o).lines().filter(|l| l.starts_with("line ")).map(String::from).collect();
+    let cli_lines: Vec<String> = out(&o)
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(String::from)
+        .collect();
     assert_eq!(cli_lines, want, "the CLI lost or repeated output");
     assert_eq!(out(&o).matches("a message").count(), 1);
     assert!(out(&o).ends_with("done\n"), "{}", out(&o));
@@ -137,20 +206,48 @@ async fn attaching_from_the_page_sends_each_line_exactly_once() {
     let c = &b.client;
     click(c, "#attach").await;
     confirm(c).await;
-    wait_for(c, "attached", "return document.getElementById('mode').textContent.includes('Attached: attached');", WAIT).await;
+    wait_for(
+        c,
+        "attached",
+        "return document.getElementById('mode').textContent.includes('Attached: attached');",
+        WAIT,
+    )
+    .await;
     let words = ["one", "two", "<b>three</b>", "four four"];
     for w in words {
         type_into(c, "#input", &format!("{w}\n")).await;
     }
-    wait_for(c, "every line echoed", "return document.getElementById('output').textContent.includes('four four');", WAIT).await;
+    wait_for(
+        c,
+        "every line echoed",
+        "return document.getElementById('output').textContent.includes('four four');",
+        WAIT,
+    )
+    .await;
     // The page has the session: a CLI attaching now would take it over.
     assert!(s.info(&token).await.attached);
     click(c, "#eof").await;
-    wait_for(c, "the exit", "const e = document.getElementById('exit'); return !e.hidden && e.textContent;", WAIT).await;
-    wait_for(c, "the end of the output", "return document.getElementById('output').textContent.endsWith('bye\\n');", WAIT).await;
+    wait_for(
+        c,
+        "the exit",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
+    wait_for(
+        c,
+        "the end of the output",
+        "return document.getElementById('output').textContent.endsWith('bye\\n');",
+        WAIT,
+    )
+    .await;
     let shown = output(&b).await;
     assert_eq!(shown, "echoing\none\ntwo\n<b>three</b>\nfour four\nbye\n");
-    assert!(text(c, "#exit").await.contains("exited with code 0"), "{}", text(c, "#exit").await);
+    assert!(
+        text(c, "#exit").await.contains("exited with code 0"),
+        "{}",
+        text(c, "#exit").await
+    );
     // Everything was acked from the page: the session is reaped.
     s.wait_reaped(&token).await;
     b.close().await;
@@ -163,18 +260,38 @@ async fn kill_from_the_page_ends_the_session_with_its_reason() {
         return;
     };
     let s = TestServer::start().await;
-    submit_named(&s, "sleeper", "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n").await;
+    submit_named(
+        &s,
+        "sleeper",
+        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n",
+    )
+    .await;
     let (token, id) = cli_start(&s, "sleeper", &[]).await;
     open_session(&b, &s, &id).await;
     let c = &b.client;
-    wait_for(c, "its first line", "return document.getElementById('output').textContent.includes('sleeping');", WAIT).await;
+    wait_for(
+        c,
+        "its first line",
+        "return document.getElementById('output').textContent.includes('sleeping');",
+        WAIT,
+    )
+    .await;
     click(c, "#kill").await;
     confirm(c).await;
-    let exit = wait_for(c, "the exit shown", "const e = document.getElementById('exit'); return !e.hidden && e.textContent;", WAIT).await;
+    let exit = wait_for(
+        c,
+        "the exit shown",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
     assert!(exit.as_str().unwrap_or("").contains("killed"), "{exit}");
     let info = s.info(&token).await;
     let reason = info.exit.map(|e| format!("{:?}", e.reason));
-    assert!(reason.as_deref().unwrap_or("").contains("Killed"), "{reason:?}");
+    assert!(
+        reason.as_deref().unwrap_or("").contains("Killed"),
+        "{reason:?}"
+    );
     // The reason stays on screen.
     wait_for(c, "the ended state", "const d = document.querySelector('[data-fact=\"state\"]'); return d && d.textContent.startsWith('ended');", WAIT).await;
     assert!(text(c, "#exit").await.contains("killed"));

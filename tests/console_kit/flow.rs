@@ -50,4 +50,3 @@ pub async fn open_session(b: &Browser, s: &TestServer, id: &str) {
 pub async fn output(b: &Browser) -> String {
     text(&b.client, "#output").await
 }
-

@@ -50,7 +50,9 @@ fn skip(why: &str) -> Option<Browser> {
     if std::env::var("BENTO_CONSOLE_TESTS").as_deref() == Ok("require") {
         panic!("BENTO_CONSOLE_TESTS=require, but {why}");
     }
-    eprintln!("SKIPPED: the console's browser tests: {why} (apt-get install chromium chromium-driver)");
+    eprintln!(
+        "SKIPPED: the console's browser tests: {why} (apt-get install chromium chromium-driver)"
+    );
     None
 }
 
@@ -118,7 +120,9 @@ impl Browser {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = tokio::time::timeout(
             START_LIMIT,
-            ClientBuilder::new(connector).capabilities(caps).connect(&url),
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&url),
         )
         .await
         .unwrap_or_else(|_| panic!("chromium did not start within {START_LIMIT:?}"))
@@ -167,7 +171,10 @@ struct Started {
 
 impl Started {
     fn profile_path(&self) -> &Path {
-        self.profile.as_ref().map(|p| p.path()).unwrap_or(Path::new("/"))
+        self.profile
+            .as_ref()
+            .map(|p| p.path())
+            .unwrap_or(Path::new("/"))
     }
     fn take(&mut self) -> (std::process::Child, tempfile::TempDir) {
         match (self.driver.take(), self.profile.take()) {

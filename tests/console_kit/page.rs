@@ -30,7 +30,9 @@ function cond() {{ {cond} }}
     let start = Instant::now();
     loop {
         // One call waits at most 20 s: the WebDriver script timeout is 30 s.
-        let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(20));
+        let left = limit
+            .saturating_sub(start.elapsed())
+            .min(Duration::from_secs(20));
         let r = c
             .execute_async(&script, vec![json!(left.as_millis() as u64)])
             .await;
