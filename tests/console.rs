@@ -298,3 +298,50 @@ async fn kill_from_the_page_ends_the_session_with_its_reason() {
     b.close().await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
+    let Some(b) = Browser::start_with(360, 740, true).await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "sleeper", "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n").await;
+    let (token, id) = cli_start(&s, "sleeper", &[]).await;
+    let c = &b.client;
+    goto(c, &format!("{}/ui/", s.url)).await;
+    wait_for(c, "the session listed", &cell_where(&id, 4, "v === 'running'"), WAIT).await;
+    // Nothing wider than the screen: the table scrolls inside its box.
+    let wide = js(c, "return document.documentElement.scrollWidth;").await;
+    assert!(wide.as_u64().unwrap_or(u64::MAX) <= 360, "the page is {wide} px wide");
+    assert_eq!(js(c, "return matchMedia('(prefers-color-scheme: dark)').matches;").await, true);
+    assert_eq!(js(c, "return getComputedStyle(document.body).backgroundColor;").await, "rgb(21, 23, 27)");
+    screenshot(c, "console-narrow-dark.png").await;
+
+    // Tab to the session's link, Enter opens it.
+    let link = format!("a[href=\"#/session/{id}\"]");
+    let mut reached = false;
+    for _ in 0..40 {
+        let here = js(c, &format!("return document.activeElement.matches('{link}');")).await;
+        if here.as_bool().unwrap_or(false) {
+            reached = true;
+            break;
+        }
+        c.active_element()
+            .await
+            .unwrap_or_else(|e| panic!("focus: {e}"))
+            .send_keys("\u{E004}")
+            .await
+            .unwrap_or_else(|e| panic!("tab: {e}"));
+    }
+    assert!(reached, "Tab never reached the session's link");
+    c.active_element()
+        .await
+        .unwrap_or_else(|e| panic!("focus: {e}"))
+        .send_keys("\u{E007}")
+        .await
+        .unwrap_or_else(|e| panic!("enter: {e}"));
+    wait_for(c, "the session's view, by keyboard", "return document.getElementById('output') && document.getElementById('output').textContent.includes('sleeping');", WAIT).await;
+    s.client.kill_session(&token).await.unwrap_or_else(|e| panic!("kill: {e}"));
+    b.close().await;
+    s.stop().await;
+}

@@ -69,7 +69,13 @@ impl Browser {
         Self::start_sized(1280, 900).await
     }
 
+    /// A fresh headless browser of `width`×`height` with the colour
+    /// scheme asked for (`dark`: `prefers-color-scheme: dark`).
     pub async fn start_sized(width: u32, height: u32) -> Option<Browser> {
+        Self::start_with(width, height, false).await
+    }
+
+    pub async fn start_with(width: u32, height: u32, dark: bool) -> Option<Browser> {
         let Some(chrome) = chromium() else {
             return skip("chromium is not installed");
         };
@@ -95,22 +101,26 @@ impl Browser {
         };
         let url = format!("http://127.0.0.1:{port}");
         wait_ready(&url).await;
+        let mut args = vec![
+            "--headless=new".to_string(),
+            // As root (CI) Chromium's sandbox cannot start.
+            "--no-sandbox".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-gpu".into(),
+            "--no-first-run".into(),
+            "--disable-extensions".into(),
+            "--disable-background-networking".into(),
+            "--hide-scrollbars".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", b.profile_path().display()),
+        ];
+        if dark {
+            args.push("--force-dark-mode".into());
+        }
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": chrome,
-                "args": [
-                    "--headless=new",
-                    // As root (CI) Chromium's sandbox cannot start.
-                    "--no-sandbox",
-                    "--disable-dev-shm-usage",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--disable-extensions",
-                    "--disable-background-networking",
-                    "--hide-scrollbars",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", b.profile_path().display()),
-                ]
+                "args": args
             }
         });
         let caps = match caps {
