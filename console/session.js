@@ -3,7 +3,7 @@
 // remove, each after a confirmation.
 
 import { getJson, post } from "./api.js";
-import { age, bytes, confirmAction, el, exitWords, show, short, status, time } from "./dom.js";
+import { age, bytes, confirmAction, copy, el, exitWords, show, short, status, time } from "./dom.js";
 import { OutputView, MAX_CHARS } from "./output.js";
 import { heldText, watch } from "./watch.js";
 import { Attachment } from "./attach.js";
@@ -82,6 +82,7 @@ function build(main, title, id, token) {
 
   show(main, title,
     el("div", { class: "row" }, el("code", { title: "token (shortened)", text: short(token) }),
+      el("button", { type: "button", id: "copy-token", text: "copy token", onclick: () => copy(token, "token") }),
       el("a", { href: "#/sessions", text: "All sessions" })),
     exitBanner,
     el("h2", { text: "Facts" }), facts,

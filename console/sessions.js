@@ -9,6 +9,9 @@ import { age, bytes, copy, el, exitWords, show, short } from "./dom.js";
 export const tokens = new Map();
 
 const POLL_MS = 1000;
+/** Columns a narrow screen leaves out (token, image, attached, transient,
+ *  pending): the session's own page shows them all. */
+const NARROW_HIDDEN = new Set([1, 3, 5, 6, 8]);
 
 export function remember(list) {
   for (const s of list) tokens.set(s.id, s.token);
@@ -34,7 +37,7 @@ export function sessionsView(main) {
     el("div", { class: "table" }, el("table", { id: "sessions" },
       el("thead", {}, el("tr", {}, ...["session", "token", "function", "image", "state",
         "attached", "transient", "exit", "pending", "age"].map((h, i) =>
-        el("th", { scope: "col", class: i === 3 || i === 6 ? "hide-narrow" : null, text: h })))),
+        el("th", { scope: "col", class: NARROW_HIDDEN.has(i) ? "hide-narrow" : null, text: h })))),
       tbody)),
     note);
 
@@ -47,7 +50,7 @@ export function sessionsView(main) {
     let r = rows.get(s.id);
     if (!r) {
       const cells = Array.from({ length: 10 }, (_, i) =>
-        el("td", { class: i === 3 || i === 6 ? "hide-narrow" : null }));
+        el("td", { class: NARROW_HIDDEN.has(i) ? "hide-narrow" : null }));
       cells[0].append(el("a", { href: `#/session/${encodeURIComponent(s.id)}`, text: s.id }));
       cells[1].append(el("code", { text: short(s.token), title: "the session's token (shortened)" }), " ",
         el("button", {

@@ -128,7 +128,7 @@ const TALKER: &str = "import sys, time\n\ndef main(n):\n    for i in range(n):\n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
-    let Some(b) = Browser::start().await else {
+    let Some(b) = Browser::start_sized(1280, 1500).await else {
         return;
     };
     let s = TestServer::start().await;
@@ -305,23 +305,51 @@ async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
         return;
     };
     let s = TestServer::start().await;
-    submit_named(&s, "sleeper", "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n").await;
+    submit_named(
+        &s,
+        "sleeper",
+        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n",
+    )
+    .await;
     let (token, id) = cli_start(&s, "sleeper", &[]).await;
     let c = &b.client;
     goto(c, &format!("{}/ui/", s.url)).await;
-    wait_for(c, "the session listed", &cell_where(&id, 4, "v === 'running'"), WAIT).await;
+    wait_for(
+        c,
+        "the session listed",
+        &cell_where(&id, 4, "v === 'running'"),
+        WAIT,
+    )
+    .await;
     // Nothing wider than the screen: the table scrolls inside its box.
     let wide = js(c, "return document.documentElement.scrollWidth;").await;
-    assert!(wide.as_u64().unwrap_or(u64::MAX) <= 360, "the page is {wide} px wide");
-    assert_eq!(js(c, "return matchMedia('(prefers-color-scheme: dark)').matches;").await, true);
-    assert_eq!(js(c, "return getComputedStyle(document.body).backgroundColor;").await, "rgb(21, 23, 27)");
+    assert!(
+        wide.as_u64().unwrap_or(u64::MAX) <= 360,
+        "the page is {wide} px wide"
+    );
+    assert_eq!(
+        js(
+            c,
+            "return matchMedia('(prefers-color-scheme: dark)').matches;"
+        )
+        .await,
+        true
+    );
+    assert_eq!(
+        js(c, "return getComputedStyle(document.body).backgroundColor;").await,
+        "rgb(21, 23, 27)"
+    );
     screenshot(c, "console-narrow-dark.png").await;
 
     // Tab to the session's link, Enter opens it.
     let link = format!("a[href=\"#/session/{id}\"]");
     let mut reached = false;
     for _ in 0..40 {
-        let here = js(c, &format!("return document.activeElement.matches('{link}');")).await;
+        let here = js(
+            c,
+            &format!("return document.activeElement.matches('{link}');"),
+        )
+        .await;
         if here.as_bool().unwrap_or(false) {
             reached = true;
             break;
@@ -341,7 +369,10 @@ async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
         .await
         .unwrap_or_else(|e| panic!("enter: {e}"));
     wait_for(c, "the session's view, by keyboard", "return document.getElementById('output') && document.getElementById('output').textContent.includes('sleeping');", WAIT).await;
-    s.client.kill_session(&token).await.unwrap_or_else(|e| panic!("kill: {e}"));
+    s.client
+        .kill_session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
     b.close().await;
     s.stop().await;
 }

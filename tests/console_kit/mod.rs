@@ -117,12 +117,18 @@ impl Browser {
         if dark {
             args.push("--force-dark-mode".into());
         }
-        let caps = json!({
+        let mut caps = json!({
             "goog:chromeOptions": {
                 "binary": chrome,
                 "args": args
             }
         });
+        // A window is at least 500 px wide: narrower screens are emulated.
+        if width < 500 {
+            caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0}
+            });
+        }
         let caps = match caps {
             serde_json::Value::Object(m) => m,
             _ => unreachable!(),
