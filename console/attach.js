@@ -26,7 +26,7 @@ const STREAMS = { 1: "data", 2: "stdout", 3: "stderr" };
 const FINAL = new Set(["finished", "taken_over", "closed_by_user", "session_gone"]);
 
 export class Attachment {
-  /** `on`: {state(text), exit(exit), ended(text), inputAcked(seq)} */
+  /** `on`: {state(text, hellos), exit(exit), ended(text), inputAcked(seq, waiting)} */
   constructor(token, view, on) {
     this.token = token;
     this.view = view;
@@ -49,6 +49,8 @@ export class Attachment {
     this.beat = 0;
     this.heard = 0;
     this.retry = 0;
+    /** Connections that got as far as hello. */
+    this.hellos = 0;
     this.connect();
   }
 
@@ -117,13 +119,14 @@ export class Attachment {
     switch (m.type) {
       case "hello":
         this.ready = true;
+        this.hellos += 1;
         this.backoff = BACKOFF_INITIAL_MS;
         this.failingSince = 0;
         if (!this.inputNext) this.inputNext = Math.max(1, m.input_next);
         this.inputAcked(m.input_next - 1);
         if (m.input_closed) this.inputClosed = true;
         for (const u of this.unacked) this.transmit(u);
-        this.on.state(this.inputClosed ? "attached (input has ended)" : "attached");
+        this.on.state(this.inputClosed ? "attached (input has ended)" : "attached", this.hellos);
         break;
       case "exit":
         // Taken even at an old seq: after a controller restart that is how

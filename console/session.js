@@ -168,7 +168,10 @@ function build(main, title, id, token) {
     inputForm.hidden = false;
     const inputState = inputForm.querySelector("#input-state");
     const a = new Attachment(token, view, {
-      state: (t) => { modeLine.textContent = `Attached: ${t}`; },
+      state: (t, hellos) => {
+        modeLine.textContent = `Attached: ${t}`;
+        if (hellos) modeLine.dataset.connections = hellos;
+      },
       exit: showExit,
       ended: (t) => { modeLine.textContent = `Attachment ended: ${t}.`; inputForm.hidden = true; },
       inputAcked: (seq, waiting) => {

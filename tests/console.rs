@@ -1,30 +1,20 @@
 //! The web console (`/ui/`) in a real browser: Debian's headless Chromium
 //! through chromedriver, against a real controller and real containers.
-//! Sessions: the live list, watching beside an attached CLI, attaching from
-//! the page, killing from the page. Functions, the API key, hostile and
-//! large output are in `tests/console_more.rs`. Without chromium these
-//! print SKIPPED (and fail under `BENTO_CONSOLE_TESTS=require`).
+//! The sessions list (live, filtered, by keyboard, at 360 px, dark) and
+//! watching beside an attached CLI. Without chromium the browser tests print SKIPPED (and fail under
+//! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
 
 mod console_kit;
 mod kit;
 
 use std::process::Stdio;
 
-use console_kit::flow::{cli_start, open_session, output, submit_named};
-use console_kit::page::{click, confirm, goto, js, screenshot, text, type_into, wait_for, WAIT};
+use console_kit::flow::{cell_where, cli_start, open_session, output, submit_named, TALKER};
+use console_kit::page::{goto, js, screenshot, text, type_into, wait_for, WAIT};
 use console_kit::Browser;
 use fantoccini::Locator;
 use kit::{cli_command, expect_code, out, TestServer};
 use tokio::io::AsyncWriteExt;
-
-/// A condition on the text `v` of a session's cell in the list (`n`:
-/// 0-based column; `v` is null while the row is not shown).
-fn cell_where(id: &str, n: usize, pred: &str) -> String {
-    format!(
-        "const r = document.querySelector('tr[data-id=\"{id}\"]'); \
-         const v = r ? r.children[{n}].textContent : null; return ({pred}) && v;"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
@@ -122,183 +112,6 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
     s.stop().await;
 }
 
-/// Prints numbered lines, a message and a line on stderr, then waits for
-/// the end of its input.
-const TALKER: &str = "import sys, time\n\ndef main(n):\n    for i in range(n):\n        print(f'line {i:03}', flush=True)\n        time.sleep(0.02)\n    send('a message')\n    sys.stderr.write('on stderr\\n')\n    sys.stderr.flush()\n    while recv() is not None:\n        pass\n    print('done')\n";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
-    let Some(b) = Browser::start_sized(1280, 1500).await else {
-        return;
-    };
-    let s = TestServer::start().await;
-    submit_named(&s, "talker", TALKER).await;
-    let (token, id) = cli_start(&s, "talker", &["150"]).await;
-    // The CLI attaches and stays attached, reading everything, with its
-    // stdin open until the test ends it.
-    let mut cmd = cli_command(&s.url, &["attach", &token]);
-    cmd.stdin(Stdio::piped());
-    let mut cli = kit::cli::spawn(cmd);
-    let mut cli_in = cli.stdin.take();
-
-    open_session(&b, &s, &id).await;
-    let c = &b.client;
-    assert!(text(c, "#mode").await.contains("Watching"));
-    wait_for(c, "the last line and the rest", "const t = document.getElementById('output').textContent; return t.includes('on stderr') && t.includes('a message') && t.includes('line 149');", WAIT).await;
-    // Watching took nothing over: the CLI is still the one attached.
-    let info = s.info(&token).await;
-    assert!(info.attached, "the CLI was detached: {info:?}");
-    let shown = output(&b).await;
-    let lines: Vec<&str> = shown.lines().filter(|l| l.starts_with("line ")).collect();
-    let want: Vec<String> = (0..150).map(|i| format!("line {i:03}")).collect();
-    assert_eq!(lines, want, "the page showed:\n{shown}");
-    assert_eq!(
-        js(
-            c,
-            "return document.querySelector('#output .stderr').textContent;"
-        )
-        .await,
-        "on stderr\n"
-    );
-    assert_eq!(
-        js(
-            c,
-            "return document.querySelector('#output .data').textContent;"
-        )
-        .await,
-        "a message\n"
-    );
-    screenshot(c, "console-session.png").await;
-
-    // End the input: the function ends, the CLI got everything once.
-    if let Some(mut i) = cli_in.take() {
-        let _ = i.shutdown().await;
-    }
-    drop(cli_in);
-    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the CLI did not finish"))
-        .unwrap_or_else(|e| panic!("the CLI: {e}"));
-    expect_code(&o, 0, "bento attach");
-    let cli_lines: Vec<String> = out(&o)
-        .lines()
-        .filter(|l| l.starts_with("line "))
-        .map(String::from)
-        .collect();
-    assert_eq!(cli_lines, want, "the CLI lost or repeated output");
-    assert_eq!(out(&o).matches("a message").count(), 1);
-    assert!(out(&o).ends_with("done\n"), "{}", out(&o));
-    b.close().await;
-    s.stop().await;
-}
-
-const ECHO: &str = "def main():\n    print('echoing')\n    while True:\n        line = recv()\n        if line is None:\n            break\n        send(line.decode('utf-8', 'replace'))\n    print('bye')\n";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attaching_from_the_page_sends_each_line_exactly_once() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
-    let s = TestServer::start().await;
-    submit_named(&s, "echo", ECHO).await;
-    let (token, id) = cli_start(&s, "echo", &[]).await;
-    open_session(&b, &s, &id).await;
-    let c = &b.client;
-    click(c, "#attach").await;
-    confirm(c).await;
-    wait_for(
-        c,
-        "attached",
-        "return document.getElementById('mode').textContent.includes('Attached: attached');",
-        WAIT,
-    )
-    .await;
-    let words = ["one", "two", "<b>three</b>", "four four"];
-    for w in words {
-        type_into(c, "#input", &format!("{w}\n")).await;
-    }
-    wait_for(
-        c,
-        "every line echoed",
-        "return document.getElementById('output').textContent.includes('four four');",
-        WAIT,
-    )
-    .await;
-    // The page has the session: a CLI attaching now would take it over.
-    assert!(s.info(&token).await.attached);
-    click(c, "#eof").await;
-    wait_for(
-        c,
-        "the exit",
-        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
-        WAIT,
-    )
-    .await;
-    wait_for(
-        c,
-        "the end of the output",
-        "return document.getElementById('output').textContent.endsWith('bye\\n');",
-        WAIT,
-    )
-    .await;
-    let shown = output(&b).await;
-    assert_eq!(shown, "echoing\none\ntwo\n<b>three</b>\nfour four\nbye\n");
-    assert!(
-        text(c, "#exit").await.contains("exited with code 0"),
-        "{}",
-        text(c, "#exit").await
-    );
-    // Everything was acked from the page: the session is reaped.
-    s.wait_reaped(&token).await;
-    b.close().await;
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_from_the_page_ends_the_session_with_its_reason() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
-    let s = TestServer::start().await;
-    submit_named(
-        &s,
-        "sleeper",
-        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n",
-    )
-    .await;
-    let (token, id) = cli_start(&s, "sleeper", &[]).await;
-    open_session(&b, &s, &id).await;
-    let c = &b.client;
-    wait_for(
-        c,
-        "its first line",
-        "return document.getElementById('output').textContent.includes('sleeping');",
-        WAIT,
-    )
-    .await;
-    click(c, "#kill").await;
-    confirm(c).await;
-    let exit = wait_for(
-        c,
-        "the exit shown",
-        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
-        WAIT,
-    )
-    .await;
-    assert!(exit.as_str().unwrap_or("").contains("killed"), "{exit}");
-    let info = s.info(&token).await;
-    let reason = info.exit.map(|e| format!("{:?}", e.reason));
-    assert!(
-        reason.as_deref().unwrap_or("").contains("Killed"),
-        "{reason:?}"
-    );
-    // The reason stays on screen.
-    wait_for(c, "the ended state", "const d = document.querySelector('[data-fact=\"state\"]'); return d && d.textContent.startsWith('ended');", WAIT).await;
-    assert!(text(c, "#exit").await.contains("killed"));
-    b.close().await;
-    s.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
     let Some(b) = Browser::start_with(360, 740, true).await else {
@@ -308,7 +121,7 @@ async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
     submit_named(
         &s,
         "sleeper",
-        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(3600)\n",
+        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(600)\n",
     )
     .await;
     let (token, id) = cli_start(&s, "sleeper", &[]).await;
@@ -373,6 +186,72 @@ async fn the_console_works_by_keyboard_at_360_px_in_a_dark_scheme() {
         .kill_session(&token)
         .await
         .unwrap_or_else(|e| panic!("kill: {e}"));
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_shows_live_output_in_order_while_the_cli_stays_attached() {
+    let Some(b) = Browser::start_sized(1280, 1500).await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "talker", TALKER).await;
+    let (token, id) = cli_start(&s, "talker", &["150"]).await;
+    // The CLI attaches and stays attached, reading everything, with its
+    // stdin open until the test ends it.
+    let mut cmd = cli_command(&s.url, &["attach", &token]);
+    cmd.stdin(Stdio::piped());
+    let mut cli = kit::cli::spawn(cmd);
+    let mut cli_in = cli.stdin.take();
+
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    assert!(text(c, "#mode").await.contains("Watching"));
+    wait_for(c, "the last line and the rest", "const t = document.getElementById('output').textContent; return t.includes('on stderr') && t.includes('a message') && t.includes('line 149');", WAIT).await;
+    // Watching took nothing over: the CLI is still the one attached.
+    let info = s.info(&token).await;
+    assert!(info.attached, "the CLI was detached: {info:?}");
+    let shown = output(&b).await;
+    let lines: Vec<&str> = shown.lines().filter(|l| l.starts_with("line ")).collect();
+    let want: Vec<String> = (0..150).map(|i| format!("line {i:03}")).collect();
+    assert_eq!(lines, want, "the page showed:\n{shown}");
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('#output .stderr').textContent;"
+        )
+        .await,
+        "on stderr\n"
+    );
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('#output .data').textContent;"
+        )
+        .await,
+        "a message\n"
+    );
+    screenshot(c, "console-session.png").await;
+
+    // End the input: the function ends, the CLI got everything once.
+    if let Some(mut i) = cli_in.take() {
+        let _ = i.shutdown().await;
+    }
+    drop(cli_in);
+    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the CLI did not finish"))
+        .unwrap_or_else(|e| panic!("the CLI: {e}"));
+    expect_code(&o, 0, "bento attach");
+    let cli_lines: Vec<String> = out(&o)
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(String::from)
+        .collect();
+    assert_eq!(cli_lines, want, "the CLI lost or repeated output");
+    assert_eq!(out(&o).matches("a message").count(), 1);
+    assert!(out(&o).ends_with("done\n"), "{}", out(&o));
     b.close().await;
     s.stop().await;
 }

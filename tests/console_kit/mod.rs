@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod cutter;
 pub mod flow;
 pub mod page;
 
