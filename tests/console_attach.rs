@@ -152,7 +152,7 @@ async fn attached_from_the_page_input_survives_dropped_connections_exactly_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_from_the_page_ends_the_session_with_its_reason() {
+async fn close_and_kill_from_the_page_with_the_reason_shown() {
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -173,6 +173,24 @@ async fn kill_from_the_page_ends_the_session_with_its_reason() {
         WAIT,
     )
     .await;
+    // Close: the attached CLI is detached; the function runs on.
+    let cli = kit::cli::spawn(kit::cli_command(&s.url, &["attach", "--no-stdin", &token]));
+    s.wait_session(&token, "the CLI attached", |i| i.attached)
+        .await;
+    click(c, "#close").await;
+    confirm(c).await;
+    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the CLI was not detached"))
+        .unwrap_or_else(|e| panic!("the CLI: {e}"));
+    assert!(
+        kit::err(&o).contains("detached by `bento close`"),
+        "{}",
+        kit::err(&o)
+    );
+    let info = s.info(&token).await;
+    assert!(!info.attached && info.exit.is_none(), "{info:?}");
+
     click(c, "#kill").await;
     confirm(c).await;
     let exit = wait_for(
