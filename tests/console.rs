@@ -1,8 +1,9 @@
 //! The web console (`/ui/`) in a real browser: Debian's headless Chromium
 //! through chromedriver, against a real controller and real containers.
 //! The sessions list (live, filtered, by keyboard, at 360 px, dark) and
-//! watching beside an attached CLI. Without chromium the browser tests print SKIPPED (and fail under
-//! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
+//! watching beside an attached CLI. Without chromium the browser tests
+//! print SKIPPED (and fail under `BENTO_CONSOLE_TESTS=require`). See
+//! `docs/console.md`.
 
 mod console_kit;
 mod kit;

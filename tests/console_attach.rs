@@ -1,6 +1,6 @@
-//! The web console in a real browser, taking a session over: attach from
-//! the page (input exactly once, also across dropped connections) and kill
-//! from the page. Without chromium the browser tests print SKIPPED (and fail under
+//! The web console in a real browser, acting on a session: attach from the
+//! page (input exactly once, also across dropped connections), close and
+//! kill. Without chromium the browser tests print SKIPPED (and fail under
 //! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
 
 mod console_kit;

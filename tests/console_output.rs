@@ -1,7 +1,8 @@
-//! The web console in a real browser, under hostile and large output:
-//! HTML and script shown as text, invalid UTF-8 as U+FFFD, and 20 MiB with
-//! the page still answering clicks. Without chromium the browser tests print SKIPPED (and fail under
-//! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
+//! The web console in a real browser, under hostile and large output: HTML
+//! and script shown as text, invalid UTF-8 as U+FFFD, and 20 MiB with the
+//! page still answering clicks. Without chromium the browser tests print
+//! SKIPPED (and fail under `BENTO_CONSOLE_TESTS=require`). See
+//! `docs/console.md`.
 
 mod console_kit;
 mod kit;
