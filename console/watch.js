@@ -32,6 +32,11 @@ export function watch(token, view, on) {
       }
       if (stopped) return;
       first = false;
+      const skipped = page.messages.length ? page.messages[0].seq - after - 1 : 0;
+      if (after > 0 && skipped > 0) {
+        // Fell behind the newest output the controller keeps for watchers.
+        view.write("note", `[${skipped} messages not shown: no longer held]\n`);
+      }
       for (const m of page.messages) {
         view.write(m.stream, m.stream === "data" ? dataText(m.text, m.end) : m.text);
       }
