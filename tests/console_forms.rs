@@ -8,7 +8,9 @@ mod kit;
 
 use bento::client::Client;
 use console_kit::flow::open_session;
-use console_kit::page::{click, confirm, goto, js, set_value, type_into, wait_for, WAIT};
+use console_kit::page::{
+    click, confirm, goto, js, screenshot, set_value, type_into, wait_for, WAIT,
+};
 use console_kit::Browser;
 use kit::requests::{KEY, SLEEPER};
 use kit::TestServer;
@@ -83,6 +85,7 @@ async fn submit_and_run_from_the_page_shows_the_token_and_the_output() {
     let info = s.info(&token).await;
     assert_eq!(info.limits.map(|l| l.memory), Some(128 << 20));
     assert_eq!(info.function_name.as_deref(), Some("greeter"));
+    screenshot(c, "console-functions.png").await;
     click(c, "#run-session").await;
     wait_for(c, "its output", "return document.getElementById('output').textContent === 'hello page\\nhello page\\nhello page\\n';", WAIT).await;
     wait_for(c, "its exit", "const e = document.getElementById('exit'); return !e.hidden && e.textContent.includes('code 0');", WAIT).await;
