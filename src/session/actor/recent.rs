@@ -5,15 +5,17 @@
 //! a watcher paging through `GET /v1/sessions/{token}/output` beside an
 //! attached client would see only what that client had not acked yet,
 //! which is often nothing. This ring keeps the newest entries, up to
-//! [`RECENT_BYTES`] (payload plus the log's `ENTRY_OVERHEAD` each), whether acked or
-//! not; a page after an acked seq is served from it. Policy when full: the
-//! oldest entries go first. A watcher that falls further behind than the
-//! ring skips ahead to the oldest entry kept (its next page starts at a
-//! higher seq than it asked for, which tells it so). The entries share
-//! their bytes with the log (`Bytes` is reference-counted), so what the
-//! ring costs beyond the log is the acked output it still holds. It lives
-//! in memory only: after a controller restart it starts empty.
+//! [`RECENT_BYTES`] (payload plus the log's `ENTRY_OVERHEAD` each), whether
+//! acked or not; a page after an acked seq is served from it.
+//!
+//! Policy when full: the oldest entries go first. A watcher that falls
+//! further behind than the ring skips ahead to the oldest entry kept (its
+//! next page starts at a higher seq than it asked for, which tells it so).
+//! Each payload is copied in, so the ring pins no larger buffer it was cut
+//! from and costs what it counts. It lives in memory only: after a
+//! controller restart it starts empty.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 
 use crate::session::log::Entry;
@@ -32,6 +34,19 @@ impl Recent {
     /// room. An entry larger than the whole ring is not kept (and the ring
     /// is emptied, so that it holds no gap).
     pub(super) fn push(&mut self, seq: u64, entry: Entry) {
+        if entry.cost() > RECENT_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+            return;
+        }
+        let entry = match entry {
+            Entry::Output { stream, end, bytes } => Entry::Output {
+                stream,
+                end,
+                bytes: Bytes::copy_from_slice(&bytes),
+            },
+            exit => exit,
+        };
         let c = entry.cost();
         self.bytes += c;
         self.entries.push_back((seq, entry));
