@@ -1,14 +1,27 @@
 //! API-key authentication: `Authorization: Bearer KEY` on every request,
 //! compared in constant time. On loopback the key is optional; elsewhere the
 //! server refuses to start without one (see [`crate::controller::run`]).
+//!
+//! A browser cannot set headers on a WebSocket, so the attach WebSocket also
+//! takes the key as a subprotocol: the client offers [`WS_PROTOCOL`] and
+//! `bento.key.HEX` (the key's bytes in hex), and the server answers with
+//! [`WS_PROTOCOL`] alone. The key is then in no URL (which proxies log) and
+//! is never echoed back; it is taken out of the request before the handler
+//! sees it.
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
+
+/// The subprotocol a WebSocket client offers to be answered with: the
+/// console's attach speaks the protocol of `docs/api.md` under this name.
+pub const WS_PROTOCOL: &str = "bento.v1";
+/// The prefix of the subprotocol that carries the key, in hex.
+pub const WS_KEY_PREFIX: &str = "bento.key.";
 
 /// Compares two byte strings in time that depends only on their lengths, so
 /// the comparison does not reveal how much of a guessed key was right.
@@ -21,34 +34,113 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-pub async fn require_key(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(key) = s.config.api_key.as_deref() else {
-        return next.run(req).await;
+/// What a WebSocket request's `Sec-WebSocket-Protocol` offered.
+#[derive(Debug, Default, PartialEq)]
+struct Offered {
+    /// [`WS_PROTOCOL`] was among them.
+    protocol: bool,
+    /// The key, from `bento.key.HEX` (`Some(empty)`: not hex).
+    key: Option<Vec<u8>>,
+    /// The others, to hand on.
+    rest: Vec<String>,
+}
+
+fn parse_offered(values: &str) -> Offered {
+    let mut o = Offered::default();
+    for p in values.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if p == WS_PROTOCOL {
+            o.protocol = true;
+        } else if let Some(hex) = p.strip_prefix(WS_KEY_PREFIX) {
+            o.key = Some(from_hex(hex).unwrap_or_default());
+        } else {
+            o.rest.push(p.to_string());
+        }
+    }
+    o
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Takes the key subprotocol out of a WebSocket upgrade request.
+fn take_offered(req: &mut Request) -> Offered {
+    let is_ws = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_ws {
+        return Offered::default();
+    }
+    let all: Vec<String> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let o = parse_offered(&all.join(","));
+    let h = req.headers_mut();
+    h.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(v) = HeaderValue::from_str(&o.rest.join(", ")) {
+        if !o.rest.is_empty() {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    o
+}
+
+pub async fn require_key(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let offered = take_offered(&mut req);
+    let mut answer = match check(&s, &req, offered.key.as_deref()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     };
-    // The health check stays open so orchestrators can probe it.
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
+    if offered.protocol && answer.status() == StatusCode::SWITCHING_PROTOCOLS {
+        answer.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(WS_PROTOCOL),
+        );
+    }
+    answer
+}
+
+fn check(s: &AppState, req: &Request, from_protocol: Option<&[u8]>) -> Result<(), ApiError> {
+    let Some(key) = s.config.api_key.as_deref() else {
+        return Ok(());
+    };
+    // The health check stays open so orchestrators can probe it, and the
+    // console's assets are public code (their data comes from the API).
+    let path = req.uri().path();
+    if path == "/healthz" || super::console::is_console_path(path) {
+        return Ok(());
     }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|g| g.trim().as_bytes())
+        .or(from_protocol);
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API key").into_response(),
-        None => ApiError::new(
+        Some(g) if constant_time_eq(g, key.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong API key")),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing API key: send Authorization: Bearer KEY (bento --api-key or BENTO_API_KEY)",
-        )
-        .into_response(),
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, parse_offered, Offered};
 
     #[test]
     fn equal_only_when_identical() {
@@ -56,5 +148,23 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn the_key_subprotocol_is_hex_and_taken_out() {
+        let o = parse_offered("bento.v1, bento.key.6b6579, chat");
+        assert_eq!(
+            o,
+            Offered {
+                protocol: true,
+                key: Some(b"key".to_vec()),
+                rest: vec!["chat".into()],
+            }
+        );
+        // Not hex (odd length, bad digit): a key that matches nothing.
+        assert_eq!(parse_offered("bento.key.6b6").key, Some(vec![]));
+        assert_eq!(parse_offered("bento.key.zz").key, Some(vec![]));
+        assert_eq!(parse_offered("").key, None);
+        assert!(!parse_offered("bento.v2").protocol);
     }
 }

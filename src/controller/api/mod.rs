@@ -2,8 +2,10 @@
 //! describes it for clients.
 
 pub(crate) mod auth;
+pub mod console;
 mod error;
 mod functions;
+mod images;
 pub mod openapi;
 mod removal;
 mod sessions;
@@ -170,6 +172,17 @@ pub static ROUTES: &[Route] = &[
         handler: || get(sessions::session_output),
     },
     Route {
+        path: "/v1/images",
+        ops: &[Op {
+            method: "get",
+            summary: "List the function images, with their limits and warm pools",
+            request: None,
+            ok: (200, Some(images::list_schema)),
+            errors: &[401],
+        }],
+        handler: || get(images::list_images),
+    },
+    Route {
         path: "/healthz",
         ops: &[Op {
             method: "get",
@@ -210,6 +223,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route(r.path, (r.handler)());
     }
     router
+        // The web console (`/ui/`): static assets, not part of the API.
+        .merge(console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

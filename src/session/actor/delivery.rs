@@ -308,15 +308,30 @@ impl Delivery {
 }
 
 /// A page of held output after `after`, at most about `max_bytes`, for a
-/// read-only watcher: it reads the log, and changes nothing.
+/// read-only watcher: it reads the log, and changes nothing. Output an
+/// attached client has acked is gone from the log; the newest of it is
+/// served from the `recent` ring, and a watcher further behind than that
+/// skips to the oldest entry the ring still has.
 pub(super) fn page(core: &mut Core, after: u64, max_bytes: usize) -> OutputPage {
-    let log = &mut core.log;
+    let Core { log, recent, .. } = core;
+    let acked = log.acked();
     let mut messages = Vec::new();
     let mut exit = None;
-    let mut seq = after.max(log.acked()) + 1;
+    let mut seq = after + 1;
+    if seq <= acked {
+        seq = match recent.first_seq() {
+            Some(first) if first <= acked => seq.max(first),
+            _ => acked + 1,
+        };
+    }
     let mut bytes = 0usize;
     while seq <= log.last_seq() && bytes < max_bytes {
-        match log.get(seq) {
+        let entry = if seq <= acked {
+            Ok(recent.get(seq).cloned())
+        } else {
+            log.get(seq)
+        };
+        match entry {
             Ok(Some(Entry::Output {
                 stream,
                 end,

@@ -140,11 +140,15 @@ impl Intake {
                 metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
                 self.last_output = Instant::now();
                 let entry = Entry::Output { stream, end, bytes };
+                let kept = entry.clone();
                 let appended = if replayable {
                     core.log.append_replayable(entry, offset)
                 } else {
                     core.log.append(entry, offset)
                 };
+                if appended.is_ok() {
+                    core.recent.push(core.log.last_seq(), kept);
+                }
                 core.spool_result(appended.map(drop));
             }
             Some(OutputEvent::BadFrames(message)) => {

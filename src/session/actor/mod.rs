@@ -74,6 +74,7 @@ use shared::{Core, Env};
 mod delivery;
 mod intake;
 mod lifecycle;
+mod recent;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -205,7 +206,12 @@ impl Actor {
             ctl_tx: parts.ctl_tx,
         };
         Actor {
-            core: Core { env, log, life },
+            core: Core {
+                env,
+                log,
+                life,
+                recent: Default::default(),
+            },
             delivery,
             intake: Intake::new(output_closed),
             cmd_rx: parts.cmd_rx,

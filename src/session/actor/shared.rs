@@ -35,6 +35,8 @@ pub(super) struct Core {
     pub(super) env: Env,
     pub(super) log: OutputLog,
     pub(super) life: Lifecycle,
+    /// The newest output, acked or not, for read-only watchers.
+    pub(super) recent: super::recent::Recent,
 }
 
 impl Core {
@@ -75,7 +77,10 @@ impl Core {
             return;
         };
         let offset = self.log.stream_offset();
-        let appended = self.log.append(Entry::Exit(info), offset);
+        let appended = self.log.append(Entry::Exit(info.clone()), offset);
+        if appended.is_ok() {
+            self.recent.push(self.log.last_seq(), Entry::Exit(info));
+        }
         self.spool_result(appended.map(drop));
     }
 }

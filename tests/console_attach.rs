@@ -1,0 +1,215 @@
+//! The web console in a real browser, acting on a session: attach from the
+//! page (input exactly once, also across dropped connections), close and
+//! kill. Without chromium the browser tests print SKIPPED (and fail under
+//! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
+
+mod console_kit;
+mod kit;
+
+use console_kit::flow::{cli_start, open_session, output, submit_named, ECHO};
+use console_kit::page::{click, confirm, goto, text, type_into, wait_for, WAIT};
+use console_kit::Browser;
+use kit::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_from_the_page_sends_each_line_exactly_once() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "echo", ECHO).await;
+    let (token, id) = cli_start(&s, "echo", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    click(c, "#attach").await;
+    confirm(c).await;
+    wait_for(
+        c,
+        "attached",
+        "return document.getElementById('mode').textContent.includes('Attached: attached');",
+        WAIT,
+    )
+    .await;
+    let words = ["one", "two", "<b>three</b>", "four four"];
+    for w in words {
+        type_into(c, "#input", &format!("{w}\n")).await;
+    }
+    wait_for(
+        c,
+        "every line echoed",
+        "return document.getElementById('output').textContent.includes('four four');",
+        WAIT,
+    )
+    .await;
+    // The page has the session: a CLI attaching now would take it over.
+    assert!(s.info(&token).await.attached);
+    click(c, "#eof").await;
+    wait_for(
+        c,
+        "the exit",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
+    wait_for(
+        c,
+        "the end of the output",
+        "return document.getElementById('output').textContent.endsWith('bye\\n');",
+        WAIT,
+    )
+    .await;
+    let shown = output(&b).await;
+    assert_eq!(shown, "echoing\none\ntwo\n<b>three</b>\nfour four\nbye\n");
+    assert!(
+        text(c, "#exit").await.contains("exited with code 0"),
+        "{}",
+        text(c, "#exit").await
+    );
+    // Everything was acked from the page: the session is reaped.
+    s.wait_reaped(&token).await;
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_from_the_page_input_survives_dropped_connections_exactly_once() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "echo", ECHO).await;
+    let (_, id) = cli_start(&s, "echo", &[]).await;
+    let upstream = s
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("server address: {e}"));
+    let cutter = console_kit::cutter::Cutter::start(upstream).await;
+    goto(&b.client, &format!("{}/ui/#/session/{id}", cutter.url())).await;
+    let c = &b.client;
+    wait_for(
+        c,
+        "the session's view",
+        "return document.getElementById('attach');",
+        WAIT,
+    )
+    .await;
+    click(c, "#attach").await;
+    confirm(c).await;
+    wait_for(
+        c,
+        "attached",
+        "return document.getElementById('mode').textContent.includes('Attached: attached');",
+        WAIT,
+    )
+    .await;
+    let mut want = String::from("echoing\n");
+    // Lines before a cut, lines typed while it reconnects, and lines cut
+    // in flight: each reaches the function, and comes back, once.
+    for round in 0..3 {
+        for i in 0..8 {
+            let line = format!("r{round} line {i}");
+            type_into(c, "#input", &format!("{line}\n")).await;
+            want.push_str(&line);
+            want.push('\n');
+        }
+        cutter.cut();
+    }
+    wait_for(
+        c,
+        "a reconnection",
+        "return Number(document.getElementById('mode').dataset.connections || 0) >= 2;",
+        WAIT,
+    )
+    .await;
+    wait_for(
+        c,
+        "every line echoed",
+        "return document.getElementById('output').textContent.includes('r2 line 7');",
+        WAIT,
+    )
+    .await;
+    click(c, "#eof").await;
+    wait_for(
+        c,
+        "the exit",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
+    wait_for(
+        c,
+        "the end of the output",
+        "return document.getElementById('output').textContent.endsWith('bye\\n');",
+        WAIT,
+    )
+    .await;
+    want.push_str("bye\n");
+    assert_eq!(output(&b).await, want);
+    assert!(cutter.connections() > 2, "nothing was cut");
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_and_kill_from_the_page_with_the_reason_shown() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(
+        &s,
+        "sleeper",
+        "import time\n\ndef main():\n    print('sleeping', flush=True)\n    time.sleep(600)\n",
+    )
+    .await;
+    let (token, id) = cli_start(&s, "sleeper", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    wait_for(
+        c,
+        "its first line",
+        "return document.getElementById('output').textContent.includes('sleeping');",
+        WAIT,
+    )
+    .await;
+    // Close: the attached CLI is detached; the function runs on.
+    let cli = kit::cli::spawn(kit::cli_command(&s.url, &["attach", "--no-stdin", &token]));
+    s.wait_session(&token, "the CLI attached", |i| i.attached)
+        .await;
+    click(c, "#close").await;
+    confirm(c).await;
+    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the CLI was not detached"))
+        .unwrap_or_else(|e| panic!("the CLI: {e}"));
+    assert!(
+        kit::err(&o).contains("detached by `bento close`"),
+        "{}",
+        kit::err(&o)
+    );
+    let info = s.info(&token).await;
+    assert!(!info.attached && info.exit.is_none(), "{info:?}");
+
+    click(c, "#kill").await;
+    confirm(c).await;
+    let exit = wait_for(
+        c,
+        "the exit shown",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
+    assert!(exit.as_str().unwrap_or("").contains("killed"), "{exit}");
+    let info = s.info(&token).await;
+    let reason = info.exit.map(|e| format!("{:?}", e.reason));
+    assert!(
+        reason.as_deref().unwrap_or("").contains("Killed"),
+        "{reason:?}"
+    );
+    // The reason stays on screen.
+    wait_for(c, "the ended state", "const d = document.querySelector('[data-fact=\"state\"]'); return d && d.textContent.startsWith('ended');", WAIT).await;
+    assert!(text(c, "#exit").await.contains("killed"));
+    b.close().await;
+    s.stop().await;
+}

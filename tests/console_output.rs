@@ -1,0 +1,154 @@
+//! The web console in a real browser, under hostile and large output: HTML
+//! and script shown as text, invalid UTF-8 as U+FFFD, and 20 MiB with the
+//! page still answering clicks. Without chromium the browser tests print
+//! SKIPPED (and fail under `BENTO_CONSOLE_TESTS=require`). See
+//! `docs/console.md`.
+
+mod console_kit;
+mod kit;
+
+use console_kit::flow::{cli_start, open_session, output, submit_named, FLOOD, HOSTILE};
+use console_kit::page::{click, confirm, js, wait_for, WAIT};
+use console_kit::Browser;
+use kit::TestServer;
+use serde_json::json;
+
+/// Installs a click probe on `#wrap`: how long the click waited for the
+/// page (the handler's time less the event's own timestamp), and whether
+/// the output was still streaming in.
+const PROBE: &str = "window.__clicks = window.__clicks || []; \
+document.getElementById('wrap').addEventListener('click', (e) => { \
+  window.__clicks.push({ waited: performance.now() - e.timeStamp, \
+    streaming: document.getElementById('exit').hidden }); }, { once: true }); return true;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_with_script_is_shown_as_text_and_bad_utf8_as_replacement() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "hostile", HOSTILE).await;
+    let (token, id) = cli_start(&s, "hostile", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    let want = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">\nbad \u{FFFD}\u{FFFD} bytes\n<script>window.__pwned = 3</script>\n";
+    // Watching (the server's lossy text), then attached (the page's own
+    // TextDecoder over the bytes): the same text, and nothing ran.
+    for how in ["watch", "attach"] {
+        if how == "attach" {
+            click(c, "#attach").await;
+            confirm(c).await;
+        }
+        wait_for(
+            c,
+            &format!("the hostile output ({how})"),
+            "return document.getElementById('output').textContent.includes('__pwned = 3');",
+            WAIT,
+        )
+        .await;
+        assert_eq!(output(&b).await, want, "{how}");
+        assert_eq!(js(c, "return document.querySelectorAll('#output script, #output img, #output *:not(span)').length;").await, 0, "{how}");
+        assert!(
+            js(c, "return window.__pwned === undefined;")
+                .await
+                .as_bool()
+                .unwrap_or(false),
+            "{how}: script ran"
+        );
+    }
+    s.client
+        .kill_session(&token)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_mib_of_output_keep_the_page_answering_clicks() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "flood", FLOOD).await;
+    let (token, id) = cli_start(&s, "flood", &[]).await;
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    let total = 20 * (1 << 20) + 4;
+    wait_for(c, "the first MiB on screen", "return parseInt(document.getElementById('counter').textContent.replace(/\\D/g, '') || '0') > 1048576;", WAIT).await;
+    // Click (WebDriver's click, as a user's) until the output has all come.
+    let mut clicks = 0;
+    loop {
+        js(c, PROBE).await;
+        click(c, "#wrap").await;
+        clicks += 1;
+        let done = js(c, "return !document.getElementById('exit').hidden;").await;
+        if done.as_bool().unwrap_or(false) || clicks >= 50 {
+            break;
+        }
+    }
+    let seen = wait_for(
+        c,
+        "every click handled",
+        &format!("return window.__clicks.length === {clicks} && window.__clicks;"),
+        WAIT,
+    )
+    .await;
+    let seen: Vec<(f64, bool)> = seen
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    (
+                        v["waited"].as_f64().unwrap_or(f64::MAX),
+                        v["streaming"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "console: {clicks} clicks during 20 MiB of output waited (ms): {:?}",
+        seen.iter().map(|s| s.0.round()).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter().any(|s| s.1),
+        "no click landed while output was streaming in: {seen:?}"
+    );
+    for (waited, _) in &seen {
+        assert!(
+            (0.0..1000.0).contains(waited),
+            "a click waited {waited} ms for the page"
+        );
+    }
+    // Everything arrived; the page holds only its bounded scrollback.
+    wait_for(c, "the end", &format!("return document.getElementById('counter').textContent.replace(/\\D/g, '') === '{total}' && !document.getElementById('exit').hidden;"), WAIT).await;
+    let held = js(
+        c,
+        "return document.getElementById('output').textContent.length;",
+    )
+    .await;
+    assert!(
+        held.as_u64().unwrap_or(u64::MAX) <= 256 * 1024,
+        "{held} characters on screen"
+    );
+    assert!(output(&b).await.ends_with("END\n"));
+    assert!(!js(c, "return document.getElementById('trimmed').hidden;")
+        .await
+        .as_bool()
+        .unwrap_or(true));
+    // The download offers all of it.
+    let full = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; import('./watch.js').then((m) => m.heldText(arguments[0])).then((t) => done(t.length), (e) => done(String(e)));",
+            vec![json!(token)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("held text: {e}"));
+    assert!(
+        full.as_u64().unwrap_or(0) >= total as u64,
+        "the download had {full}"
+    );
+    b.close().await;
+    s.stop().await;
+}
