@@ -4,10 +4,11 @@ library's own checks), with the API's status and message."""
 from __future__ import annotations
 
 import shutil
+import threading
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -115,16 +116,26 @@ def test_unreachable() -> None:
 def test_taken_over(url: str, fn: Dict[str, str]) -> None:
     with Client(url) as a, Client(url) as b:
         s = a.run(fn["counter"], 1000, 0.005)
-        first = s.recv(timeout=30)
-        assert first is not None
+        taken: List[bento_client.Message] = []
+        three = threading.Event()
+        ended: List[BaseException] = []
+
+        def consume() -> None:
+            try:
+                for m in s:
+                    taken.append(m)
+                    if len(taken) == 3:
+                        three.set()
+            except BaseException as e:  # the end this test is about
+                ended.append(e)
+
+        t = threading.Thread(target=consume)
+        t.start()
+        assert three.wait(30)
         other = b.attach(s.token)
-        taken = [first]
-        with pytest.raises(bento_client.SessionTakenOver) as e:
-            while True:
-                m = s.recv(timeout=30)
-                assert m is not None
-                taken.append(m)
-        assert e.value.kind == "taken_over" and "another client attached" in str(e.value)
+        t.join(30)
+        assert len(ended) == 1 and isinstance(ended[0], bento_client.SessionTakenOver)
+        assert ended[0].kind == "taken_over" and "another client attached" in str(ended[0])
         with pytest.raises(bento_client.SessionTakenOver):
             s.recv()  # stays ended
         # The new client starts right after the last message handed out here.

@@ -205,6 +205,14 @@ async def _hand_over(att: "Attachment", ws: ClientConnection) -> None:
     client then starts right after our last message."""
     loop = asyncio.get_running_loop()
     delivered = att.delivered
+    if att.written_seq > att.acks.acked:
+        # Ack what was handed out already, at once: should the user not
+        # catch up within the server's grace, this much is not repeated.
+        try:
+            await ws.send(control({"type": "ack", "seq": att.written_seq}))
+            att.acks.sent(att.written_seq)
+        except (WebSocketException, OSError):
+            pass
 
     async def caught_up() -> bool:
         while att.written_seq < delivered:
