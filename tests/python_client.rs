@@ -58,8 +58,8 @@ fn run(cmd: &mut Command) -> Result<Output, String> {
 
 /// What the venv was made from; a different stamp makes it again.
 fn stamp() -> String {
-    let pyproject = std::fs::read_to_string(repo().join("clients/python/pyproject.toml"))
-        .unwrap_or_default();
+    let pyproject =
+        std::fs::read_to_string(repo().join("clients/python/pyproject.toml")).unwrap_or_default();
     format!("v1\n{pyproject}")
 }
 
@@ -68,9 +68,15 @@ fn stamp() -> String {
 fn pip_install(python: &Path) -> Result<(), String> {
     let install = |cert: Option<&str>| {
         let mut cmd = Command::new(python);
-        cmd.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(["--timeout", "60", "--retries", "3"])
-            .current_dir(repo());
+        cmd.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--timeout", "60", "--retries", "3"])
+        .current_dir(repo());
         if let Some(c) = cert {
             cmd.args(["--cert", c]);
         }
@@ -88,7 +94,10 @@ fn pip_install(python: &Path) -> Result<(), String> {
         if again.status.success() {
             return Ok(());
         }
-        return Err(format!("pip install failed (with --cert {bundle}):\n{}", text(&again)));
+        return Err(format!(
+            "pip install failed (with --cert {bundle}):\n{}",
+            text(&again)
+        ));
     }
     Err(format!("pip install failed:\n{said}"))
 }
