@@ -1,7 +1,8 @@
 """A fault-injecting TCP proxy (asyncio, on its own thread): it forwards
 connections to the controller and cuts every open one, both ways at once,
 each time ``cut_every`` more bytes have passed through it (either way), so
-cuts land anywhere: in a handshake, mid-frame, between input and its ack."""
+cuts land anywhere: in a handshake, mid-frame, between input and its ack.
+It can also stall: hold every byte and close nothing, as a dead peer."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class CuttingProxy:
         self._budget = self._next_budget()
         self._writers: Set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
+        self._flow: Optional[asyncio.Event] = None
         self._server: Optional[asyncio.base_events.Server] = None
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
@@ -38,6 +40,8 @@ class CuttingProxy:
         asyncio.set_event_loop(self._loop)
 
         async def up() -> None:
+            self._flow = asyncio.Event()
+            self._flow.set()
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
@@ -68,6 +72,8 @@ class CuttingProxy:
                 data = await r.read(65536)
                 if not data:
                     break
+                assert self._flow is not None
+                await self._flow.wait()  # stalled: hold everything, close nothing
                 if self.armed:
                     self._budget -= len(data)
                     if self._budget <= 0:
@@ -93,13 +99,29 @@ class CuttingProxy:
         for w in list(self._writers):
             self._abort(w)
 
+    def stall(self, stalled: bool) -> None:
+        """Stops (or starts again) forwarding, leaving every connection open:
+        a peer that went silent, which only heartbeats notice."""
+        def flip() -> None:
+            assert self._flow is not None
+            if stalled:
+                self._flow.clear()
+            else:
+                self._flow.set()
+
+        self._loop.call_soon_threadsafe(flip)
+
     def close(self) -> None:
-        def stop() -> None:
+        async def stop() -> None:
             if self._server is not None:
                 self._server.close()
             for w in list(self._writers):
                 self._abort(w)
-            self._loop.stop()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

@@ -66,3 +66,35 @@ def test_exactly_once_through_a_cutting_proxy(controller: Controller, fn: Dict[s
     reconnected = [e for e in events if isinstance(e, bento_client.Reconnected)]
     assert s.reconnects == len(reconnected) >= 25, (s.reconnects, proxy.cuts)
     assert any(isinstance(e, bento_client.Reconnecting) for e in events)
+
+
+def test_a_silent_connection_is_noticed_by_heartbeats(controller: Controller, fn: Dict[str, str]) -> None:
+    port = int(controller.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, cut_every=1 << 40)
+    proxy.armed = False
+    events: List[bento_client.Event] = []
+
+    def on_event(e: bento_client.Event) -> None:
+        events.append(e)
+        if isinstance(e, bento_client.Reconnecting):
+            proxy.stall(False)
+
+    # Heartbeats faster than the defaults (5 s, dead after 10 s), for time.
+    fast = bento_client.AttachOptions(heartbeat_interval=0.25, heartbeat_timeout=1.0)
+    try:
+        with Client(proxy.url, attach_options=fast) as c:
+            s = c.run(fn["counter"], 100, 0.01, on_event=on_event)
+            got = []
+            for m in s:
+                got.append(m)
+                if len(got) == 10:
+                    proxy.stall(True)
+            ex = s.wait()
+    finally:
+        proxy.close()
+    assert [m.text for m in got if m.stream == "data"] == [str(i) for i in range(100)]
+    assert [m.seq for m in got] == list(range(1, 102))
+    assert ex.code == 0
+    causes = [e.cause for e in events if isinstance(e, bento_client.Reconnecting)]
+    assert causes and "no word from the server" in causes[0], causes
+    assert s.reconnects >= 1
