@@ -82,24 +82,36 @@ def start_controller(bin_: str, extra: str = "", images_dir: "Path | None" = Non
         # A dead client is noticed within seconds, as in the Rust tests.
         "heartbeat_interval: 1s\n" + extra
     )
-    log = open(d / "serve.log", "ab")
-    proc = subprocess.Popen([bin_, "serve", "--config", str(d / "config" / "bento.yaml")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    c = Controller(url, bin_, d, prefix, proc, {})
+    c = Controller(f"http://127.0.0.1:{port}", bin_, d, prefix, None, {})  # type: ignore[arg-type]
+    spawn(c)
+    return c
+
+
+def spawn(c: Controller) -> None:
+    """Starts ``bento serve`` on ``c``'s config and waits until it answers."""
+    with open(c.dir / "serve.log", "ab") as log:
+        c.proc = subprocess.Popen([c.bin, "serve", "--config", str(c.dir / "config" / "bento.yaml")],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bento serve exited ({proc.returncode}):\n{c.log_tail()}")
+        if c.proc.poll() is not None:
+            raise RuntimeError(f"bento serve exited ({c.proc.returncode}):\n{c.log_tail()}")
         try:
-            httpx.get(url + "/healthz", timeout=2)
-            return c  # any answer: it serves
+            httpx.get(c.url + "/healthz", timeout=2)
+            return  # any answer: it serves
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
     stop_controller(c)
     raise RuntimeError(f"bento serve did not come up:\n{c.log_tail()}")
+
+
+def crash_and_restart(c: Controller) -> None:
+    """SIGKILLs the controller (its sessions' containers run on) and starts
+    it again on the same port and data dir: it resumes them."""
+    c.proc.kill()
+    c.proc.wait()
+    spawn(c)
 
 
 def stop_controller(c: Controller) -> None:
