@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Dict, List
 
@@ -30,7 +31,8 @@ def test_submit_list_get_delete(client: Client) -> None:
     assert all(f.id != info.id for f in client.functions())
 
 
-def test_echo_send_recv_wait(client: Client, fn: Dict[str, str]) -> None:
+def test_echo_send_recv_wait(client: Client, fn: Dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bento_client")
     s = client.run(fn["echo"])
     assert len(s.token) == 64 and s.id.startswith("s-") and s.state == "running"
     assert s.send("one") == 1
@@ -48,6 +50,9 @@ def test_echo_send_recv_wait(client: Client, fn: Dict[str, str]) -> None:
     assert (ex.code, ex.message, ex.reason, ex.ok) == (0, "exited with code 0", {"kind": "exited", "code": 0}, True)
     assert s.state == "ended" and s.recv() is None
     s.close()
+    # The end is an end: no reconnect after the exit (whichever side's
+    # close is seen first).
+    assert not [r for r in caplog.records if "reconnect" in r.getMessage()]
 
 
 def test_streams_and_exit_codes(client: Client, fn: Dict[str, str]) -> None:

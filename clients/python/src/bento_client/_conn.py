@@ -96,6 +96,10 @@ async def _reader(att: "Attachment", ws: ClientConnection) -> None:
         try:
             msg = await ws.recv()
         except ConnectionClosed:
+            if att.acks.exit_written():
+                # We close once the exit is handed out and acked; the
+                # server's answer to that may reach this task first.
+                raise _Over() from None
             raise Lost("the server closed the connection") from None
         if isinstance(msg, bytes):
             seq, stream, end, data = decode_output(msg)
