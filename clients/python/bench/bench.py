@@ -1,6 +1,6 @@
 """The Python client library against the CLI, on a running controller:
 
-- throughput: a 1 GiB stream (data messages of 256 KiB, ``bigout.py``),
+- throughput (and the client's CPU per GiB): a 1 GiB stream (data messages of 256 KiB, ``bigout.py``),
   read by the library (sync ``Client``, and ``AsyncClient``) and by
   ``bento run --raw`` to /dev/null; from the call that starts the session
   to its exit, so the start is included in both;
@@ -8,8 +8,10 @@
   byte at once to that byte in hand: ``client.run()`` then ``recv()``
   with a client already made, and a ``bento run`` process (its start
   included: that is what a user of the CLI waits for). "Warm": after a
-  first run, so the image and the connection are warm; with ``warm: N``
-  in the image's YAML the container is too.
+  first run, so the image and the connection are warm, and, where the
+  image keeps a warm pool (``warm: N`` in its YAML), each sample waits
+  until a warm container is idle (``warm_pool`` says whether every one
+  could).
 
 Prints one JSON line. Usage:
 
@@ -22,17 +24,25 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
+
+import httpx
 
 from bento_client import AsyncClient, Client
 
 HERE = Path(__file__).resolve().parent
 FIRST = "def main():\n    send(b'x')\n"
+
+
+def cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
 def lib_stream(client: Client, total: int) -> float:
@@ -71,6 +81,31 @@ def cli_stream(bento: str, env: Dict[str, str], total: int) -> float:
     if r.returncode != 0:
         raise RuntimeError(f"bento run: exit {r.returncode}: {r.stderr.decode(errors='replace')[-500:]}")
     return dt
+
+
+def pool_ready(url: str) -> Optional[float]:
+    """Idle warm containers of the python image (``None``: no pool)."""
+    key = os.environ.get("BENTO_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    text = httpx.get(url + "/metrics", headers=headers, timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('bento_pool_ready{image="python"} '):
+            return float(line.split()[-1])
+    return None
+
+
+def wait_warm(url: str) -> bool:
+    """Waits (30 s at most) until a warm container is idle, so that every
+    sample starts warm, not just after another took the last one."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready = pool_ready(url)
+        if ready is None:
+            return False
+        if ready >= 1:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def lib_first_byte(client: Client) -> float:
@@ -114,20 +149,36 @@ def main() -> int:
         cli_first_byte(args.bento, env)
         lib_fb: List[float] = []
         cli_fb: List[float] = []
+        warm = True
         for _ in range(args.runs):  # interleaved, so both see the same machine
+            warm = wait_warm(args.url) and warm
             lib_fb.append(lib_first_byte(client))
+            warm = wait_warm(args.url) and warm
             cli_fb.append(cli_first_byte(args.bento, env))
+        c0 = cpu(resource.RUSAGE_SELF)
         lib_t = lib_stream(client, args.bytes)
+        lib_cpu = cpu(resource.RUSAGE_SELF) - c0
+    c0 = cpu(resource.RUSAGE_CHILDREN)
     cli_t = cli_stream(args.bento, env, args.bytes)
+    cli_cpu = cpu(resource.RUSAGE_CHILDREN) - c0
+    c0 = cpu(resource.RUSAGE_SELF)
     alib_t = asyncio.run(alib_stream(args.url, args.bytes))
+    alib_cpu = cpu(resource.RUSAGE_SELF) - c0
+    gib = args.bytes / (1 << 30)
     print(json.dumps({
         "bytes": args.bytes,
         "lib_mib_s": round(mib / lib_t, 1),
         "async_lib_mib_s": round(mib / alib_t, 1),
         "cli_mib_s": round(mib / cli_t, 1),
+        # The client's own CPU (user + system) per GiB: steadier than MiB/s
+        # on a loaded machine.
+        "lib_cpu_s_per_gib": round(lib_cpu / gib, 2),
+        "async_lib_cpu_s_per_gib": round(alib_cpu / gib, 2),
+        "cli_cpu_s_per_gib": round(cli_cpu / gib, 2),
         "lib_first_byte_ms": round(statistics.median(lib_fb) * 1000, 1),
         "cli_first_byte_ms": round(statistics.median(cli_fb) * 1000, 1),
         "first_byte_runs": args.runs,
+        "warm_pool": warm,
     }))
     return 0
 
