@@ -9,8 +9,10 @@
 //! Without `python3 -m venv` or PyPI the test says SKIPPED and why;
 //! `BENTO_PYTHON_TESTS=require` (as `.ci/run` sets it) fails instead.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +56,56 @@ fn run(cmd: &mut Command) -> Result<Output, String> {
     cmd.stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))
+}
+
+/// The whole pytest run takes a minute or two; past this it is stuck.
+const SUITE_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+/// Runs `cmd` with its output in files (no pipe to drain), stopped past
+/// `deadline` with its process group (the controllers it started too).
+fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Result<Output, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let file = |p: &Path| std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(file(&out)?)
+        .stderr(file(&err)?)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            break status;
+        }
+        if Instant::now() >= until {
+            // Ctrl-C first: pytest then runs its teardown, which stops the
+            // controllers and removes their containers; SIGKILL after a
+            // minute. SAFETY: signals the process group of our own child.
+            let group = -(child.id() as i32);
+            unsafe { libc::kill(group, libc::SIGINT) };
+            let grace = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            unsafe { libc::kill(group, libc::SIGKILL) };
+            let _ = child.wait();
+            let said = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+            return Err(format!(
+                "pytest was still running after {}s; killed. stdout:\n{}\nstderr:\n{}",
+                deadline.as_secs(),
+                said(&out),
+                said(&err)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    Ok(Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    })
 }
 
 /// What the venv was made from; a different stamp makes it again.
@@ -148,13 +200,13 @@ fn python_client_suite() {
         text(&mypy)
     );
 
-    let pytest = run(Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .env("BENTO_BIN", env!("CARGO_BIN_EXE_bento"))
         .env_remove("BENTO_URL")
         .env_remove("BENTO_API_KEY")
-        .current_dir(&pkg))
-    .unwrap_or_else(|e| panic!("{e}"));
+        .current_dir(&pkg);
+    let pytest = run_with_deadline(&mut cmd, SUITE_DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         pytest.status.success(),
         "the Python client's pytest suites failed:\n{}",

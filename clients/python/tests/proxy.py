@@ -99,6 +99,10 @@ class CuttingProxy:
         for w in list(self._writers):
             self._abort(w)
 
+    def cut_now(self) -> None:
+        """Cuts every open connection at once."""
+        self._loop.call_soon_threadsafe(self._cut_all)
+
     def stall(self, stalled: bool) -> None:
         """Stops (or starts again) forwarding, leaving every connection open:
         a peer that went silent, which only heartbeats notice."""
@@ -117,10 +121,13 @@ class CuttingProxy:
                 self._server.close()
             for w in list(self._writers):
                 self._abort(w)
+            # The aborted connections end their tasks; cancel only stragglers.
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=2)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

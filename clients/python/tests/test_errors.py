@@ -173,3 +173,43 @@ async def test_capacity_and_image_not_built(guarded: Controller) -> None:
         assert cap.value.status == 429 and "capacity" in cap.value.message
         await first.kill()
         assert (await first.wait()).code == 137
+
+
+def test_connection_lost_and_detached(controller: Controller, fn: Dict[str, str]) -> None:
+    from .proxy import CuttingProxy
+
+    port = int(controller.url.rsplit(":", 1)[1])
+    # Reconnecting off: the first cut ends the handle.
+    proxy = CuttingProxy(port, cut_every=1 << 40)
+    try:
+        once = bento_client.AttachOptions(reconnect=False)
+        with Client(proxy.url, attach_options=once) as c:
+            s = c.run(fn["counter"], 1000, 0.01)
+            assert s.recv(timeout=30) is not None
+            proxy.cut_now()
+            with pytest.raises(bento_client.ConnectionLost):
+                for _ in range(1000):
+                    assert s.recv(timeout=30) is not None
+            token = s.token
+    finally:
+        proxy.close()
+    # Reconnecting, but the controller is gone for longer than give_up_after.
+    proxy = CuttingProxy(port, cut_every=1 << 40)
+    brief = bento_client.AttachOptions(give_up_after=1.0)
+    with Client(proxy.url, attach_options=brief) as c:
+        s = c.attach(token)
+        assert s.recv(timeout=30) is not None
+        proxy.close()  # cuts what is open and refuses what comes
+        with pytest.raises(bento_client.ConnectionLost) as e:
+            for _ in range(1000):
+                assert s.recv(timeout=30) is not None
+        assert "gave up reconnecting after 1s" in str(e.value)
+    # A handle closed on purpose sends and receives nothing more.
+    with Client(controller.url) as c:
+        s = c.attach(token)
+        s.close()
+        with pytest.raises(bento_client.Detached):
+            s.send("x")
+        with pytest.raises(bento_client.Detached):
+            s.recv()
+        c.kill(token)
