@@ -14,15 +14,15 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, List, Optional, Union
+from typing import Deque, List, Optional, Union
 
 from websockets.asyncio.client import ClientConnection
 
 from . import _conn
 from ._acks import AckBatcher
-from ._input import EOF, InputBuffer, Item
-from ._ws import Endpoint, Hello, closed_error, connect, worth_reconnecting
-from .errors import BentoError, ConnectionLost, Detached, InputClosed, ProtocolError, SessionClosed, Unavailable
+from ._input import InputBuffer, Item
+from ._ws import Endpoint, Hello, connect, worth_reconnecting
+from .errors import BentoError, ConnectionLost, Detached, ProtocolError, SessionClosed, Unavailable
 from .options import AttachOptions
 from .types import Exit, Message, Reconnected, Reconnecting
 
@@ -190,10 +190,9 @@ class Attachment:
             self._finish(end)
 
     def _finish(self, end: Optional[BentoError]) -> None:
-        why = end if end is not None else Detached("the attachment has ended")
-        if isinstance(why, InputClosed):
-            why = Detached(str(why))
-        self.input.end(Detached(f"cannot send: {why}") if end is not None else None)
+        # Input sent from now on fails as output does: with the error that
+        # ended the attachment (SessionTakenOver, ConnectionLost, ...).
+        self.input.end(end if end is not None else Detached("the attachment has ended"))
         self.ended = Ended(end)
         self.deliver(self.ended)
         self.done.set()
@@ -262,9 +261,3 @@ def _is_final(e: BentoError) -> bool:
         return e.status < 500
     return isinstance(e, ProtocolError)
 
-
-def exit_from(msg: Any) -> Exit:
-    return Exit.from_json(msg.get("exit") or {}, seq=int(msg.get("seq", 0)))
-
-
-__all__ = ["Attachment", "Ended", "Lost", "EOF", "closed_error"]
