@@ -1,0 +1,127 @@
+"""The HTTP API (docs/api.md), async, on httpx: one call per route, errors
+turned into the hierarchy of ``errors.py``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from ._ws import Endpoint
+from .errors import BentoError, ProtocolError, Unreachable, from_answer
+from .types import FunctionInfo, SessionInfo
+
+#: Where the CLI looks for the controller unless told otherwise.
+DEFAULT_URL = "http://127.0.0.1:7470"
+
+# Connect within 10 s; the whole request within 300 s (creating a session
+# may wait for a container to start; this only guards against a server
+# that hangs), as the Rust client.
+TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+
+
+def resolve(url: Optional[str], api_key: Optional[str]) -> "tuple[str, Optional[str]]":
+    """The URL and key: given, else ``BENTO_URL`` / ``BENTO_API_KEY``, else
+    the default URL. ``127.0.0.1:7470`` without a scheme means http."""
+    url = url or os.environ.get("BENTO_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BentoError(f"invalid server URL {url!r}: only http:// and https:// URLs are supported")
+    if not parts.hostname:
+        raise BentoError(f"invalid server URL {url!r}: it has no host")
+    key = api_key if api_key is not None else os.environ.get("BENTO_API_KEY")
+    return url.rstrip("/"), (key or None)
+
+
+class Api:
+    """One controller's HTTP API. Lives in one event loop."""
+
+    def __init__(self, url: str, api_key: Optional[str]):
+        self.url = url
+        self.api_key = api_key
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=TIMEOUT)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def endpoint(self, token: str) -> Endpoint:
+        scheme = "wss" if self.url.startswith("https:") else "ws"
+        rest = self.url.split("://", 1)[1]
+        return Endpoint(
+            url=f"{scheme}://{rest}/v1/sessions/{quote(token, safe='')}/attach",
+            display_url=self.url,
+            api_key=self.api_key,
+        )
+
+    async def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> httpx.Response:
+        try:
+            resp = await self.http.request(method, path, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise Unreachable(f"cannot reach the Bento server at {self.url}: {e}") from None
+        except httpx.TimeoutException as e:
+            raise Unreachable(f"the Bento server at {self.url} did not answer in time: {e}") from None
+        except httpx.HTTPError as e:
+            raise BentoError(f"connection to the Bento server lost: {e}") from None
+        if resp.status_code >= 400:
+            raise from_answer(resp.status_code, resp.content, resp.reason_phrase)
+        return resp
+
+    async def json(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        resp = await self.request(method, path, body)
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise ProtocolError(f"cannot decode the server's answer: {e}") from None
+
+    # -- functions ----------------------------------------------------------
+
+    async def submit(self, code: str, name: Optional[str], image: Optional[str],
+                     filename: Optional[str]) -> FunctionInfo:
+        body: Dict[str, Any] = {"code": code}
+        for k, v in (("name", name), ("image", image), ("filename", filename)):
+            if v is not None:
+                body[k] = v
+        return FunctionInfo.from_json(await self.json("POST", "/v1/functions", body))
+
+    async def functions(self) -> List[FunctionInfo]:
+        return [FunctionInfo.from_json(o) for o in await self.json("GET", "/v1/functions")]
+
+    async def function(self, id_or_name: str) -> FunctionInfo:
+        return FunctionInfo.from_json(await self.json("GET", f"/v1/functions/{quote(id_or_name, safe='')}"))
+
+    async def delete_function(self, id_or_name: str) -> FunctionInfo:
+        return FunctionInfo.from_json(await self.json("DELETE", f"/v1/functions/{quote(id_or_name, safe='')}"))
+
+    # -- sessions -----------------------------------------------------------
+
+    async def create(self, function: str, args: List[str], transient: bool,
+                     limits: Dict[str, Any]) -> Dict[str, Any]:
+        body = {"function": function, "args": args, "transient": transient, "limits": limits}
+        created = await self.json("POST", "/v1/sessions", body)
+        if not isinstance(created, dict) or "token" not in created:
+            raise ProtocolError(f"unexpected answer to creating a session: {created!r}")
+        return created
+
+    async def sessions(self) -> List[SessionInfo]:
+        return [SessionInfo.from_json(o) for o in await self.json("GET", "/v1/sessions")]
+
+    async def session(self, token: str) -> SessionInfo:
+        return SessionInfo.from_json(await self.json("GET", _s(token)))
+
+    async def close(self, token: str) -> None:
+        await self.request("POST", _s(token) + "/close")
+
+    async def kill(self, token: str) -> None:
+        await self.request("POST", _s(token) + "/kill")
+
+    async def remove(self, token: str) -> None:
+        await self.request("DELETE", _s(token))
+
+
+def _s(token: str) -> str:
+    return f"/v1/sessions/{quote(token, safe='')}"

@@ -1,0 +1,231 @@
+"""What the library hands out: output ``Message``\\ s, the ``Exit``, the
+attachment's ``Reconnecting`` and ``Reconnected`` events, and the API's
+``FunctionInfo`` and ``SessionInfo``."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+from .errors import BadLimits
+
+#: Output stream numbers on the wire (docs/api.md) and their names.
+STREAMS = {1: "data", 2: "stdout", 3: "stderr"}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chunk of output, delivered once, in order, even across reconnects.
+
+    ``stream`` is ``"data"`` (the function's ``send()``), ``"stdout"`` or
+    ``"stderr"``. One ``send()`` of more than 256 KiB arrives as several
+    chunks with consecutive ``seq``\\ s; ``end`` is true on its last chunk
+    (and always on stdout and stderr, which have no message boundaries).
+    """
+
+    seq: int
+    stream: str
+    data: bytes
+    end: bool = True
+
+    @property
+    def text(self) -> str:
+        """The bytes as UTF-8 (invalid bytes replaced)."""
+        return self.data.decode("utf-8", "replace")
+
+    @property
+    def is_data(self) -> bool:
+        return self.stream == "data"
+
+
+def describe_reason(reason: Dict[str, Any]) -> str:
+    """An exit reason in words, as the CLI shows it (``ExitReason``'s
+    ``Display`` in src/wire/api/socket.rs)."""
+    kind = reason.get("kind")
+    if kind == "exited":
+        return f"exited with code {reason.get('code')}"
+    if kind == "signaled":
+        return f"killed by signal {reason.get('signal')}"
+    fixed = {
+        "oom_killed": "killed: out of memory",
+        "timeout": "killed: timed out",
+        "killed": "killed by user",
+        "abandoned": "killed: transient session had no client",
+        "output_cap": "killed: output cap reached",
+    }
+    if kind in fixed:
+        return fixed[str(kind)]
+    if kind == "protocol_error":
+        return f"killed: bad output from function ({reason.get('message')})"
+    if kind == "start_failed":
+        return f"failed to start: {reason.get('message')}"
+    if kind == "lost":
+        return f"lost: {reason.get('message')}"
+    if kind == "node_lost":
+        return f"lost: node {reason.get('node')}, which ran it, went down (its output up to then is kept)"
+    return f"ended ({kind})"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the function ended.
+
+    ``code`` is what the CLI exits with (the function's own code, 128+N for
+    signal N, 137 for a kill or OOM, 124 for a timeout); ``message`` is the
+    reason in words as the CLI shows it (``"exited with code 1"``,
+    ``"killed by user"``); ``reason`` the API's object
+    (``{"kind": "exited", "code": 1}``).
+    """
+
+    code: int
+    message: str
+    reason: Dict[str, Any]
+    seq: int = 0
+
+    @property
+    def kind(self) -> str:
+        return str(self.reason.get("kind", ""))
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "exited" and self.reason.get("code") == 0
+
+    def __str__(self) -> str:
+        return self.message
+
+    @staticmethod
+    def from_json(obj: Dict[str, Any], seq: int = 0) -> "Exit":
+        reason = obj.get("reason") or {}
+        message = obj.get("message") or describe_reason(reason)
+        return Exit(code=int(obj.get("code", 1)), message=str(message), reason=dict(reason), seq=seq)
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    """The connection failed; attempt ``attempt`` (from 1 within one outage)
+    starts after ``delay`` seconds. Nothing is lost or repeated."""
+
+    attempt: int
+    delay: float
+    cause: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Connected again; delivery resumes after ``last_seq``."""
+
+    last_seq: int
+
+
+#: What an ``on_event`` callback is given.
+Event = Union[Reconnecting, Reconnected]
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    id: str
+    name: Optional[str]
+    image: str
+    size: int
+    created_at: int
+    filename: str = "function.py"
+
+    @staticmethod
+    def from_json(o: Dict[str, Any]) -> "FunctionInfo":
+        return FunctionInfo(
+            id=o["id"],
+            name=o.get("name"),
+            image=o.get("image", ""),
+            size=int(o.get("size", 0)),
+            created_at=int(o.get("created_at", 0)),
+            filename=o.get("filename") or "function.py",
+        )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """``GET /v1/sessions/{token}``: see docs/api.md for every field.
+    ``raw`` holds the whole answer, fields this version does not name too."""
+
+    token: str
+    id: str
+    function: str
+    function_name: Optional[str]
+    image: str
+    state: str
+    transient: bool
+    attached: bool
+    exit: Optional[Exit]
+    pending_messages: int
+    pending_bytes: int
+    created_at: int
+    ended_at: Optional[int]
+    last_seq: int
+    limits: Dict[str, Any] = field(default_factory=dict)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @staticmethod
+    def from_json(o: Dict[str, Any]) -> "SessionInfo":
+        exit_ = o.get("exit")
+        return SessionInfo(
+            token=o["token"],
+            id=o["id"],
+            function=o.get("function", ""),
+            function_name=o.get("function_name"),
+            image=o.get("image", ""),
+            state=o.get("state", ""),
+            transient=bool(o.get("transient")),
+            attached=bool(o.get("attached")),
+            exit=Exit.from_json(exit_) if isinstance(exit_, dict) else None,
+            pending_messages=int(o.get("pending_messages", 0)),
+            pending_bytes=int(o.get("pending_bytes", 0)),
+            created_at=int(o.get("created_at", 0)),
+            ended_at=o.get("ended_at"),
+            last_seq=int(o.get("last_seq", 0)),
+            limits=dict(o.get("limits") or {}),
+            raw=o,
+        )
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+
+
+def memory_bytes(value: Union[int, str]) -> int:
+    """``268435456``, ``"256m"``, ``"1g"``, ``"512MiB"`` -> bytes."""
+    if isinstance(value, bool):
+        raise BadLimits(f"memory {value!r} is not a size")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(value)
+    if not m:
+        raise BadLimits(f"memory {value!r} is not a size (like 64m or 1g)")
+    return int(m.group(1)) << _SHIFT[m.group(2).lower()]
+
+
+def limits_request(
+    memory: Union[int, str, None],
+    cpus: Optional[float],
+    pids: Optional[int],
+    timeout: Union[int, float, str, None],
+) -> Dict[str, Any]:
+    """The ``limits`` of ``POST /v1/sessions``: only what was asked for."""
+    out: Dict[str, Any] = {}
+    if memory is not None:
+        out["memory"] = memory_bytes(memory)
+    if cpus is not None:
+        out["cpus"] = float(cpus)
+    if pids is not None:
+        out["pids"] = int(pids)
+    if timeout is not None:
+        # Seconds, or a string the controller reads ("30s", "5m").
+        out["timeout"] = timeout if isinstance(timeout, str) else max(0, int(-(-timeout // 1)))
+    return out
+
+
+def encode_args(args: List[Any]) -> List[str]:
+    """Each argument as JSON, which the driver decodes back: ``main`` gets
+    ``42`` as an int and ``"42"`` as a str, as they were given here."""
+    return [json.dumps(a) for a in args]
