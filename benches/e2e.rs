@@ -45,9 +45,11 @@ macro_rules! progress {
     };
 }
 
-// After the macro, which it uses.
+// After the macro, which they use.
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/python.rs"]
+mod python;
 
 fn started() -> Instant {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -59,8 +61,8 @@ fn started() -> Instant {
 struct Plan {
     quick: bool,
     /// `--only NAME`: run just these measurements (cold, warm, reattach,
-    /// throughput, sessions, detached, cluster); the rest are reported as
-    /// skipped.
+    /// throughput, sessions, detached, cluster, python); the rest are
+    /// reported as skipped.
     only: Vec<String>,
     first_byte_reps: usize,
     stream_bytes: u64,
@@ -219,6 +221,7 @@ struct Results {
     crowd: Figure<Crowd>,
     detached: Figure<Detached>,
     cluster: Figure<cluster::ClusterFigures>,
+    python: Figure<python::PythonFigures>,
 }
 
 impl Results {
@@ -236,6 +239,7 @@ impl Results {
             crowd: e(why),
             detached: e(why),
             cluster: e(why),
+            python: e(why),
         }
     }
 }
@@ -1024,6 +1028,13 @@ async fn run(plan: &Plan) -> Results {
         Err("skipped (--only)".into())
     };
     note("cluster", &cluster);
+    progress!("7. the Python client library against the CLI");
+    let python = if plan.wants("python") {
+        python::measure(plan).await
+    } else {
+        Err("skipped (--only)".into())
+    };
+    note("python", &python);
     Results {
         plan: plan.clone(),
         idle_rss_mb,
@@ -1034,6 +1045,7 @@ async fn run(plan: &Plan) -> Results {
         crowd,
         detached,
         cluster,
+        python,
     }
 }
 

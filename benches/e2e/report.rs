@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{} GiB", bytes >> 30)
     } else {
@@ -285,6 +285,36 @@ fn cluster_rows(r: &Figure<cluster::ClusterFigures>, local: &Figure<FirstByte>) 
     ]
 }
 
+fn python_rows(r: &Figure<python::PythonFigures>) -> [Row; 2] {
+    let stream = "Python library stream (MiB/s)".to_string();
+    let first = "Python library warm first byte (ms)".to_string();
+    let p = match r {
+        Ok(p) => p,
+        Err(e) => return [Row::failed(stream, e), Row::failed(first, e)],
+    };
+    [
+        Row {
+            name: format!("{stream}, {}", size(p.bytes)),
+            bento: format!("{:.0} sync, {:.0} async", p.lib_mib_s, p.async_lib_mib_s),
+            baseline: format!("{:.0} (bento run --raw)", p.cli_mib_s),
+            ratio: fmt_opt(Some(p.lib_mib_s / p.cli_mib_s), 2),
+            target: "-".into(),
+            notes: format!(
+                "client CPU per GiB: library {:.2} s, CLI {:.2} s",
+                p.lib_cpu_s_per_gib, p.cli_cpu_s_per_gib
+            ),
+        },
+        Row {
+            name: first,
+            bento: format!("{:.1}", p.lib_first_byte_ms),
+            baseline: format!("{:.1} (bento run)", p.cli_first_byte_ms),
+            ratio: fmt_opt(Some(p.lib_first_byte_ms / p.cli_first_byte_ms), 2),
+            target: "-".into(),
+            notes: "warm pool of 2; the CLI's figure includes its process start".into(),
+        },
+    ]
+}
+
 pub(super) fn print_report(r: &Results) {
     let p = &r.plan;
     let rows = [
@@ -302,6 +332,7 @@ pub(super) fn print_report(r: &Results) {
         let mut all = Vec::from(rows);
         all.push(swarm_first);
         all.push(swarm_rate);
+        all.extend(python_rows(&r.python));
         all
     };
     let header = Row {
@@ -344,6 +375,7 @@ fn result_json(r: &Results) -> serde_json::Value {
     let first = r.first_byte.as_ref().ok();
     let tp = r.throughput.as_ref().ok();
     let swarm = r.cluster.as_ref().ok();
+    let py = r.python.as_ref().ok();
     serde_json::json!({
         "cold_first_byte_ms": first.and_then(|f| f.bento_ms.median()),
         "docker_run_ms": first.and_then(|f| f.docker_ms.median()),
@@ -358,5 +390,9 @@ fn result_json(r: &Results) -> serde_json::Value {
         "swarm_by_hand_first_byte_ms": swarm.and_then(|c| c.by_hand_ms.median()),
         "swarm_sessions_per_s_1_node": swarm.map(|c| c.one_node_per_s),
         "swarm_sessions_per_s_3_nodes": swarm.map(|c| c.all_nodes_per_s),
+        "python_lib_mib_s": py.map(|p| p.lib_mib_s),
+        "python_cli_mib_s": py.map(|p| p.cli_mib_s),
+        "python_lib_first_byte_ms": py.map(|p| p.lib_first_byte_ms),
+        "python_cli_first_byte_ms": py.map(|p| p.cli_first_byte_ms),
     })
 }
