@@ -96,6 +96,11 @@ impl Delivery {
 
     /// Whether `client` is the one attached (events of one already
     /// replaced are stale).
+    /// The attached client's id, if one is attached.
+    pub(super) fn client_id(&self) -> Option<u64> {
+        self.client.as_ref().map(|c| c.id)
+    }
+
     pub(super) fn is_client(&self, client: u64) -> bool {
         self.client.as_ref().map(|c| c.id) == Some(client)
     }

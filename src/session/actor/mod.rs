@@ -258,7 +258,7 @@ impl Actor {
                 }
                 permit = reserve(blocked), if is_blocked => match permit {
                     Some(p) => self.delivery.send_one(&mut self.core, p),
-                    None => self.delivery.client_gone(&mut self.core, false),
+                    None => self.queue_dropped(),
                 },
                 ev = self.out_rx.recv(), if accepting => {
                     self.intake.on_output(&mut self.core, self.delivery.attached(), ev);
@@ -379,6 +379,25 @@ impl Actor {
             last_seq: log.last_seq(),
             spooled_bytes: log.spooled_bytes(),
         })
+    }
+}
+
+impl Actor {
+    /// The attached client's connection dropped its queue. Whatever that
+    /// connection sent before it ended (its final acks, its `detach`) is in
+    /// the command queue already: it is taken first. (`select!` may find
+    /// the queue closed while the command queue looks empty: once the task
+    /// has used its scheduling budget, a receive says "not yet" and the
+    /// closed queue is seen first. The final ack was then taken as a stale
+    /// event, and the next attach got acknowledged output again.)
+    fn queue_dropped(&mut self) {
+        let client = self.delivery.client_id();
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            self.on_command(cmd);
+        }
+        if client.is_some_and(|id| self.delivery.is_client(id)) {
+            self.delivery.client_gone(&mut self.core, false);
+        }
     }
 }
 
