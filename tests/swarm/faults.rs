@@ -74,26 +74,60 @@ async fn wait_ended(ctl: &Ctl, token: &str, limit: Duration) -> ExitReason {
     }
 }
 
+/// `n` tickers spread by Swarm, the worker that runs the most of them
+/// (node 1 is the manager: never the victim), and the first 5 messages of
+/// each, read and detached from.
+struct Tickers {
+    /// (token, id) of each.
+    sessions: Vec<(String, String)>,
+    nodes: BTreeMap<String, Vec<String>>,
+    victim: usize,
+    victim_host: String,
+    /// The tokens of the victim's sessions.
+    lost: Vec<String>,
+    before: BTreeMap<String, Received>,
+}
+
+impl Tickers {
+    async fn start(cluster: &Cluster, ctl: &Ctl, n: usize) -> Tickers {
+        let f = ctl.submit(TICKER).await;
+        let sessions = futures_util::future::join_all((0..n).map(|_| ctl.session(&f, &[]))).await;
+        let nodes = by_node(ctl, &sessions).await;
+        let victim = (2..=3)
+            .max_by_key(|i| nodes.get(&cluster.hostname(*i)).map_or(0, Vec::len))
+            .unwrap_or(2);
+        let victim_host = cluster.hostname(victim);
+        let lost: Vec<String> = nodes.get(&victim_host).cloned().unwrap_or_default();
+        assert!(!lost.is_empty(), "no session on a worker: {nodes:?}");
+        let mut before = BTreeMap::new();
+        for (token, _) in &sessions {
+            before.insert(token.clone(), read_some(ctl, token, 5).await);
+        }
+        Tickers {
+            sessions,
+            nodes,
+            victim,
+            victim_host,
+            lost,
+            before,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_nodes_sessions_end_as_node_lost_and_the_others_finish() {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
     let ctl = Ctl::start(cluster, 0).await;
-    let f = ctl.submit(TICKER).await;
-    let sessions = futures_util::future::join_all((0..9).map(|_| ctl.session(&f, &[]))).await;
-    let nodes = by_node(&ctl, &sessions).await;
-    // The worker with the most sessions (node 1 is the manager).
-    let victim = (2..=3)
-        .max_by_key(|i| nodes.get(&cluster.hostname(*i)).map_or(0, Vec::len))
-        .unwrap_or(2);
-    let victim_host = cluster.hostname(victim);
-    let lost: Vec<String> = nodes.get(&victim_host).cloned().unwrap_or_default();
-    assert!(!lost.is_empty(), "no session on a worker: {nodes:?}");
-    let mut before = BTreeMap::new();
-    for (token, _) in &sessions {
-        before.insert(token.clone(), read_some(&ctl, token, 5).await);
-    }
+    let Tickers {
+        sessions,
+        nodes,
+        victim,
+        victim_host,
+        lost,
+        before,
+    } = Tickers::start(cluster, &ctl, 9).await;
 
     let clock = Instant::now();
     cluster.sh(&["kill-node", &victim.to_string()]).await;
@@ -365,19 +399,14 @@ async fn a_controller_restarted_while_a_node_is_down_ends_only_that_nodes_sessio
         return;
     };
     let mut ctl = Ctl::start(cluster, 0).await;
-    let f = ctl.submit(TICKER).await;
-    let sessions = futures_util::future::join_all((0..6).map(|_| ctl.session(&f, &[]))).await;
-    let nodes = by_node(&ctl, &sessions).await;
-    let victim = (2..=3)
-        .max_by_key(|i| nodes.get(&cluster.hostname(*i)).map_or(0, Vec::len))
-        .unwrap_or(2);
-    let victim_host = cluster.hostname(victim);
-    let lost: Vec<String> = nodes.get(&victim_host).cloned().unwrap_or_default();
-    assert!(!lost.is_empty(), "no session on a worker: {nodes:?}");
-    let mut before = BTreeMap::new();
-    for (token, _) in &sessions {
-        before.insert(token.clone(), read_some(&ctl, token, 5).await);
-    }
+    let Tickers {
+        sessions,
+        victim,
+        victim_host,
+        lost,
+        before,
+        ..
+    } = Tickers::start(cluster, &ctl, 6).await;
     // The controller goes, then the node, and the controller comes back
     // to a Swarm whose manager says the node is down.
     ctl.kill();
