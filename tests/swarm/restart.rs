@@ -9,17 +9,6 @@ use bento::wire::api::ExitReason;
 use crate::kit::receive;
 use crate::swarm_kit::{say, Cluster, Ctl};
 
-/// Echoes each input until `stop`, then prints `done`.
-const ECHO: &str = r#"
-def main():
-    while True:
-        m = recv()
-        if m is None or m == b"stop":
-            break
-        send(b"echo " + m)
-    print("done")
-"#;
-
 const INPUTS: usize = 150;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,10 +17,11 @@ async fn input_is_exactly_once_across_a_sigterm_restart() {
         return;
     };
     let mut ctl = Ctl::start(cluster, 0).await;
-    let f = ctl.submit(ECHO).await;
+    // WORK with no messages of its own: it echoes each input until `stop`.
+    let f = ctl.submit(crate::WORK).await;
     let mut sessions = Vec::new();
     for _ in 0..4 {
-        sessions.push(ctl.session(&f, &[]).await);
+        sessions.push(ctl.session(&f, &["0"]).await);
     }
     let mut nodes = BTreeMap::new();
     for (_, id) in &sessions {
