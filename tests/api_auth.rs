@@ -425,31 +425,9 @@ async fn tokens_and_keys_never_appear_in_logs() {
 async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
     let s = TestServer::start_with(|c| c.api_key = Some(KEY.into())).await;
     let client = Client::new(&s.url, Some(KEY.into())).unwrap_or_else(|e| panic!("client: {e}"));
-    let f = match client
-        .submit_function(&bento::wire::api::SubmitFunction {
-            code: "def main():\n    return 'done'\n".into(),
-            name: None,
-            image: None,
-            filename: None,
-        })
-        .await
-    {
-        Ok(f) => f.id,
-        Err(e) => panic!("submit: {e}"),
-    };
-    let created = match client
-        .create_session(&bento::wire::api::CreateSession {
-            function: f,
-            args: vec![],
-            transient: false,
-            limits: Default::default(),
-        })
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => panic!("create: {e}"),
-    };
-    let out = kit::cli_command(&s.url, &["attach", "--no-stdin", &created.token])
+    let f = kit::client::submit(&client, "def main():\n    return 'done'\n").await;
+    let token = kit::client::create(&client, &f, &[]).await;
+    let out = kit::cli_command(&s.url, &["attach", "--no-stdin", &token])
         .env("BENTO_API_KEY", KEY)
         .env("RUST_LOG", "trace")
         .output();
@@ -469,7 +447,7 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
     let leaks: Vec<String> = stderr
         .lines()
         .filter_map(|l| {
-            let what: Vec<&str> = [("session token", created.token.as_str()), ("API key", KEY)]
+            let what: Vec<&str> = [("session token", token.as_str()), ("API key", KEY)]
                 .iter()
                 .filter(|(_, secret)| l.contains(secret))
                 .map(|(what, _)| *what)
@@ -483,6 +461,6 @@ async fn the_cli_never_logs_the_token_or_key_even_at_trace() {
         leaks.join("\n")
     );
     // The CLI read and acked the exit, so the session goes away.
-    wait_reaped_with(&client, &created.token).await;
+    wait_reaped_with(&client, &token).await;
     s.stop().await;
 }
