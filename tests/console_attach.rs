@@ -6,7 +6,9 @@
 mod console_kit;
 mod kit;
 
-use console_kit::flow::{cli_start, open_session, output, submit_named, ECHO};
+use console_kit::flow::{
+    cli_start, end_input_and_wait_for_bye, open_session, output, submit_named, ECHO,
+};
 use console_kit::page::{click, confirm, goto, text, type_into, wait_for, WAIT};
 use console_kit::Browser;
 use kit::TestServer;
@@ -43,21 +45,7 @@ async fn attaching_from_the_page_sends_each_line_exactly_once() {
     .await;
     // The page has the session: a CLI attaching now would take it over.
     assert!(s.info(&token).await.attached);
-    click(c, "#eof").await;
-    wait_for(
-        c,
-        "the exit",
-        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
-        WAIT,
-    )
-    .await;
-    wait_for(
-        c,
-        "the end of the output",
-        "return document.getElementById('output').textContent.endsWith('bye\\n');",
-        WAIT,
-    )
-    .await;
+    end_input_and_wait_for_bye(&b).await;
     let shown = output(&b).await;
     assert_eq!(shown, "echoing\none\ntwo\n<b>three</b>\nfour four\nbye\n");
     assert!(
@@ -129,21 +117,7 @@ async fn attached_from_the_page_input_survives_dropped_connections_exactly_once(
         WAIT,
     )
     .await;
-    click(c, "#eof").await;
-    wait_for(
-        c,
-        "the exit",
-        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
-        WAIT,
-    )
-    .await;
-    wait_for(
-        c,
-        "the end of the output",
-        "return document.getElementById('output').textContent.endsWith('bye\\n');",
-        WAIT,
-    )
-    .await;
+    end_input_and_wait_for_bye(&b).await;
     want.push_str("bye\n");
     assert_eq!(output(&b).await, want);
     assert!(cutter.connections() > 2, "nothing was cut");

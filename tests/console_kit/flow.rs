@@ -1,7 +1,7 @@
 //! Steps the console's tests share: functions and sessions made from the
 //! CLI or the client library, a session's view opened in the page.
 
-use super::page::{goto, text, wait_for, WAIT};
+use super::page::{click, goto, text, wait_for, WAIT};
 use super::Browser;
 use crate::kit::{cli_output, expect_code, out, TestServer};
 
@@ -47,6 +47,27 @@ pub async fn open_session(b: &Browser, s: &TestServer, id: &str) {
 }
 
 /// What the output pane shows.
+/// Ends the input of an attached [`ECHO`] from the page, and waits for its
+/// exit and its last line (`bye`) on screen.
+pub async fn end_input_and_wait_for_bye(b: &Browser) {
+    let c = &b.client;
+    click(c, "#eof").await;
+    wait_for(
+        c,
+        "the exit",
+        "const e = document.getElementById('exit'); return !e.hidden && e.textContent;",
+        WAIT,
+    )
+    .await;
+    wait_for(
+        c,
+        "the end of the output",
+        "return document.getElementById('output').textContent.endsWith('bye\\n');",
+        WAIT,
+    )
+    .await;
+}
+
 pub async fn output(b: &Browser) -> String {
     text(&b.client, "#output").await
 }
