@@ -42,11 +42,23 @@ async fn output_with_script_is_shown_as_text_and_bad_utf8_as_replacement() {
         if how == "attach" {
             click(c, "#attach").await;
             confirm(c).await;
+            // Attaching clears what watching showed: wait until it has,
+            // or the watch's text would pass for the attachment's.
+            wait_for(
+                c,
+                "the page attached",
+                "return !document.getElementById('input-form').hidden \
+                 && document.getElementById('mode').textContent.startsWith('Attached');",
+                WAIT,
+            )
+            .await;
         }
+        // Both streams in, in whichever order.
         wait_for(
             c,
             &format!("the hostile output ({how})"),
-            "return document.getElementById('output').textContent.includes('__pwned = 3');",
+            "const t = document.getElementById('output').textContent; \
+             return t.includes('__pwned = 3') && t.includes(' bytes');",
             WAIT,
         )
         .await;
