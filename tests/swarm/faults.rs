@@ -243,16 +243,28 @@ async fn a_drained_node_takes_no_new_session_and_its_sessions_run_on() {
         .unwrap_or_else(|| panic!("no session on a worker: {nodes:?}"));
     let host = cluster.hostname(drained);
     cluster.availability(drained, "drain");
-    // The drain has reached the node's tasks once the manager wants each
-    // of them shut down (what it then sends them is the stop signal, which
-    // the driver ignores).
+    // The drain has reached the node's tasks once the manager no longer
+    // wants any of them running (what it then sends them is the stop
+    // signal, which the driver ignores). Only tasks it still wants running
+    // are asked for: the node may also list tasks of earlier tests'
+    // services, removed but not yet cleaned up, as `Remove`.
     let id = cluster.var(&format!("NODE{drained}_ID")).to_string();
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let o = cluster.docker(1, &["node", "ps", &id, "--format", "{{.DesiredState}}"]);
+        let o = cluster.docker(
+            1,
+            &[
+                "node",
+                "ps",
+                &id,
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Name}} {{.DesiredState}}",
+            ],
+        );
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let states: Vec<&str> = text.lines().collect();
-        if o.status.success() && !states.is_empty() && states.iter().all(|s| *s == "Shutdown") {
+        if o.status.success() && text.trim().is_empty() {
             break;
         }
         assert!(
