@@ -216,7 +216,6 @@ class FrameWriter:
         self._retained = collections.deque()  # (offset, end, header, payload)
         self._queue = collections.deque()  # (header, payload) to be written
         self._consumed = 0  # inputs consumed, for CREDIT and SYNC
-        self._credit_due = False
         self._busy = False  # the writer thread is writing a batch
         self._unbounded = False  # nobody can ACK any more: keep nothing
         self._broken = False  # the frame descriptor failed: write nothing
@@ -297,7 +296,8 @@ class FrameWriter:
             for index in range(first, len(retained)):
                 item = retained[index]
                 queue.append((item[2], item[3]))
-            self._credit_due = False  # SYNC carries the count
+            # (CREDIT markers queued before are gone with the queue: SYNC
+            # carries the count.)
             self._work.notify()
 
     def stdin_closed(self):
@@ -324,7 +324,14 @@ class FrameWriter:
 
     def credit(self, consumed):
         """The function has consumed `consumed` inputs: send CREDIT soon.
-        Coalesces; never waits for window space."""
+        Never waits for window space.
+
+        The CREDIT is queued in order with the output frames: it follows
+        every frame the function sent before it took the input, and
+        precedes every frame it sends after.  The controller relies on that
+        to know how much output a function had made when it took each
+        input (a fork's replay point, docs/fork.md).  Two CREDITs with no
+        frame between them coalesce into one, which says as much."""
         if self.in_child:
             return
         in_main = self._guard.enter()
@@ -333,7 +340,11 @@ class FrameWriter:
                 if consumed > self._consumed:
                     self._consumed = consumed
                     if not self._broken:
-                        self._credit_due = True
+                        queue = self._queue
+                        if queue and queue[-1][0] is None:
+                            queue[-1] = (None, consumed)
+                        else:
+                            queue.append((None, consumed))
                         self._work.notify()
         finally:
             self._guard.leave(in_main)
@@ -453,7 +464,7 @@ class FrameWriter:
         queue = self._queue
         while True:
             with lock:
-                while not self._stopping and not queue and not self._credit_due:
+                while not self._stopping and not queue:
                     self._work.wait()
                 if self._stopping:
                     return
@@ -461,15 +472,14 @@ class FrameWriter:
                 nbytes = 0
                 while queue and len(bufs) < 2 * _BATCH_FRAMES and nbytes < _BATCH_BYTES:
                     header, payload = queue.popleft()
+                    if header is None:  # a CREDIT marker: payload is the count
+                        bufs.append(HEADER.pack(KIND_CREDIT, 0, 0, U64.size)
+                                    + U64.pack(payload))
+                        continue
                     bufs.append(header)
                     if len(payload):
                         bufs.append(payload)
                         nbytes += len(payload)
-                # CREDIT last: if the batch holds a SYNC, it must follow it.
-                if self._credit_due:
-                    self._credit_due = False
-                    bufs.append(HEADER.pack(KIND_CREDIT, 0, 0, U64.size)
-                                + U64.pack(self._consumed))
                 self._busy = True
             try:
                 self._write_all(bufs)

@@ -1218,6 +1218,34 @@ class CreditTests(DriverTestCase):
         d.ack(total)
         self.assertEqual(d.wait(), 0)
 
+    def test_credit_is_in_order_with_the_output_around_the_recv(self):
+        # All inputs are there at once, so a flag-style CREDIT would be
+        # written after whatever the batch held; a fork's replay point needs
+        # each CREDIT exactly between the output before and after its recv.
+        d = self.session("""
+            send("before")
+            total = 0
+            for _ in range(50):
+                total += int(recv())
+                send(str(total))
+        """)
+        d.write(b"".join(message_frames(INPUT, b"%d" % i) for i in range(1, 51)))
+        self.assertEqual(d.wait(), 0)
+        order = []
+        for f in d.frames:
+            if f.kind == CREDIT:
+                order.append(("credit", U64.unpack(f.payload)[0]))
+            elif f.kind == DATA:
+                order.append(("data", f.payload))
+        # Between two outputs exactly one input was taken: each CREDIT n
+        # follows the answer to input n - 1 and precedes the one to n.
+        expected = [("data", b"before")]
+        total = 0
+        for i in range(1, 51):
+            total += i
+            expected += [("credit", i), ("data", b"%d" % total)]
+        self.assertEqual(order, expected)
+
     def test_too_many_inputs_is_a_protocol_error(self):
         d = self.session('send("ready")\nimport time\ntime.sleep(60)', max_inputs=2)
         self.assertEqual(d.next_message(), b"ready")
