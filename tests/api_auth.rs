@@ -264,6 +264,7 @@ async fn client_flow(url: String) -> Secrets {
             args: vec!["\"an-argument\"".into()],
             transient: false,
             limits: Default::default(),
+            forkable: None,
         })
         .await
     {

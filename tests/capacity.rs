@@ -21,6 +21,7 @@ fn run(function: &str) -> CreateSession {
         args: vec![],
         transient: false,
         limits: Default::default(),
+        forkable: None,
     }
 }
 

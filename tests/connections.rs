@@ -326,6 +326,7 @@ async fn idle_connections_cannot_starve_the_controller() {
             args: vec![],
             transient: false,
             limits: Default::default(),
+            forkable: None,
         })
         .await
         .unwrap_or_else(|e| panic!("create session: {e}"));

@@ -205,6 +205,7 @@ async fn unknown_token_and_unknown_function_are_clear_errors() {
         args: vec![],
         transient: false,
         limits: Default::default(),
+        forkable: None,
     };
     let e = s.client.create_session(&body).await.err();
     assert!(e.as_ref().is_some_and(|e| e.is_not_found()), "{e:?}");

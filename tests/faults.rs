@@ -251,6 +251,7 @@ async fn a_transient_session_dies_with_its_client_and_a_persistent_one_does_not(
             args: vec![],
             transient,
             limits: Default::default(),
+            forkable: None,
         };
         let c = s
             .client

@@ -25,6 +25,7 @@ async fn create(s: &TestServer, function: &str, limits: LimitsRequest) -> (Strin
         args: vec![],
         transient: false,
         limits,
+        forkable: None,
     };
     match s.client.create_session(&body).await {
         Ok(c) => (c.token, c.id),

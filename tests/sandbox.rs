@@ -18,6 +18,7 @@ async fn run_with(s: &TestServer, code: &str, limits: LimitsRequest) -> (String,
         args: vec![],
         transient: false,
         limits,
+        forkable: None,
     };
     let created = match s.client.create_session(&body).await {
         Ok(c) => c,

@@ -271,6 +271,7 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
             args: vec![],
             transient: false,
             limits: Default::default(),
+            forkable: None,
         };
         let clock = Instant::now();
         match ctl.client.create_session(&body).await {

@@ -23,6 +23,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             args: args.args,
             transient: args.transient,
             limits: args.limits.request(),
+            forkable: None,
         })
         .await?;
     if args.detach {

@@ -138,6 +138,8 @@ mod tests {
             }),
             deadline: Some(1_763_764_830),
             warm: true,
+            forkable: true,
+            fork: None,
         }
     }
 

@@ -106,6 +106,8 @@ mod tests {
             limits: None,
             deadline: None,
             warm: false,
+            forkable: true,
+            fork: None,
         }
     }
 

@@ -18,6 +18,7 @@
 //!         args: vec![],
 //!         transient: false,
 //!         limits: Default::default(),
+//!         forkable: None,
 //!     })
 //!     .await?;
 //! let mut att = client.attach(&created.token, AttachOptions::default()).await?;

@@ -90,6 +90,11 @@ pub struct Config {
     /// bytes. At the cap the controller stops reading the container, so the
     /// function blocks until a client catches up: nothing is dropped.
     pub output_cap: u64,
+    /// The input history a session keeps so that it can be forked, in
+    /// bytes (each input costs its payload plus 29 bytes: a length and
+    /// its replay point). Past it the history stops, and forks after that
+    /// point are refused; 0 keeps none (no session can be forked).
+    pub fork_history_max: u64,
     /// Unacknowledged messages a session may hold. Each costs memory and
     /// disk beyond its payload (an index entry, a spool record), so
     /// millions of tiny ones are bounded here as the bytes are by
@@ -174,6 +179,7 @@ impl Default for Config {
             output_memory_window: 4 << 20,
             client_queue: 256,
             output_cap: 1 << 30,
+            fork_history_max: 16 << 20,
             output_max_messages: 100_000,
             output_policy: OutputPolicy::Backpressure,
             label_prefix: "dev.bento".into(),

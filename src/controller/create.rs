@@ -9,6 +9,7 @@ use super::sessions::Sessions;
 use crate::config::Config;
 use crate::metrics;
 use crate::runtime::{ContainerIo, ContainerSpec, RuntimeError};
+use crate::session::fork::Plan;
 use crate::session::io::INPUT_RESERVATION_STEP;
 use crate::session::record::{now_secs, SessionRecord};
 use crate::session::spawn::{AttachedIo, Launch, SessionContext};
@@ -45,6 +46,10 @@ pub struct NewSession<'a> {
     pub args: Vec<String>,
     pub transient: bool,
     pub limits: &'a LimitsRequest,
+    /// Keep its input history, so that it can be forked.
+    pub forkable: bool,
+    /// It is a fork: what it replays.
+    pub fork: Option<Plan>,
 }
 
 /// Creates sessions. Cheap to share: it holds only handles.
@@ -135,6 +140,9 @@ impl Launcher {
             deadline: (!limits.timeout.is_zero()).then(|| created_at + limits.timeout.as_secs()),
             limits: Some(limits.clone()),
             warm: warm.is_some(),
+            forkable: new.forkable && self.config.fork_history_max > 0,
+            fork: new.fork.as_ref().map(|p| p.origin.clone()),
+            args: new.args.clone(),
         };
         // The input bound is recorded with the row, so short sessions never
         // write it again.
@@ -168,6 +176,7 @@ impl Launcher {
             io: Some(AttachedIo::new(container_io)),
             exit: None,
             restored: false,
+            fork: new.fork,
         };
         self.sessions.launch(launch, &self.ctx);
         Ok(SessionCreated { token, id })

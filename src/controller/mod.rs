@@ -5,6 +5,7 @@ mod accept;
 pub mod api;
 pub(crate) mod check;
 pub(crate) mod create;
+pub(crate) mod fork;
 pub(crate) mod function_store;
 pub(crate) mod identity;
 pub mod nofile;

@@ -39,7 +39,7 @@ use crate::session::log::{Entry, OutputLog};
 use crate::session::record::now_secs;
 use crate::session::spawn::{AttachedIo, Launch, SessionContext};
 use crate::session::store::SessionRow;
-use crate::wire::api::{ExitInfo, ExitReason};
+use crate::wire::api::{ExitInfo, ExitReason, ForkState};
 use crate::wire::driver::{self, Decoder, Sync, ToDriver, NONCE_LEN};
 
 /// What recovery works with.
@@ -220,6 +220,7 @@ fn launch_ended(r: &Recovery, row: SessionRow, log: OutputLog, exit: (ExitInfo, 
             io: None,
             exit: Some(exit),
             restored: true,
+            fork: None,
         },
         &r.ctx,
     );
@@ -230,12 +231,20 @@ fn launch_ended(r: &Recovery, row: SessionRow, log: OutputLog, exit: (ExitInfo, 
 async fn adopt_running(r: &Recovery, row: SessionRow) -> anyhow::Result<()> {
     let mut log = r.ctx.recover_log(&row.record.id, row.acked)?;
     let timeout = r.config.resume_timeout;
-    let resumed = match tokio::time::timeout(timeout, resume(r, &row, &mut log)).await {
-        Ok(r) => r,
-        Err(_) => Err(anyhow::anyhow!(
-            "the driver did not answer RESUME within {}s",
-            timeout.as_secs_f64()
-        )),
+    let resumed = if row.fork_state == Some(ForkState::Replaying) {
+        // Its replay lived in the controller that died (the inputs not yet
+        // fed, the digests not yet checked): a new fork does it again.
+        Err(anyhow::anyhow!(
+            "it was still replaying its parent's input; fork the parent again"
+        ))
+    } else {
+        match tokio::time::timeout(timeout, resume(r, &row, &mut log)).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "the driver did not answer RESUME within {}s",
+                timeout.as_secs_f64()
+            )),
+        }
     };
     match resumed {
         Ok(io) => {
@@ -247,6 +256,7 @@ async fn adopt_running(r: &Recovery, row: SessionRow) -> anyhow::Result<()> {
                     io: Some(io),
                     exit: None,
                     restored: true,
+                    fork: None,
                 },
                 &r.ctx,
             );

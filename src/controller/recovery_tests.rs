@@ -96,6 +96,9 @@ impl Fixture {
             deadline: None,
             limits: None,
             warm: false,
+            args: vec![],
+            forkable: false,
+            fork: None,
         };
         let row = SessionRow::new(record, Some(0));
         self.db.insert_session(&row).expect("insert session row");

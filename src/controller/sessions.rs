@@ -45,6 +45,7 @@ fn resuming_info(r: &SessionRow) -> SessionInfo {
         ended_at: None,
         last_seq: r.acked,
         spooled_bytes: 0,
+        fork_state: r.fork_state,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
+use super::fork::history::InputHistory;
 use super::input_window::InputWindow;
 use super::InputItem;
 use crate::runtime::{self, OutputChunk};
@@ -46,6 +47,10 @@ pub enum OutputEvent {
         /// until it is acknowledged; raw stderr is not.
         replayable: bool,
     },
+    /// The function took inputs up to `inputs` (a CREDIT) when its output
+    /// stream stood at `offset` (the driver queues CREDIT in order with
+    /// its output frames): a replay point (`session::fork::points`).
+    Consumed { inputs: u64, offset: u64 },
     /// The frame stream is corrupt; later stdout is discarded.
     BadFrames(String),
     /// The attach stream ended: the container has exited or is exiting.
@@ -65,6 +70,8 @@ pub enum ControlEvent {
     DriverProtocol(String),
     /// The container has ended.
     Exited(runtime::ContainerState),
+    /// A fork's stdin writer has written every replayed input.
+    ReplayFed,
 }
 
 /// Spawns the reader on `tracker`; `offset` is where in the driver's frame
@@ -109,7 +116,17 @@ pub fn spawn_reader(
             decoder.feed(bytes);
             loop {
                 let (stream, end, payload) = match next_output(&mut decoder, &credits) {
-                    Ok(Some(output)) => output,
+                    Ok(Some(Next::Output(stream, end, payload))) => (stream, end, payload),
+                    Ok(Some(Next::Consumed(inputs))) => {
+                        if tx
+                            .send(OutputEvent::Consumed { inputs, offset })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
                     Ok(None) => break,
                     Err(message) => {
                         tracing::warn!(session = %session, error = %message, "function wrote a bad frame");
@@ -151,14 +168,22 @@ pub fn spawn_reader(
     });
 }
 
-/// The next output frame the decoder holds (stream, end, payload), or
-/// `None` until more bytes arrive. Credits met on the way are taken in;
-/// anything else the driver says here is ignored. An error means the frame
-/// stream is corrupt (or a credit forged).
+/// What the reader passes on from the driver's frames.
+enum Next {
+    /// An output frame: stream, end, payload.
+    Output(Stream, bool, Bytes),
+    /// A CREDIT that took the count of inputs consumed up to this.
+    Consumed(u64),
+}
+
+/// The next output frame or CREDIT the decoder holds, or `None` until more
+/// bytes arrive. Credits are taken in here; anything else the driver says
+/// here is ignored. An error means the frame stream is corrupt (or a
+/// credit forged).
 fn next_output(
     decoder: &mut Decoder,
     credits: &watch::Sender<u64>,
-) -> Result<Option<(Stream, bool, Bytes)>, String> {
+) -> Result<Option<Next>, String> {
     loop {
         let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? else {
             return Ok(None);
@@ -168,8 +193,12 @@ fn next_output(
                 stream,
                 end,
                 payload,
-            } => return Ok(Some((stream, end, payload))),
-            FromDriver::Credit(now) => take_credit(credits, now)?,
+            } => return Ok(Some(Next::Output(stream, end, payload))),
+            FromDriver::Credit(now) => {
+                if take_credit(credits, now)? {
+                    return Ok(Some(Next::Consumed(now)));
+                }
+            }
             // Only meaningful right after RESUME; a stray one (which only
             // the function could forge) is ignored.
             FromDriver::Sync => {}
@@ -181,8 +210,8 @@ fn next_output(
 
 /// Takes a CREDIT in, checked where it enters: the count only grows.
 /// Whether it exceeds what was written only the stdin writer knows; it
-/// checks that ([`InputWindow::credit`]).
-fn take_credit(credits: &watch::Sender<u64>, now: u64) -> Result<(), String> {
+/// checks that ([`InputWindow::credit`]). True when the count grew.
+fn take_credit(credits: &watch::Sender<u64>, now: u64) -> Result<bool, String> {
     let before = *credits.borrow();
     if now < before {
         return Err(format!(
@@ -190,7 +219,7 @@ fn take_credit(credits: &watch::Sender<u64>, now: u64) -> Result<(), String> {
         ));
     }
     credits.send_replace(now);
-    Ok(())
+    Ok(now > before)
 }
 
 /// How far input has got, shared by the stdin writer (which advances it)
@@ -263,6 +292,11 @@ pub struct StdinParts {
     /// driver's checked count).
     pub consumed: u64,
     pub reservation: InputReservation,
+    /// A fork's replayed inputs, written first as inputs `1..=K`; clients'
+    /// input follows from `K + 1` (which `progress` already says).
+    pub replay: std::collections::VecDeque<Bytes>,
+    /// The input history, when the session keeps one (`session::fork`).
+    pub history: Option<InputHistory>,
 }
 
 /// Spawns the stdin writer on `tracker`.
@@ -290,11 +324,15 @@ async fn stdin_writer(p: StdinParts) {
         mut credits,
         consumed,
         mut reservation,
+        mut replay,
+        mut history,
     } = p;
     // Inputs written to the driver (end of input included), and what of
     // them it has not consumed yet. A resumed driver's counts were checked
-    // against the store before this task was started.
-    let sent = progress.next.load(Ordering::Acquire) - 1;
+    // against the store before this task was started. A fork's replayed
+    // inputs are counted in `progress` already, and written first.
+    let mut replayed = 0u64;
+    let sent = (progress.next.load(Ordering::Acquire) - 1).saturating_sub(replay.len() as u64);
     // Not the credits' current value: the reader may already have taken a
     // forged one in, which must be checked like any later one.
     let mut window = InputWindow::new(sent, consumed);
@@ -338,7 +376,31 @@ async fn stdin_writer(p: StdinParts) {
                     }
                 }
             }
-            item = rx.recv(), if room || broken || eof_written => {
+            // A fork's replay first, as the window allows; clients' input
+            // waits until it is written.
+            _ = std::future::ready(()), if !replay.is_empty() && (room || broken) => {
+                let Some(bytes) = replay.pop_front() else { continue };
+                replayed += 1;
+                if !broken {
+                    if let Some(h) = history.as_mut() {
+                        h.record(replayed, &bytes);
+                    }
+                    if let Err(e) = reservation.cover(replayed) {
+                        tracing::warn!(error = %e, "cannot record the input bound");
+                    }
+                    match driver::write(&mut input, &ToDriver::Input(&bytes)).await {
+                        Ok(()) => window.written(bytes.len() as u64),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "function's stdin is closed");
+                            broken = true;
+                        }
+                    }
+                }
+                if replay.is_empty() && events.send(ControlEvent::ReplayFed).await.is_err() {
+                    return;
+                }
+            }
+            item = rx.recv(), if replay.is_empty() && (room || broken || eof_written) => {
                 let Some(item) = item else { return };
                 let expected = progress.next.load(Ordering::Acquire);
                 if item.seq < expected {
@@ -367,6 +429,9 @@ async fn stdin_writer(p: StdinParts) {
                         // restart before it is recorded ends this session
                         // as lost (its SYNC then claims more than recorded).
                         tracing::warn!(error = %e, "cannot record the input bound");
+                    }
+                    if let (Some(h), Some(b)) = (history.as_mut(), item.bytes.as_ref()) {
+                        h.record(item.seq, b);
                     }
                     let msg = match &item.bytes {
                         Some(b) => ToDriver::Input(b),

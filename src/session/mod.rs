@@ -8,6 +8,7 @@
 //! writer that applies input exactly once, in order.
 
 pub(crate) mod actor;
+pub(crate) mod fork;
 pub(crate) mod input_window;
 pub mod io;
 pub mod log;
@@ -71,6 +72,15 @@ impl SessionHandle {
         .await
     }
 
+    /// What a fork of this session needs to know of it now.
+    pub async fn fork_source(
+        &self,
+        at_input: Option<u64>,
+    ) -> Result<Result<fork::Source, fork::Refused>, SessionGone> {
+        self.call(|reply| Command::ForkPoint { at_input, reply })
+            .await
+    }
+
     /// Detaches whoever is attached.
     pub async fn close(&self) -> Result<(), SessionGone> {
         self.call(Command::Close).await
@@ -112,6 +122,12 @@ pub enum Command {
     /// See [`SessionHandle::remove`].
     Remove(oneshot::Sender<Result<(), StillRunning>>),
     Info(oneshot::Sender<SessionInfo>),
+    /// Where the session stands, for a fork of it (`at_input`: the
+    /// inputs the fork replays, default all applied).
+    ForkPoint {
+        at_input: Option<u64>,
+        reply: oneshot::Sender<Result<fork::Source, fork::Refused>>,
+    },
     /// Held output for a read-only watcher.
     Page {
         after: u64,

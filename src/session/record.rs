@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::wire::api::{ExitInfo, Limits, SessionInfo, SessionState};
+use crate::wire::api::{ExitInfo, ForkInfo, ForkState, Limits, SessionInfo, SessionState};
 
 /// A session, as fixed at creation.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,21 @@ pub struct SessionRecord {
     pub limits: Option<Limits>,
     /// Its container came from the warm pool.
     pub warm: bool,
+    /// Its arguments, kept so that a fork runs with the same.
+    pub args: Vec<String>,
+    /// It keeps its input history (see `session::fork`).
+    pub forkable: bool,
+    /// It is a fork of another session.
+    pub fork: Option<ForkOrigin>,
+}
+
+/// Where a fork comes from; fixed at creation, like the rest of the record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ForkOrigin {
+    /// The parent's short id.
+    pub parent: String,
+    /// The parent's inputs replayed.
+    pub at_input: u64,
 }
 
 /// What changes while a session lives, as the API shows it.
@@ -38,6 +53,8 @@ pub struct Status {
     pub ended_at: Option<u64>,
     pub last_seq: u64,
     pub spooled_bytes: u64,
+    /// A fork's replay, as it stands.
+    pub fork_state: Option<ForkState>,
 }
 
 impl SessionRecord {
@@ -62,6 +79,15 @@ impl SessionRecord {
             limits: self.limits.clone(),
             deadline: self.deadline,
             warm: self.warm,
+            forkable: self.forkable,
+            fork: match (&self.fork, s.fork_state) {
+                (Some(o), Some(state)) => Some(ForkInfo {
+                    parent: o.parent.clone(),
+                    at_input: o.at_input,
+                    state,
+                }),
+                _ => None,
+            },
         }
     }
 }

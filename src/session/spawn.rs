@@ -2,6 +2,8 @@
 //! stdio, and its actor. A new session and one recovered after a restart
 //! are built the same way, from a [`Launch`].
 
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::actor::{Actor, ActorInit, ActorParts, SessionLimits};
+use super::fork::history::InputHistory;
+use super::fork::{ForkSide, Paths, Plan};
 use super::io::{self, InputProgress, StdinParts};
 use super::log::OutputLog;
 use super::store::{Db, SessionRow};
@@ -30,6 +34,8 @@ pub struct SessionContext {
     /// Every task of every session is spawned on it, so that shutdown
     /// waits for them.
     pub tracker: TaskTracker,
+    /// The bound on a session's input history (`fork_history_max`).
+    pub fork_history_max: u64,
 }
 
 impl SessionContext {
@@ -47,6 +53,7 @@ impl SessionContext {
             spool_dir: config.data_dir.join("spool"),
             shutdown,
             tracker,
+            fork_history_max: config.fork_history_max,
         }
     }
 
@@ -102,6 +109,8 @@ pub struct Launch {
     pub exit: Option<(ExitInfo, u64)>,
     /// The log was recovered after a restart (see `ActorInit::restored`).
     pub restored: bool,
+    /// A new fork's replay.
+    pub fork: Option<Plan>,
 }
 
 /// Builds a session's channels, spawns its reader, stdin writer and actor,
@@ -123,7 +132,15 @@ pub fn spawn(
         io,
         exit,
         restored,
+        fork: plan,
     } = launch;
+    let paths = Paths::new(&ctx.spool_dir, &row.record.id);
+    // Opened for an ended session too: a fork of it reads the count.
+    let mut history = row
+        .record
+        .forkable
+        .then(|| InputHistory::open(paths.inputs.clone(), ctx.fork_history_max));
+    let history_state = history.as_ref().map(|h| h.state());
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (out_tx, out_rx) = mpsc::channel(16);
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
@@ -131,9 +148,17 @@ pub fn spawn(
     let (acks_tx, acks_rx) = watch::channel(log.durable_offset());
     let output_closed = io.is_none();
     let ended = Arc::new(AtomicBool::new(exit.is_some()));
+    let replay: VecDeque<Bytes> = plan
+        .as_ref()
+        .map(|p| p.inputs.iter().cloned().collect())
+        .unwrap_or_default();
     let input = match io {
         Some(a) => {
-            let progress = Arc::new(a.progress);
+            let progress = Arc::new(match &plan {
+                // Clients of a fork number their input on from its replay.
+                Some(p) => InputProgress::after(p.inputs.len() as u64, false),
+                None => a.progress,
+            });
             let (credits_tx, credits_rx) = watch::channel(a.consumed);
             io::spawn_reader(
                 a.io.output,
@@ -157,6 +182,8 @@ pub fn spawn(
                     // Old rows have no bound: the next input records one.
                     upto: row.input_reserved.unwrap_or(0),
                 },
+                replay,
+                history: history.take(),
             };
             io::spawn_stdin_writer(stdin, &ctx.tracker);
             progress
@@ -169,6 +196,14 @@ pub fn spawn(
         tx: cmd_tx,
         ended: ended.clone(),
     };
+    let fork = ForkSide::new(
+        paths,
+        history_state,
+        restored,
+        ctx.fork_history_max,
+        row.fork_state,
+        plan,
+    );
     let actor = Actor::new(ActorInit {
         meta: row.record,
         ctx,
@@ -188,6 +223,7 @@ pub fn spawn(
         output_closed,
         restored,
         ended,
+        fork,
     });
     register(&handle);
     ctx.tracker.spawn(actor.run());

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::record::SessionRecord;
-use crate::wire::api::{ExitInfo, ExitReason};
+use crate::wire::api::{ExitInfo, ExitReason, ForkState};
 
 #[derive(Debug, thiserror::Error)]
 #[error("state database: {0}")]
@@ -36,19 +36,22 @@ pub struct SessionRow {
     /// `session::io::InputReservation`). `None` for sessions recorded
     /// before the bound was kept.
     pub input_reserved: Option<u64>,
+    /// A fork's replay, as last recorded (`None` for other sessions).
+    pub fork_state: Option<ForkState>,
 }
 
 impl SessionRow {
     /// A new session's row: nothing has happened to it yet.
     pub fn new(record: SessionRecord, input_reserved: Option<u64>) -> SessionRow {
         SessionRow {
-            record,
             exit: None,
             ended_at: None,
             acked: 0,
             kill_reason: None,
             input_closed: false,
             input_reserved,
+            fork_state: record.fork.as_ref().map(|_| ForkState::Replaying),
+            record,
         }
     }
 }
@@ -75,13 +78,21 @@ CREATE TABLE IF NOT EXISTS sessions (
     input_closed  INTEGER NOT NULL DEFAULT 0,
     limits        TEXT,
     warm          INTEGER NOT NULL DEFAULT 0,
-    input_reserved INTEGER
+    input_reserved INTEGER,
+    args          TEXT,
+    forkable      INTEGER NOT NULL DEFAULT 0,
+    fork          TEXT,
+    fork_state    TEXT
 );";
 
 /// Columns added after the first schema, for databases made before them.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("warm", "warm INTEGER NOT NULL DEFAULT 0"),
     ("input_reserved", "input_reserved INTEGER"),
+    ("args", "args TEXT"),
+    ("forkable", "forkable INTEGER NOT NULL DEFAULT 0"),
+    ("fork", "fork TEXT"),
+    ("fork_state", "fork_state TEXT"),
 ];
 
 /// SQLite integers are signed; counts past `i64::MAX` are stored as it.
@@ -129,8 +140,9 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed, limits, warm, input_reserved)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21)",
             params![
                 r.record.token,
                 r.record.id,
@@ -149,6 +161,10 @@ impl Db {
                 json(&r.record.limits),
                 r.record.warm,
                 r.input_reserved.map(int),
+                json(&Some(&r.record.args)),
+                r.record.forkable,
+                json(&r.record.fork),
+                json(&r.fork_state),
             ],
         )?;
         Ok(())
@@ -188,6 +204,14 @@ impl Db {
         Ok(())
     }
 
+    pub fn set_fork_state(&self, token: &str, state: ForkState) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET fork_state = ?2 WHERE token = ?1",
+            params![token, json(&Some(state))],
+        )?;
+        Ok(())
+    }
+
     pub fn set_input_closed(&self, token: &str) -> Result<(), DbError> {
         self.conn().execute(
             "UPDATE sessions SET input_closed = 1 WHERE token = ?1",
@@ -219,7 +243,7 @@ impl Db {
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
     created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
-    input_reserved
+    input_reserved, args, forkable, fork, fork_state
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -236,6 +260,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             deadline: r.get::<_, Option<i64>>(8)?.map(|d| d as u64),
             limits: from_json(r.get(14)?),
             warm: r.get(15)?,
+            args: from_json(r.get(17)?).unwrap_or_default(),
+            forkable: r.get(18)?,
+            fork: from_json(r.get(19)?),
         },
         exit: from_json(r.get(9)?),
         ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
@@ -243,6 +270,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         kill_reason: from_json(r.get(12)?),
         input_closed: r.get(13)?,
         input_reserved: r.get::<_, Option<i64>>(16)?.map(|v| v.max(0) as u64),
+        fork_state: from_json(r.get(20)?),
     })
 }
 
@@ -263,6 +291,12 @@ mod tests {
             deadline: Some(20),
             limits: None,
             warm: true,
+            args: vec!["1".into(), "x y".into()],
+            forkable: true,
+            fork: Some(super::super::record::ForkOrigin {
+                parent: "s-0".into(),
+                at_input: 7,
+            }),
         };
         SessionRow::new(record, Some(1024))
     }
@@ -287,6 +321,7 @@ mod tests {
         ok("exit", db.set_exit(token, &exit, 30));
         ok("bound", db.set_input_reserved(token, 4096));
         ok("bound", db.set_input_reserved(token, 2048)); // never goes back
+        ok("fork", db.set_fork_state(token, ForkState::Diverged));
         drop(db);
         let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let back = db.session(token).unwrap_or_else(|e| panic!("read: {e}"));
@@ -296,6 +331,7 @@ mod tests {
             exit: Some(exit),
             ended_at: Some(30),
             input_reserved: Some(4096),
+            fork_state: Some(ForkState::Diverged),
             ..r.clone()
         };
         assert_eq!(back, Some(want));

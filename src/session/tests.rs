@@ -83,6 +83,8 @@ impl Fixture {
             args: vec![],
             transient,
             limits: &Default::default(),
+            forkable: true,
+            fork: None,
         };
         let created = self
             .launcher

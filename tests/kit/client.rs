@@ -43,6 +43,7 @@ pub async fn try_create(client: &Client, function: &str, args: &[&str]) -> Res<(
         args: args.iter().map(|s| s.to_string()).collect(),
         transient: false,
         limits: Default::default(),
+        forkable: None,
     };
     client
         .create_session(&body)

@@ -261,6 +261,7 @@ impl Ctl {
             args: args.iter().map(|s| s.to_string()).collect(),
             transient: false,
             limits: Default::default(),
+            forkable: None,
         };
         match self.client.create_session(&body).await {
             Ok(s) => (s.token, s.id),

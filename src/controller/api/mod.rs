@@ -161,6 +161,17 @@ pub static ROUTES: &[Route] = &[
         handler: || post(sessions::kill_session),
     },
     Route {
+        path: "/v1/sessions/{token}/fork",
+        ops: &[Op {
+            method: "post",
+            summary: "Fork the session: a new session replayed to its state (docs/fork.md)",
+            request: openapi::FORK,
+            ok: (201, openapi::CREATED),
+            errors: &[400, 401, 404, 409, 429, 502, 503],
+        }],
+        handler: || post(sessions::fork_session),
+    },
+    Route {
         path: "/v1/sessions/{token}/output",
         ops: &[Op {
             method: "get",

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::AppState;
 use crate::wire::api::{
-    CreateSession, ErrorBody, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
+    CreateSession, ErrorBody, ForkSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo,
+    SubmitFunction,
 };
 
 /// Makes a named schema for a body.
@@ -67,6 +68,7 @@ pub(crate) const FUNCTION: Option<SchemaFn> = Some(schema::<FunctionInfo>);
 pub(crate) const FUNCTIONS: Option<SchemaFn> = Some(list::<FunctionInfo>);
 pub(crate) const CREATE: Option<SchemaFn> = Some(schema::<CreateSession>);
 pub(crate) const CREATED: Option<SchemaFn> = Some(schema::<SessionCreated>);
+pub(crate) const FORK: Option<SchemaFn> = Some(schema::<ForkSession>);
 pub(crate) const SESSION: Option<SchemaFn> = Some(schema::<SessionInfo>);
 pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
 pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::{socket, ApiError, ApiJson, AppState, MAX_ARGS, MAX_ARG_BYTES};
 use crate::controller::create::NewSession;
-use crate::wire::api::{CreateSession, SessionInfo};
+use crate::controller::fork::{self, ForkError};
+use crate::wire::api::{CreateSession, ForkSession, SessionInfo};
 
 pub(super) async fn create_session(
     State(s): State<Arc<AppState>>,
@@ -36,9 +37,35 @@ pub(super) async fn create_session(
         args: req.args,
         transient: req.transient,
         limits: &req.limits,
+        forkable: req.forkable.unwrap_or(true),
+        fork: None,
     };
     let created = s.launcher.create(new).await?;
     tracing::info!(session = %created.id, function = %function.id, "session created");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Forks a session: refused (409) when it cannot be, with the reason.
+pub(super) async fn fork_session(
+    State(s): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    ApiJson(req): ApiJson<ForkSession>,
+) -> Result<Response, ApiError> {
+    let parent = session(&s, &token)?;
+    let created = fork::fork(&s.launcher, &s.functions, &parent, req)
+        .await
+        .map_err(|e| match e {
+            ForkError::Gone => ApiError::unknown_session(),
+            ForkError::Create(e) => ApiError::from(e),
+            ForkError::History(_) => ApiError::logged(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the input history",
+                &e,
+            ),
+            ForkError::Refused(_) | ForkError::FunctionGone(_) | ForkError::Short { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+        })?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -90,6 +90,13 @@ impl Delivery {
         }
     }
 
+    /// Input messages written to the function (end of input not counted).
+    pub(super) fn inputs_applied(&self) -> u64 {
+        let next = self.input.next.load(Ordering::Acquire);
+        let closed = self.input.closed.load(Ordering::Acquire);
+        next.saturating_sub(1 + u64::from(closed))
+    }
+
     pub(super) fn attached(&self) -> bool {
         self.client.is_some()
     }

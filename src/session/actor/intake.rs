@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::shared::Core;
 use crate::config::OutputPolicy;
 use crate::metrics;
+use crate::session::fork::Disposition;
 use crate::session::io::OutputEvent;
 use crate::session::log::{Entry, OutputLog, ENTRY_OVERHEAD};
 use crate::wire::api::ExitReason;
@@ -122,6 +123,30 @@ impl Intake {
 
     /// `attached`: a client is attached, whose acks output may wait for.
     pub(super) fn on_output(&mut self, core: &mut Core, attached: bool, ev: Option<OutputEvent>) {
+        // A fork's replayed output is checked and swallowed, never logged.
+        if let Some(OutputEvent::Output {
+            stream,
+            end,
+            ref bytes,
+            offset,
+            replayable,
+        }) = ev
+        {
+            if core.fork.replaying() {
+                let seen = core.fork.on_frame(stream, end, bytes, offset, replayable);
+                core.fork_settle();
+                if let Disposition::Swallow(upto) = seen {
+                    self.last_output = Instant::now();
+                    core.env.durable.send_if_modified(|acked| {
+                        let newer = upto > *acked;
+                        *acked = (*acked).max(upto);
+                        newer
+                    });
+                    return;
+                }
+                return self.take(core, ev);
+            }
+        }
         match ev {
             Some(OutputEvent::Output {
                 replayable: true,
@@ -130,6 +155,34 @@ impl Intake {
             }) if self.wait_for_acks(core, attached, bytes.len() + ENTRY_OVERHEAD) => {
                 self.held = ev;
             }
+            Some(OutputEvent::Output {
+                stream,
+                end,
+                ref bytes,
+                offset,
+                replayable,
+            }) => {
+                core.fork.on_frame(stream, end, bytes, offset, replayable);
+                self.take(core, ev);
+            }
+            Some(OutputEvent::Consumed { inputs, offset }) => {
+                core.fork.on_consumed(inputs, offset);
+                core.fork_settle();
+            }
+            Some(OutputEvent::BadFrames(message)) => {
+                core.kill(ExitReason::ProtocolError { message });
+            }
+            Some(OutputEvent::Closed) | None => {
+                core.fork.on_output_closed();
+                core.fork_settle();
+                self.output_ended(core);
+            }
+        }
+    }
+
+    /// Takes a frame of output into the log.
+    fn take(&mut self, core: &mut Core, ev: Option<OutputEvent>) {
+        match ev {
             Some(OutputEvent::Output {
                 stream,
                 end,
@@ -151,10 +204,7 @@ impl Intake {
                 }
                 core.spool_result(appended.map(drop));
             }
-            Some(OutputEvent::BadFrames(message)) => {
-                core.kill(ExitReason::ProtocolError { message });
-            }
-            Some(OutputEvent::Closed) | None => self.output_ended(core),
+            _ => {}
         }
     }
 

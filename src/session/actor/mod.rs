@@ -59,6 +59,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::fork::ForkSide;
 use super::io::{ControlEvent, InputProgress, OutputEvent};
 use super::log::OutputLog;
 use super::record::Status;
@@ -159,6 +160,8 @@ pub struct ActorInit<'a> {
     /// Set when the function ends, for the live table's count of ended
     /// sessions (it starts out set when `exit` is).
     pub ended: Arc<AtomicBool>,
+    /// Its replay points, and a fork's replay.
+    pub fork: ForkSide,
 }
 
 pub struct Actor {
@@ -188,6 +191,7 @@ impl Actor {
             output_closed,
             restored,
             ended,
+            fork,
         } = init;
         // Nobody is attached yet: nothing to serve from memory. (A new or
         // recovered log holds nothing unspooled, so this writes nothing.)
@@ -211,6 +215,7 @@ impl Actor {
                 log,
                 life,
                 recent: Default::default(),
+                fork,
             },
             delivery,
             intake: Intake::new(output_closed),
@@ -320,6 +325,12 @@ impl Actor {
                 // Reaped at the top of the loop, which can await it.
                 self.removing = Some(reply);
             }
+            Command::ForkPoint { at_input, reply } => {
+                // An ended session (perhaps recovered, with no stdin writer
+                // to ask) applied everything its history holds.
+                let applied = core.life.running().then(|| self.delivery.inputs_applied());
+                let _ = reply.send(core.fork_source(at_input, applied));
+            }
             Command::Page {
                 after,
                 max_bytes,
@@ -345,15 +356,20 @@ impl Actor {
                 core.kill(ExitReason::ProtocolError { message });
             }
             ControlEvent::Exited(state) => core.on_exit(state),
+            ControlEvent::ReplayFed => {
+                core.fork.on_fed();
+                core.fork_settle();
+            }
         }
     }
 
     async fn reap(&mut self, why: &str) {
-        let Core { env, log, .. } = &mut self.core;
+        let Core { env, log, fork, .. } = &mut self.core;
         if let Err(e) = env.runtime.remove(&env.meta.container).await {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot remove container");
         }
         log.remove_spool();
+        fork.paths.remove();
         if let Err(e) = env.db.delete_session(&env.meta.token) {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot forget session");
         }
@@ -378,6 +394,7 @@ impl Actor {
             ended_at: life.ended_at(),
             last_seq: log.last_seq(),
             spooled_bytes: log.spooled_bytes(),
+            fork_state: self.core.fork.state(),
         })
     }
 }

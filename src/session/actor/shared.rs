@@ -8,10 +8,12 @@ use tokio_util::task::TaskTracker;
 use super::lifecycle::Lifecycle;
 use super::{SessionLimits, SessionRecord};
 use crate::runtime::{ContainerState, Runtime};
+use crate::session::fork::{self, ForkSide};
 use crate::session::io::ControlEvent;
 use crate::session::log::{Entry, OutputLog};
 use crate::session::store::Db;
-use crate::wire::api::ExitReason;
+use crate::wire::api::{ExitReason, ForkState};
+use std::sync::atomic::Ordering;
 
 /// The session's fixed facts and the services it uses; nothing here
 /// changes after creation, so every part may read it.
@@ -37,6 +39,8 @@ pub(super) struct Core {
     pub(super) life: Lifecycle,
     /// The newest output, acked or not, for read-only watchers.
     pub(super) recent: super::recent::Recent,
+    /// Replay points, and a fork's replay (`session::fork`).
+    pub(super) fork: ForkSide,
 }
 
 impl Core {
@@ -68,6 +72,59 @@ impl Core {
             }
             newer
         });
+    }
+
+    /// After the fork part saw something: records a change of its state,
+    /// starts the log where a fork goes live, and ends a fork that
+    /// diverged when it is to be killed for it.
+    pub(super) fn fork_settle(&mut self) {
+        if let Some(state) = self.fork.take_changed() {
+            if let Err(e) = self.env.db.set_fork_state(&self.env.meta.token, state) {
+                tracing::warn!(session = %self.id(), error = %e, "cannot record the fork's state");
+            }
+            if state == ForkState::Live {
+                if let Some(skip) = self.fork.skip() {
+                    let begun = self.log.begin_at(skip);
+                    self.spool_result(begun);
+                }
+            }
+        }
+        if let Some((input, kill)) = self.fork.take_diverged() {
+            if kill {
+                self.kill(ExitReason::Diverged { input });
+            }
+        }
+    }
+
+    /// Where the session stands, for a fork of it.
+    pub(super) fn fork_source(
+        &self,
+        at_input: Option<u64>,
+        applied: Option<u64>,
+    ) -> Result<fork::Source, fork::Refused> {
+        let history = self.fork.history().ok_or(fork::Refused::NotForkable)?;
+        if self.fork.replaying() {
+            return Err(fork::Refused::Replaying);
+        }
+        let kept = history.count.load(Ordering::Acquire);
+        let applied = applied.unwrap_or(kept);
+        let asked = at_input.unwrap_or(applied);
+        if asked > applied {
+            return Err(fork::Refused::BeyondApplied { asked, applied });
+        }
+        if asked > kept {
+            return Err(fork::Refused::HistoryExceeded { asked, kept });
+        }
+        let now = self
+            .fork
+            .now(self.log.stream_offset())
+            .ok_or(fork::Refused::NotForkable)?;
+        Ok(fork::Source {
+            record: self.env.meta.clone(),
+            at_input: asked,
+            now,
+            paths: self.fork.paths.clone(),
+        })
     }
 
     /// The engine reports the container's state: if it has ended, the

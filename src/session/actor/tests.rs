@@ -24,6 +24,8 @@ async fn shutdown_ends_the_tasks_of_a_container_that_never_ends() {
         args: vec![],
         transient: false,
         limits: &Default::default(),
+        forkable: true,
+        fork: None,
     };
     let created = launcher
         .create(new)

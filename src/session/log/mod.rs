@@ -466,6 +466,19 @@ impl OutputLog {
         Ok(())
     }
 
+    /// Starts an empty log at `offset` of the driver's stream: a fork's
+    /// log, whose output before that was its parent's (replayed, not
+    /// kept). A checkpoint records it, so that a restart resumes there.
+    pub fn begin_at(&mut self, offset: u64) -> io::Result<()> {
+        if self.last_seq() != 0 || offset <= self.stream_offset {
+            return Ok(());
+        }
+        self.spool.write(0, offset, TAG_CHECKPOINT, false, &[])?;
+        self.stream_offset = offset;
+        self.durable = self.durable.max(offset);
+        Ok(())
+    }
+
     /// Deletes the spool file.
     pub fn remove_spool(&mut self) {
         self.spool.remove();

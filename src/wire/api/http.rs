@@ -86,6 +86,10 @@ pub struct CreateSession {
     /// the image's defaults.
     #[serde(default)]
     pub limits: crate::wire::api::LimitsRequest,
+    /// Keep the input history so that the session can be forked (default
+    /// true; `false` saves the disk it takes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forkable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -146,6 +150,74 @@ pub struct SessionInfo {
     /// the session was created) rather than being started for it.
     #[serde(default)]
     pub warm: bool,
+    /// It keeps its input history, so it can be forked (docs/fork.md).
+    #[serde(default)]
+    pub forkable: bool,
+    /// It is a fork: of which session, from which point, and how its replay
+    /// stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkInfo>,
+}
+
+/// `POST /v1/sessions/{token}/fork`: a new session that starts from this
+/// one's state, by replaying its input (docs/fork.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkSession {
+    /// Fork the session as it was after this many inputs (default: every
+    /// input it has applied so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_input: Option<u64>,
+    /// What happens when the replay does not reproduce the parent's output
+    /// (default `kill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_divergence: Option<OnDivergence>,
+}
+
+/// What a fork does when its replay does not reproduce its parent's output.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDivergence {
+    /// End the fork with the exit reason `diverged`.
+    #[default]
+    Kill,
+    /// Go live anyway; the fork stays marked `diverged`.
+    Continue,
+}
+
+/// Where a fork comes from and how its replay stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ForkInfo {
+    /// The parent session's short id (not its token).
+    pub parent: String,
+    /// The parent's inputs replayed into the fork.
+    pub at_input: u64,
+    pub state: ForkState,
+}
+
+/// A fork's replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForkState {
+    /// The parent's input is being fed in; its output is checked, not shown.
+    Replaying,
+    /// The replay reproduced the parent: output from here on is the fork's.
+    Live,
+    /// The replay's output differed from the parent's: the function is not
+    /// deterministic.
+    Diverged,
+}
+
+impl fmt::Display for ForkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForkState::Replaying => "replaying",
+            ForkState::Live => "live",
+            ForkState::Diverged => "diverged",
+        })
+    }
 }
 
 /// `GET /v1/sessions/{token}/output` answer: a page of the output the

@@ -251,6 +251,9 @@ pub enum ExitReason {
     /// The node that ran it went down (a cluster engine): the output it
     /// wrote up to then is kept, the rest is gone.
     NodeLost { node: String },
+    /// A fork whose replay did not reproduce its parent's output, around
+    /// the parent's input `input` (the function is not deterministic).
+    Diverged { input: u64 },
 }
 
 impl ExitReason {
@@ -266,7 +269,8 @@ impl ExitReason {
             ExitReason::OutputCap
             | ExitReason::ProtocolError { .. }
             | ExitReason::Lost { .. }
-            | ExitReason::NodeLost { .. } => 1,
+            | ExitReason::NodeLost { .. }
+            | ExitReason::Diverged { .. } => 1,
         }
     }
 
@@ -293,6 +297,11 @@ impl fmt::Display for ExitReason {
             ExitReason::NodeLost { node } => write!(
                 f,
                 "lost: node {node}, which ran it, went down (its output up to then is kept)"
+            ),
+            ExitReason::Diverged { input } => write!(
+                f,
+                "killed: the fork's replay differed from its parent's output by input {input} \
+                 (the function is not deterministic)"
             ),
         }
     }
