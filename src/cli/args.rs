@@ -142,6 +142,32 @@ pub struct RunArgs {
     pub transient: bool,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+    /// Keep no input history: the session cannot be forked (saves the disk
+    /// it takes, up to fork_history_max).
+    #[arg(long)]
+    pub no_fork: bool,
+    #[command(flatten)]
+    pub flags: AttachFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The session to fork: token, a unique prefix of it (6+ characters),
+    /// or its s-… id.
+    pub token: String,
+    /// Fork it as it was after this many inputs (default: all it has
+    /// applied).
+    #[arg(long, value_name = "K")]
+    pub at_input: Option<u64>,
+    /// When the replay does not reproduce the parent's output: `kill` (the
+    /// default) ends the fork, `continue` goes on, marked diverged.
+    #[arg(long, value_name = "WHAT", value_parser = ["kill", "continue"])]
+    pub on_divergence: Option<String>,
+    /// Do not attach: print the new session's token and return.
+    #[arg(short, long)]
+    pub detach: bool,
     #[command(flatten)]
     pub flags: AttachFlags,
     #[command(flatten)]

@@ -3,11 +3,13 @@
 
 use super::io::{read_line, MAX_LINE};
 use super::writer::Writer;
-use super::{out, say, AttachArgs, AttachFlags, RunArgs};
+use super::{out, say, AttachArgs, AttachFlags, ForkArgs, RunArgs};
 use crate::client::{
     AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender,
 };
-use crate::wire::api::{CloseReason, CreateSession, ExitInfo, ExitReason};
+use crate::wire::api::{
+    CloseReason, CreateSession, ExitInfo, ExitReason, ForkSession, OnDivergence,
+};
 use anyhow::Context;
 use std::fs::File;
 use std::io::IsTerminal;
@@ -23,7 +25,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             args: args.args,
             transient: args.transient,
             limits: args.limits.request(),
-            forkable: None,
+            forkable: args.no_fork.then_some(false),
         })
         .await?;
     if args.detach {
@@ -37,6 +39,34 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .with_context(|| {
             format!(
                 "session {} was created but attaching failed; try: {}",
+                created.token,
+                reattach_command(&client, &created.token, super::hints::url_origin())
+            )
+        })
+}
+
+pub(super) async fn fork(args: ForkArgs) -> anyhow::Result<i32> {
+    let client = args.server.client()?;
+    let token = super::resolve::token(&client, &args.token).await?;
+    let on_divergence = match args.on_divergence.as_deref() {
+        Some("continue") => Some(OnDivergence::Continue),
+        Some(_) => Some(OnDivergence::Kill),
+        None => None,
+    };
+    let body = ForkSession {
+        at_input: args.at_input,
+        on_divergence,
+    };
+    let created = client.fork_session(&token, &body).await?;
+    if args.detach {
+        out(&created.token)?;
+        return Ok(0);
+    }
+    follow(&client, &created.token, &args.flags, true)
+        .await
+        .with_context(|| {
+            format!(
+                "fork {} was created but attaching failed; try: {}",
                 created.token,
                 reattach_command(&client, &created.token, super::hints::url_origin())
             )

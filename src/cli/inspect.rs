@@ -61,6 +61,13 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
     rows.push(("exit", s.exit.as_ref().map_or("-".into(), exit_words)));
     rows.push(("pending", pending(s)));
     rows.push(("last seq", s.last_seq.to_string()));
+    rows.push(("forkable", yes_no(s.forkable)));
+    if let Some(f) = &s.fork {
+        rows.push((
+            "fork of",
+            format!("{} after input {} ({})", f.parent, f.at_input, f.state),
+        ));
+    }
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(k, v)| vec![k.to_string(), v])
@@ -141,6 +148,23 @@ mod tests {
             forkable: true,
             fork: None,
         }
+    }
+
+    #[test]
+    fn a_fork_says_whose_and_how_its_replay_stands() {
+        let mut s = info();
+        assert!(!describe(&s, false).contains("fork of"));
+        s.fork = Some(crate::wire::api::ForkInfo {
+            parent: "s-parent".into(),
+            at_input: 10,
+            state: crate::wire::api::ForkState::Diverged,
+        });
+        let text = describe(&s, false);
+        assert!(
+            text.contains("fork of    s-parent after input 10 (diverged)\n"),
+            "{text}"
+        );
+        assert!(text.contains("forkable   yes\n"), "{text}");
     }
 
     #[test]

@@ -24,8 +24,8 @@ mod time;
 mod writer;
 
 pub use args::{
-    AttachArgs, AttachFlags, FunctionsArgs, FunctionsCommand, ImagesCommand, InspectArgs, JsonFlag,
-    LogsArgs, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
+    AttachArgs, AttachFlags, ForkArgs, FunctionsArgs, FunctionsCommand, ImagesCommand, InspectArgs,
+    JsonFlag, LogsArgs, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
 };
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -66,6 +66,9 @@ pub enum Command {
     Run(RunArgs),
     /// Attach to a running (or ended, undelivered) session.
     Attach(AttachArgs),
+    /// Fork a session: a new session replayed to its state (the same
+    /// function and args fed the same input; docs/fork.md), then attach.
+    Fork(ForkArgs),
     /// List sessions (tokens shortened to 12 characters; any unique prefix
     /// of at least 6, or the `s-…` id, works wherever a token is taken).
     Ls {
@@ -157,6 +160,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Functions(args) => functions::run(args).await,
         Command::Run(args) => attach::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
+        Command::Fork(args) => attach::fork(args).await,
         Command::Ls {
             json,
             no_trunc,

@@ -54,7 +54,8 @@ pub use attach::{
 };
 
 use crate::wire::api::{
-    CreateSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo, SubmitFunction,
+    CreateSession, ForkSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo,
+    SubmitFunction,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -175,6 +176,18 @@ impl Client {
         body: &CreateSession,
     ) -> Result<SessionCreated, ClientError> {
         self.json(Method::POST, &["v1", "sessions"], Some(body))
+            .await
+    }
+
+    /// Forks a session (`POST /v1/sessions/{token}/fork`): a new session
+    /// replayed to its state. Refusals (not forkable, past the history
+    /// bound) are `409` errors with the reason.
+    pub async fn fork_session(
+        &self,
+        token: &str,
+        body: &ForkSession,
+    ) -> Result<SessionCreated, ClientError> {
+        self.json(Method::POST, &["v1", "sessions", token, "fork"], Some(body))
             .await
     }
 

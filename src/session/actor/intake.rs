@@ -132,7 +132,7 @@ impl Intake {
             replayable,
         }) = ev
         {
-            if core.fork.replaying() {
+            if core.fork.swallowing() {
                 let seen = core.fork.on_frame(stream, end, bytes, offset, replayable);
                 core.fork_settle();
                 if let Disposition::Swallow(upto) = seen {
@@ -180,32 +180,32 @@ impl Intake {
         }
     }
 
-    /// Takes a frame of output into the log.
+    /// Takes a frame of output into the log (anything else is handled
+    /// by [`Intake::on_output`]).
     fn take(&mut self, core: &mut Core, ev: Option<OutputEvent>) {
-        match ev {
-            Some(OutputEvent::Output {
-                stream,
-                end,
-                bytes,
-                offset,
-                replayable,
-            }) => {
-                metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
-                self.last_output = Instant::now();
-                let entry = Entry::Output { stream, end, bytes };
-                let kept = entry.clone();
-                let appended = if replayable {
-                    core.log.append_replayable(entry, offset)
-                } else {
-                    core.log.append(entry, offset)
-                };
-                if appended.is_ok() {
-                    core.recent.push(core.log.last_seq(), kept);
-                }
-                core.spool_result(appended.map(drop));
-            }
-            _ => {}
+        let Some(OutputEvent::Output {
+            stream,
+            end,
+            bytes,
+            offset,
+            replayable,
+        }) = ev
+        else {
+            return;
+        };
+        metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
+        self.last_output = Instant::now();
+        let entry = Entry::Output { stream, end, bytes };
+        let kept = entry.clone();
+        let appended = if replayable {
+            core.log.append_replayable(entry, offset)
+        } else {
+            core.log.append(entry, offset)
+        };
+        if appended.is_ok() {
+            core.recent.push(core.log.last_seq(), kept);
         }
+        core.spool_result(appended.map(drop));
     }
 
     /// The output stream has ended: the container is exiting.

@@ -47,10 +47,10 @@ pub struct InputHistory {
 }
 
 impl InputHistory {
-    /// Opens (or creates) the history at `path`, keeping the records
-    /// already there (after a restart) and cutting off a torn last one.
-    /// A file that cannot be opened leaves the session unforkable, which
-    /// is logged, not fatal.
+    /// Opens the history at `path`, keeping the records already there
+    /// (after a restart) and cutting off a torn last one; a new one is
+    /// created with its first input. A file that cannot be opened leaves
+    /// the session unforkable from there on, which is logged, not fatal.
     pub fn open(path: PathBuf, max: u64) -> InputHistory {
         let state = Arc::new(HistoryState::default());
         let mut h = InputHistory {
@@ -60,17 +60,26 @@ impl InputHistory {
             max,
             state,
         };
-        match h.reopen() {
-            Ok(file) => h.file = Some(file),
-            Err(e) => {
-                tracing::warn!(path = %h.path.display(), error = %e, "cannot keep the input history");
-                h.state.truncated.store(true, Ordering::Release);
-            }
+        if h.path.exists() {
+            h.open_file();
         }
         h
     }
 
+    fn open_file(&mut self) {
+        match self.reopen() {
+            Ok(file) => self.file = Some(file),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot keep the input history");
+                self.state.truncated.store(true, Ordering::Release);
+            }
+        }
+    }
+
     fn reopen(&mut self) -> io::Result<File> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -96,6 +105,9 @@ impl InputHistory {
     /// a restart) is skipped; past the bound, or after a gap, or when the
     /// file fails, the history stops there.
     pub fn record(&mut self, seq: u64, bytes: &[u8]) {
+        if self.file.is_none() && !self.state.truncated.load(Ordering::Acquire) {
+            self.open_file();
+        }
         let state = &self.state;
         if state.truncated.load(Ordering::Acquire) {
             return;

@@ -226,9 +226,15 @@ impl ForkSide {
         self.state
     }
 
-    /// Whether output is still being replayed (not delivered).
+    /// Whether the fork is still replaying (its state says so).
     pub fn replaying(&self) -> bool {
         self.state == Some(ForkState::Replaying)
+    }
+
+    /// Whether output is still swallowed: while replaying, and after a
+    /// divergence that ends the fork (until it has ended).
+    pub fn swallowing(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| !r.reached)
     }
 
     /// The state changed since the last call (to be recorded).
@@ -272,9 +278,10 @@ impl ForkSide {
             tracing::info!(input, "fork diverged from its parent");
             self.diverged_at = Some(input);
             self.set(ForkState::Diverged);
-            // With `continue` the fork goes live from here.
+            // With `continue` the fork goes live from here; with `kill`
+            // nothing more is shown before it ends.
             if let Some(r) = self.replay.as_mut() {
-                r.reached = true;
+                r.reached |= r.plan.on_divergence == OnDivergence::Continue;
             }
         }
     }
@@ -296,33 +303,37 @@ impl ForkSide {
         }
         let current = self.points.as_ref().map(|p| p.current());
         let next_input = self.consumed() + 1;
+        // Diverged and still not reached: it is being killed for it.
+        let diverged = self.state == Some(ForkState::Diverged);
         let Some(r) = self.replay.as_mut() else {
             return Disposition::Keep;
         };
         if r.reached {
             return Disposition::Keep;
         }
-        if !replayable {
-            // Raw stderr while replaying: the parent's client saw it.
+        let skip = r.plan.skip;
+        // Raw stderr while replaying: the parent's client saw it.
+        if diverged || !replayable || offset < skip {
             return Disposition::Swallow(offset);
         }
         let start = offset.saturating_sub((HEADER_LEN + bytes.len()) as u64);
-        let skip = r.plan.skip;
-        if offset < skip {
-            return Disposition::Swallow(offset);
-        }
         if start < skip && offset > skip {
             // A frame across the parent's point: the output differs.
             self.diverge(next_input);
-            return Disposition::Keep;
+            return if self.swallowing() {
+                Disposition::Swallow(offset)
+            } else {
+                Disposition::Keep
+            };
         }
-        r.reached = true;
         if offset > skip {
             // Cannot happen (a frame starting at or past the point means
             // the point was met); delivered rather than lost.
+            r.reached = true;
             self.check_live();
             return Disposition::Keep;
         }
+        // The parent's point, met exactly: the last segment is checked.
         let (from, want) = r.plan.tail;
         let tail_differs = match current {
             Some((at, Some(got))) if at == from => want.is_some_and(|w| w != got),
@@ -330,8 +341,10 @@ impl ForkSide {
         };
         if tail_differs {
             self.diverge(next_input);
+        } else {
+            r.reached = true;
+            self.check_live();
         }
-        self.check_live();
         Disposition::Swallow(offset)
     }
 

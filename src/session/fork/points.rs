@@ -42,7 +42,11 @@ pub fn empty_digest() -> u64 {
 
 /// The recording end, owned by the session actor.
 pub struct PointLog {
+    /// Opened with the first point.
     file: Option<File>,
+    path: PathBuf,
+    /// The file could not be written: no more points.
+    failed: bool,
     hasher: Xxh3,
     /// The segment in progress was hashed from its start.
     known: bool,
@@ -59,6 +63,8 @@ impl PointLog {
     pub fn open(path: PathBuf, restored: bool, max: u64) -> PointLog {
         let mut log = PointLog {
             file: None,
+            path: path.clone(),
+            failed: false,
             hasher: Xxh3::new(),
             known: !restored,
             from: 0,
@@ -79,22 +85,31 @@ impl PointLog {
                 Err(e) => tracing::warn!(error = %e, "cannot read the replay points"),
             }
         }
-        let opened = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| {
-                // Cut off a record torn by a crash.
-                f.set_len(log.count * POINT_SIZE as u64)?;
-                Ok(f)
-            });
-        match opened {
-            Ok(f) => log.file = Some(f),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot keep replay points")
+        log
+    }
+
+    /// The file, opened (and a record torn by a crash cut off) on first use.
+    fn file(&mut self) -> Option<&mut File> {
+        if self.file.is_none() && !self.failed {
+            let path = &self.path;
+            let count = self.count;
+            let opened = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| OpenOptions::new().create(true).append(true).open(path))
+                .and_then(|f| {
+                    f.set_len(count * POINT_SIZE as u64)?;
+                    Ok(f)
+                });
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot keep replay points");
+                    self.failed = true;
+                }
             }
         }
-        log
+        self.file.as_mut()
     }
 
     /// Hashes one output frame of the driver's stream.
@@ -120,11 +135,14 @@ impl PointLog {
         self.hasher.reset();
         self.known = true;
         self.from = offset;
-        if let Some(file) = self.file.as_mut() {
-            if (self.count + 1) * POINT_SIZE as u64 > self.max {
-                self.file = None; // the history's bound: no fork reaches here
-            } else if let Err(e) = file.write_all(&encode(&point)) {
+        if (self.count + 1) * POINT_SIZE as u64 > self.max {
+            // The history's bound: no fork reaches here.
+            self.failed = true;
+            self.file = None;
+        } else if let Some(file) = self.file() {
+            if let Err(e) = file.write_all(&encode(&point)) {
                 tracing::warn!(error = %e, "cannot write a replay point");
+                self.failed = true;
                 self.file = None;
             } else {
                 self.count += 1;
