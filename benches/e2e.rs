@@ -50,6 +50,8 @@ macro_rules! progress {
 mod baselines;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/fork.rs"]
+mod fork;
 #[path = "e2e/local.rs"]
 mod local;
 #[path = "e2e/python.rs"]
@@ -66,8 +68,8 @@ fn started() -> Instant {
 struct Plan {
     quick: bool,
     /// `--only NAME`: run just these measurements (cold, warm, reattach,
-    /// throughput, sessions, detached, cluster, python); the rest are
-    /// reported as skipped.
+    /// throughput, sessions, detached, fork, cluster, python); the rest
+    /// are reported as skipped.
     only: Vec<String>,
     first_byte_reps: usize,
     stream_bytes: u64,
@@ -227,6 +229,7 @@ struct Results {
     detached: Figure<Detached>,
     cluster: Figure<cluster::ClusterFigures>,
     python: Figure<python::PythonFigures>,
+    fork: Figure<fork::ForkFigures>,
 }
 
 impl Results {
@@ -245,6 +248,7 @@ impl Results {
             detached: e(why),
             cluster: e(why),
             python: e(why),
+            fork: e(why),
         }
     }
 }
@@ -529,6 +533,13 @@ async fn run(plan: &Plan) -> Results {
         Err("skipped (--only)".into())
     };
     note("sessions", &crowd);
+    progress!("8. fork latency");
+    let fork = if plan.wants("fork") {
+        fork::measure(&controller, plan).await
+    } else {
+        Err("skipped (--only)".into())
+    };
+    note("fork", &fork);
     progress!("stopping the controller");
     controller.stop();
     progress!("1b. warm first byte (a controller with a warm pool)");
@@ -563,6 +574,7 @@ async fn run(plan: &Plan) -> Results {
         detached,
         cluster,
         python,
+        fork,
     }
 }
 

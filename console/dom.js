@@ -64,6 +64,7 @@ export function exitWords(exit) {
     start_failed: `did not start: ${r.message || ""}`,
     lost: `lost: ${r.message || ""}`,
     node_lost: `its node ${r.node || ""} was lost`,
+    diverged: `killed: a fork whose replay differed from its parent (input ${r.input ?? ""})`,
   }[r.kind];
   const msg = exit.message || why || r.kind || "ended";
   return /\bcode\b/.test(msg) ? msg : `${msg} (code ${exit.code})`;

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub reaped_ttl: AtomicU64,
     pub docker_errors: AtomicU64,
     pub sessions_created: AtomicU64,
+    /// Forks made, and forks whose replay diverged from their parent.
+    pub forks: AtomicU64,
+    pub forks_diverged: AtomicU64,
     /// Sessions that took a warm container, and those that found none ready.
     pub pool_hits: AtomicU64,
     pub pool_misses: AtomicU64,
@@ -45,6 +48,8 @@ pub static METRICS: Metrics = Metrics {
     reaped_ttl: AtomicU64::new(0),
     docker_errors: AtomicU64::new(0),
     sessions_created: AtomicU64::new(0),
+    forks: AtomicU64::new(0),
+    forks_diverged: AtomicU64::new(0),
     pool_hits: AtomicU64::new(0),
     pool_misses: AtomicU64::new(0),
     start_buckets: [const { AtomicU64::new(0) }; START_BUCKETS.len()],
@@ -116,6 +121,18 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Sessions created.",
         &[(String::new(), get(&m.sessions_created))],
+    );
+    metric(
+        "bento_forks_total",
+        "counter",
+        "Forks made (POST /v1/sessions/{token}/fork).",
+        &[(String::new(), get(&m.forks))],
+    );
+    metric(
+        "bento_forks_diverged_total",
+        "counter",
+        "Forks whose replay did not reproduce their parent's output.",
+        &[(String::new(), get(&m.forks_diverged))],
     );
     metric(
         "bento_output_received_bytes_total",

@@ -199,6 +199,9 @@ async fn a_random_function_s_fork_is_reported_diverged() {
     let mut c = s.attach(&kept, 0).await;
     let got = feed(&mut c, &[6], 0).await;
     assert!(got.last().is_some_and(|v| v.starts_with("0.")), "{got:?}");
+    // (The counters are the test process's: only this test diverges.)
+    assert!(kit::metric(&s.url, "bento_forks_diverged_total").await >= 2.0);
+    assert!(kit::metric(&s.url, "bento_forks_total").await >= 2.0);
     s.stop().await;
 }
 

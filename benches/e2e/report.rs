@@ -315,6 +315,25 @@ fn python_rows(r: &Figure<python::PythonFigures>) -> [Row; 2] {
     ]
 }
 
+fn fork_row(r: &Figure<super::fork::ForkFigures>) -> Row {
+    let name = "fork to first answer (ms)".to_string();
+    let f = match r {
+        Ok(f) => f,
+        Err(e) => return Row::failed(name, e),
+    };
+    Row {
+        name,
+        bento: f.fork_100_ms.describe(0),
+        baseline: format!("{} (fresh run)", f.fresh_ms.describe(0)),
+        ratio: fmt_opt(ratio(&f.fork_100_ms, &f.fresh_ms), 2),
+        target: "-".into(),
+        notes: format!(
+            "a parent after 100 inputs; after 1,000: {} ms; cold starts",
+            fmt_opt(f.fork_1000_ms.median(), 0)
+        ),
+    }
+}
+
 pub(super) fn print_report(r: &Results) {
     let p = &r.plan;
     let rows = [
@@ -333,6 +352,7 @@ pub(super) fn print_report(r: &Results) {
         all.push(swarm_first);
         all.push(swarm_rate);
         all.extend(python_rows(&r.python));
+        all.push(fork_row(&r.fork));
         all
     };
     let header = Row {
@@ -394,5 +414,8 @@ fn result_json(r: &Results) -> serde_json::Value {
         "python_cli_mib_s": py.map(|p| p.cli_mib_s),
         "python_lib_first_byte_ms": py.map(|p| p.lib_first_byte_ms),
         "python_cli_first_byte_ms": py.map(|p| p.cli_first_byte_ms),
+        "fresh_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fresh_ms.median()),
+        "fork_100_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fork_100_ms.median()),
+        "fork_1000_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fork_1000_ms.median()),
     })
 }

@@ -106,6 +106,7 @@ pub async fn fork(
             fork: Some(plan),
         })
         .await?;
+    crate::metrics::add(&crate::metrics::METRICS.forks, 1);
     tracing::info!(session = %created.id, parent = %record.id, at_input, "session forked");
     Ok(created)
 }

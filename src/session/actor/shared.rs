@@ -12,7 +12,7 @@ use crate::session::fork::{self, ForkSide};
 use crate::session::io::ControlEvent;
 use crate::session::log::{Entry, OutputLog};
 use crate::session::store::Db;
-use crate::wire::api::{ExitReason, ForkState};
+use crate::wire::api::ExitReason;
 use std::sync::atomic::Ordering;
 
 /// The session's fixed facts and the services it uses; nothing here
@@ -82,14 +82,17 @@ impl Core {
             if let Err(e) = self.env.db.set_fork_state(&self.env.meta.token, state) {
                 tracing::warn!(session = %self.id(), error = %e, "cannot record the fork's state");
             }
-            if state == ForkState::Live {
-                if let Some(skip) = self.fork.skip() {
-                    let begun = self.log.begin_at(skip);
-                    self.spool_result(begun);
-                }
+            // Live, or diverged and going on: the log starts where the
+            // swallowed output ended, so that a restart resumes the driver
+            // there (what the driver was told is durable).
+            if !self.fork.swallowing() {
+                let at = *self.env.durable.borrow();
+                let begun = self.log.begin_at(at);
+                self.spool_result(begun);
             }
         }
         if let Some((input, kill)) = self.fork.take_diverged() {
+            crate::metrics::add(&crate::metrics::METRICS.forks_diverged, 1);
             if kill {
                 self.kill(ExitReason::Diverged { input });
             }

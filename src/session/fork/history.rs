@@ -122,7 +122,7 @@ impl InputHistory {
         let cost = HEADER + bytes.len() as u64 + POINT_SIZE as u64;
         let fits =
             self.cost + cost <= self.max && u32::try_from(bytes.len()).is_ok_and(|n| n < MARKER);
-        if seq != count + 1 || !fits {
+        if Some(seq) != count.checked_add(1) || !fits {
             if let Err(e) = file.write_all(&MARKER.to_le_bytes()) {
                 tracing::warn!(error = %e, "cannot mark the input history as full");
             }

@@ -93,7 +93,7 @@ impl Plan {
         on_divergence: OnDivergence,
     ) -> Plan {
         let k = origin.at_input as usize;
-        let per_input = expand(points);
+        let per_input = expand(points, k.saturating_add(1));
         let (skip, tail, expected) = match per_input.get(k) {
             // Input K+1 was taken: the fork goes live where it was.
             Some(&(offset, digest)) => {
@@ -114,15 +114,24 @@ impl Plan {
     }
 }
 
-/// One `(offset, digest)` per input: a point covering several inputs
-/// gives the first its digest and the others an empty segment (no output
-/// came between them).
-fn expand(points: &[Point]) -> Vec<(u64, Option<u64>)> {
+/// One `(offset, digest)` per input, for the first `limit` inputs: a
+/// point covering several inputs gives the first its digest and the others
+/// an empty segment (no output came between them). The limit matters: a
+/// function can forge a CREDIT claiming any count (the stdin writer then
+/// ends it, but the point may be recorded first).
+fn expand(points: &[Point], limit: usize) -> Vec<(u64, Option<u64>)> {
     let mut out = Vec::new();
     let mut before = 0u64;
     for p in points {
-        for j in before + 1..=p.consumed {
-            let digest = if j == before + 1 {
+        if p.consumed <= before || out.len() >= limit {
+            continue;
+        }
+        let first = before + 1; // before < p.consumed: no overflow
+        let upto = p
+            .consumed
+            .min(before.saturating_add((limit - out.len()) as u64));
+        for j in first..=upto {
+            let digest = if j == first {
                 p.digest
             } else {
                 Some(empty_digest())
@@ -254,12 +263,6 @@ impl ForkSide {
         Some((input, kill))
     }
 
-    /// Where the fork went live, once it has reached the parent's point
-    /// (the log starts there).
-    pub fn skip(&self) -> Option<u64> {
-        self.replay.as_ref().map(|r| r.plan.skip)
-    }
-
     fn set(&mut self, state: ForkState) {
         if self.state != Some(state) {
             self.state = Some(state);
@@ -302,7 +305,7 @@ impl ForkSide {
             }
         }
         let current = self.points.as_ref().map(|p| p.current());
-        let next_input = self.consumed() + 1;
+        let next_input = self.consumed().saturating_add(1);
         // Diverged and still not reached: it is being killed for it.
         let diverged = self.state == Some(ForkState::Diverged);
         let Some(r) = self.replay.as_mut() else {
@@ -394,7 +397,7 @@ impl ForkSide {
     pub fn on_output_closed(&mut self) {
         if self.replaying() {
             let consumed = self.consumed();
-            self.diverge(consumed + 1);
+            self.diverge(consumed.saturating_add(1));
         }
     }
 

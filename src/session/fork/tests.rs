@@ -161,6 +161,27 @@ fn a_function_that_ends_before_the_parents_point_diverged() {
 }
 
 #[test]
+fn a_forged_credit_of_any_count_costs_only_the_inputs_a_fork_needs() {
+    let forged = [Point {
+        consumed: u64::MAX,
+        offset: 10,
+        digest: Some(1),
+    }];
+    let now = ParentNow {
+        offset: 20,
+        points: 1,
+        current: (10, None),
+    };
+    let origin = ForkOrigin {
+        parent: "s-p".into(),
+        at_input: 3,
+    };
+    let p = Plan::new(origin, vec![], &forged, &now, OnDivergence::Kill);
+    assert_eq!(p.expected.len(), 3);
+    assert_eq!(p.skip, 10, "input 4 was claimed taken at offset 10");
+}
+
+#[test]
 fn a_fork_with_nothing_to_skip_is_live_once_its_inputs_are_fed() {
     let (mut s, _d) = side(plan(&[Ev::Took(1)], 1, OnDivergence::Kill));
     assert!(s.replaying(), "its input is not fed yet");

@@ -34,6 +34,7 @@ from .errors import (
     ConnectionLost,
     Detached,
     EngineError,
+    ForkRefused,
     ImageNotBuilt,
     InputClosed,
     InputError,
@@ -53,14 +54,24 @@ from .errors import (
 )
 from .options import AttachOptions
 from .sync import Client, Session
-from .types import Event, Exit, FunctionInfo, Message, Reconnected, Reconnecting, SessionInfo, describe_reason
+from .types import (
+    Event,
+    Exit,
+    ForkInfo,
+    FunctionInfo,
+    Message,
+    Reconnected,
+    Reconnecting,
+    SessionInfo,
+    describe_reason,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiError", "AsyncClient", "AsyncSession", "AttachOptions", "AuthError", "BadLimits", "BadRequest",
     "BentoError", "CapacityError", "Client", "CompileError", "Conflict", "ConnectionLost", "DEFAULT_URL",
-    "Detached", "EngineError", "Event", "Exit", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
+    "Detached", "EngineError", "Event", "Exit", "ForkInfo", "ForkRefused", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
     "InputTooLarge", "MAX_INPUT_MESSAGE", "Message", "NotFound", "ProtocolError", "Reconnected",
     "Reconnecting", "RecvTimeout", "ServerError", "Session", "SessionClosed", "SessionInfo",
     "SessionStillRunning", "SessionTakenOver", "Thread", "TooLarge", "Unavailable", "UnknownFunction",

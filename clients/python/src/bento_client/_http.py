@@ -100,11 +100,26 @@ class Api:
     # -- sessions -----------------------------------------------------------
 
     async def create(self, function: str, args: List[str], transient: bool,
-                     limits: Dict[str, Any]) -> Dict[str, Any]:
-        body = {"function": function, "args": args, "transient": transient, "limits": limits}
+                     limits: Dict[str, Any], forkable: bool = True) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"function": function, "args": args, "transient": transient,
+                                "limits": limits}
+        if not forkable:
+            body["forkable"] = False
         created = await self.json("POST", "/v1/sessions", body)
         if not isinstance(created, dict) or "token" not in created:
             raise ProtocolError(f"unexpected answer to creating a session: {created!r}")
+        return created
+
+    async def fork(self, token: str, at_input: Optional[int],
+                   on_divergence: Optional[str]) -> Dict[str, Any]:
+        body: Dict[str, Any] = {}
+        if at_input is not None:
+            body["at_input"] = at_input
+        if on_divergence is not None:
+            body["on_divergence"] = on_divergence
+        created = await self.json("POST", _s(token) + "/fork", body)
+        if not isinstance(created, dict) or "token" not in created:
+            raise ProtocolError(f"unexpected answer to forking a session: {created!r}")
         return created
 
     async def sessions(self) -> List[SessionInfo]:

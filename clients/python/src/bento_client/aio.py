@@ -166,6 +166,12 @@ class AsyncSession:
         """Stops the function; its exit (``killed by user``) is delivered."""
         await self.client.kill(self.token)
 
+    async def fork(self, *, at_input: Optional[int] = None, on_divergence: Optional[str] = None,
+                   detach: bool = False, on_event: Optional[OnEvent] = None) -> "AsyncSession":
+        """A new session started from this one's state: see ``AsyncClient.fork``."""
+        return await self.client.fork(self.token, at_input=at_input, on_divergence=on_divergence,
+                                      detach=detach, on_event=on_event)
+
     async def info(self) -> SessionInfo:
         info = await self.client.inspect(self.token)
         self.state = info.state
@@ -234,13 +240,32 @@ class AsyncClient:
     async def run(self, function: str, *args: Any, memory: Union[int, str, None] = None,
                   cpus: Optional[float] = None, pids: Optional[int] = None,
                   timeout: Union[int, float, str, None] = None, transient: bool = False,
-                  detach: bool = False, on_event: Optional[OnEvent] = None) -> AsyncSession:
+                  detach: bool = False, on_event: Optional[OnEvent] = None,
+                  forkable: bool = True) -> AsyncSession:
         """Starts ``function`` (id or name) as ``main(*args)``: each argument
         goes as JSON, so ``main`` gets it as given. Attached at once unless
-        ``detach=True`` (then it attaches at its first I/O call)."""
+        ``detach=True`` (then it attaches at its first I/O call).
+        ``forkable=False`` keeps no input history (it cannot be forked)."""
         limits = limits_request(memory, cpus, pids, timeout)
-        created = await self.api.create(function, encode_args(list(args)), transient, limits)
+        created = await self.api.create(function, encode_args(list(args)), transient, limits,
+                                        forkable)
         s = AsyncSession(self, created["token"], str(created.get("id", "")), transient, on_event=on_event)
+        return await self._opened(s, detach)
+
+    async def fork(self, token: str, *, at_input: Optional[int] = None,
+                   on_divergence: Optional[str] = None, detach: bool = False,
+                   on_event: Optional[OnEvent] = None) -> AsyncSession:
+        """Forks a session: a new session of the same function and
+        arguments, fed the parent's input again (all it applied, or the
+        first ``at_input``), whose own output and input start where the
+        parent stood (docs/fork.md). ``on_divergence``: ``"kill"`` (the
+        default) or ``"continue"``, for a replay that does not reproduce
+        the parent's output. ``ForkRefused`` when it cannot be forked."""
+        created = await self.api.fork(token, at_input, on_divergence)
+        s = AsyncSession(self, created["token"], str(created.get("id", "")), on_event=on_event)
+        return await self._opened(s, detach)
+
+    async def _opened(self, s: AsyncSession, detach: bool) -> AsyncSession:
         if not detach:
             try:
                 await s._attachment()

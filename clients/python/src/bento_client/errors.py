@@ -90,6 +90,11 @@ class SessionStillRunning(Conflict):
     """409: removing a session whose function still runs."""
 
 
+class ForkRefused(Conflict):
+    """409: the session cannot be forked (now): it keeps no input history,
+    is still replaying, or the fork point is past its history or its input."""
+
+
 class TooLarge(ApiError):
     """413: the body or the code is too large."""
 
@@ -187,6 +192,9 @@ def _kind_of(status: int, message: str, body: Dict[str, Any]) -> type[ApiError]:
             return ImageNotBuilt
         if "still running" in message:
             return SessionStillRunning
+        if ("input history" in message or "fork_history_exceeded" in message
+                or "replaying" in message or "inputs this session has applied" in message):
+            return ForkRefused
         return Conflict
     if status == 413:
         return TooLarge

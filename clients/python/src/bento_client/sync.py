@@ -186,6 +186,12 @@ class Session:
     def kill(self) -> None:
         self._loop.call(self._a.kill())
 
+    def fork(self, *, at_input: Optional[int] = None, on_divergence: Optional[str] = None,
+             detach: bool = False, on_event: Optional[OnEvent] = None) -> "Session":
+        """A new session started from this one's state: see ``AsyncClient.fork``."""
+        return self.client.fork(self.token, at_input=at_input, on_divergence=on_divergence,
+                                detach=detach, on_event=on_event)
+
     def info(self) -> SessionInfo:
         return self._loop.call(self._a.info())
 
@@ -272,11 +278,20 @@ class Client:
     def run(self, function: str, *args: Any, memory: Union[int, str, None] = None,
             cpus: Optional[float] = None, pids: Optional[int] = None,
             timeout: Union[int, float, str, None] = None, transient: bool = False,
-            detach: bool = False, on_event: Optional[OnEvent] = None) -> Session:
+            detach: bool = False, on_event: Optional[OnEvent] = None,
+            forkable: bool = True) -> Session:
         """See ``AsyncClient.run``."""
         inner = self._call(self._a.run(function, *args, memory=memory, cpus=cpus, pids=pids,
                                        timeout=timeout, transient=transient, detach=detach,
-                                       on_event=on_event))
+                                       on_event=on_event, forkable=forkable))
+        return Session(self, inner)
+
+    def fork(self, token: str, *, at_input: Optional[int] = None,
+             on_divergence: Optional[str] = None, detach: bool = False,
+             on_event: Optional[OnEvent] = None) -> Session:
+        """See ``AsyncClient.fork``."""
+        inner = self._call(self._a.fork(token, at_input=at_input, on_divergence=on_divergence,
+                                        detach=detach, on_event=on_event))
         return Session(self, inner)
 
     def attach(self, token: str, *, on_event: Optional[OnEvent] = None) -> Session:

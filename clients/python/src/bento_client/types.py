@@ -65,6 +65,9 @@ def describe_reason(reason: Dict[str, Any]) -> str:
         return f"lost: {reason.get('message')}"
     if kind == "node_lost":
         return f"lost: node {reason.get('node')}, which ran it, went down (its output up to then is kept)"
+    if kind == "diverged":
+        return (f"killed: the fork's replay differed from its parent's output by input "
+                f"{reason.get('input')} (the function is not deterministic)")
     return f"ended ({kind})"
 
 
@@ -145,6 +148,21 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True)
+class ForkInfo:
+    """Where a fork comes from: its parent's short id, the inputs replayed,
+    and its replay's state (``replaying``, ``live`` or ``diverged``)."""
+
+    parent: str
+    at_input: int
+    state: str
+
+    @staticmethod
+    def from_json(o: Dict[str, Any]) -> "ForkInfo":
+        return ForkInfo(parent=str(o.get("parent", "")), at_input=int(o.get("at_input", 0)),
+                        state=str(o.get("state", "")))
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """``GET /v1/sessions/{token}``: see docs/api.md for every field.
     ``raw`` holds the whole answer, fields this version does not name too."""
@@ -164,6 +182,8 @@ class SessionInfo:
     ended_at: Optional[int]
     last_seq: int
     limits: Dict[str, Any] = field(default_factory=dict)
+    forkable: bool = False
+    fork: Optional[ForkInfo] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -185,6 +205,8 @@ class SessionInfo:
             ended_at=o.get("ended_at"),
             last_seq=int(o.get("last_seq", 0)),
             limits=dict(o.get("limits") or {}),
+            forkable=bool(o.get("forkable")),
+            fork=ForkInfo.from_json(fork) if isinstance(fork := o.get("fork"), dict) else None,
             raw=o,
         )
 
