@@ -9,6 +9,8 @@
 
 #[path = "swarm/faults.rs"]
 mod faults;
+#[path = "swarm/fork.rs"]
+mod fork;
 #[path = "swarm/images.rs"]
 mod images;
 mod kit;
