@@ -142,6 +142,8 @@ pub struct RunArgs {
     pub transient: bool,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+    #[command(flatten)]
+    pub env: super::env::EnvArgs,
     /// Keep no input history: the session cannot be forked (saves the disk
     /// it takes, up to fork_history_max).
     #[arg(long)]

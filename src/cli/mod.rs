@@ -7,6 +7,7 @@
 mod args;
 mod attach;
 mod color;
+mod env;
 mod functions;
 mod hints;
 mod images;
@@ -17,6 +18,7 @@ mod logs;
 mod remove;
 mod render;
 mod resolve;
+mod secrets;
 mod serve;
 mod simple;
 mod table;
@@ -118,6 +120,10 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Store, list or remove secrets, which `bento run --secret` gives to
+    /// functions as environment variables (docs/env.md).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to print them for.
@@ -176,6 +182,7 @@ pub async fn run(cli: Cli) -> i32 {
             server,
         } => remove::rm(&tokens, force, &server).await,
         Command::Prune { force, server } => remove::prune(force, &server).await,
+        Command::Secrets(cmd) => secrets::run(cmd).await,
         Command::Completions { shell } => completions(shell),
     };
     match result {

@@ -108,6 +108,8 @@ mod tests {
             warm: false,
             forkable: true,
             fork: None,
+            env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

@@ -43,6 +43,10 @@ pub struct ImageSpec {
     /// Docker engine has one node and ignores them.
     #[serde(default)]
     pub placement: Vec<String>,
+    /// Environment variables every session of the image gets; a run's own
+    /// (`bento run -e`, the API's `env`) win over these (`docs/env.md`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     /// `swarm.registry` under `engine: swarm`: the image is named in it.
     #[serde(skip)]
     pub registry: Option<String>,
@@ -91,6 +95,7 @@ impl ImageSpec {
             sandbox: Sandbox::default(),
             warm: 0,
             placement: Vec::new(),
+            env: BTreeMap::new(),
             registry: None,
         }
     }
@@ -310,6 +315,8 @@ pub(crate) fn load_images(
                  e.g. node.labels.bento == true"
             )));
         }
+        super::env::check_env(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| invalid(format!("env: {e}")))?;
         if let Err(e) = spec.resolve_limits(&LimitsRequest::default()) {
             return Err(invalid(format!("limits: {e}")));
         }

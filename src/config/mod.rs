@@ -9,6 +9,7 @@
 //! directory.
 
 mod engine;
+pub mod env;
 mod image;
 
 use crate::wire::duration::de_duration;

@@ -1,6 +1,7 @@
 //! The JSON bodies of the HTTP API.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::*;
@@ -70,7 +71,7 @@ pub fn default_filename() -> String {
 }
 
 /// `POST /v1/sessions`
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// Function id or name.
@@ -90,6 +91,54 @@ pub struct CreateSession {
     /// true; `false` saves the disk it takes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forkable: Option<bool>,
+    /// Environment variables for the function, over the image's `env:`
+    /// (docs/env.md). Names are checked; `BENTO_*` is reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Stored secrets to set as environment variables, by name: their
+    /// values never cross the API again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
+}
+
+/// A stored secret a run asks for, and the variable it is set as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretUse {
+    /// The secret's name (`bento secrets set NAME`).
+    pub name: String,
+    /// The environment variable; unset, the secret's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+impl SecretUse {
+    /// The variable the secret is set as.
+    pub fn var(&self) -> &str {
+        self.env.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// `PUT /v1/secrets/{name}`. Its `Debug` hides the value.
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecret {
+    /// UTF-8, without NUL, at most 64 KiB.
+    pub value: String,
+}
+
+impl fmt::Debug for SetSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SetSecret { value: <hidden> }")
+    }
+}
+
+/// A stored secret, as listed: its name only, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// When it was last set, seconds since the Unix epoch.
+    pub updated_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -157,6 +206,14 @@ pub struct SessionInfo {
     /// stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkInfo>,
+    /// The names of the environment variables the run set (never their
+    /// values; the image's own `env:` is in its YAML).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The secrets the run asked for, by name, and the variables they were
+    /// set as. Values never show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
 }
 
 /// `POST /v1/sessions/{token}/fork`: a new session that starts from this
