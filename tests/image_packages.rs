@@ -37,7 +37,10 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let name = format!("pkgtest-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = format!(
+            "pkgtest-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let config = format!(
             "images_dir: config/images\ndriver_dir: {}\nbuild:\n  ca_bundle: {HOST_CA}\n",
             kit::repo().join("driver").display()
@@ -183,7 +186,14 @@ async fn run_in(scratch: &Scratch) -> (String, String) {
 /// less, and the test says so).
 fn has_libgomp(image: &str) -> bool {
     std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "--entrypoint", "python3"])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+        ])
         .arg(image)
         .args(["-c", "import ctypes; ctypes.CDLL('libgomp.so.1')"])
         .stdout(Stdio::null())

@@ -308,4 +308,37 @@ mod tests {
         assert_eq!(merged, s);
         Ok(())
     }
+
+    /// Through the loader: a declaration loads with its files resolved; a
+    /// bad one, or one beside a Dockerfile context, does not, and says why.
+    #[test]
+    fn declared_images_load_or_say_why() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("images");
+        std::fs::create_dir(&dir)?;
+        std::fs::write(tmp.path().join("w.txt"), "w")?;
+        let load = |yaml: &str| {
+            std::fs::write(dir.join("x.yaml"), yaml).map_err(|e| e.to_string())?;
+            super::super::image::load_images(&dir, tmp.path()).map_err(|e| e.to_string())
+        };
+        let ok = load(
+            "name: x\npackages: {apt: [libgomp1], pip: [\"numpy==2.*\"]}\n\
+             files: {/opt/w.txt: w.txt}\nbuild: {pip_index_url: \"https://m.example/simple\"}\n",
+        )?;
+        let x = &ok["x"];
+        assert!(x.declared() && x.context.is_none());
+        assert_eq!(x.files["/opt/w.txt"], tmp.path().join("w.txt"));
+        for (yaml, says) in [
+            ("name: x\ncontext: images/x\npackages: {apt: [jq]}\n", "exclude each other"),
+            ("name: x\npackages: {pip: [\"six; rm -rf /\"]}\n", "packages.pip"),
+            ("name: x\npackages: {apt: [\"jq\\nrm\"]}\n", "packages.apt"),
+            ("name: x\npackages: {npm: [left-pad]}\n", "unknown field"),
+            ("name: x\nfiles: {/opt/w.txt: nope.txt}\n", "nope.txt"),
+            ("name: x\nbuild: {ca_bundle: nope.pem}\n", "build.ca_bundle"),
+        ] {
+            let e = load(yaml).err().unwrap_or_default();
+            assert!(e.contains(says), "{yaml:?}: {e}");
+        }
+        Ok(())
+    }
 }
