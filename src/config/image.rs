@@ -16,7 +16,8 @@ use crate::wire::api::{Limits, LimitsRequest};
 pub struct ImageSpec {
     /// Name used by `--image` and `bento images build NAME`.
     pub name: String,
-    /// Build context directory (holds the Dockerfile).
+    /// Build context directory (holds the Dockerfile); unset (and refused)
+    /// for a declared image, whose context is generated.
     #[serde(default)]
     pub context: Option<PathBuf>,
     /// Base image passed to the Dockerfile as the `BASE` build argument.

@@ -211,6 +211,17 @@ pub fn check(
                  such as /opt/data/words.txt (no '..', spaces, quotes or wildcards)"
             ));
         }
+        // A session gets fresh mounts there: a file copied into the image
+        // at these places would never be seen.
+        if let Some(hidden) = ["/tmp", "/dev", "/proc", "/sys"]
+            .iter()
+            .find(|m| dest.strip_prefix(**m).is_some_and(|r| r.starts_with('/')))
+        {
+            return Err(format!(
+                "files: destination {dest:?} is under {hidden}, which every session \
+                 mounts afresh; choose another place, such as /opt/data"
+            ));
+        }
         if !source.is_absolute() {
             *source = root.join(&*source);
         }
@@ -267,6 +278,7 @@ mod tests {
             ("/opt/a b", "w.txt", "absolute"),
             ("/opt/", "w.txt", "absolute"),
             ("/opt/x", "missing.txt", "missing.txt"),
+            ("/tmp/w.txt", "w.txt", "mounts afresh"),
             ("/opt/x", "dir", "not a file"),
         ] {
             let mut f = BTreeMap::from([(dest.to_string(), PathBuf::from(src))]);
@@ -329,8 +341,14 @@ mod tests {
         assert!(x.declared() && x.context.is_none());
         assert_eq!(x.files["/opt/w.txt"], tmp.path().join("w.txt"));
         for (yaml, says) in [
-            ("name: x\ncontext: images/x\npackages: {apt: [jq]}\n", "exclude each other"),
-            ("name: x\npackages: {pip: [\"six; rm -rf /\"]}\n", "packages.pip"),
+            (
+                "name: x\ncontext: images/x\npackages: {apt: [jq]}\n",
+                "exclude each other",
+            ),
+            (
+                "name: x\npackages: {pip: [\"six; rm -rf /\"]}\n",
+                "packages.pip",
+            ),
             ("name: x\npackages: {apt: [\"jq\\nrm\"]}\n", "packages.apt"),
             ("name: x\npackages: {npm: [left-pad]}\n", "unknown field"),
             ("name: x\nfiles: {/opt/w.txt: nope.txt}\n", "nope.txt"),

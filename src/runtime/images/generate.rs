@@ -179,6 +179,8 @@ pub fn failed_package(line: &str) -> Option<String> {
         after("ERROR: Could not find a version that satisfies the requirement")
     {
         rest.split_whitespace().next()
+    } else if let Some(rest) = after("ERROR: Failed building wheel for") {
+        rest.split_whitespace().next()
     } else if let Some(rest) = after("E: Unable to locate package") {
         rest.split_whitespace().next()
     } else if let Some(rest) = after("E: Package '") {
@@ -300,6 +302,7 @@ mod tests {
                 "nosuch==1",
             ),
             ("E: Unable to locate package nosuch-apt", "nosuch-apt"),
+            ("ERROR: Failed building wheel for cffi", "cffi"),
             ("E: Package 'foo' has no installation candidate", "foo"),
         ] {
             assert_eq!(failed_package(line).as_deref(), Some(name), "{line}");
