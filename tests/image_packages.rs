@@ -125,12 +125,31 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // The images, then any intermediate one a failed build left: the
+        // generated Dockerfile labels every step after FROM with the name.
         let _ = std::process::Command::new("docker")
             .args(["rmi", "-f", &self.tag()])
             .args(&self.made)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let left = std::process::Command::new("docker")
+            .args(["images", "-a", "-q", "--filter"])
+            .arg(format!("label=bento.image={}", self.name))
+            .output();
+        if let Ok(left) = left {
+            let mut ids: Vec<String> = out(&left).split_whitespace().map(String::from).collect();
+            ids.sort();
+            ids.dedup();
+            if !ids.is_empty() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "-f"])
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 

@@ -66,6 +66,12 @@ pub(super) async fn build(
                 package,
             }) => {
                 let at_from = output.last().is_some_and(|l| l.contains(" : FROM "));
+                // A TLS-intercepting proxy the build does not trust: pip and
+                // apt say so only deep in their output.
+                let untrusted = output.iter().any(|l| {
+                    l.contains("CERTIFICATE_VERIFY_FAILED")
+                        || l.contains("Certificate verification failed")
+                });
                 if !output.is_empty() {
                     say("recent build output:");
                     for line in output {
@@ -79,6 +85,13 @@ pub(super) async fn build(
                          version, and that the build reaches its mirror: build.ca_bundle, \
                          build.pip_index_url)"
                     ));
+                }
+                if untrusted {
+                    say(
+                        "bento: the build does not trust a mirror's TLS certificate (a \
+                         TLS-intercepting proxy?): name its CA bundle in build.ca_bundle \
+                         (docs/images.md)",
+                    );
                 }
                 if at_from {
                     // Nothing can be pulled on an offline machine: the usual
