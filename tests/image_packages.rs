@@ -253,7 +253,9 @@ async fn declared_packages_build_run_skip_rebuild_and_fail_by_name() {
     assert_eq!(output, "xn--bcher-kva.example threads>=1 alpha beta");
 
     // 3. Unchanged: not built again, and it says so.
+    let started = std::time::Instant::now();
     let again = s.build().await;
+    eprintln!("unchanged build: {:.1}s", started.elapsed().as_secs_f64());
     let text = both(&again);
     assert!(again.status.success(), "{text}");
     assert!(
@@ -267,6 +269,7 @@ async fn declared_packages_build_run_skip_rebuild_and_fail_by_name() {
     s.declare(&["idna"], "gamma delta\n");
     let changed = s.build().await;
     let text = both(&changed);
+    eprintln!("changed build:\n{text}");
     assert!(changed.status.success(), "{text}");
     assert!(text.contains(&format!("built {}", s.tag())), "{text}");
     let (id2, hash2) = s.inspect();
