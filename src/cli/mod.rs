@@ -312,6 +312,10 @@ mod tests {
             }) if function == "f" && json.json
         ));
         assert!(matches!(
+            parse(&["images", "build", "science", "--force"])?.command,
+            Command::Images(ImagesCommand::Build { names, force: true, .. }) if names == ["science"]
+        ));
+        assert!(matches!(
             parse(&["images", "ls", "--json"])?.command,
             Command::Images(ImagesCommand::Ls { json, .. }) if json.json
         ));
