@@ -156,9 +156,11 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
-        Command::Images(ImagesCommand::Build { names, config }) => {
-            images::build(&names, config.as_deref()).await
-        }
+        Command::Images(ImagesCommand::Build {
+            names,
+            config,
+            force,
+        }) => images::build(&names, config.as_deref(), force).await,
         Command::Images(ImagesCommand::Ls { config, json }) => {
             images::list(config.as_deref(), json.json).await
         }
@@ -315,6 +317,10 @@ mod tests {
                 command: Some(FunctionsCommand::Show { function, json, .. }),
                 ..
             }) if function == "f" && json.json
+        ));
+        assert!(matches!(
+            parse(&["images", "build", "science", "--force"])?.command,
+            Command::Images(ImagesCommand::Build { names, force: true, .. }) if names == ["science"]
         ));
         assert!(matches!(
             parse(&["images", "ls", "--json"])?.command,
