@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from bento_client import BadRequest, Client
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def spec(url: str) -> Dict[str, Any]:
     doc = httpx.get(f"{url}/openapi.json", timeout=30).json()
     assert isinstance(doc, dict)
