@@ -209,7 +209,7 @@ pub static ROUTES: &[Route] = &[
                 summary: "Remove a secret; sessions already started keep their copy",
                 request: None,
                 ok: (204, None),
-                errors: &[401, 404],
+                errors: &[400, 401, 404],
             },
         ],
         handler: || put(secrets::set_secret).delete(secrets::delete_secret),
@@ -256,7 +256,11 @@ pub static ROUTES: &[Route] = &[
             ok: (200, None),
             errors: &[401],
         }],
-        handler: || get(|| async { Json(openapi::document()) }),
+        handler: || {
+            get(
+                |State(s): State<Arc<AppState>>| async move { Json(openapi::document_for(&s.config)) },
+            )
+        },
     },
 ];
 

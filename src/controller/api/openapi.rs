@@ -131,6 +131,23 @@ pub fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
+/// Second success statuses: a `PUT` that creates (201) or replaces (200).
+const EXTRA_OK: &[(&str, &str, u16)] = &[("put", "/v1/secrets/{name}", 200)];
+
+/// What a path parameter may be: what the server could ever find, so that
+/// anything else is plainly invalid rather than a 404 a tester must guess.
+fn path_param(name: &str) -> Value {
+    match name {
+        // 256 random bits as hex (`controller::create::new_token`).
+        "token" => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+        // `controller::secrets::valid_secret_name`.
+        "name" => json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"}),
+        // A function's id (`fn-` and hex) or name (`config::valid_name`).
+        "id" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
 /// Routes anyone may call without the key (see `auth::require_key`).
 const OPEN_PATHS: &[&str] = &["/healthz"];
 
@@ -170,6 +187,21 @@ fn links(method: &str, path: &str) -> Option<Value> {
     Some(Value::Object(out))
 }
 
+/// The document as a controller serves it: the images it knows are the
+/// only ones a function may name.
+pub fn document_for(config: &crate::config::Config) -> Value {
+    let mut doc = document();
+    let mut images: Vec<Value> = config.images.keys().map(|k| json!(k)).collect();
+    images.push(Value::Null);
+    if let Some(image) = doc
+        .pointer_mut("/components/schemas/SubmitFunction/properties/image")
+        .and_then(Value::as_object_mut)
+    {
+        image.insert("enum".into(), Value::Array(images));
+    }
+    doc
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -200,7 +232,7 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param(name)}))
             .collect();
         for op in route.ops {
             let mut responses = Map::new();
@@ -212,8 +244,20 @@ pub fn document() -> Value {
             if let Some(l) = links(op.method, route.path) {
                 ok["links"] = l;
             }
-            responses.insert(status.to_string(), ok);
-            for e in op.errors {
+            responses.insert(status.to_string(), ok.clone());
+            for &(method, path, status) in EXTRA_OK {
+                if (method, path) == (op.method, route.path) {
+                    responses.insert(status.to_string(), ok.clone());
+                }
+            }
+            // Every body is JSON of a bounded size: the router answers 413
+            // and 415 before any handler runs.
+            let body_errors: &[u16] = if op.request.is_some() {
+                &[413, 415]
+            } else {
+                &[]
+            };
+            for e in op.errors.iter().chain(body_errors) {
                 responses.insert(
                     e.to_string(),
                     json!({"description": reason(*e), "content": {"application/json": {"schema": error_ref.clone()}}}),

@@ -110,7 +110,11 @@ pub struct CreateSession {
     /// Environment variables for the function, over the image's `env:`
     /// (docs/env.md). Names are checked; `BENTO_*` is reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 256, "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}))]
+    #[schemars(extend(
+        "maxProperties" = 256,
+        "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+        "additionalProperties" = {"type": "string", "maxLength": 65536, "pattern": "^[^\\u0000]*$"}
+    ))]
     pub env: BTreeMap<String, String>,
     /// Stored secrets to set as environment variables, by name: their
     /// values never cross the API again.
@@ -142,7 +146,7 @@ impl SecretUse {
 #[serde(deny_unknown_fields)]
 pub struct SetSecret {
     /// UTF-8, without NUL, at most 64 KiB.
-    #[schemars(length(max = 65536))]
+    #[schemars(length(max = 65536), regex(pattern = r"^[^\u0000]*$"))]
     pub value: String,
 }
 
@@ -242,12 +246,21 @@ pub struct SessionInfo {
 pub struct ForkSession {
     /// Fork the session as it was after this many inputs (default: every
     /// input it has applied so far).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_at_input"
+    )]
+    #[schemars(range(max = 9007199254740991u64))]
     pub at_input: Option<u64>,
     /// What happens when the replay does not reproduce the parent's output
     /// (default `kill`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_divergence: Option<OnDivergence>,
+}
+
+fn de_at_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    crate::wire::duration::de_opt_whole(d, crate::wire::duration::MAX_SAFE)
 }
 
 /// What a fork does when its replay does not reproduce its parent's output.
