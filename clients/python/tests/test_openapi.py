@@ -15,7 +15,9 @@ from openapi_spec_validator import validate
 from bento_client import BadRequest, Client
 
 
-@pytest.fixture(scope="module")
+# Function-scoped like `url`, which it needs (a module-scoped fixture may
+# not use it): one GET per test.
+@pytest.fixture
 def spec(url: str) -> Dict[str, Any]:
     doc = httpx.get(f"{url}/openapi.json", timeout=30).json()
     assert isinstance(doc, dict)
