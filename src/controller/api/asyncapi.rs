@@ -61,6 +61,8 @@ fn variants<T: JsonSchema>(
     let whole = componentize(schema_for!(T), schemas);
     let mut names = Vec::new();
     for branch in whole["oneOf"].as_array().into_iter().flatten() {
+        // A branch of another shape would be a variant left out: the tests
+        // then find a sample without its message.
         let Some(tag) = branch["properties"]["type"]["const"].as_str() else {
             continue;
         };
