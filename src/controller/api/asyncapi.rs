@@ -214,6 +214,9 @@ pub fn document() -> Value {
                 },
             }
         },
+        // Security is declared on the operations, where AsyncAPI 3 allows it
+        // as well as on a server: pydantic-asyncapi, which the Python suite
+        // reads the document with, misreads a server's `security` list.
         "operations": {
             "sendToSession": {
                 "security": [{ "$ref": "#/components/securitySchemes/bearer" }],
