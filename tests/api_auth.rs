@@ -65,6 +65,16 @@ async fn an_api_key_guards_everything_but_healthz() {
     if a.status != 200 || serde_json::from_str::<Vec<Value>>(&a.body).is_err() {
         c.fail("right key", format!("{a:?}"));
     }
+    // The protocol documents are the API's too: behind the key.
+    for doc in ["/openapi.json", "/asyncapi.json"] {
+        let doc_url = format!("{}{doc}", s.url);
+        c.error(doc, &get(&doc_url).await, 401, &["api key"]);
+        let a = answer(http().get(&doc_url).bearer_auth(KEY)).await;
+        let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+        if a.status != 200 || !(v["openapi"].is_string() || v["asyncapi"] == "3.0.0") {
+            c.fail(doc, format!("with the key: {a:?}"));
+        }
+    }
     let a = get(&format!("{}/healthz", s.url)).await;
     if a.status != 200 {
         c.fail("/healthz without key", format!("{a:?}"));

@@ -15,6 +15,8 @@ from openapi_spec_validator import validate
 from bento_client import BadRequest, Client
 
 
+# Function-scoped like `url`, which it needs (a module-scoped fixture may
+# not use it): one GET per test.
 @pytest.fixture
 def spec(url: str) -> Dict[str, Any]:
     doc = httpx.get(f"{url}/openapi.json", timeout=30).json()

@@ -1,6 +1,7 @@
 //! The HTTP API (JSON over axum) and the attach WebSocket. `docs/api.md`
 //! describes it for clients.
 
+pub mod asyncapi;
 pub(crate) mod auth;
 pub mod console;
 mod error;
@@ -261,6 +262,17 @@ pub static ROUTES: &[Route] = &[
                 |State(s): State<Arc<AppState>>| async move { Json(openapi::document_for(&s.config)) },
             )
         },
+    },
+    Route {
+        path: "/asyncapi.json",
+        ops: &[Op {
+            method: "get",
+            summary: "The attach WebSocket's AsyncAPI document",
+            request: None,
+            ok: (200, None),
+            errors: &[401],
+        }],
+        handler: || get(|| async { Json(asyncapi::document()) }),
     },
 ];
 

@@ -114,6 +114,27 @@ fn to_components(v: &mut Value) {
     }
 }
 
+/// `s` as it goes into a document whose schemas live in
+/// `components/schemas` (this one and the AsyncAPI document): without
+/// `$schema`, its `$defs` moved into `schemas` and every reference pointed
+/// there. Types nested in a body (ExitInfo in SessionInfo, SyntaxProblem in
+/// ErrorBody) so become components of their own: a `#/$defs/` reference
+/// would be resolved against the whole document, where there is none.
+pub(crate) fn componentize(s: Schema, schemas: &mut Map<String, Value>) -> Value {
+    let mut v = s.to_value();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("$schema");
+        if let Some(Value::Object(defs)) = o.remove("$defs") {
+            for (def, mut d) in defs {
+                to_components(&mut d);
+                schemas.insert(def, d);
+            }
+        }
+    }
+    to_components(&mut v);
+    v
+}
+
 /// A stable `operationId`: the method and the path's segments, e.g.
 /// `get_v1_sessions_token_output`. Derived, so a new route cannot lack one.
 pub fn operation_id(method: &str, path: &str) -> String {
@@ -208,20 +229,7 @@ pub fn document() -> Value {
     let mut schemas = Map::new();
     let mut add_schema = |f: SchemaFn| -> Value {
         let (name, s) = f();
-        let mut v = s.to_value();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("$schema");
-            // Types nested in a body (ExitInfo in SessionInfo, SyntaxProblem
-            // in ErrorBody) become components of their own: a `#/$defs/`
-            // reference would be resolved against the whole document.
-            if let Some(Value::Object(defs)) = o.remove("$defs") {
-                for (def, mut d) in defs {
-                    to_components(&mut d);
-                    schemas.insert(def, d);
-                }
-            }
-        }
-        to_components(&mut v);
+        let v = componentize(s, &mut schemas);
         schemas.insert(name.to_string(), v);
         json!({ "$ref": format!("#/components/schemas/{name}") })
     };

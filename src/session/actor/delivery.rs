@@ -15,12 +15,12 @@ use crate::session::log::{Entry, OutputLog};
 use crate::session::{AttachError, Attached, ClientEvent, InputItem, ToClient};
 use crate::wire::api::{CloseReason, OutputPage, PageMessage, ServerMsg};
 use takeover::Takeover;
+/// Named in the AsyncAPI document (`controller::api::asyncapi`), so its
+/// description of takeover cannot drift from the grace the server keeps.
+pub(crate) use takeover::TAKEOVER_GRACE;
 
 mod queue;
 mod takeover;
-
-#[cfg(test)]
-pub(crate) use takeover::TAKEOVER_GRACE;
 
 /// The attached client, as the actor sees it.
 struct Client {

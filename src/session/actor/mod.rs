@@ -73,6 +73,7 @@ use lifecycle::Lifecycle;
 use shared::{Core, Env};
 
 mod delivery;
+pub(crate) use delivery::TAKEOVER_GRACE;
 mod intake;
 mod lifecycle;
 mod recent;
@@ -81,8 +82,6 @@ mod shared;
 mod tests;
 mod wakeup;
 
-#[cfg(test)]
-pub(crate) use delivery::TAKEOVER_GRACE;
 #[cfg(test)]
 pub(crate) use intake::SPILL_GRACE;
 pub use lifecycle::exit_reason;

@@ -148,21 +148,17 @@ pub enum ServerMsg {
         input_closed: bool,
     },
     /// The function has ended. Always the last output message of a session.
-    Exit {
-        seq: u64,
-        exit: ExitInfo,
-    },
+    Exit { seq: u64, exit: ExitInfo },
     /// Every input message up to and including `seq` has been written to the function.
-    InputAck {
-        seq: u64,
-    },
+    InputAck { seq: u64 },
+    /// A heartbeat: the server sends one every heartbeat interval; the
+    /// client answers with `pong`.
     Ping,
+    /// The answer to the client's `ping`.
     Pong,
     /// The server is closing this connection; the session itself lives on
     /// unless the reason says otherwise.
-    Closed {
-        reason: CloseReason,
-    },
+    Closed { reason: CloseReason },
 }
 
 /// JSON control messages from the client to the server (text frames).
@@ -170,15 +166,14 @@ pub enum ServerMsg {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// End of input. It takes a sequence number like an input message.
-    Eof {
-        seq: u64,
-    },
+    Eof { seq: u64 },
     /// Every output message up to and including `seq` has been written out
     /// by the client; the server may forget them.
-    Ack {
-        seq: u64,
-    },
+    Ack { seq: u64 },
+    /// A heartbeat: the server answers with `pong`. Any message counts as
+    /// a sign of life, so a client that sends acks often need not ping.
     Ping,
+    /// The answer to the server's `ping`.
     Pong,
     /// The client leaves on purpose (the function keeps running).
     Detach,
