@@ -60,6 +60,7 @@ pub(crate) fn http_error(status: StatusCode, body: &[u8]) -> ClientError {
         Ok(ErrorBody {
             error,
             syntax: Some(problem),
+            ..
         }) => {
             return ClientError::Syntax {
                 message: error,

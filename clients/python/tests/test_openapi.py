@@ -38,7 +38,7 @@ def test_operations_links_and_security(spec: Dict[str, Any]) -> None:
     submitted = spec["paths"]["/v1/functions"]["post"]["responses"]["201"]["links"]
     assert submitted["post_v1_sessions"]["requestBody"] == {"function": "$response.body#/id"}
     assert spec["paths"]["/healthz"]["get"]["security"] == []
-    assert "security" not in spec["paths"]["/v1/sessions"]["get"], "the document's default: the key"
+    assert spec["paths"]["/v1/sessions"]["get"]["security"] == [{"bearer": []}]
 
 
 def test_the_name_pattern_is_what_the_server_enforces(spec: Dict[str, Any], client: Client) -> None:
@@ -54,3 +54,11 @@ def test_the_name_pattern_is_what_the_server_enforces(spec: Dict[str, Any], clie
         else:
             with pytest.raises(BadRequest):
                 client.submit(code, name=name)
+
+
+def test_errors_carry_a_code_for_programs(url: str, spec: Dict[str, Any]) -> None:
+    r = httpx.get(f"{url}/v1/sessions/{'0' * 64}", timeout=30)
+    assert r.status_code == 404
+    assert r.json()["code"] == "not_found" and r.json()["error"]
+    codes = spec["components"]["schemas"]["ErrorCode"]["enum"]
+    assert "not_found" in codes and "too_many_requests" in codes

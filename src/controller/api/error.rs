@@ -8,7 +8,7 @@ use axum::Json;
 use crate::controller::check::CheckError;
 use crate::controller::create::CreateError;
 use crate::runtime::RuntimeError;
-use crate::wire::api::{ErrorBody, SyntaxProblem};
+use crate::wire::api::{ErrorBody, ErrorCode, SyntaxProblem};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -69,6 +69,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(ErrorBody {
             error: self.message,
+            code: ErrorCode::of(self.status.as_u16()),
             syntax: self.syntax,
         });
         (self.status, body).into_response()

@@ -277,9 +277,13 @@ pub fn document() -> Value {
                 "parameters": params,
                 "responses": responses,
             });
-            if OPEN_PATHS.contains(&route.path) {
-                o["security"] = json!([]);
-            }
+            // Declared on each operation, not only as the document's
+            // default, so that a tool reading one operation sees it.
+            o["security"] = if OPEN_PATHS.contains(&route.path) {
+                json!([])
+            } else {
+                json!([{"bearer": []}])
+            };
             if let Some(r) = op.request {
                 o["requestBody"] = json!({
                     "required": true,

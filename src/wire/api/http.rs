@@ -341,10 +341,53 @@ pub struct SessionCreated {
     pub id: String,
 }
 
+/// An error's kind, one per status the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyRequests,
+    Internal,
+    BadGateway,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The code of an HTTP status; `None` for one that is not an error.
+    pub fn of(status: u16) -> Option<ErrorCode> {
+        Some(match status {
+            401 | 403 => ErrorCode::Unauthorized,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            429 => ErrorCode::TooManyRequests,
+            502 => ErrorCode::BadGateway,
+            503 => ErrorCode::Unavailable,
+            400..=499 => ErrorCode::BadRequest,
+            500..=599 => ErrorCode::Internal,
+            _ => return None,
+        })
+    }
+}
+
 /// Every error answer of the HTTP API.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
+    /// What is wrong, in words: the text to show a person.
     pub error: String,
+    /// What is wrong, for a program: one per HTTP status (`not_found`,
+    /// `conflict`, `too_many_requests`, ...). Absent from controllers
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
     /// Where and why the code does not compile, for a submit refused so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syntax: Option<SyntaxProblem>,
