@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::AppState;
 use crate::wire::api::{
-    CreateSession, ErrorBody, ForkSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo,
-    SubmitFunction,
+    CreateSession, ErrorBody, ForkSession, FunctionInfo, HistoryPage, HistoryRecord, OutputPage,
+    SessionCreated, SessionInfo, SubmitFunction,
 };
 
 /// Makes a named schema for a body.
@@ -72,6 +72,8 @@ pub(crate) const FORK: Option<SchemaFn> = Some(schema::<ForkSession>);
 pub(crate) const SESSION: Option<SchemaFn> = Some(schema::<SessionInfo>);
 pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
 pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);
+pub(crate) const HISTORY: Option<SchemaFn> = Some(schema::<HistoryPage>);
+pub(crate) const HISTORY_ONE: Option<SchemaFn> = Some(schema::<HistoryRecord>);
 
 fn reason(status: u16) -> &'static str {
     match status {

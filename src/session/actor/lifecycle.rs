@@ -103,8 +103,12 @@ impl Lifecycle {
         let container = env.meta.container.clone();
         let tx = env.ctl_tx.clone();
         let session = env.meta.id.clone();
+        let meter = env.usage.clone();
         env.tracker.spawn(async move {
             let watch = async {
+                // The function has returned and the driver is leaving: the
+                // last sample, while the cgroup may still be there.
+                meter.sample(runtime.as_ref(), &container, &session).await;
                 let mut delay = Duration::from_millis(5);
                 loop {
                     match runtime.state(&container).await {
@@ -136,7 +140,12 @@ impl Lifecycle {
         }
         let reason = exit_reason(self.kill_reason.take(), state)?;
         tracing::info!(session = %env.meta.id, %reason, "function ended");
-        let info = ExitInfo::from(reason);
+        let mut info = ExitInfo::from(reason);
+        info.usage = env.usage.finish();
+        env.sampling.cancel();
+        if let Some(u) = &info.usage {
+            crate::metrics::observe_usage(&env.meta.image, u);
+        }
         let ended_at = now_secs();
         if let Err(e) = env.db.set_exit(&env.meta.token, &info, ended_at) {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot save exit");

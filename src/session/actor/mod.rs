@@ -76,6 +76,7 @@ mod delivery;
 mod intake;
 mod lifecycle;
 mod recent;
+mod record;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -162,6 +163,9 @@ pub struct ActorInit<'a> {
     pub ended: Arc<AtomicBool>,
     /// Its replay points, and a fork's replay.
     pub fork: ForkSide,
+    /// Its resource usage, and what stops the sampler feeding it.
+    pub usage: Arc<crate::session::usage::Meter>,
+    pub sampling: CancellationToken,
 }
 
 pub struct Actor {
@@ -192,6 +196,8 @@ impl Actor {
             restored,
             ended,
             fork,
+            usage,
+            sampling,
         } = init;
         // Nobody is attached yet: nothing to serve from memory. (A new or
         // recovered log holds nothing unspooled, so this writes nothing.)
@@ -199,6 +205,7 @@ impl Actor {
             tracing::warn!(session = %meta.id, error = %e, "spool write failed");
         }
         let life = Lifecycle::new(&meta, exit, kill_reason, ended);
+        let input = parts.input.clone();
         let delivery = Delivery::new(&log, parts.input_tx, parts.input, restored);
         let env = Env {
             meta,
@@ -208,6 +215,9 @@ impl Actor {
             tracker: ctx.tracker.clone(),
             durable: parts.acks,
             ctl_tx: parts.ctl_tx,
+            usage,
+            sampling,
+            input,
         };
         Actor {
             core: Core {
@@ -216,6 +226,7 @@ impl Actor {
                 life,
                 recent: Default::default(),
                 fork,
+                counts: Default::default(),
             },
             delivery,
             intake: Intake::new(output_closed),
@@ -364,7 +375,13 @@ impl Actor {
     }
 
     async fn reap(&mut self, why: &str) {
+        let kept = self.core.history_record(why);
         let Core { env, log, fork, .. } = &mut self.core;
+        // The record first: a crash between the two leaves the session and
+        // its record, and recovery reaps it again (the insert replaces).
+        if let Err(e) = env.db.insert_history(&env.meta.token, &kept) {
+            tracing::warn!(session = %env.meta.id, error = %e, "cannot keep the session's history");
+        }
         if let Err(e) = env.runtime.remove(&env.meta.container).await {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot remove container");
         }
@@ -395,6 +412,10 @@ impl Actor {
             last_seq: log.last_seq(),
             spooled_bytes: log.spooled_bytes(),
             fork_state: self.core.fork.state(),
+            usage: match life.exit() {
+                Some(e) => e.usage.clone(),
+                None => self.core.env.usage.usage(),
+            },
         })
     }
 }

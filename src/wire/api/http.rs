@@ -157,6 +157,9 @@ pub struct SessionInfo {
     /// stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkInfo>,
+    /// Resource usage so far (live) or final (ended), from the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// `POST /v1/sessions/{token}/fork`: a new session that starts from this
