@@ -179,6 +179,7 @@ mod tests {
             warm: true,
             forkable: true,
             fork: None,
+            usage: None,
         }
     }
 
