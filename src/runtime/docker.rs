@@ -262,16 +262,14 @@ impl Runtime for DockerRuntime {
     }
 
     async fn usage(&self, id: &str) -> Result<Option<super::UsageSample>> {
-        let mut sample = super::usage::sample(&self.docker, id).await?;
-        // cgroup v2: Docker's stats have no high-water mark; the cgroup's
-        // own `memory.peak` is exact, where this process can read it.
-        if let Some(s) = sample.as_mut().filter(|s| s.memory_peak.is_none()) {
-            if self.socket.is_some() {
-                s.memory_peak =
-                    super::usage::v2_memory_peak(id).map(|p| (p, super::PeakSource::MemoryPeak));
+        // A local engine's containers are in this host's cgroup fs, if it
+        // is visible here: exact and immediate (see `runtime::cgroup`).
+        if self.socket.is_some() {
+            if let Some(s) = super::cgroup::sample(id) {
+                return Ok(Some(s));
             }
         }
-        Ok(sample)
+        super::usage::sample(&self.docker, id).await
     }
 }
 

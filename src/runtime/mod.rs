@@ -1,6 +1,7 @@
 //! The container engine behind a small trait, so the session logic never sees
 //! Docker types and can be unit-tested against a fake.
 
+mod cgroup;
 pub mod docker;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;

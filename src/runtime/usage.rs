@@ -9,9 +9,8 @@
 //! - memory: on cgroup v1, `memory_stats.max_usage` is the cgroup's own
 //!   high-water mark (`memory.max_usage_in_bytes`), exact whatever the
 //!   sampling rate; cgroup v2 has no such field in Docker's stats, so there
-//!   the peak is `memory.peak` read from the host's cgroup fs when the
-//!   controller can see it, else the highest `usage` sampled (a lower
-//!   bound);
+//!   the peak is the highest `usage` sampled (a lower bound), unless the
+//!   cgroup fs is readable (`runtime::cgroup`, which reads `memory.peak`);
 //! - processes: `pids_stats.current`, sampled (neither cgroup version's
 //!   stats carry a maximum).
 
@@ -23,8 +22,9 @@ use std::time::Duration;
 
 use super::{Result, RuntimeError};
 
-/// How long one stats call may take: a one-shot answer is immediate, so
-/// this only bounds an engine that hangs.
+/// How long one stats call may take: a one-shot answer comes at the
+/// engine's next collection (within 1 s on Docker 20.10), so this only
+/// bounds an engine that hangs.
 pub const STATS_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One reading of a container's cgroup counters.
@@ -98,25 +98,6 @@ pub fn from_stats(s: &ContainerStatsResponse) -> Option<UsageSample> {
     };
     let total = cpu.and_then(|c| c.total_usage).unwrap_or(0);
     (total > 0 || sample.memory_bytes > 0).then_some(sample)
-}
-
-/// cgroup v2's `memory.peak` of a local Docker container, where this
-/// process sees the host's cgroup fs (the controller on the host; in the
-/// compose stack only if `/sys/fs/cgroup` is the host's). The two layouts
-/// are Docker's cgroup drivers: systemd and cgroupfs.
-pub fn v2_memory_peak(container: &str) -> Option<u64> {
-    if container.is_empty() || !container.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let paths = [
-        format!("/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.peak"),
-        format!("/sys/fs/cgroup/docker/{container}/memory.peak"),
-    ];
-    paths.iter().find_map(|p| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
 }
 
 #[cfg(test)]

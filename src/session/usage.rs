@@ -28,7 +28,7 @@ const FIRST_SAMPLES: [Duration; 3] = [
     Duration::from_millis(250),
     Duration::from_millis(500),
 ];
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 /// The figures so far, shared by the sampler and the actor.
 pub struct Meter {
