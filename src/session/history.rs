@@ -18,7 +18,8 @@ use crate::wire::api::HistoryRecord;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS history (
-    id            TEXT PRIMARY KEY,
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
     token_hash    TEXT NOT NULL,
     function      TEXT NOT NULL,
     function_name TEXT,
@@ -26,8 +27,7 @@ CREATE TABLE IF NOT EXISTS history (
     reaped_at     INTEGER NOT NULL,
     record        TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_created ON history (created_at, id);
-CREATE INDEX IF NOT EXISTS history_reaped ON history (reaped_at, id);
+CREATE INDEX IF NOT EXISTS history_reaped ON history (reaped_at);
 CREATE INDEX IF NOT EXISTS history_token ON history (token_hash);";
 
 /// How long and how many records are kept.
@@ -61,29 +61,21 @@ pub struct Query {
 
 pub const MAX_PAGE: usize = 500;
 
-/// Where the next page starts: after the last record of this one, in the
-/// order of the listing (newest created first, then id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: u64,
-    pub id: String,
-}
+/// Where the next page starts: below the last record of this one in the
+/// order of the listing, which is the order of reaping, newest first (the
+/// table's own sequence: exact where times in seconds tie, and unchanged
+/// by records added meanwhile, which come before the first page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub i64);
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_at, self.id)
+        format!("r{}", self.0)
     }
 
     pub fn decode(s: &str) -> Option<Cursor> {
-        let (at, id) = s.split_once('.')?;
-        let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return None;
-        }
-        Some(Cursor {
-            created_at: at.parse().ok()?,
-            id: id.to_string(),
-        })
+        let n: i64 = s.strip_prefix('r')?.parse().ok()?;
+        (n > 0).then_some(Cursor(n))
     }
 }
 
@@ -119,47 +111,43 @@ impl Db {
         Ok(())
     }
 
-    /// A page of records, newest first, and the cursor of the next page.
+    /// A page of records, the last reaped first, and the cursor of the
+    /// next page.
     pub fn history(&self, q: &Query) -> Result<(Vec<HistoryRecord>, Option<Cursor>), DbError> {
         let conn = self.conn();
         prune(&conn, self.retention(), crate::session::record::now_secs())?;
         let limit = q.limit.clamp(1, MAX_PAGE);
-        let (c_at, c_id) = match &q.cursor {
-            Some(c) => (Some(int(c.created_at)), Some(c.id.clone())),
-            None => (None, None),
-        };
         let mut stmt = conn.prepare(
-            "SELECT record FROM history
+            "SELECT seq, record FROM history
              WHERE (?1 IS NULL OR function = ?1 OR function_name = ?1)
                AND (?2 IS NULL OR created_at >= ?2)
                AND (?3 IS NULL OR created_at <= ?3)
-               AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))
-             ORDER BY created_at DESC, id DESC
-             LIMIT ?6",
+               AND (?4 IS NULL OR seq < ?4)
+             ORDER BY seq DESC
+             LIMIT ?5",
         )?;
         let rows = stmt.query_map(
             params![
                 q.function,
                 q.since.map(int),
                 q.until.map(int),
-                c_at,
-                c_id,
+                q.cursor.map(|c| c.0),
                 (limit + 1) as i64
             ],
-            |r| r.get::<_, String>(0),
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
-        let mut out: Vec<HistoryRecord> = rows
+        // A record that no longer decodes (written by a later version) is
+        // left out rather than failing the whole page.
+        let mut out: Vec<(i64, HistoryRecord)> = rows
             .filter_map(|r| r.ok())
-            .filter_map(|s| serde_json::from_str(&s).ok())
+            .filter_map(|(seq, s)| Some((seq, serde_json::from_str(&s).ok()?)))
             .collect();
-        let next = (out.len() > limit).then(|| {
+        let mut next = None;
+        if out.len() > limit {
             out.truncate(limit);
-            out.last().map(|r| Cursor {
-                created_at: r.created_at,
-                id: r.id.clone(),
-            })
-        });
-        Ok((out, next.flatten()))
+            next = out.last().map(|(seq, _)| Cursor(*seq));
+        }
+        Ok((out.into_iter().map(|(_, r)| r).collect(), next))
     }
 
     /// The record of a reaped session, by its short id or its token.
@@ -176,14 +164,15 @@ impl Db {
     }
 }
 
-/// Drops records older than the ttl, then the oldest beyond the maximum.
+/// Drops records older than the ttl, then the oldest (first reaped)
+/// beyond the maximum.
 /// Returns how many went (and counts them in the metrics).
 pub(super) fn prune(conn: &Connection, keep: Retention, now: u64) -> Result<u64, DbError> {
     let oldest = int(now.saturating_sub(keep.ttl.as_secs()));
     let mut gone = conn.execute("DELETE FROM history WHERE reaped_at < ?1", params![oldest])?;
     gone += conn.execute(
         "DELETE FROM history WHERE id IN (
-             SELECT id FROM history ORDER BY reaped_at DESC, id DESC LIMIT -1 OFFSET ?1)",
+             SELECT id FROM history ORDER BY seq DESC LIMIT -1 OFFSET ?1)",
         params![int(keep.max)],
     )?;
     metrics::add(&metrics::METRICS.history_expired, gone as u64);
