@@ -203,3 +203,6 @@ pub enum AttachError {
 mod tests;
 #[cfg(test)]
 mod tests_takeover;
+
+#[cfg(test)]
+mod tests_usage;

@@ -87,10 +87,18 @@ impl Lifecycle {
         let runtime = env.runtime.clone();
         let container = env.meta.container.clone();
         let session = env.meta.id.clone();
+        let meter = env.usage.clone();
         // Tracked, and left to finish at shutdown: the kill reason is saved
         // already, and a kill cut short would leave the function running.
         env.tracker.spawn(async move {
-            if let Err(e) = runtime.kill(&container).await {
+            // A last sample beside the kill, not before it: the kill never
+            // waits for the engine's stats. Polled first, a read of the
+            // cgroup fs is done before the kill is even sent.
+            let (_, killed) = tokio::join!(
+                meter.sample(runtime.as_ref(), &container, &session),
+                runtime.kill(&container)
+            );
+            if let Err(e) = killed {
                 tracing::warn!(session = %session, error = %e, "kill failed");
             }
         });
