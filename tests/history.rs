@@ -233,3 +233,51 @@ fn new_flags_are_in_help() {
     let o = kit::run_cli("http://127.0.0.1:1", &["run", "--help"], b"");
     assert!(out(&o).contains("--usage"), "run --help: {}", out(&o));
 }
+
+/// The new flags are in the README, and the history's routes and their
+/// parameters in the OpenAPI document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_flags_are_in_the_readme_and_the_api_in_openapi() {
+    let readme = std::fs::read_to_string(kit::repo().join("README.md")).unwrap_or_default();
+    for flag in [
+        "--usage",
+        "-a/--all",
+        "--state",
+        "--function",
+        "--since",
+        "--until",
+        "--limit",
+    ] {
+        assert!(readme.contains(flag), "README shows {flag}");
+    }
+    let s = TestServer::start_fake(|_| {}).await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", s.url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let list = doc["paths"]["/v1/history"]["get"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    for param in [
+        "state=",
+        "function=",
+        "since=",
+        "until=",
+        "limit=",
+        "cursor=",
+    ] {
+        assert!(
+            list.contains(param),
+            "GET /v1/history documents {param}: {list}"
+        );
+    }
+    assert!(doc["paths"]["/v1/history/{ref}"]["get"].is_object());
+    for schema in ["HistoryPage", "HistoryRecord", "Usage"] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} in the components"
+        );
+    }
+}

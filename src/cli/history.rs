@@ -66,7 +66,8 @@ pub(super) async fn list(
             function: f.function.clone(),
             since,
             until,
-            limit: None,
+            // Whole pages of the most the server gives.
+            limit: Some(f.limit.unwrap_or(MAX_REAPED).clamp(1, 500)),
             cursor: None,
         };
         let mut r = client
