@@ -86,8 +86,9 @@ def _json_loads(text):
 
 def _read_start(reader, wire):
     """Read the START message and return (code, args, filename, limits,
-    check), limits being a dict of window, max_inputs and max_input_bytes,
-    check whether to only compile the code (see _check_source)."""
+    check, env), limits being a dict of window, max_inputs and
+    max_input_bytes, check whether to only compile the code (see
+    _check_source), env the variables to set for the function."""
     parts = []
     while True:
         frame = reader.read_frame()
@@ -134,7 +135,24 @@ def _read_start(reader, wire):
             raise wire.ProtocolError(
                 'START "%s" must be an integer >= %d' % (key, minimum))
         limits[key] = value
-    return code, args, filename, limits, check is not None
+    env = start.get("env", {})
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and _env_name_ok(k)
+            and "\0" not in v for k, v in env.items()):
+        # The controller checked each name and value; this is a last guard,
+        # and names nothing (a value may be a secret).
+        raise wire.ProtocolError('START "env" must map variable names to strings')
+    return code, args, filename, limits, check is not None, env
+
+
+_ENV_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_ENV_REST = _ENV_FIRST | frozenset("0123456789")
+
+
+def _env_name_ok(name):
+    """What the controller lets through as a variable name (config/env.rs);
+    without `re`, which a cold start would otherwise import."""
+    return bool(name) and name[0] in _ENV_FIRST and all(c in _ENV_REST for c in name)
 
 
 def _read_inputs(reader, inbox, writer, wire):
@@ -587,12 +605,17 @@ def _start_session(driver):
     # now, so none of the start-up before is on the session's clock.
     writer.ready()
     try:
-        code, args, filename, limits, check = _read_start(reader, wire)
+        code, args, filename, limits, check, env = _read_start(reader, wire)
     except wire.ProtocolError as exc:
         _fatal_protocol_error(str(exc))
     except OSError as exc:
         _fatal_protocol_error("reading stdin failed: %s" % exc)
 
+    if not check:
+        # Set before the function is even compiled, so that it, its imports
+        # and anything it starts (os.environ is passed to subprocesses) see
+        # them.
+        os.environ.update(env)
     writer.set_window(limits["window"])
     inbox = wire.Inbox(writer, limits["max_inputs"], limits["max_input_bytes"])
     threading.Thread(target=_read_inputs, args=(reader, inbox, writer, wire),

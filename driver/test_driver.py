@@ -394,6 +394,22 @@ class BasicTests(DriverTestCase):
         self.assertOk(r)
         self.assertEqual(r.messages, [b"hello"])
 
+    def test_env_is_set_before_the_function_and_reaches_its_subprocesses(self):
+        code = """
+            import os, subprocess, sys
+            send(os.environ["GREETING"])
+            child = subprocess.run([sys.executable, "-c",
+                                    "import os; print(os.environ['GREETING'])"],
+                                   capture_output=True, text=True)
+            send(child.stdout.strip())
+        """
+        d = self.session(code, env={"GREETING": "h\u00e9llo world"})
+        try:
+            self.assertEqual(d.next_message(), "h\u00e9llo world".encode())
+            self.assertEqual(d.next_message(), "h\u00e9llo world".encode())
+        finally:
+            d.close()
+
     def test_ready_comes_first_and_before_start(self):
         d = Driver(self)
         try:
@@ -926,6 +942,10 @@ class ProtocolErrorTests(DriverTestCase):
             "window not an integer": start_frames("pass", window="1"),
             "negative window": start_frames("pass", window=-1),
             "max_inputs zero": start_frames("pass", max_inputs=0),
+            "env not an object": start_frames("pass", env=["A"]),
+            "env value not a string": start_frames("pass", env={"A": 1}),
+            "env bad name": start_frames("pass", env={"A=B": "x"}),
+            "env NUL in value": start_frames("pass", env={"A": "x\0y"}),
         }
         results = self.run_many(cases.values(), close_stdin=True)
         for name, r in zip(cases, results):

@@ -265,6 +265,8 @@ async fn client_flow(url: String) -> Secrets {
             transient: false,
             limits: Default::default(),
             forkable: None,
+            env: Default::default(),
+            secrets: Vec::new(),
         })
         .await
     {

@@ -22,6 +22,8 @@ fn run(function: &str) -> CreateSession {
         transient: false,
         limits: Default::default(),
         forkable: None,
+        env: Default::default(),
+        secrets: Vec::new(),
     }
 }
 

@@ -327,6 +327,8 @@ async fn idle_connections_cannot_starve_the_controller() {
             transient: false,
             limits: Default::default(),
             forkable: None,
+            env: Default::default(),
+            secrets: Vec::new(),
         })
         .await
         .unwrap_or_else(|e| panic!("create session: {e}"));

@@ -206,6 +206,8 @@ async fn unknown_token_and_unknown_function_are_clear_errors() {
         transient: false,
         limits: Default::default(),
         forkable: None,
+        env: Default::default(),
+        secrets: Vec::new(),
     };
     let e = s.client.create_session(&body).await.err();
     assert!(e.as_ref().is_some_and(|e| e.is_not_found()), "{e:?}");

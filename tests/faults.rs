@@ -252,6 +252,8 @@ async fn a_transient_session_dies_with_its_client_and_a_persistent_one_does_not(
             transient,
             limits: Default::default(),
             forkable: None,
+            env: Default::default(),
+            secrets: Vec::new(),
         };
         let c = s
             .client

@@ -234,6 +234,8 @@ async fn a_fork_past_the_history_bound_is_refused_and_one_before_it_works() {
         transient: false,
         limits: Default::default(),
         forkable: Some(false),
+        env: Default::default(),
+        secrets: Vec::new(),
     };
     let plain = match s.client.create_session(&body).await {
         Ok(c) => c.token,

@@ -273,6 +273,14 @@ async fn new_flags_are_in_the_readme_and_the_api_in_openapi() {
             "GET /v1/history documents {param}: {list}"
         );
     }
+    let params: Vec<&str> = doc["paths"]["/v1/history"]["get"]["parameters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        params,
+        ["state", "function", "since", "until", "limit", "cursor"]
+    );
     assert!(doc["paths"]["/v1/history/{ref}"]["get"].is_object());
     for schema in ["HistoryPage", "HistoryRecord", "Usage"] {
         assert!(

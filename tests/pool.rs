@@ -26,6 +26,8 @@ async fn create(s: &TestServer, function: &str, limits: LimitsRequest) -> (Strin
         transient: false,
         limits,
         forkable: None,
+        env: Default::default(),
+        secrets: Vec::new(),
     };
     match s.client.create_session(&body).await {
         Ok(c) => (c.token, c.id),

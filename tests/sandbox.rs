@@ -19,6 +19,8 @@ async fn run_with(s: &TestServer, code: &str, limits: LimitsRequest) -> (String,
         transient: false,
         limits,
         forkable: None,
+        env: Default::default(),
+        secrets: Vec::new(),
     };
     let created = match s.client.create_session(&body).await {
         Ok(c) => c,

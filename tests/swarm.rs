@@ -274,6 +274,8 @@ async fn images_are_on_every_node_and_a_missing_one_is_a_clear_error() {
             transient: false,
             limits: Default::default(),
             forkable: None,
+            env: Default::default(),
+            secrets: Vec::new(),
         };
         let clock = Instant::now();
         match ctl.client.create_session(&body).await {

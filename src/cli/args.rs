@@ -46,6 +46,10 @@ pub enum ImagesCommand {
         /// Config file (default: config/bento.yaml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Build even an image whose build hash says it is unchanged (e.g.
+        /// to pick up new releases of unpinned pip packages).
+        #[arg(long)]
+        force: bool,
     },
     /// List function images and whether they are built.
     Ls {
@@ -146,6 +150,8 @@ pub struct RunArgs {
     pub transient: bool,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+    #[command(flatten)]
+    pub env: super::env::EnvArgs,
     /// Keep no input history: the session cannot be forked (saves the disk
     /// it takes, up to fork_history_max).
     #[arg(long)]

@@ -19,6 +19,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
+    let (env, secrets) = args.env.request()?;
     let created = client
         .create_session(&CreateSession {
             function: args.function,
@@ -26,6 +27,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             transient: args.transient,
             limits: args.limits.request(),
             forkable: args.no_fork.then_some(false),
+            env,
+            secrets,
         })
         .await?;
     if args.detach {

@@ -12,7 +12,11 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Result<i32> {
+pub(super) async fn build(
+    names: &[String],
+    config: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<i32> {
     let config = Config::load(config)?;
     let specs = images::select(&config, names)?;
     let docker = images::connect(&config).await?;
@@ -25,31 +29,28 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
             say(&format!("bento: {note}"));
         }
         let started = Instant::now();
-        let bar = tty.then(|| spinner(&tag));
-        if bar.is_none() {
-            out(&format!("building {tag} (base {base})"))?;
-        }
-        let result = images::build_image_from(&docker, &config, spec, &base, |line| {
-            if !line.starts_with("Step ") {
-                return;
-            }
-            match &bar {
-                Some(bar) => bar.set_message(line.to_string()),
-                None => {
-                    let _ = out(line);
-                }
-            }
-        })
-        .await;
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
+        let prepared = images::prepare(&docker, &config, spec, &base).await?;
+        let result = if !force && images::is_current(&docker, &tag, &prepared.hash).await? {
+            // The engine's image was built from this very context and base.
+            out(&format!(
+                "unchanged: {tag} (base {base}, {} {}), skipped; --force builds it anyway",
+                images::HASH_LABEL,
+                prepared.hash
+            ))?;
+            Ok(false)
+        } else {
+            build_one(&tag, &base, tty, spec, &docker, prepared)
+                .await
+                .map(|()| true)
+        };
         match result {
-            Ok(()) => {
-                out(&format!(
-                    "built {tag} (base {base}) in {:.1}s",
-                    started.elapsed().as_secs_f64()
-                ))?;
+            Ok(built) => {
+                if built {
+                    out(&format!(
+                        "built {tag} (base {base}) in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    ))?;
+                }
                 if config.engine == Engine::Swarm {
                     let copied = match &config.swarm.registry {
                         Some(_) => to_registry(&docker, &tag).await?,
@@ -62,8 +63,15 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
                 tag,
                 message,
                 output,
+                package,
             }) => {
                 let at_from = output.last().is_some_and(|l| l.contains(" : FROM "));
+                // A TLS-intercepting proxy the build does not trust: pip and
+                // apt say so only deep in their output.
+                let untrusted = output.iter().any(|l| {
+                    l.contains("CERTIFICATE_VERIFY_FAILED")
+                        || l.contains("Certificate verification failed")
+                });
                 if !output.is_empty() {
                     say("recent build output:");
                     for line in output {
@@ -71,6 +79,20 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
                     }
                 }
                 say(&format!("bento: building {tag} failed: {message}"));
+                if let Some(package) = package {
+                    say(&format!(
+                        "bento: the package that failed: {package} (check its name and \
+                         version, and that the build reaches its mirror: build.ca_bundle, \
+                         build.pip_index_url)"
+                    ));
+                }
+                if untrusted {
+                    say(
+                        "bento: the build does not trust a mirror's TLS certificate (a \
+                         TLS-intercepting proxy?): name its CA bundle in build.ca_bundle \
+                         (docs/images.md)",
+                    );
+                }
                 if at_from {
                     // Nothing can be pulled on an offline machine: the usual
                     // first-run failure, so say what to do about it.
@@ -85,6 +107,38 @@ pub(super) async fn build(names: &[String], config: Option<&Path>) -> anyhow::Re
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Builds one prepared image, showing its steps on a spinner (a terminal)
+/// or as lines.
+async fn build_one(
+    tag: &str,
+    base: &str,
+    tty: bool,
+    spec: &crate::config::ImageSpec,
+    docker: &Docker,
+    prepared: images::Prepared,
+) -> Result<(), ImageError> {
+    let bar = tty.then(|| spinner(tag));
+    if bar.is_none() {
+        let _ = out(&format!("building {tag} (base {base})"));
+    }
+    let result = images::build_prepared(docker, spec, base, prepared, |line| {
+        if !line.starts_with("Step ") {
+            return;
+        }
+        match &bar {
+            Some(bar) => bar.set_message(line.to_string()),
+            None => {
+                let _ = out(line);
+            }
+        }
+    })
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    result
 }
 
 /// With `engine: swarm` and `swarm.registry`, pushes the image just built;

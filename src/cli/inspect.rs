@@ -90,6 +90,21 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
     rows.push(("exit", s.exit.as_ref().map_or("-".into(), exit_words)));
     rows.push(("pending", pending(s)));
     rows.push(("last seq", s.last_seq.to_string()));
+    if !s.env.is_empty() {
+        // Names only: the API never gives values back.
+        rows.push(("env", s.env.join(", ")));
+    }
+    if !s.secrets.is_empty() {
+        let secrets: Vec<String> = s
+            .secrets
+            .iter()
+            .map(|u| match &u.env {
+                Some(var) => format!("{} as {var}", u.name),
+                None => u.name.clone(),
+            })
+            .collect();
+        rows.push(("secrets", secrets.join(", ")));
+    }
     rows.push(("forkable", yes_no(s.forkable)));
     if let Some(u) = &s.usage {
         rows.extend(super::usage::rows(u));
@@ -180,6 +195,8 @@ mod tests {
             forkable: true,
             fork: None,
             usage: None,
+            env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

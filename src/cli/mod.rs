@@ -7,6 +7,7 @@
 mod args;
 mod attach;
 mod color;
+mod env;
 mod functions;
 mod hints;
 mod history;
@@ -18,6 +19,7 @@ mod logs;
 mod remove;
 mod render;
 mod resolve;
+mod secrets;
 mod serve;
 mod simple;
 mod table;
@@ -122,6 +124,10 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Store, list or remove secrets, which `bento run --secret` gives to
+    /// functions as environment variables (docs/env.md).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to print them for.
@@ -154,9 +160,11 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
-        Command::Images(ImagesCommand::Build { names, config }) => {
-            images::build(&names, config.as_deref()).await
-        }
+        Command::Images(ImagesCommand::Build {
+            names,
+            config,
+            force,
+        }) => images::build(&names, config.as_deref(), force).await,
         Command::Images(ImagesCommand::Ls { config, json }) => {
             images::list(config.as_deref(), json.json).await
         }
@@ -187,6 +195,7 @@ pub async fn run(cli: Cli) -> i32 {
             server,
         } => remove::rm(&tokens, force, &server).await,
         Command::Prune { force, server } => remove::prune(force, &server).await,
+        Command::Secrets(cmd) => secrets::run(cmd).await,
         Command::Completions { shell } => completions(shell),
     };
     match result {
@@ -319,6 +328,10 @@ mod tests {
                 command: Some(FunctionsCommand::Show { function, json, .. }),
                 ..
             }) if function == "f" && json.json
+        ));
+        assert!(matches!(
+            parse(&["images", "build", "science", "--force"])?.command,
+            Command::Images(ImagesCommand::Build { names, force: true, .. }) if names == ["science"]
         ));
         assert!(matches!(
             parse(&["images", "ls", "--json"])?.command,

@@ -109,6 +109,8 @@ mod tests {
             forkable: true,
             fork: None,
             usage: None,
+            env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

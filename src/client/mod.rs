@@ -19,6 +19,8 @@
 //!         transient: false,
 //!         limits: Default::default(),
 //!         forkable: None,
+//!         env: Default::default(),
+//!         secrets: Vec::new(),
 //!     })
 //!     .await?;
 //! let mut att = client.attach(&created.token, AttachOptions::default()).await?;
@@ -56,8 +58,8 @@ pub use attach::{
 };
 
 use crate::wire::api::{
-    CreateSession, ForkSession, FunctionInfo, OutputPage, SessionCreated, SessionInfo,
-    SubmitFunction,
+    CreateSession, ForkSession, FunctionInfo, OutputPage, SecretInfo, SessionCreated, SessionInfo,
+    SetSecret, SubmitFunction,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -256,6 +258,27 @@ impl Client {
     /// A session whose function still runs is refused with 409.
     pub async fn remove_session(&self, token: &str) -> Result<(), ClientError> {
         self.send(Method::DELETE, &["v1", "sessions", token], None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    /// Sets a secret (creating or replacing it): true when it is new.
+    pub async fn set_secret(&self, name: &str, value: String) -> Result<bool, ClientError> {
+        let body = SetSecret { value };
+        self.send(Method::PUT, &["v1", "secrets", name], Some(&body))
+            .await
+            .map(|r| r.status() == reqwest::StatusCode::CREATED)
+    }
+
+    /// The secrets the controller keeps, by name (values never leave it).
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, ClientError> {
+        self.json(Method::GET, &["v1", "secrets"], None::<&()>)
+            .await
+    }
+
+    /// Removes a secret; sessions already started keep their copy.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &["v1", "secrets", name], None::<&()>)
             .await
             .map(drop)
     }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::packages::{self, BuildSettings, Packages};
 use super::{valid_name, ConfigError, DEFAULT_BASE_IMAGE};
 use crate::wire::api::{Limits, LimitsRequest};
 
@@ -15,7 +16,8 @@ use crate::wire::api::{Limits, LimitsRequest};
 pub struct ImageSpec {
     /// Name used by `--image` and `bento images build NAME`.
     pub name: String,
-    /// Build context directory (holds the Dockerfile).
+    /// Build context directory (holds the Dockerfile); unset (and refused)
+    /// for a declared image, whose context is generated.
     #[serde(default)]
     pub context: Option<PathBuf>,
     /// Base image passed to the Dockerfile as the `BASE` build argument.
@@ -43,9 +45,25 @@ pub struct ImageSpec {
     /// Docker engine has one node and ignores them.
     #[serde(default)]
     pub placement: Vec<String>,
+    /// Environment variables every session of the image gets; a run's own
+    /// (`bento run -e`, the API's `env`) win over these (`docs/env.md`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     /// `swarm.registry` under `engine: swarm`: the image is named in it.
     #[serde(skip)]
     pub registry: Option<String>,
+    /// Declared packages: with these (or `files`) the Dockerfile is
+    /// generated (`runtime::images::generate`) and `context` must be unset.
+    #[serde(default)]
+    pub packages: Option<Packages>,
+    /// Files copied into a declared image: destination in the image →
+    /// source on the host (relative to the repository root).
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
+    /// The CA bundle and pip index of this image's build; unset values come
+    /// from `build:` in `bento.yaml`.
+    #[serde(default)]
+    pub build: BuildSettings,
 }
 
 /// A Swarm placement constraint: `ATTRIBUTE == VALUE` or `!=`, where Swarm
@@ -91,8 +109,18 @@ impl ImageSpec {
             sandbox: Sandbox::default(),
             warm: 0,
             placement: Vec::new(),
+            env: BTreeMap::new(),
             registry: None,
+            packages: None,
+            files: BTreeMap::new(),
+            build: BuildSettings::default(),
         }
+    }
+
+    /// Whether the image is declared (`packages:` or `files:`) rather than
+    /// built from a Dockerfile in `context`.
+    pub fn declared(&self) -> bool {
+        self.packages.is_some() || !self.files.is_empty()
     }
 
     /// The most a run may ask for.
@@ -310,11 +338,30 @@ pub(crate) fn load_images(
                  e.g. node.labels.bento == true"
             )));
         }
+        super::env::check_env(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| invalid(format!("env: {e}")))?;
         if let Err(e) = spec.resolve_limits(&LimitsRequest::default()) {
             return Err(invalid(format!("limits: {e}")));
         }
         if images.contains_key(&spec.name) {
             return Err(invalid(format!("image {} is described twice", spec.name)));
+        }
+        spec.build.check(root).map_err(invalid)?;
+        if spec.declared() {
+            // One or the other: a Dockerfile can install what it likes
+            // itself, and mixing the two would leave nobody sure which
+            // step installs what.
+            if spec.context.is_some() {
+                return Err(invalid(
+                    "context (a Dockerfile) and packages/files (a generated one) exclude \
+                     each other: install the packages in the Dockerfile, or drop context"
+                        .into(),
+                ));
+            }
+            let declared = spec.packages.clone().unwrap_or_default();
+            packages::check(&declared, &mut spec.files, root).map_err(invalid)?;
+            images.insert(spec.name.clone(), spec);
+            continue;
         }
         let context = spec
             .context

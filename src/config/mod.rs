@@ -9,13 +9,16 @@
 //! directory.
 
 mod engine;
+pub mod env;
 mod image;
+mod packages;
 
 use crate::wire::duration::de_duration;
 pub use crate::wire::duration::parse_duration;
 pub use engine::{Engine, SwarmConfig, TlsFiles, DOCKER_CERT_PATH_ENV};
 pub(crate) use image::size_bytes;
 pub use image::{ImageSpec, Sandbox, MIN_CPUS};
+pub use packages::{pip_name, BuildSettings, Packages};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -75,6 +78,9 @@ pub struct Config {
     pub base_image: Option<String>,
     /// Directory of image descriptions (`*.yaml`).
     pub images_dir: PathBuf,
+    /// The CA bundle and pip index of every declared image's build, unless
+    /// the image's own `build:` says otherwise.
+    pub build: BuildSettings,
     /// The driver sources copied into every function image.
     pub driver_dir: PathBuf,
     /// Image used when a function names none.
@@ -178,6 +184,7 @@ impl Default for Config {
             swarm: SwarmConfig::default(),
             base_image: None,
             images_dir: PathBuf::from("config/images"),
+            build: BuildSettings::default(),
             driver_dir: PathBuf::from("driver"),
             default_image: "python".into(),
             session_ttl: Duration::from_secs(24 * 3600),
@@ -245,6 +252,14 @@ impl Config {
         config.data_dir = config.resolve(&config.data_dir);
         config.images_dir = config.resolve(&config.images_dir);
         config.driver_dir = config.resolve(&config.driver_dir);
+        let root = config.root.clone();
+        config
+            .build
+            .check(&root)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.clone().unwrap_or_default(),
+                message,
+            })?;
         config.images = image::load_images(&config.images_dir, &config.root)?;
         config.load_api_key(path.as_deref())?;
         if let Ok(prefix) = std::env::var(LABEL_PREFIX_ENV) {

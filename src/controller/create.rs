@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::pool::{Pool, WarmContainer};
+use super::secrets::{SecretError, SecretStore};
 use super::sessions::Sessions;
+use crate::config::env::{self, Env};
 use crate::config::Config;
 use crate::metrics;
 use crate::runtime::{ContainerIo, ContainerSpec, RuntimeError};
 use crate::session::fork::Plan;
 use crate::session::io::INPUT_RESERVATION_STEP;
-use crate::session::record::{now_secs, SessionRecord};
+use crate::session::record::{now_secs, RunEnv, SessionRecord};
 use crate::session::spawn::{AttachedIo, Launch, SessionContext};
 use crate::session::store::{DbError, SessionRow};
 use crate::wire::api::{FunctionInfo, LimitsRequest, SessionCreated};
@@ -37,6 +39,13 @@ pub enum CreateError {
     TooManyEnded(usize),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The environment asked for cannot be given (a bad name, a reserved
+    /// one, an unknown secret); the message never holds a value.
+    #[error("env: {0}")]
+    Env(String),
+    /// A secret exists but cannot be read.
+    #[error(transparent)]
+    Secret(SecretError),
 }
 
 /// What a new session is created from: the function and the run's request.
@@ -50,6 +59,8 @@ pub struct NewSession<'a> {
     pub forkable: bool,
     /// It is a fork: what it replays.
     pub fork: Option<Plan>,
+    /// Its own variables and secrets, over the image's `env:`.
+    pub env: RunEnv,
 }
 
 /// Creates sessions. Cheap to share: it holds only handles.
@@ -58,6 +69,7 @@ pub struct Launcher {
     pub pool: Arc<Pool>,
     pub ctx: SessionContext,
     pub config: Arc<Config>,
+    pub secrets: Arc<SecretStore>,
 }
 
 /// A new session token: 256 bits from the OS's random source, as hex.
@@ -85,6 +97,7 @@ impl Launcher {
             sessions: Sessions::new(),
             pool: Pool::new(&config, ctx.runtime.clone()),
             ctx,
+            secrets: Arc::new(SecretStore::new(&config.data_dir)),
             config,
         }
     }
@@ -105,6 +118,7 @@ impl Launcher {
         let limits = image
             .resolve_limits(new.limits)
             .map_err(CreateError::Limits)?;
+        let env = self.environment(&image.env, &new.env)?;
         let token = new_token();
         let id = new_short_id();
         let clock = std::time::Instant::now();
@@ -143,6 +157,7 @@ impl Launcher {
             forkable: new.forkable && self.config.fork_history_max > 0,
             fork: new.fork.as_ref().map(|p| p.origin.clone()),
             args: new.args.clone(),
+            env: new.env,
         };
         // The input bound is recorded with the row, so short sessions never
         // write it again.
@@ -151,7 +166,7 @@ impl Launcher {
         // session to adopt rather than an orphan to remove.
         let started = match self.ctx.store.insert_session(&row) {
             Ok(()) => {
-                let start = Start::new(&new.code, &new.args, &function.filename);
+                let start = Start::new(&new.code, &new.args, &function.filename).with_env(&env);
                 self.start(&container, warm, start).await
             }
             Err(e) => Err(CreateError::Db(e)),
@@ -180,6 +195,32 @@ impl Launcher {
         };
         self.sessions.launch(launch, &self.ctx);
         Ok(SessionCreated { token, id })
+    }
+
+    /// The function's environment: the image's, the run's, and the run's
+    /// secrets read from the store now (so a fork gets their current
+    /// values, and the session's record never holds one).
+    fn environment(
+        &self,
+        image: &std::collections::BTreeMap<String, String>,
+        run: &RunEnv,
+    ) -> Result<Env, CreateError> {
+        if run.secrets.len() > env::MAX_VARS {
+            return Err(CreateError::Env(format!(
+                "{} secrets; the most is {}",
+                run.secrets.len(),
+                env::MAX_VARS
+            )));
+        }
+        let mut secrets = Vec::with_capacity(run.secrets.len());
+        for s in &run.secrets {
+            let value = self.secrets.get(&s.name).map_err(|e| match e {
+                SecretError::Io(_) => CreateError::Secret(e),
+                other => CreateError::Env(other.to_string()),
+            })?;
+            secrets.push((s.var().to_owned(), value));
+        }
+        Env::merge(image, &run.vars, secrets).map_err(CreateError::Env)
     }
 
     /// Brings the container to a running driver (a warm one is there

@@ -104,6 +104,9 @@ pub async fn fork(
             limits: &limits,
             forkable: true,
             fork: Some(plan),
+            // The same variables and secrets (read again: a secret removed
+            // since refuses the fork, naming it).
+            env: record.env.clone(),
         })
         .await?;
     crate::metrics::add(&crate::metrics::METRICS.forks, 1);

@@ -11,6 +11,7 @@ pub(crate) mod identity;
 pub mod nofile;
 pub(crate) mod pool;
 pub(crate) mod recovery;
+pub(crate) mod secrets;
 pub(crate) mod sessions;
 
 use std::sync::Arc;
@@ -137,6 +138,14 @@ pub async fn run_with_runtime(
         tracker.clone(),
     );
     let launcher = Launcher::new(config.clone(), ctx);
+    // Secrets are files only the controller's user may read: said again at
+    // every start, in case the directory was copied or restored loosely.
+    launcher.secrets.ensure_private().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot make the secret store {}/secrets private: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let recovery = Recovery::new(&launcher);
     // Before serving: every session the database knows is live again, ended
     // or marked as resuming, and no orphan container is left. The drivers

@@ -99,6 +99,7 @@ impl Fixture {
             args: vec![],
             forkable: false,
             fork: None,
+            env: Default::default(),
         };
         let row = SessionRow::new(record, Some(0));
         self.db.insert_session(&row).expect("insert session row");

@@ -3,9 +3,12 @@
 //! plus what changes durably; the API's [`SessionInfo`] is the record plus
 //! what the session's actor knows now ([`Status`]).
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::wire::api::{ExitInfo, ForkInfo, ForkState, Limits, SessionInfo, SessionState};
+use crate::wire::api::{
+    ExitInfo, ForkInfo, ForkState, Limits, SecretUse, SessionInfo, SessionState,
+};
 
 /// A session, as fixed at creation.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,19 @@ pub struct SessionRecord {
     pub forkable: bool,
     /// It is a fork of another session.
     pub fork: Option<ForkOrigin>,
+    /// What the run asked to have in its environment, kept so that a fork
+    /// gets the same: its own variables, and its secrets by name (their
+    /// values are read from the secret store again, never kept here).
+    pub env: RunEnv,
+}
+
+/// A run's own environment: `bento run -e` and `--secret`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunEnv {
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: Vec<SecretUse>,
 }
 
 /// Where a fork comes from; fixed at creation, like the rest of the record.
@@ -91,6 +107,8 @@ impl SessionRecord {
                 }),
                 _ => None,
             },
+            env: self.env.vars.keys().cloned().collect(),
+            secrets: self.env.secrets.clone(),
         }
     }
 }

@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     args          TEXT,
     forkable      INTEGER NOT NULL DEFAULT 0,
     fork          TEXT,
-    fork_state    TEXT
+    fork_state    TEXT,
+    env           TEXT
 );";
 
 /// Columns added after the first schema, for databases made before them.
@@ -95,6 +96,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("forkable", "forkable INTEGER NOT NULL DEFAULT 0"),
     ("fork", "fork TEXT"),
     ("fork_state", "fork_state TEXT"),
+    ("env", "env TEXT"),
 ];
 
 /// SQLite integers are signed; counts past `i64::MAX` are stored as it.
@@ -153,9 +155,9 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state)
+                 input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state, env)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21)",
+                 ?18, ?19, ?20, ?21, ?22)",
             params![
                 r.record.token,
                 r.record.id,
@@ -178,6 +180,7 @@ impl Db {
                 r.record.forkable,
                 json(&r.record.fork),
                 json(&r.fork_state),
+                json(&Some(&r.record.env)),
             ],
         )?;
         Ok(())
@@ -256,7 +259,7 @@ impl Db {
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
     created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
-    input_reserved, args, forkable, fork, fork_state
+    input_reserved, args, forkable, fork, fork_state, env
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -276,6 +279,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             args: from_json(r.get(17)?).unwrap_or_default(),
             forkable: r.get(18)?,
             fork: from_json(r.get(19)?),
+            env: from_json(r.get(21)?).unwrap_or_default(),
         },
         exit: from_json(r.get(9)?),
         ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
@@ -310,6 +314,13 @@ mod tests {
                 parent: "s-0".into(),
                 at_input: 7,
             }),
+            env: super::super::record::RunEnv {
+                vars: [("A".to_string(), "1".to_string())].into(),
+                secrets: vec![crate::wire::api::SecretUse {
+                    name: "db".into(),
+                    env: Some("DB_PASS".into()),
+                }],
+            },
         };
         SessionRow::new(record, Some(1024))
     }

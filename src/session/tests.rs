@@ -85,6 +85,7 @@ impl Fixture {
             limits: &Default::default(),
             forkable: true,
             fork: None,
+            env: Default::default(),
         };
         let created = self
             .launcher

@@ -44,6 +44,8 @@ pub async fn try_create(client: &Client, function: &str, args: &[&str]) -> Res<(
         transient: false,
         limits: Default::default(),
         forkable: None,
+        env: Default::default(),
+        secrets: Vec::new(),
     };
     client
         .create_session(&body)

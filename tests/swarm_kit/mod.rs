@@ -262,6 +262,8 @@ impl Ctl {
             transient: false,
             limits: Default::default(),
             forkable: None,
+            env: Default::default(),
+            secrets: Vec::new(),
         };
         match self.client.create_session(&body).await {
             Ok(s) => (s.token, s.id),

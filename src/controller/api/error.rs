@@ -111,9 +111,14 @@ impl From<CheckError> for ApiError {
 impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> ApiError {
         match e {
-            CreateError::UnknownImage(_) | CreateError::Limits(_) => {
+            CreateError::UnknownImage(_) | CreateError::Limits(_) | CreateError::Env(_) => {
                 ApiError::bad_request(e.to_string())
             }
+            CreateError::Secret(_) => ApiError::logged(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the controller could not read a secret",
+                &e,
+            ),
             CreateError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

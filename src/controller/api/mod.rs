@@ -9,6 +9,7 @@ mod history;
 mod images;
 pub mod openapi;
 mod removal;
+mod secrets;
 mod sessions;
 mod socket;
 
@@ -17,7 +18,7 @@ use openapi::{Op, Route};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -206,6 +207,37 @@ pub static ROUTES: &[Route] = &[
             errors: &[401, 404],
         }],
         handler: || get(history::get_history),
+    },
+    Route {
+        path: "/v1/secrets",
+        ops: &[Op {
+            method: "get",
+            summary: "List secrets by name (values are never shown); see docs/env.md",
+            request: None,
+            ok: (200, Some(secrets::list_schema)),
+            errors: &[401],
+        }],
+        handler: || get(secrets::list_secrets),
+    },
+    Route {
+        path: "/v1/secrets/{name}",
+        ops: &[
+            Op {
+                method: "put",
+                summary: "Set a secret (201 when new, 200 when replaced)",
+                request: openapi::SET_SECRET,
+                ok: (201, openapi::SECRET),
+                errors: &[400, 401, 409, 415],
+            },
+            Op {
+                method: "delete",
+                summary: "Remove a secret; sessions already started keep their copy",
+                request: None,
+                ok: (204, None),
+                errors: &[401, 404],
+            },
+        ],
+        handler: || put(secrets::set_secret).delete(secrets::delete_secret),
     },
     Route {
         path: "/v1/images",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::AppState;
 use crate::wire::api::{
     CreateSession, ErrorBody, ForkSession, FunctionInfo, HistoryPage, HistoryRecord, OutputPage,
-    SessionCreated, SessionInfo, SubmitFunction,
+    SecretInfo, SessionCreated, SessionInfo, SetSecret, SubmitFunction,
 };
 
 /// Makes a named schema for a body.
@@ -74,6 +74,8 @@ pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
 pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);
 pub(crate) const HISTORY: Option<SchemaFn> = Some(schema::<HistoryPage>);
 pub(crate) const HISTORY_ONE: Option<SchemaFn> = Some(schema::<HistoryRecord>);
+pub(crate) const SET_SECRET: Option<SchemaFn> = Some(schema::<SetSecret>);
+pub(crate) const SECRET: Option<SchemaFn> = Some(schema::<SecretInfo>);
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -114,6 +116,94 @@ fn to_components(v: &mut Value) {
     }
 }
 
+/// A stable `operationId`: the method and the path's segments, e.g.
+/// `get_v1_sessions_token_output`. Derived, so a new route cannot lack one.
+pub fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_string();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        id.extend(seg.chars().filter(|c| !matches!(c, '{' | '}')).map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    id
+}
+
+/// Routes anyone may call without the key (see `auth::require_key`).
+const OPEN_PATHS: &[&str] = &["/healthz"];
+
+/// OpenAPI links from an operation's success answer: a created session's
+/// token leads to every `/v1/sessions/{token}` operation, a stored
+/// function's id to its own routes and to starting it, so stateful testers
+/// and generated clients can follow them.
+fn links(method: &str, path: &str) -> Option<Value> {
+    let (prefix, param, field) = match (method, path) {
+        ("post", "/v1/sessions") | ("post", "/v1/sessions/{token}/fork") => {
+            ("/v1/sessions/{token}", "token", "token")
+        }
+        ("post", "/v1/functions") => ("/v1/functions/{id}", "id", "id"),
+        _ => return None,
+    };
+    let mut out = Map::new();
+    for route in ROUTES.iter().filter(|r| r.path.starts_with(prefix)) {
+        for op in route.ops {
+            out.insert(
+                operation_id(op.method, route.path),
+                json!({
+                    "operationId": operation_id(op.method, route.path),
+                    "parameters": { param: format!("$response.body#/{field}") },
+                }),
+            );
+        }
+    }
+    if path == "/v1/functions" {
+        out.insert(
+            "post_v1_sessions".into(),
+            json!({
+                "operationId": "post_v1_sessions",
+                "requestBody": { "function": "$response.body#/id" },
+            }),
+        );
+    }
+    Some(Value::Object(out))
+}
+
+/// The query parameters of an operation that takes some (the history's
+/// filters and pages).
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    let q = |name: &str, ty: &str, what: &str| {
+        json!({"name": name, "in": "query", "required": false,
+               "schema": {"type": ty}, "description": what})
+    };
+    match (method, path) {
+        ("get", "/v1/history") => vec![
+            q(
+                "state",
+                "string",
+                "Only `reaped` is kept here; another state gives an empty page",
+            ),
+            q("function", "string", "A function's id or name"),
+            q(
+                "since",
+                "integer",
+                "Sessions created at or after, seconds since the epoch",
+            ),
+            q(
+                "until",
+                "integer",
+                "Sessions created at or before, seconds since the epoch",
+            ),
+            q("limit", "integer", "Page size: 100 by default, at most 500"),
+            q("cursor", "string", "The `next` of the previous page"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -147,11 +237,16 @@ pub fn document() -> Value {
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
         for op in route.ops {
+            let mut params = params.clone();
+            params.extend(query_params(op.method, route.path));
             let mut responses = Map::new();
             let (status, body) = op.ok;
             let mut ok = json!({ "description": reason(status) });
             if let Some(b) = body {
                 ok["content"] = json!({"application/json": {"schema": add_schema(b)}});
+            }
+            if let Some(l) = links(op.method, route.path) {
+                ok["links"] = l;
             }
             responses.insert(status.to_string(), ok);
             for e in op.errors {
@@ -161,10 +256,14 @@ pub fn document() -> Value {
                 );
             }
             let mut o = json!({
+                "operationId": operation_id(op.method, route.path),
                 "summary": op.summary,
                 "parameters": params,
                 "responses": responses,
             });
+            if OPEN_PATHS.contains(&route.path) {
+                o["security"] = json!([]);
+            }
             if let Some(r) = op.request {
                 o["requestBody"] = json!({
                     "required": true,
@@ -181,11 +280,15 @@ pub fn document() -> Value {
         "info": {
             "title": "Bento",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Run untrusted Python functions in sandboxed containers, as sessions that outlive the connection. The attach WebSocket protocol is described in docs/api.md."
+            "description": "Run untrusted Python functions in sandboxed containers, as sessions that outlive the connection. The attach WebSocket protocol is described in docs/api.md. Every operation but /healthz needs the API key as a bearer token, except on a controller started without a key: that one listens on loopback only and takes every request without one (docs/security.md)."
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+            "securitySchemes": {"bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The controller's API key (api_key in bento.yaml, or BENTO_API_KEY). A controller without one listens on loopback only and ignores this header."
+            }}
         },
         "security": [{"bearer": []}],
         "paths": paths,
@@ -209,6 +312,52 @@ mod tests {
             Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_links_name_real_operations_and_health_is_open() {
+        let doc = document();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert_eq!(id, operation_id(method, path));
+                assert!(ids.insert(id), "{method} {path}: operationId repeated");
+                let open = op.get("security") == Some(&json!([]));
+                assert_eq!(open, path == "/healthz", "{method} {path}");
+            }
+        }
+        let created = &doc["paths"]["/v1/sessions"]["post"]["responses"]["201"]["links"];
+        let links = created.as_object().map(|l| l.len()).unwrap_or(0);
+        assert!(
+            links >= 5,
+            "session creation links to the token routes: {created}"
+        );
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                for (_, resp) in op["responses"].as_object().into_iter().flatten() {
+                    for (_, link) in resp["links"].as_object().into_iter().flatten() {
+                        let target = link["operationId"].as_str().unwrap_or_default();
+                        assert!(ids.contains(target), "{method} {path} links to {target}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn constraints_the_server_enforces_are_in_the_schemas() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let name = &schemas["SubmitFunction"]["properties"]["name"];
+        assert_eq!(name["maxLength"], 64, "{name}");
+        assert!(name["pattern"].is_string(), "{name}");
+        let limits = &schemas["LimitsRequest"]["properties"];
+        assert_eq!(limits["pids"]["minimum"], 1, "{limits}");
+        assert_eq!(limits["memory"]["minimum"], 8388608, "{limits}");
+        let create = &schemas["CreateSession"]["properties"];
+        assert_eq!(create["args"]["maxItems"], 256, "{create}");
+        assert_eq!(create["env"]["maxProperties"], 256, "{create}");
     }
 
     #[test]

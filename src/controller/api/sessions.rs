@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{socket, ApiError, ApiJson, AppState, MAX_ARGS, MAX_ARG_BYTES};
 use crate::controller::create::NewSession;
 use crate::controller::fork::{self, ForkError};
+use crate::session::record::RunEnv;
 use crate::wire::api::{CreateSession, ForkSession, SessionInfo};
 
 pub(super) async fn create_session(
@@ -39,6 +40,10 @@ pub(super) async fn create_session(
         limits: &req.limits,
         forkable: req.forkable.unwrap_or(true),
         fork: None,
+        env: RunEnv {
+            vars: req.env,
+            secrets: req.secrets,
+        },
     };
     let created = s.launcher.create(new).await?;
     tracing::info!(session = %created.id, function = %function.id, "session created");

@@ -38,7 +38,11 @@ pub fn context_tar(context: &Path, driver_dir: &Path) -> Result<Vec<u8>, ImageEr
         .map_err(|e| ImageError::Context(format!("cannot finish the build context: {e}")))
 }
 
-fn add_dir(tar: &mut tar::Builder<Vec<u8>>, dir: &Path, prefix: &str) -> Result<(), ImageError> {
+pub(super) fn add_dir(
+    tar: &mut tar::Builder<Vec<u8>>,
+    dir: &Path,
+    prefix: &str,
+) -> Result<(), ImageError> {
     let io_err = |path: &Path, e: std::io::Error| {
         ImageError::Context(format!("cannot read {}: {e}", path.display()))
     };

@@ -1,19 +1,29 @@
 //! Building function images: each image description's context directory
-//! plus the driver, built by the Docker engine with the base image as the
-//! `BASE` build argument.
+//! plus the driver (or, for a declared image, a generated context:
+//! `generate`), built by the Docker engine with the base image as the
+//! `BASE` build argument. Every image carries [`HASH_LABEL`], the hash of
+//! what it was built from, so an unchanged one need not be built again.
 
 mod context;
+mod generate;
+mod output;
 
 pub use context::context_tar;
+pub use generate::{dockerfile, failed_package, generated_tar};
 
 use crate::config::{Config, ImageSpec, DEFAULT_BASE_IMAGE};
 use bollard::query_parameters::BuildImageOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
-/// Lines of build output kept to explain a failure.
-const OUTPUT_TAIL: usize = 30;
+/// The longest a build may go without output before it counts as stuck.
+const BUILD_SILENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The image label holding the hash of what the image was built from: the
+/// whole build context (Dockerfile, generated or not, declared files, CA
+/// bundle, driver) and the base, by name and by the engine's ID for it.
+pub const HASH_LABEL: &str = "bento.build-hash";
 
 /// The base `images/base/bootstrap.sh` makes from Debian packages where
 /// nothing can be pulled (Python 3 on Debian bookworm).
@@ -27,12 +37,14 @@ pub enum ImageError {
     Unknown { name: String, known: String },
     #[error("build context: {0}")]
     Context(String),
-    /// The build ran and failed; `output` is its last lines.
-    #[error("building {tag} failed: {message}")]
+    /// The build ran and failed; `output` is its last lines, `package`
+    /// the apt or pip package the output says could not be installed.
+    #[error("building {tag} failed: {message}{}", package.as_ref().map(|p| format!(" (package {p} could not be installed)")).unwrap_or_default())]
     Build {
         tag: String,
         message: String,
         output: Vec<String>,
+        package: Option<String>,
     },
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
@@ -119,35 +131,116 @@ pub async fn build_image(
     build_image_from(docker, config, spec, &config.base_image_for(spec), progress).await
 }
 
+/// An image's build context in memory, and its [`HASH_LABEL`] value.
+pub struct Prepared {
+    tar: Vec<u8>,
+    pub hash: String,
+}
+
+/// The build context of `spec` (generated for a declared image) and the
+/// hash of it with `base`. The base's engine ID is part of the hash where
+/// the engine has it, so a rebuilt base rebuilds its images too.
+pub async fn prepare(
+    docker: &Docker,
+    config: &Config,
+    spec: &ImageSpec,
+    base: &str,
+) -> Result<Prepared, ImageError> {
+    let tar = if spec.declared() {
+        generated_tar(spec, &spec.build.or(&config.build), &config.driver_dir)?
+    } else {
+        let context_dir = spec
+            .context
+            .clone()
+            .unwrap_or_else(|| config.root.join("images").join(&spec.name));
+        context_tar(&context_dir, &config.driver_dir)?
+    };
+    let base_id = match docker.inspect_image(base).await {
+        Ok(image) => image.id.unwrap_or_default(),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&tar);
+    for part in [base, &base_id] {
+        h.update(&[0]);
+        h.update(part.as_bytes());
+    }
+    Ok(Prepared {
+        tar,
+        hash: format!("{:032x}", h.digest128()),
+    })
+}
+
+/// Whether the engine has `tag` built from exactly `hash`.
+pub async fn is_current(docker: &Docker, tag: &str, hash: &str) -> Result<bool, ImageError> {
+    match docker.inspect_image(tag).await {
+        Ok(image) => Ok(image
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(HASH_LABEL).cloned())
+            .is_some_and(|h| h == hash)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// [`build_image`] from the given base (the build argument `BASE`).
 pub async fn build_image_from(
     docker: &Docker,
     config: &Config,
     spec: &ImageSpec,
     base: &str,
+    progress: impl FnMut(&str),
+) -> Result<(), ImageError> {
+    let prepared = prepare(docker, config, spec, base).await?;
+    build_prepared(docker, spec, base, prepared, progress).await
+}
+
+/// Builds `spec` from a context [`prepare`] made, labelled with its hash.
+pub async fn build_prepared(
+    docker: &Docker,
+    spec: &ImageSpec,
+    base: &str,
+    prepared: Prepared,
     mut progress: impl FnMut(&str),
 ) -> Result<(), ImageError> {
-    let context_dir = spec
-        .context
-        .clone()
-        .unwrap_or_else(|| config.root.join("images").join(&spec.name));
-    let tar = context_tar(&context_dir, &config.driver_dir)?;
+    let Prepared { tar, hash } = prepared;
     let tag = spec.tag();
     let options = BuildImageOptions {
         t: Some(tag.clone()),
         buildargs: Some(HashMap::from([("BASE".to_string(), base.to_string())])),
+        labels: Some(HashMap::from([(HASH_LABEL.to_string(), hash)])),
         rm: true,
         forcerm: true,
         ..Default::default()
     };
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
-    let mut tail = VecDeque::with_capacity(OUTPUT_TAIL);
-    let failed = |message: String, tail: VecDeque<String>| ImageError::Build {
-        tag: tag.clone(),
-        message,
-        output: tail.into(),
+    let mut out = output::BuildOutput::default();
+    let failed = |message: String, mut out: output::BuildOutput, progress: &mut dyn FnMut(&str)| {
+        out.flush(progress);
+        ImageError::Build {
+            tag: tag.clone(),
+            message,
+            output: out.tail.into(),
+            package: out.package,
+        }
     };
-    while let Some(item) = stream.next().await {
+    loop {
+        // A build may take long (a large pip install), but one that says
+        // nothing for this long is stuck (a mirror that never answers).
+        let item = match tokio::time::timeout(BUILD_SILENCE, stream.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                let message = format!("no build output for {}s: given up", BUILD_SILENCE.as_secs());
+                return Err(failed(message, out, &mut progress));
+            }
+        };
         let info = item.map_err(|e| match e {
             // The daemon's own words, without bollard's wrapping.
             bollard::errors::Error::DockerStreamError { error } => error,
@@ -155,21 +248,16 @@ pub async fn build_image_from(
         });
         let info = match info {
             Ok(info) => info,
-            Err(message) => return Err(failed(message, tail)),
+            Err(message) => return Err(failed(message, out, &mut progress)),
         };
         for text in [&info.stream, &info.status].into_iter().flatten() {
-            for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
-                if tail.len() == OUTPUT_TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line.to_string());
-                progress(line);
-            }
+            out.push(text, &mut progress);
         }
         if let Some(detail) = info.error_detail {
             let message = detail.message.unwrap_or_else(|| "unknown error".into());
-            return Err(failed(message.trim().to_string(), tail));
+            return Err(failed(message.trim().to_string(), out, &mut progress));
         }
     }
+    out.flush(&mut progress);
     Ok(())
 }

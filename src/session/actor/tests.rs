@@ -26,6 +26,7 @@ async fn shutdown_ends_the_tasks_of_a_container_that_never_ends() {
         limits: &Default::default(),
         forkable: true,
         fork: None,
+        env: Default::default(),
     };
     let created = launcher
         .create(new)

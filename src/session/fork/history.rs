@@ -165,8 +165,14 @@ fn scan(data: &[u8]) -> (u64, u64, bool) {
 }
 
 /// The first `k` inputs of the history at `path`; fewer if it holds fewer.
+/// A session that has taken no input has no file yet (it is made with the
+/// first record): that is an empty history, not an error.
 pub fn read(path: &Path, k: u64) -> io::Result<Vec<Bytes>> {
-    let data = std::fs::read(path)?;
+    let data = match std::fs::read(path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut out = Vec::new();
     let mut at = 0usize;
     while (out.len() as u64) < k {
@@ -193,6 +199,13 @@ mod tests {
 
     fn dir() -> tempfile::TempDir {
         tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_session_without_input_has_an_empty_history() {
+        let d = dir();
+        let read = read(&d.path().join("never.inputs"), 3).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The JSON bodies of the HTTP API.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::*;
@@ -9,10 +10,14 @@ use super::*;
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitFunction {
-    /// Python source.
+    /// Python source, at most 1 MiB of UTF-8 (413 beyond).
+    #[schemars(length(max = 1048576))]
     pub code: String,
     /// Optional name; a later submit with the same name takes the name over.
+    /// 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or
+    /// digit, and not starting with `fn-` (function ids do).
     #[serde(default)]
+    #[schemars(length(min = 1, max = 64), regex(pattern = FUNCTION_NAME_PATTERN))]
     pub name: Option<String>,
     /// Image to run in; the server's default image when absent.
     #[serde(default)]
@@ -22,8 +27,18 @@ pub struct SubmitFunction {
     /// with `.py` added, or `function.py` for a function without one.
     /// Left out when absent: controllers from before it refuse the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^/\x00-\x1f\x7f-\x9f]+$")
+    )]
     pub filename: Option<String>,
 }
+
+/// A function's name, as the server checks it (`config::valid_name`, and
+/// not `fn-…`), without a lookahead: `f` and `fn` alone, `f` then anything
+/// but `n`, `fn` then anything but `-`, or any other first character.
+pub const FUNCTION_NAME_PATTERN: &str =
+    "^(?:[a-eg-z0-9][a-z0-9_-]*|f|f[a-mo-z0-9_-][a-z0-9_-]*|fn|fn[a-z0-9_][a-z0-9_-]*)$";
 
 /// Why submitted code does not compile: the answer to a submit whose code
 /// Python refuses (400, in [`ErrorBody::syntax`]).
@@ -70,13 +85,15 @@ pub fn default_filename() -> String {
 }
 
 /// `POST /v1/sessions`
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// Function id or name.
     pub function: String,
-    /// Arguments for `main(*args)`; the driver decodes each as JSON where it parses.
+    /// Arguments for `main(*args)`; the driver decodes each as JSON where it
+    /// parses. At most 256, of at most 64 KiB each.
     #[serde(default)]
+    #[schemars(length(max = 256), inner(length(max = 65536)))]
     pub args: Vec<String>,
     /// A transient session's function is killed when its client has been
     /// gone longer than the grace period.
@@ -90,6 +107,57 @@ pub struct CreateSession {
     /// true; `false` saves the disk it takes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forkable: Option<bool>,
+    /// Environment variables for the function, over the image's `env:`
+    /// (docs/env.md). Names are checked; `BENTO_*` is reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256, "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}))]
+    pub env: BTreeMap<String, String>,
+    /// Stored secrets to set as environment variables, by name: their
+    /// values never cross the API again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
+}
+
+/// A stored secret a run asks for, and the variable it is set as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretUse {
+    /// The secret's name (`bento secrets set NAME`).
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"))]
+    pub name: String,
+    /// The environment variable; unset, the secret's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+impl SecretUse {
+    /// The variable the secret is set as.
+    pub fn var(&self) -> &str {
+        self.env.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// `PUT /v1/secrets/{name}`. Its `Debug` hides the value.
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecret {
+    /// UTF-8, without NUL, at most 64 KiB.
+    #[schemars(length(max = 65536))]
+    pub value: String,
+}
+
+impl fmt::Debug for SetSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SetSecret { value: <hidden> }")
+    }
+}
+
+/// A stored secret, as listed: its name only, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// When it was last set, seconds since the Unix epoch.
+    pub updated_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -160,6 +228,14 @@ pub struct SessionInfo {
     /// Resource usage so far (live) or final (ended), from the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The names of the environment variables the run set (never their
+    /// values; the image's own `env:` is in its YAML).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The secrets the run asked for, by name, and the variables they were
+    /// set as. Values never show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
 }
 
 /// `POST /v1/sessions/{token}/fork`: a new session that starts from this

@@ -31,11 +31,17 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsRequest {
+    /// Bytes; at least 8 MiB, at most the image's maximum (`GET /v1/images`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8388608))]
     pub memory: Option<u64>,
+    /// CPU cores; at least 0.01, at most the image's maximum.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.01))]
     pub cpus: Option<f64>,
+    /// Processes and threads; at least 1, at most the image's maximum.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub pids: Option<i64>,
     /// Seconds, or a string such as `"30s"`.
     #[serde(

@@ -11,6 +11,7 @@ use super::codec::{encode, encode_message, Frame, FrameError};
 use super::{
     Kind, DRIVER_WINDOW, MAX_INPUTS_IN_FLIGHT, MAX_INPUT_BYTES_IN_FLIGHT, MAX_START, NONCE_LEN,
 };
+use crate::config::env::Env;
 use crate::wire::api::Stream;
 
 /// One frame from the driver, as a message.
@@ -71,6 +72,10 @@ pub struct Start<'a> {
     /// Inputs, and their bytes, the driver may hold unconsumed.
     pub max_inputs: u64,
     pub max_input_bytes: u64,
+    /// Variables the driver sets in `os.environ` before the function runs
+    /// (left out when none). Its `Debug` shows names only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<&'a Env>,
 }
 
 impl<'a> Start<'a> {
@@ -83,6 +88,15 @@ impl<'a> Start<'a> {
             window: DRIVER_WINDOW,
             max_inputs: MAX_INPUTS_IN_FLIGHT,
             max_input_bytes: MAX_INPUT_BYTES_IN_FLIGHT,
+            env: None,
+        }
+    }
+
+    /// The same START, with the function's environment.
+    pub fn with_env(self, env: &'a Env) -> Start<'a> {
+        Start {
+            env: (!env.is_empty()).then_some(env),
+            ..self
         }
     }
 }

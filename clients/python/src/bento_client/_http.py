@@ -4,7 +4,8 @@ turned into the hierarchy of ``errors.py``."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from collections import abc
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -100,11 +101,17 @@ class Api:
     # -- sessions -----------------------------------------------------------
 
     async def create(self, function: str, args: List[str], transient: bool,
-                     limits: Dict[str, Any], forkable: bool = True) -> Dict[str, Any]:
+                     limits: Dict[str, Any], forkable: bool = True,
+                     env: Optional[Mapping[str, str]] = None,
+                     secrets: Union[Sequence[str], Mapping[str, str], None] = None) -> Dict[str, Any]:
         body: Dict[str, Any] = {"function": function, "args": args, "transient": transient,
                                 "limits": limits}
         if not forkable:
             body["forkable"] = False
+        if env:
+            body["env"] = dict(env)
+        if secrets:
+            body["secrets"] = secret_uses(secrets)
         created = await self.json("POST", "/v1/sessions", body)
         if not isinstance(created, dict) or "token" not in created:
             raise ProtocolError(f"unexpected answer to creating a session: {created!r}")
@@ -125,6 +132,18 @@ class Api:
     async def sessions(self) -> List[SessionInfo]:
         return [SessionInfo.from_json(o) for o in await self.json("GET", "/v1/sessions")]
 
+    # -- secrets ------------------------------------------------------------
+
+    async def set_secret(self, name: str, value: str) -> None:
+        await self.request("PUT", f"/v1/secrets/{quote(name, safe='')}", {"value": value})
+
+    async def secrets(self) -> List[str]:
+        listed = await self.json("GET", "/v1/secrets")
+        return [str(o["name"]) for o in listed if isinstance(o, dict) and "name" in o]
+
+    async def delete_secret(self, name: str) -> None:
+        await self.request("DELETE", f"/v1/secrets/{quote(name, safe='')}")
+
     async def session(self, token: str) -> SessionInfo:
         return SessionInfo.from_json(await self.json("GET", _s(token)))
 
@@ -140,3 +159,13 @@ class Api:
 
 def _s(token: str) -> str:
     return f"/v1/sessions/{quote(token, safe='')}"
+
+
+def secret_uses(secrets: Union[Sequence[str], Mapping[str, str]]) -> List[Dict[str, str]]:
+    """The API's ``secrets``: names (each set as the variable of its own
+    name), or a mapping of variable to secret name."""
+    if isinstance(secrets, str):
+        raise TypeError("secrets must be a list of names or a mapping, not a str")
+    if isinstance(secrets, abc.Mapping):
+        return [{"name": name, "env": var} for var, name in secrets.items()]
+    return [{"name": name} for name in secrets]

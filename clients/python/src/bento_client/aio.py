@@ -8,7 +8,8 @@ import asyncio
 import inspect
 import os
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Union
+from typing import (Any, AsyncIterator, Awaitable, Callable, List, Mapping, Optional, Sequence,
+                    Union)
 
 from . import context
 from ._attach import Attachment
@@ -241,14 +242,18 @@ class AsyncClient:
                   cpus: Optional[float] = None, pids: Optional[int] = None,
                   timeout: Union[int, float, str, None] = None, transient: bool = False,
                   detach: bool = False, on_event: Optional[OnEvent] = None,
-                  forkable: bool = True) -> AsyncSession:
+                  forkable: bool = True, env: Optional[Mapping[str, str]] = None,
+                  secrets: Union[Sequence[str], Mapping[str, str], None] = None) -> AsyncSession:
         """Starts ``function`` (id or name) as ``main(*args)``: each argument
         goes as JSON, so ``main`` gets it as given. Attached at once unless
         ``detach=True`` (then it attaches at its first I/O call).
-        ``forkable=False`` keeps no input history (it cannot be forked)."""
+        ``forkable=False`` keeps no input history (it cannot be forked).
+        ``env`` sets environment variables over the image's; ``secrets``
+        gives stored secrets (``set_secret``) as variables: a list of names,
+        or a mapping of variable to secret name."""
         limits = limits_request(memory, cpus, pids, timeout)
         created = await self.api.create(function, encode_args(list(args)), transient, limits,
-                                        forkable)
+                                        forkable, env, secrets)
         s = AsyncSession(self, created["token"], str(created.get("id", "")), transient, on_event=on_event)
         return await self._opened(s, detach)
 
@@ -285,6 +290,17 @@ class AsyncClient:
 
     async def sessions(self) -> List[SessionInfo]:
         return await self.api.sessions()
+
+    async def set_secret(self, name: str, value: str) -> None:
+        """Stores a secret (or replaces it); runs ask for it by name."""
+        await self.api.set_secret(name, value)
+
+    async def secrets(self) -> List[str]:
+        """The names of the stored secrets; values never come back."""
+        return await self.api.secrets()
+
+    async def delete_secret(self, name: str) -> None:
+        await self.api.delete_secret(name)
 
     async def inspect(self, token: str) -> SessionInfo:
         return await self.api.session(token)

@@ -22,7 +22,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Coroutine, Deque, Iterator, List, Optional, TypeVar, Union
+from typing import (Any, Callable, Coroutine, Deque, Iterator, List, Mapping, Optional, Sequence,
+                    TypeVar, Union)
 
 from . import context
 from ._attach import Attachment, Item_
@@ -279,11 +280,13 @@ class Client:
             cpus: Optional[float] = None, pids: Optional[int] = None,
             timeout: Union[int, float, str, None] = None, transient: bool = False,
             detach: bool = False, on_event: Optional[OnEvent] = None,
-            forkable: bool = True) -> Session:
+            forkable: bool = True, env: Optional[Mapping[str, str]] = None,
+            secrets: Union[Sequence[str], Mapping[str, str], None] = None) -> Session:
         """See ``AsyncClient.run``."""
         inner = self._call(self._a.run(function, *args, memory=memory, cpus=cpus, pids=pids,
                                        timeout=timeout, transient=transient, detach=detach,
-                                       on_event=on_event, forkable=forkable))
+                                       on_event=on_event, forkable=forkable, env=env,
+                                       secrets=secrets))
         return Session(self, inner)
 
     def fork(self, token: str, *, at_input: Optional[int] = None,
@@ -299,6 +302,16 @@ class Client:
 
     def sessions(self) -> List[SessionInfo]:
         return self._call(self._a.sessions())
+
+    def set_secret(self, name: str, value: str) -> None:
+        """See ``AsyncClient.set_secret``."""
+        self._call(self._a.set_secret(name, value))
+
+    def secrets(self) -> List[str]:
+        return self._call(self._a.secrets())
+
+    def delete_secret(self, name: str) -> None:
+        self._call(self._a.delete_secret(name))
 
     def inspect(self, token: str) -> SessionInfo:
         return self._call(self._a.inspect(token))

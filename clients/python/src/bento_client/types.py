@@ -222,6 +222,9 @@ class SessionInfo:
     limits: Dict[str, Any] = field(default_factory=dict)
     forkable: bool = False
     fork: Optional[ForkInfo] = None
+    # Names only: the variables the run set, and the secrets it asked for.
+    env: List[str] = field(default_factory=list)
+    secrets: List[str] = field(default_factory=list)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -245,6 +248,8 @@ class SessionInfo:
             limits=dict(o.get("limits") or {}),
             forkable=bool(o.get("forkable")),
             fork=ForkInfo.from_json(fork) if isinstance(fork := o.get("fork"), dict) else None,
+            env=[str(n) for n in o.get("env") or []],
+            secrets=[str(s.get("name")) for s in o.get("secrets") or [] if isinstance(s, dict)],
             raw=o,
         )
 
