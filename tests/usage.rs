@@ -70,7 +70,7 @@ async fn a_hungry_functions_usage_is_measured_live_at_exit_and_kept() {
     let o = s.cli(&["inspect", &token], b"");
     expect_code(&o, 0, "inspect");
     let text = kit::out(&o);
-    for key in ["cpu", "memory peak", "pids peak", "wall"] {
+    for key in ["cpu", "mem peak", "pids peak", "wall"] {
         assert!(text.contains(key), "inspect shows {key}: {text}");
     }
 

@@ -20,7 +20,7 @@ pub(super) fn rows(u: &Usage) -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "memory peak",
+            "mem peak",
             format!("{} ({})", bytes(u.peak_memory_bytes), u.peak_memory_source),
         ),
         ("pids peak", u.peak_pids.to_string()),
