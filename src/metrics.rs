@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod usage;
+pub use usage::observe_usage;
+
 /// Upper bounds of the container start latency histogram, in seconds.
 const START_BUCKETS: [f64; 10] = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0];
 
@@ -32,6 +35,8 @@ pub struct Metrics {
     /// Sessions that took a warm container, and those that found none ready.
     pub pool_hits: AtomicU64,
     pub pool_misses: AtomicU64,
+    /// History records dropped by retention (`history_ttl`, `history_max`).
+    pub history_expired: AtomicU64,
     start_buckets: [AtomicU64; START_BUCKETS.len()],
     start_count: AtomicU64,
     start_sum_us: AtomicU64,
@@ -52,6 +57,7 @@ pub static METRICS: Metrics = Metrics {
     forks_diverged: AtomicU64::new(0),
     pool_hits: AtomicU64::new(0),
     pool_misses: AtomicU64::new(0),
+    history_expired: AtomicU64::new(0),
     start_buckets: [const { AtomicU64::new(0) }; START_BUCKETS.len()],
     start_count: AtomicU64::new(0),
     start_sum_us: AtomicU64::new(0),
@@ -237,6 +243,12 @@ pub fn render(s: &Snapshot) -> String {
         get(&m.start_sum_us) as f64 / 1e6
     );
     let _ = writeln!(out, "bento_container_start_seconds_count {count}");
+    let _ = writeln!(
+        out,
+        "# HELP bento_history_expired_total History records of reaped sessions dropped by retention (history_ttl, history_max).\n# TYPE bento_history_expired_total counter\nbento_history_expired_total {}",
+        get(&m.history_expired)
+    );
+    usage::render(&mut out);
     out
 }
 

@@ -128,6 +128,10 @@ pub struct AttachFlags {
     /// Do not reconnect when the connection drops.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// After the function's exit, print what it used (CPU, peak memory,
+    /// processes, wall time, as the engine measured) on stderr.
+    #[arg(long)]
+    pub usage: bool,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +195,43 @@ pub struct AttachArgs {
     pub flags: AttachFlags,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// What `bento ls` lists beyond the live sessions, and its filters.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LsFilter {
+    /// Also list reaped sessions (their records: `GET /v1/history`),
+    /// oldest first after the live ones, which have a token to show; a
+    /// reaped one shows its s-… id.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only sessions in this state: starting, resuming, running, ended or
+    /// reaped (reaped implies --all).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Only sessions of this function (id or name).
+    #[arg(long, value_name = "FUNCTION")]
+    pub function: Option<String>,
+    /// Only sessions created within this long ago (30s, 15m, 1h, 2d).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only sessions created before this long ago.
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
+    /// At most this many reaped sessions (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+impl LsFilter {
+    pub fn is_set(&self) -> bool {
+        self.all
+            || self.state.is_some()
+            || self.function.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.limit.is_some()
+    }
 }
 
 /// `--json`, for the commands that list or inspect.

@@ -137,7 +137,10 @@ async fn follow(
         move |seq| written.written(seq),
     )
     .context("cannot start the output thread")?;
-    let mut follower = Follower { exit: None };
+    let mut follower = Follower {
+        exit: None,
+        usage: flags.usage,
+    };
     let followed = follower.follow(&mut att, &writer, &mut sig).await;
     // Whatever ended it, what was queued goes out before anything is said.
     let followed = match (followed, writer.flush().await) {
@@ -176,6 +179,8 @@ fn terminal(fd: BorrowedFd<'_>) -> anyhow::Result<File> {
 
 struct Follower {
     exit: Option<ExitInfo>,
+    /// `--usage`: say what the function used, after its exit.
+    usage: bool,
 }
 
 impl Follower {
@@ -238,6 +243,12 @@ impl Follower {
             // does not change what the function did.
             if !exit.reason.is_success() && !matches!(exit.reason, ExitReason::Exited { .. }) {
                 say(&format!("bento: function {}", exit.message));
+            }
+            if self.usage {
+                match &exit.usage {
+                    Some(u) => say(&super::usage::line(u)),
+                    None => say("bento: usage: not measured (the controller took no sample)"),
+                }
             }
             return exit.code;
         }

@@ -10,13 +10,42 @@ use crate::wire::api::{ExitInfo, SessionInfo};
 
 pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<i32> {
     let client = args.server.client()?;
-    let token = super::resolve::token(&client, &args.token).await?;
+    // A session not live (reaped) may still have its record.
+    let live = match super::resolve::token(&client, &args.token).await {
+        Ok(token) => client
+            .session(&token)
+            .await
+            .map(|_| token)
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let token = match live {
+        Ok(token) => token,
+        Err(e) => return reaped(&client, &args, e).await,
+    };
     if args.json.json {
         return print_json(&client.session_json(&token).await?);
     }
     let info = client.session(&token).await?;
     let text = describe(&info, color::enabled());
     out(text.trim_end())?;
+    Ok(0)
+}
+
+/// `inspect` of what is not live: the reaped session's record, or, if
+/// there is none, the error the live lookup gave.
+async fn reaped(
+    client: &crate::client::Client,
+    args: &InspectArgs,
+    live_error: anyhow::Error,
+) -> anyhow::Result<i32> {
+    let Ok(record) = client.history_record(&args.token).await else {
+        return Err(live_error);
+    };
+    if args.json.json {
+        return print_json(&serde_json::to_string_pretty(&record)?);
+    }
+    out(super::history::describe(&record).trim_end())?;
     Ok(0)
 }
 
@@ -77,6 +106,9 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         rows.push(("secrets", secrets.join(", ")));
     }
     rows.push(("forkable", yes_no(s.forkable)));
+    if let Some(u) = &s.usage {
+        rows.extend(super::usage::rows(u));
+    }
     if let Some(f) = &s.fork {
         rows.push((
             "fork of",
@@ -94,7 +126,7 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         .map_or(table.clone(), |(_, rest)| rest.to_string())
 }
 
-fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
+pub(super) fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
     let timeout = if l.timeout.is_zero() {
         "none".to_string()
     } else {
@@ -109,7 +141,7 @@ fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
 }
 
 /// `exited with code 0`, or `killed: timed out (exit code 124)`.
-fn exit_words(e: &ExitInfo) -> String {
+pub(super) fn exit_words(e: &ExitInfo) -> String {
     match e.reason {
         crate::wire::api::ExitReason::Exited { .. } => e.message.clone(),
         _ => format!("{} (exit code {})", e.message, e.code),
@@ -162,6 +194,7 @@ mod tests {
             warm: true,
             forkable: true,
             fork: None,
+            usage: None,
             env: Vec::new(),
             secrets: Vec::new(),
         }

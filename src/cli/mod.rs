@@ -10,6 +10,7 @@ mod color;
 mod env;
 mod functions;
 mod hints;
+mod history;
 mod images;
 mod inspect;
 mod io;
@@ -23,11 +24,12 @@ mod serve;
 mod simple;
 mod table;
 mod time;
+mod usage;
 mod writer;
 
 pub use args::{
     AttachArgs, AttachFlags, ForkArgs, FunctionsArgs, FunctionsCommand, ImagesCommand, InspectArgs,
-    JsonFlag, LogsArgs, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
+    JsonFlag, LogsArgs, LsFilter, RunArgs, ServeArgs, ServerArgs, SubmitArgs,
 };
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -79,6 +81,8 @@ pub enum Command {
         /// Show whole tokens.
         #[arg(long)]
         no_trunc: bool,
+        #[command(flatten)]
+        filter: LsFilter,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -172,7 +176,14 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ls {
             json,
             no_trunc,
+            filter,
             server,
+        } if filter.is_set() => history::list(&server, json.json, no_trunc, &filter).await,
+        Command::Ls {
+            json,
+            no_trunc,
+            server,
+            ..
         } => simple::sessions(&server, json.json, no_trunc).await,
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Logs(args) => logs::logs(args).await,

@@ -108,6 +108,7 @@ mod tests {
             warm: false,
             forkable: true,
             fork: None,
+            usage: None,
             env: Vec::new(),
             secrets: Vec::new(),
         }

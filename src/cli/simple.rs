@@ -108,7 +108,7 @@ pub(super) async fn sessions(
     )
 }
 
-fn session_row(s: &SessionInfo, colour: bool, no_trunc: bool) -> Vec<String> {
+pub(super) fn session_row(s: &SessionInfo, colour: bool, no_trunc: bool) -> Vec<String> {
     let pending = match s.pending_messages {
         0 => "-".to_string(),
         1 => format!("1 msg, {}", bytes(s.pending_bytes)),
@@ -139,7 +139,7 @@ pub(super) fn state_cell(s: &SessionInfo, colour: bool) -> String {
 }
 
 /// The code alone when the function exited by itself; the reason too otherwise.
-fn exit_cell(e: &ExitInfo) -> String {
+pub(super) fn exit_cell(e: &ExitInfo) -> String {
     match e.reason {
         ExitReason::Exited { .. } => e.code.to_string(),
         _ => format!("{} ({})", e.code, e.message),

@@ -44,6 +44,8 @@
 
 mod attach;
 mod error;
+mod history;
+pub use history::HistoryFilter;
 #[cfg(test)]
 mod tests_submit;
 

@@ -88,6 +88,11 @@ pub struct Config {
     /// How long an ended session with unread output is kept when no client comes for it.
     #[serde(deserialize_with = "de_duration")]
     pub session_ttl: Duration,
+    /// How long the record of a reaped session is kept (`bento ls -a`).
+    #[serde(deserialize_with = "de_duration")]
+    pub history_ttl: Duration,
+    /// The most records of reaped sessions kept; the oldest go first.
+    pub history_max: u64,
     /// Output kept in memory per session; the rest is spooled to disk.
     pub output_memory_window: u64,
     /// Messages queued per attached client before it counts as too slow.
@@ -183,6 +188,8 @@ impl Default for Config {
             driver_dir: PathBuf::from("driver"),
             default_image: "python".into(),
             session_ttl: Duration::from_secs(24 * 3600),
+            history_ttl: Duration::from_secs(7 * 24 * 3600),
+            history_max: 10_000,
             output_memory_window: 4 << 20,
             client_queue: 256,
             output_cap: 1 << 30,

@@ -124,6 +124,10 @@ pub async fn run_with_runtime(
             config.data_dir.display()
         )
     })?;
+    db.set_retention(crate::session::history::Retention {
+        ttl: config.history_ttl,
+        max: config.history_max,
+    });
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     let ctx = SessionContext::new(

@@ -46,6 +46,7 @@ fn resuming_info(r: &SessionRow) -> SessionInfo {
         last_seq: r.acked,
         spooled_bytes: 0,
         fork_state: r.fork_state,
+        usage: None,
     })
 }
 

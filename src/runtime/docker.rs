@@ -260,6 +260,17 @@ impl Runtime for DockerRuntime {
             Err(e) => Err(engine(e)),
         }
     }
+
+    async fn usage(&self, id: &str) -> Result<Option<super::UsageSample>> {
+        // A local engine's containers are in this host's cgroup fs, if it
+        // is visible here: exact and immediate (see `runtime::cgroup`).
+        if self.socket.is_some() {
+            if let Some(s) = super::cgroup::sample(id) {
+                return Ok(Some(s));
+            }
+        }
+        super::usage::sample(&self.docker, id).await
+    }
 }
 
 /// Attaches through bollard's HTTP upgrade: for engines reached over TCP

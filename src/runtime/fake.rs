@@ -34,6 +34,8 @@ struct State {
     outputs: HashMap<String, mpsc::Sender<OutputChunk>>,
     /// Each container's labels, for `list`.
     labels: HashMap<String, HashMap<String, String>>,
+    /// What `usage` answers for a running container (see `set_usage`).
+    usage: HashMap<String, super::UsageSample>,
 }
 
 #[derive(Clone, Default)]
@@ -70,6 +72,11 @@ impl FakeRuntime {
             ContainerState::Exited(ContainerExit { code, oom_killed }),
         );
         s.outputs.remove(id);
+    }
+
+    /// Sets what the engine's stats say of a container while it runs.
+    pub fn set_usage(&self, id: &str, sample: super::UsageSample) {
+        self.lock().usage.insert(id.to_string(), sample);
     }
 
     pub fn removed(&self) -> Vec<String> {
@@ -243,6 +250,13 @@ impl Runtime for FakeRuntime {
 
     async fn image_exists(&self, _image: &str) -> Result<bool> {
         Ok(true)
+    }
+
+    async fn usage(&self, id: &str) -> Result<Option<super::UsageSample>> {
+        let s = self.lock();
+        // Like the engine: an ended container's cgroup is gone.
+        let running = matches!(s.states.get(id), Some(ContainerState::Running) | None);
+        Ok(s.usage.get(id).filter(|_| running).cloned())
     }
 }
 

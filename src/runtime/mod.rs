@@ -1,12 +1,14 @@
 //! The container engine behind a small trait, so the session logic never sees
 //! Docker types and can be unit-tested against a fake.
 
+mod cgroup;
 pub mod docker;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod images;
 mod stdio;
 pub mod swarm;
+pub mod usage;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use crate::wire::api::Limits;
 
 pub use docker::DockerRuntime;
 pub use swarm::SwarmRuntime;
+pub use usage::{PeakSource, UsageSample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -131,4 +134,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Containers that carry `label` (any value), running or not.
     async fn list(&self, label: &str) -> Result<Vec<ListedContainer>>;
     async fn image_exists(&self, image: &str) -> Result<bool>;
+    /// One sample of the running container's resource usage, from the
+    /// engine (see [`usage`]). `None` when it is not running.
+    async fn usage(&self, id: &str) -> Result<Option<UsageSample>>;
 }

@@ -230,6 +230,9 @@ pub struct InputProgress {
     pub next: AtomicU64,
     /// End of input has been applied.
     pub closed: AtomicBool,
+    /// Input payload bytes written to the function (for the history; not
+    /// kept across a controller restart).
+    pub bytes: AtomicU64,
 }
 
 impl InputProgress {
@@ -238,6 +241,7 @@ impl InputProgress {
         InputProgress {
             next: AtomicU64::new(received.saturating_add(1)),
             closed: AtomicBool::new(closed),
+            bytes: AtomicU64::new(0),
         }
     }
 }
@@ -438,7 +442,11 @@ async fn stdin_writer(p: StdinParts) {
                         None => ToDriver::Eof,
                     };
                     match driver::write(&mut input, &msg).await {
-                        Ok(()) => window.written(item.bytes.as_ref().map_or(0, |b| b.len() as u64)),
+                        Ok(()) => {
+                            let n = item.bytes.as_ref().map_or(0, |b| b.len() as u64);
+                            progress.bytes.fetch_add(n, Ordering::Relaxed);
+                            window.written(n)
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "function's stdin is closed");
                             broken = true;

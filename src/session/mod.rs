@@ -9,12 +9,14 @@
 
 pub(crate) mod actor;
 pub(crate) mod fork;
+pub mod history;
 pub(crate) mod input_window;
 pub mod io;
 pub mod log;
 pub(crate) mod record;
 pub(crate) mod spawn;
 pub mod store;
+pub mod usage;
 
 use bytes::Bytes;
 use std::sync::atomic::AtomicBool;
@@ -201,3 +203,6 @@ pub enum AttachError {
 mod tests;
 #[cfg(test)]
 mod tests_takeover;
+
+#[cfg(test)]
+mod tests_usage;

@@ -71,6 +71,8 @@ pub struct Status {
     pub spooled_bytes: u64,
     /// A fork's replay, as it stands.
     pub fork_state: Option<ForkState>,
+    /// Resource usage: live while it runs, final once it has ended.
+    pub usage: Option<crate::wire::api::Usage>,
 }
 
 impl SessionRecord {
@@ -92,6 +94,7 @@ impl SessionRecord {
             ended_at: s.ended_at,
             last_seq: s.last_seq,
             spooled_bytes: s.spooled_bytes,
+            usage: s.usage,
             limits: self.limits.clone(),
             deadline: self.deadline,
             warm: self.warm,

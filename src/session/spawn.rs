@@ -17,6 +17,7 @@ use super::fork::{ForkSide, Paths, Plan};
 use super::io::{self, InputProgress, StdinParts};
 use super::log::OutputLog;
 use super::store::{Db, SessionRow};
+use super::usage::{spawn_sampler, Meter};
 use super::SessionHandle;
 use crate::config::Config;
 use crate::runtime::{ContainerIo, Runtime};
@@ -191,6 +192,28 @@ pub fn spawn(
         // No container to talk to: input is never applied.
         None => Arc::new(InputProgress::after(0, true)),
     };
+    // The start is now for a new session; one recovered after a restart
+    // started at its creation, as far as seconds tell.
+    let ago = crate::session::record::now_secs().saturating_sub(row.record.created_at);
+    let started = tokio::time::Instant::now()
+        .checked_sub(std::time::Duration::from_secs(if restored {
+            ago
+        } else {
+            0
+        }))
+        .unwrap_or_else(tokio::time::Instant::now);
+    let usage = Meter::new(started);
+    let sampling = ctx.shutdown.child_token();
+    if !output_closed && exit.is_none() {
+        spawn_sampler(
+            usage.clone(),
+            ctx.runtime.clone(),
+            row.record.container.clone(),
+            row.record.id.clone(),
+            sampling.clone(),
+            &ctx.tracker,
+        );
+    }
     let handle = SessionHandle {
         id: row.record.id.clone(),
         tx: cmd_tx,
@@ -224,6 +247,8 @@ pub fn spawn(
         restored,
         ended,
         fork,
+        usage,
+        sampling,
     });
     register(&handle);
     ctx.tracker.spawn(actor.run());

@@ -58,6 +58,8 @@ impl SessionRow {
 
 pub struct Db {
     conn: Mutex<Connection>,
+    /// How long reaped sessions' records are kept (`session::history`).
+    retention: Mutex<super::history::Retention>,
 }
 
 const SCHEMA: &str = "
@@ -128,12 +130,23 @@ impl Db {
                 conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {def}"))?;
             }
         }
+        conn.execute_batch(super::history::SCHEMA)?;
         Ok(Db {
             conn: Mutex::new(conn),
+            retention: Mutex::new(Default::default()),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// Sets the history's retention (the default: 7 days, 10,000 records).
+    pub fn set_retention(&self, r: super::history::Retention) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    pub(super) fn retention(&self) -> super::history::Retention {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // Every use is one statement; a poisoned connection is still whole.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -136,7 +136,7 @@ pub(super) fn output(m: ToClient) -> (u64, Stream, Bytes) {
     }
 }
 
-async fn wait_state(h: &SessionHandle, state: SessionState) {
+pub(super) async fn wait_state(h: &SessionHandle, state: SessionState) {
     for _ in 0..1000 {
         if h.info().await.expect("session info").state == state {
             return;

@@ -126,3 +126,15 @@ def test_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve(None, None)[0] == "https://bento.example/api"
     with pytest.raises(bento_client.BentoError):
         resolve("ftp://x", None)
+
+
+def test_exit_carries_the_usage_when_the_controller_sends_it() -> None:
+    from bento_client import Exit, Usage
+    e = Exit.from_json({"reason": {"kind": "exited", "code": 0}, "code": 0, "message": "exited with code 0",
+                        "usage": {"cpu_user_ms": 700, "cpu_system_ms": 300, "peak_memory_bytes": 104857600,
+                                  "peak_pids": 3, "wall_ms": 2500, "peak_memory_source": "max_usage",
+                                  "samples": 5}})
+    assert isinstance(e.usage, Usage)
+    assert e.usage.cpu_seconds == 1.0
+    assert e.usage.peak_memory_bytes == 100 << 20
+    assert Exit.from_json({"reason": {"kind": "killed"}, "code": 137}).usage is None

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub mod console;
 mod error;
 mod functions;
+mod history;
 mod images;
 pub mod openapi;
 mod removal;
@@ -183,6 +184,30 @@ pub static ROUTES: &[Route] = &[
             errors: &[400, 401, 404],
         }],
         handler: || get(sessions::session_output),
+    },
+    Route {
+        path: "/v1/history",
+        ops: &[Op {
+            method: "get",
+            summary: "List reaped sessions' records, newest first, a page at a time \
+                      (?state=reaped&function=ID|NAME&since=EPOCH&until=EPOCH&limit=N&cursor=NEXT; \
+                      live and ended sessions are in GET /v1/sessions)",
+            request: None,
+            ok: (200, openapi::HISTORY),
+            errors: &[400, 401],
+        }],
+        handler: || get(history::list_history),
+    },
+    Route {
+        path: "/v1/history/{ref}",
+        ops: &[Op {
+            method: "get",
+            summary: "A reaped session's record, by its token or its s-… id",
+            request: None,
+            ok: (200, openapi::HISTORY_ONE),
+            errors: &[401, 404],
+        }],
+        handler: || get(history::get_history),
     },
     Route {
         path: "/v1/secrets",

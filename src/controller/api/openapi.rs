@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::AppState;
 use crate::wire::api::{
-    CreateSession, ErrorBody, ForkSession, FunctionInfo, OutputPage, SecretInfo, SessionCreated,
-    SessionInfo, SetSecret, SubmitFunction,
+    CreateSession, ErrorBody, ForkSession, FunctionInfo, HistoryPage, HistoryRecord, OutputPage,
+    SecretInfo, SessionCreated, SessionInfo, SetSecret, SubmitFunction,
 };
 
 /// Makes a named schema for a body.
@@ -72,6 +72,8 @@ pub(crate) const FORK: Option<SchemaFn> = Some(schema::<ForkSession>);
 pub(crate) const SESSION: Option<SchemaFn> = Some(schema::<SessionInfo>);
 pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
 pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);
+pub(crate) const HISTORY: Option<SchemaFn> = Some(schema::<HistoryPage>);
+pub(crate) const HISTORY_ONE: Option<SchemaFn> = Some(schema::<HistoryRecord>);
 pub(crate) const SET_SECRET: Option<SchemaFn> = Some(schema::<SetSecret>);
 pub(crate) const SECRET: Option<SchemaFn> = Some(schema::<SecretInfo>);
 
@@ -223,6 +225,51 @@ pub fn document_for(config: &crate::config::Config) -> Value {
     doc
 }
 
+/// The query parameters of an operation that takes some (the history's
+/// filters and pages).
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    let q = |name: &str, schema: Value, what: &str| {
+        json!({"name": name, "in": "query", "required": false,
+               "schema": schema, "description": what})
+    };
+    let time = json!({"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_u64});
+    match (method, path) {
+        ("get", "/v1/history") => vec![
+            q(
+                "state",
+                json!({"type": "string", "enum": ["starting", "resuming", "running", "ended", "reaped"]}),
+                "Only `reaped` is kept here; another state gives an empty page",
+            ),
+            q(
+                "function",
+                json!({"type": "string"}),
+                "A function's id or name",
+            ),
+            q(
+                "since",
+                time.clone(),
+                "Sessions created at or after, seconds since the epoch",
+            ),
+            q(
+                "until",
+                time,
+                "Sessions created at or before, seconds since the epoch",
+            ),
+            q(
+                "limit",
+                json!({"type": "integer", "minimum": 1, "maximum": 500}),
+                "Page size: 100 by default, at most 500",
+            ),
+            q(
+                "cursor",
+                json!({"type": "string", "pattern": "^r[1-9][0-9]{0,17}$"}),
+                "The `next` of the previous page",
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -243,6 +290,8 @@ pub fn document() -> Value {
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param(name)}))
             .collect();
         for op in route.ops {
+            let mut params = params.clone();
+            params.extend(query_params(op.method, route.path));
             let mut responses = Map::new();
             let (status, body) = op.ok;
             let mut ok = json!({ "description": reason(status) });

@@ -83,6 +83,22 @@ impl Inner {
         }))
     }
 
+    /// One usage sample of the task's container, from its node's engine
+    /// (the stats endpoint, as for a local container). A node that is lost
+    /// or a task without a container has none.
+    pub(super) async fn usage(&self, id: &str) -> Result<Option<crate::runtime::UsageSample>> {
+        let p = match self.placement(id).await {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(RuntimeError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if self.nodes.is_lost(&p.node) {
+            return Ok(None);
+        }
+        let node = self.nodes.client(&p.node).await?;
+        crate::runtime::usage::sample(&node, &p.container).await
+    }
+
     /// The state from the task alone: before it has a container, or after
     /// its container is gone.
     async fn state_without_container(&self, id: &str) -> Result<ContainerState> {

@@ -347,4 +347,8 @@ impl Runtime for SwarmRuntime {
     async fn image_exists(&self, image: &str) -> Result<bool> {
         self.inner.image_on_every_node(image).await
     }
+
+    async fn usage(&self, id: &str) -> Result<Option<crate::runtime::UsageSample>> {
+        self.inner.usage(id).await
+    }
 }

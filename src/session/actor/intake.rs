@@ -194,6 +194,10 @@ impl Intake {
             return;
         };
         metrics::add(&metrics::METRICS.bytes_received, bytes.len() as u64);
+        core.counts.bytes_out += bytes.len() as u64;
+        if end || stream != crate::wire::api::Stream::Data {
+            core.counts.messages_out += 1;
+        }
         self.last_output = Instant::now();
         let entry = Entry::Output { stream, end, bytes };
         let kept = entry.clone();

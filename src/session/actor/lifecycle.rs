@@ -87,10 +87,18 @@ impl Lifecycle {
         let runtime = env.runtime.clone();
         let container = env.meta.container.clone();
         let session = env.meta.id.clone();
+        let meter = env.usage.clone();
         // Tracked, and left to finish at shutdown: the kill reason is saved
         // already, and a kill cut short would leave the function running.
         env.tracker.spawn(async move {
-            if let Err(e) = runtime.kill(&container).await {
+            // A last sample beside the kill, not before it: the kill never
+            // waits for the engine's stats. Polled first, a read of the
+            // cgroup fs is done before the kill is even sent.
+            let (_, killed) = tokio::join!(
+                meter.sample(runtime.as_ref(), &container, &session),
+                runtime.kill(&container)
+            );
+            if let Err(e) = killed {
                 tracing::warn!(session = %session, error = %e, "kill failed");
             }
         });
@@ -103,8 +111,12 @@ impl Lifecycle {
         let container = env.meta.container.clone();
         let tx = env.ctl_tx.clone();
         let session = env.meta.id.clone();
+        let meter = env.usage.clone();
         env.tracker.spawn(async move {
             let watch = async {
+                // The function has returned and the driver is leaving: the
+                // last sample, while the cgroup may still be there.
+                meter.sample(runtime.as_ref(), &container, &session).await;
                 let mut delay = Duration::from_millis(5);
                 loop {
                     match runtime.state(&container).await {
@@ -136,7 +148,12 @@ impl Lifecycle {
         }
         let reason = exit_reason(self.kill_reason.take(), state)?;
         tracing::info!(session = %env.meta.id, %reason, "function ended");
-        let info = ExitInfo::from(reason);
+        let mut info = ExitInfo::from(reason);
+        info.usage = env.usage.finish();
+        env.sampling.cancel();
+        if let Some(u) = &info.usage {
+            crate::metrics::observe_usage(&env.meta.image, u);
+        }
         let ended_at = now_secs();
         if let Err(e) = env.db.set_exit(&env.meta.token, &info, ended_at) {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot save exit");

@@ -77,6 +77,7 @@ pub(crate) use delivery::TAKEOVER_GRACE;
 mod intake;
 mod lifecycle;
 mod recent;
+mod record;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -161,6 +162,9 @@ pub struct ActorInit<'a> {
     pub ended: Arc<AtomicBool>,
     /// Its replay points, and a fork's replay.
     pub fork: ForkSide,
+    /// Its resource usage, and what stops the sampler feeding it.
+    pub usage: Arc<crate::session::usage::Meter>,
+    pub sampling: CancellationToken,
 }
 
 pub struct Actor {
@@ -191,6 +195,8 @@ impl Actor {
             restored,
             ended,
             fork,
+            usage,
+            sampling,
         } = init;
         // Nobody is attached yet: nothing to serve from memory. (A new or
         // recovered log holds nothing unspooled, so this writes nothing.)
@@ -198,6 +204,7 @@ impl Actor {
             tracing::warn!(session = %meta.id, error = %e, "spool write failed");
         }
         let life = Lifecycle::new(&meta, exit, kill_reason, ended);
+        let input = parts.input.clone();
         let delivery = Delivery::new(&log, parts.input_tx, parts.input, restored);
         let env = Env {
             meta,
@@ -207,6 +214,9 @@ impl Actor {
             tracker: ctx.tracker.clone(),
             durable: parts.acks,
             ctl_tx: parts.ctl_tx,
+            usage,
+            sampling,
+            input,
         };
         Actor {
             core: Core {
@@ -215,6 +225,7 @@ impl Actor {
                 life,
                 recent: Default::default(),
                 fork,
+                counts: Default::default(),
             },
             delivery,
             intake: Intake::new(output_closed),
@@ -363,7 +374,13 @@ impl Actor {
     }
 
     async fn reap(&mut self, why: &str) {
+        let kept = self.core.history_record(why);
         let Core { env, log, fork, .. } = &mut self.core;
+        // The record first: a crash between the two leaves the session and
+        // its record, and recovery reaps it again (the insert replaces).
+        if let Err(e) = env.db.insert_history(&env.meta.token, &kept) {
+            tracing::warn!(session = %env.meta.id, error = %e, "cannot keep the session's history");
+        }
         if let Err(e) = env.runtime.remove(&env.meta.container).await {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot remove container");
         }
@@ -394,6 +411,10 @@ impl Actor {
             last_seq: log.last_seq(),
             spooled_bytes: log.spooled_bytes(),
             fork_state: self.core.fork.state(),
+            usage: match life.exit() {
+                Some(e) => e.usage.clone(),
+                None => self.core.env.usage.usage(),
+            },
         })
     }
 }

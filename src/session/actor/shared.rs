@@ -9,11 +9,13 @@ use super::lifecycle::Lifecycle;
 use super::{SessionLimits, SessionRecord};
 use crate::runtime::{ContainerState, Runtime};
 use crate::session::fork::{self, ForkSide};
-use crate::session::io::ControlEvent;
+use crate::session::io::{ControlEvent, InputProgress};
 use crate::session::log::{Entry, OutputLog};
 use crate::session::store::Db;
+use crate::session::usage::Meter;
 use crate::wire::api::ExitReason;
 use std::sync::atomic::Ordering;
+use tokio_util::sync::CancellationToken;
 
 /// The session's fixed facts and the services it uses; nothing here
 /// changes after creation, so every part may read it.
@@ -28,6 +30,21 @@ pub(super) struct Env {
     pub(super) durable: watch::Sender<u64>,
     /// The actor's own control channel, for the exit watcher.
     pub(super) ctl_tx: mpsc::Sender<ControlEvent>,
+    /// Resource usage, from the engine's samples.
+    pub(super) usage: Arc<Meter>,
+    /// Stops the sampler (at the function's exit).
+    pub(super) sampling: CancellationToken,
+    /// The input written so far, for the history.
+    pub(super) input: Arc<InputProgress>,
+}
+
+/// What a session moved, for its history record. Counted in memory only:
+/// a session recovered after a restart counts from there.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub(super) bytes_out: u64,
+    pub(super) messages_out: u64,
+    pub(super) reconnects: u64,
 }
 
 /// The log and the lifecycle, which delivery and intake both change, with
@@ -41,6 +58,7 @@ pub(super) struct Core {
     pub(super) recent: super::recent::Recent,
     /// Replay points, and a fork's replay (`session::fork`).
     pub(super) fork: ForkSide,
+    pub(super) counts: Counts,
 }
 
 impl Core {

@@ -56,8 +56,8 @@ async fn shutdown_ends_the_tasks_of_a_container_that_never_ends() {
         .await
         .unwrap_or_else(|e| panic!("input: {e}"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // The actor, its reader and its stdin writer.
-    assert_eq!(tracker.len(), 3, "the session's tasks are tracked");
+    // The actor, its reader, its stdin writer and its usage sampler.
+    assert_eq!(tracker.len(), 4, "the session's tasks are tracked");
     drop(attached);
 
     shutdown.cancel();

@@ -229,6 +229,9 @@ pub struct SessionInfo {
     /// stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkInfo>,
+    /// Resource usage so far (live) or final (ended), from the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
     /// The names of the environment variables the run set (never their
     /// values; the image's own `env:` is in its YAML).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

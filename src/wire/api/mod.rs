@@ -8,10 +8,12 @@
 mod http;
 mod limits;
 mod socket;
+mod usage;
 
 pub use http::*;
 pub use limits::*;
 pub use socket::*;
+pub use usage::*;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //!
 //! The full rules (sequence numbers, acks, resume) are in `docs/api.md`.
 
+use super::Usage;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -310,6 +311,10 @@ pub struct ExitInfo {
     pub code: i32,
     /// `reason` in words.
     pub message: String,
+    /// What the session used, as the engine measured it (absent from
+    /// controllers that do not measure, and when no sample was taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl From<ExitReason> for ExitInfo {
@@ -318,6 +323,7 @@ impl From<ExitReason> for ExitInfo {
             code: reason.cli_exit_code(),
             message: reason.to_string(),
             reason,
+            usage: None,
         }
     }
 }

@@ -63,6 +63,7 @@ from .types import (
     Reconnected,
     Reconnecting,
     SessionInfo,
+    Usage,
     describe_reason,
 )
 
@@ -71,7 +72,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiError", "AsyncClient", "AsyncSession", "AttachOptions", "AuthError", "BadLimits", "BadRequest",
     "BentoError", "CapacityError", "Client", "CompileError", "Conflict", "ConnectionLost", "DEFAULT_URL",
-    "Detached", "EngineError", "Event", "Exit", "ForkInfo", "ForkRefused", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
+    "Detached", "EngineError", "Event", "Exit", "Usage", "ForkInfo", "ForkRefused", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
     "InputTooLarge", "MAX_INPUT_MESSAGE", "Message", "NotFound", "ProtocolError", "Reconnected",
     "Reconnecting", "RecvTimeout", "ServerError", "Session", "SessionClosed", "SessionInfo",
     "SessionStillRunning", "SessionTakenOver", "Thread", "TooLarge", "Unavailable", "UnknownFunction",

@@ -72,6 +72,39 @@ def describe_reason(reason: Dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a session used, as the container engine measured it (never
+    from inside the container): CPU time in user and system mode, the peak
+    memory and how it was obtained (``max_usage``, ``memory.peak`` or
+    ``sampled``), the most processes, and the wall time from start to exit.
+    See the controller's docs/usage.md for the accuracy."""
+
+    cpu_user_ms: int
+    cpu_system_ms: int
+    peak_memory_bytes: int
+    peak_pids: int
+    wall_ms: int
+    peak_memory_source: str = ""
+    samples: int = 0
+
+    @property
+    def cpu_seconds(self) -> float:
+        return (self.cpu_user_ms + self.cpu_system_ms) / 1000.0
+
+    @staticmethod
+    def from_json(o: Dict[str, Any]) -> "Usage":
+        return Usage(
+            cpu_user_ms=int(o.get("cpu_user_ms", 0)),
+            cpu_system_ms=int(o.get("cpu_system_ms", 0)),
+            peak_memory_bytes=int(o.get("peak_memory_bytes", 0)),
+            peak_pids=int(o.get("peak_pids", 0)),
+            wall_ms=int(o.get("wall_ms", 0)),
+            peak_memory_source=str(o.get("peak_memory_source", "")),
+            samples=int(o.get("samples", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class Exit:
     """How the function ended.
 
@@ -86,6 +119,9 @@ class Exit:
     message: str
     reason: Dict[str, Any]
     seq: int = 0
+    #: What the session used (``None`` from a controller that does not
+    #: measure, or when no sample was taken).
+    usage: Optional["Usage"] = None
 
     @property
     def kind(self) -> str:
@@ -102,7 +138,9 @@ class Exit:
     def from_json(obj: Dict[str, Any], seq: int = 0) -> "Exit":
         reason = obj.get("reason") or {}
         message = obj.get("message") or describe_reason(reason)
-        return Exit(code=int(obj.get("code", 1)), message=str(message), reason=dict(reason), seq=seq)
+        usage = obj.get("usage")
+        return Exit(code=int(obj.get("code", 1)), message=str(message), reason=dict(reason), seq=seq,
+                    usage=Usage.from_json(usage) if isinstance(usage, dict) else None)
 
 
 @dataclass(frozen=True)

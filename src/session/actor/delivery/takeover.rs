@@ -59,6 +59,7 @@ impl Delivery {
         }
         if after > 0 {
             metrics::add(&metrics::METRICS.reconnects, 1);
+            core.counts.reconnects += 1;
         }
         let waiter = Waiter { after, reply };
         if let Some(t) = &mut self.takeover {

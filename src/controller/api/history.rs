@@ -1,0 +1,95 @@
+//! The history of reaped sessions: `GET /v1/history` (a page, newest
+//! first, with filters) and `GET /v1/history/{ref}` (one, by its short id
+//! or its former token). Live sessions stay in `GET /v1/sessions`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+use super::{ApiError, AppState};
+use crate::session::history::{self, Cursor};
+use crate::wire::api::{HistoryPage, HistoryRecord};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HistoryQuery {
+    /// A function's id or name.
+    function: Option<String>,
+    /// Sessions created at or after, seconds since the epoch.
+    since: Option<u64>,
+    /// Sessions created at or before, seconds since the epoch.
+    until: Option<u64>,
+    /// Only `reaped` is kept here: any other state gives an empty page.
+    state: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The default page size.
+const PAGE: usize = 100;
+
+pub(super) async fn list_history(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match q.state.as_deref() {
+        None | Some("reaped") => {}
+        Some("starting" | "resuming" | "running" | "ended") => {
+            return Ok(Json(HistoryPage {
+                sessions: vec![],
+                next: None,
+            }))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown state {other:?}: starting, resuming, running, ended or reaped"
+            )))
+        }
+    }
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            Some(Cursor::decode(c).ok_or_else(|| ApiError::bad_request("malformed cursor"))?)
+        }
+    };
+    let query = history::Query {
+        function: q.function,
+        since: q.since,
+        until: q.until,
+        limit: q.limit.unwrap_or(PAGE),
+        cursor,
+    };
+    let (sessions, next) = s.launcher.ctx.store.history(&query).map_err(|e| {
+        ApiError::logged(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the history",
+            &e,
+        )
+    })?;
+    Ok(Json(HistoryPage {
+        sessions,
+        next: next.map(|c| c.encode()),
+    }))
+}
+
+pub(super) async fn get_history(
+    State(s): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+) -> Result<Json<HistoryRecord>, ApiError> {
+    let found = s.launcher.ctx.store.history_one(&reference).map_err(|e| {
+        ApiError::logged(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the history",
+            &e,
+        )
+    })?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no reaped session by that token or id",
+        )
+    })
+}
