@@ -427,6 +427,20 @@ mod tests {
         let create = &schemas["CreateSession"]["properties"];
         assert_eq!(create["args"]["maxItems"], 256, "{create}");
         assert_eq!(create["env"]["maxProperties"], 256, "{create}");
+        // Plain enums of strings, as generated clients expect them.
+        for name in [
+            "SessionState",
+            "ForkState",
+            "OnDivergence",
+            "Stream",
+            "ErrorCode",
+        ] {
+            assert!(
+                schemas[name]["enum"].is_array(),
+                "{name}: {}",
+                schemas[name]
+            );
+        }
     }
 
     #[test]

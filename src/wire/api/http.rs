@@ -164,16 +164,21 @@ pub struct SecretInfo {
     pub updated_at: u64,
 }
 
+/// Where a session is in its life.
+///
+/// (The variants' notes are plain comments: documented variants would make
+/// the schema a `oneOf` of constants, which generated clients read badly;
+/// a plain `enum` of strings is what they expect.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionState {
-    /// Container being created and started.
+    // Container being created and started.
     Starting,
-    /// The controller restarted and is reattaching to the function, which
-    /// runs on; an attach is answered 503 until it is back (moments).
+    // The controller restarted and is reattaching to the function, which
+    // runs on; an attach is answered 503 until it is back (moments).
     Resuming,
     Running,
-    /// The function has ended; output may still be waiting for a client.
+    // The function has ended; output may still be waiting for a client.
     Ended,
 }
 
@@ -267,15 +272,19 @@ fn de_at_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 }
 
 /// What a fork does when its replay does not reproduce its parent's output.
+///
+/// (The variants' notes are plain comments: documented variants would make
+/// the schema a `oneOf` of constants, which generated clients read badly;
+/// a plain `enum` of strings is what they expect.)
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum OnDivergence {
-    /// End the fork with the exit reason `diverged`.
+    // End the fork with the exit reason `diverged`.
     #[default]
     Kill,
-    /// Go live anyway; the fork stays marked `diverged`.
+    // Go live anyway; the fork stays marked `diverged`.
     Continue,
 }
 
@@ -290,15 +299,19 @@ pub struct ForkInfo {
 }
 
 /// A fork's replay.
+///
+/// (The variants' notes are plain comments: documented variants would make
+/// the schema a `oneOf` of constants, which generated clients read badly;
+/// a plain `enum` of strings is what they expect.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ForkState {
-    /// The parent's input is being fed in; its output is checked, not shown.
+    // The parent's input is being fed in; its output is checked, not shown.
     Replaying,
-    /// The replay reproduced the parent: output from here on is the fork's.
+    // The replay reproduced the parent: output from here on is the fork's.
     Live,
-    /// The replay's output differed from the parent's: the function is not
-    /// deterministic.
+    // The replay's output differed from the parent's: the function is not
+    // deterministic.
     Diverged,
 }
 

@@ -15,14 +15,18 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which stream an output message came from.
+///
+/// (The variants' notes are plain comments: documented variants would make
+/// the schema a `oneOf` of constants, which generated clients read badly;
+/// a plain `enum` of strings is what they expect.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
-    /// A message the function gave to `send()`.
+    // A message the function gave to `send()`.
     Data = 1,
-    /// What the function printed.
+    // What the function printed.
     Stdout = 2,
-    /// What the function wrote to stderr (or to fd 2 directly).
+    // What the function wrote to stderr (or to fd 2 directly).
     Stderr = 3,
 }
 
