@@ -4,7 +4,7 @@
 
 use super::args::LsFilter;
 use super::simple::{exit_cell, print_json, session_row};
-use super::table::{bytes, render};
+use super::table::{bytes, key_values, render};
 use super::time::{ago, utc_and_ago};
 use super::{out, ServerArgs};
 use crate::client::{Client, HistoryFilter};
@@ -160,12 +160,5 @@ pub(super) fn describe(r: &HistoryRecord) -> String {
         Some(u) => rows.extend(super::usage::rows(u)),
         None => rows.push(("usage", "-".into())),
     }
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(k, v)| vec![k.to_string(), v])
-        .collect();
-    let table = render(&["", ""], &rows);
-    table
-        .split_once('\n')
-        .map_or(table.clone(), |(_, rest)| rest.to_string())
+    key_values(rows)
 }

@@ -2,7 +2,7 @@
 //! the API's JSON with `--json`).
 
 use super::simple::{print_json, state_cell};
-use super::table::{bytes, render};
+use super::table::{bytes, key_values};
 use super::time::{duration, utc_and_ago};
 use super::{color, out, InspectArgs};
 use crate::wire::api::Limits;
@@ -115,15 +115,7 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
             format!("{} after input {} ({})", f.parent, f.at_input, f.state),
         ));
     }
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(k, v)| vec![k.to_string(), v])
-        .collect();
-    // `render` aligns the values; its header row is left out.
-    let table = render(&["", ""], &rows);
-    table
-        .split_once('\n')
-        .map_or(table.clone(), |(_, rest)| rest.to_string())
+    key_values(rows)
 }
 
 pub(super) fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {

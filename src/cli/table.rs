@@ -5,6 +5,19 @@ use super::color::visible_width;
 /// Formats rows under a header, columns padded to their widest cell and
 /// separated by two spaces; the last column is not padded. Widths ignore
 /// colour escapes.
+/// `key  value` lines, the values aligned (as `bento inspect` shows one
+/// thing): a table without its header row.
+pub(super) fn key_values(rows: Vec<(&str, String)>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(k, v)| vec![k.to_string(), v])
+        .collect();
+    let table = render(&["", ""], &rows);
+    table
+        .split_once('\n')
+        .map_or(table.clone(), |(_, rest)| rest.to_string())
+}
+
 pub(super) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| visible_width(h)).collect();
     for row in rows {

@@ -17,6 +17,17 @@ fn skipped(name: &str) -> bool {
 /// layer cache holds; modes become 0644 (0755 for directories and
 /// executables), so the copied files are readable by the unprivileged user
 /// functions run as, whatever the checkout's umask was.
+/// The driver's sources, which every function image needs, are there.
+pub(super) fn check_driver_dir(driver_dir: &Path) -> Result<(), ImageError> {
+    if driver_dir.is_dir() {
+        return Ok(());
+    }
+    Err(ImageError::Context(format!(
+        "driver directory {} not found",
+        driver_dir.display()
+    )))
+}
+
 pub fn context_tar(context: &Path, driver_dir: &Path) -> Result<Vec<u8>, ImageError> {
     if !context.join("Dockerfile").is_file() {
         return Err(ImageError::Context(format!(
@@ -24,12 +35,7 @@ pub fn context_tar(context: &Path, driver_dir: &Path) -> Result<Vec<u8>, ImageEr
             context.display()
         )));
     }
-    if !driver_dir.is_dir() {
-        return Err(ImageError::Context(format!(
-            "driver directory {} not found",
-            driver_dir.display()
-        )));
-    }
+    check_driver_dir(driver_dir)?;
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     add_dir(&mut tar, context, "")?;

@@ -123,12 +123,7 @@ pub fn generated_tar(
     build: &BuildSettings,
     driver_dir: &Path,
 ) -> Result<Vec<u8>, ImageError> {
-    if !driver_dir.is_dir() {
-        return Err(ImageError::Context(format!(
-            "driver directory {} not found",
-            driver_dir.display()
-        )));
-    }
+    super::context::check_driver_dir(driver_dir)?;
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     let mut add = |name: &str, data: &[u8]| {

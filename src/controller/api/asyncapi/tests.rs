@@ -286,26 +286,11 @@ fn binary_layouts_match_the_codec() {
     assert_eq!(&input[offset("client_input", "bytes")..], b"yo");
 }
 
-fn refs_in(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o {
-                match x {
-                    Value::String(r) if k == "$ref" => out.push(r.clone()),
-                    _ => refs_in(x, out),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| refs_in(x, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn every_reference_resolves_and_operations_use_the_channels_messages() {
     let doc = document();
     let mut all = Vec::new();
-    refs_in(&doc, &mut all);
+    crate::controller::api::openapi::refs(&doc, &mut all);
     assert!(all.iter().any(|r| r == "#/components/schemas/ExitInfo"));
     for r in &all {
         let found = r.strip_prefix('#').and_then(|p| doc.pointer(p));

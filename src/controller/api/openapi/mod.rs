@@ -364,5 +364,22 @@ pub fn document() -> Value {
     })
 }
 
+/// Every `$ref` in `v`, for the tests of this document and the AsyncAPI one.
+#[cfg(test)]
+pub(crate) fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                match x {
+                    Value::String(r) if k == "$ref" => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,21 +3,6 @@
 
 use super::*;
 
-fn refs(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o {
-                match x {
-                    Value::String(r) if k == "$ref" => out.push(r.clone()),
-                    _ => refs(x, out),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn operation_ids_are_unique_links_name_real_operations_and_health_is_open() {
     let doc = document();
