@@ -19,6 +19,8 @@ mod restart;
 mod swarm_kit;
 #[path = "swarm/tls.rs"]
 mod tls;
+#[path = "swarm/usage.rs"]
+mod usage;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

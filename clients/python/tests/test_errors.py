@@ -49,7 +49,7 @@ def test_unknown_function(client: Client) -> None:
     with pytest.raises(bento_client.UnknownFunction) as e:
         client.run("no-such-function")
     assert e.value.status == 404 and e.value.message == 'unknown function "no-such-function"'
-    assert e.value.body == {"error": 'unknown function "no-such-function"'}
+    assert e.value.body == {"error": 'unknown function "no-such-function"', "code": "not_found"}
     with pytest.raises(bento_client.UnknownFunction):
         client.function("no-such-function")
 

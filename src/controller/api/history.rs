@@ -35,6 +35,21 @@ pub(super) async fn list_history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Times beyond 2^53 s are no time at all, and what the spec bounds.
+    // A page size outside the spec's 1..=500 is said to be wrong rather
+    // than quietly clamped.
+    if let Some(l) = q.limit.filter(|l| !(1..=history::MAX_PAGE).contains(l)) {
+        return Err(ApiError::bad_request(format!(
+            "limit {l}: a page holds 1 to {} records",
+            history::MAX_PAGE
+        )));
+    }
+    let max = crate::wire::duration::MAX_SAFE;
+    if q.since.max(q.until).is_some_and(|t| t > max) {
+        return Err(ApiError::bad_request(format!(
+            "since and until are seconds since the epoch, at most {max}"
+        )));
+    }
     match q.state.as_deref() {
         None | Some("reaped") => {}
         Some("starting" | "resuming" | "running" | "ended") => {
