@@ -75,7 +75,8 @@ impl Cursor {
 
     pub fn decode(s: &str) -> Option<Cursor> {
         let n: i64 = s.strip_prefix('r')?.parse().ok()?;
-        (n > 0).then_some(Cursor(n))
+        // Only what `encode` writes: no sign, no leading zero.
+        (n > 0 && Cursor(n).encode() == s).then_some(Cursor(n))
     }
 }
 

@@ -4,7 +4,7 @@
 //! the environment reaches the function in START wherever it is placed.
 
 use super::*;
-use bento::wire::api::CreateSession;
+use bento::wire::api::{CreateSession, LimitsRequest};
 
 /// Reports a variable, burns about a second of CPU, then holds 100 MiB
 /// long enough for a sample to see it.
@@ -32,6 +32,13 @@ async fn usage_comes_from_the_nodes_engine_and_env_reaches_the_function() {
     let body = CreateSession {
         function: f,
         env: [("PLACE".to_string(), "swarm".to_string())].into(),
+        // The cluster's image defaults (64 MiB, 0.05 CPU) keep 30 sessions
+        // on a laptop; this one needs room for 100 MiB and a second of CPU.
+        limits: LimitsRequest {
+            memory: Some(256 << 20),
+            cpus: Some(1.0),
+            ..LimitsRequest::default()
+        },
         ..CreateSession::default()
     };
     let created = match ctl.client.create_session(&body).await {
@@ -53,7 +60,7 @@ async fn usage_comes_from_the_nodes_engine_and_env_reaches_the_function() {
         .usage
         .clone()
         .unwrap_or_else(|| panic!("no usage in the exit message: {exit:?}"));
-    say(&format!("swarm: usage on {node}: {usage:?}"));
+    say(&format!("usage on {node}: {usage:?}"));
     assert!(usage.samples > 0, "{usage:?}");
     let cpu = usage.cpu_secs();
     assert!((0.5..4.0).contains(&cpu), "cpu {cpu} s: {usage:?}");

@@ -35,7 +35,14 @@ pub(super) async fn list_history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    // Times beyond 2^53 s are no time at all, and what the spec bounds.
+    // Everything is checked before anything is answered, so that a bad
+    // query is refused whatever else it asks.
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            Some(Cursor::decode(c).ok_or_else(|| ApiError::bad_request("malformed cursor"))?)
+        }
+    };
     // A page size outside the spec's 1..=500 is said to be wrong rather
     // than quietly clamped.
     if let Some(l) = q.limit.filter(|l| !(1..=history::MAX_PAGE).contains(l)) {
@@ -44,6 +51,7 @@ pub(super) async fn list_history(
             history::MAX_PAGE
         )));
     }
+    // Times beyond 2^53 s are no time at all, and what the spec bounds.
     let max = crate::wire::duration::MAX_SAFE;
     if q.since.max(q.until).is_some_and(|t| t > max) {
         return Err(ApiError::bad_request(format!(
@@ -64,12 +72,6 @@ pub(super) async fn list_history(
             )))
         }
     }
-    let cursor = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            Some(Cursor::decode(c).ok_or_else(|| ApiError::bad_request("malformed cursor"))?)
-        }
-    };
     let query = history::Query {
         function: q.function,
         since: q.since,
