@@ -183,6 +183,8 @@ async fn session(name: &str, stdout: Vec<OutputChunk>, inputs: Vec<InputItem>) -
                 token: name.to_string(),
                 upto: u64::MAX,
             },
+            replay: Default::default(),
+            history: None,
         },
         &tracker,
     );
@@ -225,6 +227,9 @@ async fn session(name: &str, stdout: Vec<OutputChunk>, inputs: Vec<InputItem>) -
                     seen.outputs.push(bytes);
                 }
                 Some(OutputEvent::BadFrames(_)) => seen.bad_frames = true,
+                // A replay point for a fork (session::fork checks those);
+                // here the output and the input's accounting are what count.
+                Some(OutputEvent::Consumed { .. }) => {}
                 Some(OutputEvent::Closed) | None => break,
             },
             ev = ctl_rx.recv(), if ctl_open => match ev {
