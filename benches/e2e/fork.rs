@@ -5,18 +5,6 @@
 
 use super::*;
 
-/// Answers each input with the running total.
-const ACC: &str = "\
-def main():
-    total = 0
-    while True:
-        m = recv()
-        if m is None:
-            break
-        total += int(m)
-        send(str(total))
-";
-
 #[derive(Debug, Clone)]
 pub(super) struct ForkFigures {
     /// A new session to its first answer.
@@ -101,7 +89,7 @@ async fn one_fork(c: &Controller, parent: &str, n: u64) -> Res<f64> {
 }
 
 pub(super) async fn measure(c: &Controller, plan: &Plan) -> Figure<ForkFigures> {
-    let function = submit(&c.client, ACC).await?;
+    let function = submit(&c.client, crate::kit::functions::ACCUMULATOR).await?;
     let reps = if plan.quick { 3 } else { 10 };
     let p100 = parent(c, &function, 100).await?;
     let p1000 = parent(c, &function, 1000).await?;

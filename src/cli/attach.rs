@@ -31,21 +31,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             secrets,
         })
         .await?;
-    if args.detach {
-        out(&created.token)?;
-        return Ok(0);
-    }
-    follow(&client, &created.token, &args.flags, true)
-        .await
-        // The token is printed nowhere else: without it the session is
-        // hard to find again.
-        .with_context(|| {
-            format!(
-                "session {} was created but attaching failed; try: {}",
-                created.token,
-                reattach_command(&client, &created.token, super::hints::url_origin())
-            )
-        })
+    take_up(&client, &created.token, args.detach, &args.flags, "session").await
 }
 
 pub(super) async fn fork(args: ForkArgs) -> anyhow::Result<i32> {
@@ -61,19 +47,29 @@ pub(super) async fn fork(args: ForkArgs) -> anyhow::Result<i32> {
         on_divergence,
     };
     let created = client.fork_session(&token, &body).await?;
-    if args.detach {
-        out(&created.token)?;
+    take_up(&client, &created.token, args.detach, &args.flags, "fork").await
+}
+
+/// A session just created (a run's, or a fork): its token printed when
+/// detached, else followed. The token is printed nowhere else, so a failed
+/// attach says it, with the command that reattaches.
+async fn take_up(
+    client: &Client,
+    token: &str,
+    detach: bool,
+    flags: &AttachFlags,
+    what: &str,
+) -> anyhow::Result<i32> {
+    if detach {
+        out(token)?;
         return Ok(0);
     }
-    follow(&client, &created.token, &args.flags, true)
-        .await
-        .with_context(|| {
-            format!(
-                "fork {} was created but attaching failed; try: {}",
-                created.token,
-                reattach_command(&client, &created.token, super::hints::url_origin())
-            )
-        })
+    follow(client, token, flags, true).await.with_context(|| {
+        format!(
+            "{what} {token} was created but attaching failed; try: {}",
+            reattach_command(client, token, super::hints::url_origin())
+        )
+    })
 }
 
 pub(super) async fn attach(args: AttachArgs) -> anyhow::Result<i32> {

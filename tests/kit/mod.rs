@@ -30,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod controller;
 pub mod docker;
+pub mod functions;
 pub mod proxy;
 pub mod requests;
 pub mod server;

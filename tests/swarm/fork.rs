@@ -5,18 +5,6 @@
 use super::*;
 use bento::wire::api::{ForkSession, ForkState};
 
-/// Answers each input with the running total.
-const ACC: &str = r#"
-def main():
-    total = 0
-    while True:
-        m = recv()
-        if m is None:
-            break
-        total += int(m)
-        send(str(total))
-"#;
-
 /// Sends `v` and reads its answer.
 async fn answer(att: &mut bento::client::Attachment, v: u64) -> String {
     att.input()
@@ -33,7 +21,7 @@ async fn forks_run_on_the_cluster_and_answer_as_their_parent() {
         return;
     };
     let ctl = Ctl::start(cluster, 0).await;
-    let f = ctl.submit(ACC).await;
+    let f = ctl.submit(crate::kit::functions::ACCUMULATOR).await;
     let (token, id) = ctl.session(&f, &[]).await;
     let mut p = ctl.attach(&token, 0).await;
     let mut last = String::new();
