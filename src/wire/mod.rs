@@ -9,3 +9,4 @@
 pub mod api;
 pub mod driver;
 pub mod duration;
+pub mod whole;

@@ -52,7 +52,7 @@ pub(super) async fn list_history(
         )));
     }
     // Times beyond 2^53 s are no time at all, and what the spec bounds.
-    let max = crate::wire::duration::MAX_SAFE;
+    let max = crate::wire::whole::MAX_SAFE;
     if q.since.max(q.until).is_some_and(|t| t > max) {
         return Err(ApiError::bad_request(format!(
             "since and until are seconds since the epoch, at most {max}"

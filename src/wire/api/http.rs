@@ -268,7 +268,7 @@ pub struct ForkSession {
 }
 
 fn de_at_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    crate::wire::duration::de_opt_whole(d, crate::wire::duration::MAX_SAFE)
+    crate::wire::whole::de_opt_whole(d, crate::wire::whole::MAX_SAFE)
 }
 
 /// What a fork does when its replay does not reproduce its parent's output.

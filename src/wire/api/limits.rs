@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use std::time::Duration;
 
-use crate::wire::duration::{de_duration, de_opt_duration, de_opt_whole, MAX_SAFE};
+use crate::wire::duration::{de_duration, de_opt_duration};
+use crate::wire::whole::{de_opt_whole, MAX_SAFE};
 
 /// Resource limits of a session's container.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
