@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     forkable      INTEGER NOT NULL DEFAULT 0,
     fork          TEXT,
     fork_state    TEXT,
-    env           TEXT
+    env           TEXT,
+    tenant        TEXT NOT NULL DEFAULT 'default'
 );";
 
 /// Columns added after the first schema, for databases made before them.
@@ -97,6 +98,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("fork", "fork TEXT"),
     ("fork_state", "fork_state TEXT"),
     ("env", "env TEXT"),
+    ("tenant", "tenant TEXT NOT NULL DEFAULT 'default'"),
 ];
 
 /// SQLite integers are signed; counts past `i64::MAX` are stored as it.
@@ -131,6 +133,7 @@ impl Db {
             }
         }
         conn.execute_batch(super::history::SCHEMA)?;
+        super::history::migrate(&conn)?;
         Ok(Db {
             conn: Mutex::new(conn),
             retention: Mutex::new(Default::default()),
@@ -155,9 +158,10 @@ impl Db {
         self.conn().execute(
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
-                 input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state, env)
+                 input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state, env,
+                 tenant)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22)",
+                 ?18, ?19, ?20, ?21, ?22, ?23)",
             params![
                 r.record.token,
                 r.record.id,
@@ -181,6 +185,7 @@ impl Db {
                 json(&r.record.fork),
                 json(&r.fork_state),
                 json(&Some(&r.record.env)),
+                r.record.tenant,
             ],
         )?;
         Ok(())
@@ -259,7 +264,7 @@ impl Db {
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
     created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
-    input_reserved, args, forkable, fork, fork_state, env
+    input_reserved, args, forkable, fork, fork_state, env, tenant
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -280,6 +285,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             forkable: r.get(18)?,
             fork: from_json(r.get(19)?),
             env: from_json(r.get(21)?).unwrap_or_default(),
+            tenant: r.get(22)?,
         },
         exit: from_json(r.get(9)?),
         ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
@@ -321,6 +327,7 @@ mod tests {
                     env: Some("DB_PASS".into()),
                 }],
             },
+            tenant: "default".into(),
         };
         SessionRow::new(record, Some(1024))
     }

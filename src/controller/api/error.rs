@@ -16,6 +16,9 @@ pub struct ApiError {
     pub message: String,
     /// For a submit whose code does not compile.
     pub syntax: Option<SyntaxProblem>,
+    /// For a quota refusal: which quota, and the `RateLimit-*` and
+    /// `Retry-After` headers.
+    pub quota: Option<(String, Vec<(&'static str, String)>)>,
 }
 
 impl ApiError {
@@ -24,6 +27,7 @@ impl ApiError {
             status,
             message: message.into(),
             syntax: None,
+            quota: None,
         }
     }
 
@@ -67,12 +71,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (quota, headers) = self.quota.unzip();
         let body = Json(ErrorBody {
             error: self.message,
             code: ErrorCode::of(self.status.as_u16()),
             syntax: self.syntax,
+            quota,
         });
-        (self.status, body).into_response()
+        let mut r = (self.status, body).into_response();
+        for (name, value) in headers.into_iter().flatten() {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        r
     }
 }
 
@@ -96,6 +108,7 @@ impl From<CheckError> for ApiError {
                 status: StatusCode::BAD_REQUEST,
                 message: format!("the code does not compile: {problem}"),
                 syntax: Some(problem),
+                quota: None,
             },
             CheckError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())

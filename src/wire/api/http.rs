@@ -407,4 +407,9 @@ pub struct ErrorBody {
     /// Where and why the code does not compile, for a submit refused so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syntax: Option<SyntaxProblem>,
+    /// The tenant quota a 429 ran into (`sessions`, `starts_per_minute`,
+    /// `memory`, `cpus`, `functions`, `function_bytes`, `spool_bytes`);
+    /// see docs/tenants.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }
