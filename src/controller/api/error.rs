@@ -18,7 +18,16 @@ pub struct ApiError {
     pub syntax: Option<SyntaxProblem>,
     /// For a quota refusal: which quota, and the `RateLimit-*` and
     /// `Retry-After` headers.
-    pub quota: Option<(String, Vec<(&'static str, String)>)>,
+    /// Boxed: it is rare, and every other error stays small.
+    pub quota: Option<Box<QuotaAnswer>>,
+}
+
+/// What a 429 from a tenant quota adds: the quota's name in the body, and
+/// the rate-limit headers.
+#[derive(Debug)]
+pub struct QuotaAnswer {
+    pub quota: String,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -71,7 +80,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (quota, headers) = self.quota.unzip();
+        let (quota, headers) = self.quota.map(|b| (b.quota, b.headers)).unzip();
         let body = Json(ErrorBody {
             error: self.message,
             code: ErrorCode::of(self.status.as_u16()),

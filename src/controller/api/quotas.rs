@@ -40,11 +40,14 @@ pub(super) async fn held(s: &AppState, tenant: &str, spool: bool) -> Held {
 }
 
 /// The answer to a refusal, which is also audited and counted.
-pub(super) fn refused(s: &AppState, p: &Principal, r: Refusal) -> ApiError {
+pub(super) fn refused(s: &AppState, p: &Principal, r: &Refusal) -> ApiError {
     s.audit.record(p, Event::QuotaRefused, r.quota, &r.tenant);
     crate::metrics::quota_refused(&r.tenant, r.quota);
     let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, r.message());
-    e.quota = Some((r.quota.to_string(), r.headers()));
+    e.quota = Some(Box::new(super::error::QuotaAnswer {
+        quota: r.quota.to_string(),
+        headers: r.headers(),
+    }));
     e
 }
 
@@ -59,14 +62,14 @@ pub(super) async fn reserve(
     let held = held(s, &p.tenant, q.spool_bytes.is_some()).await;
     s.quotas
         .reserve(&p.tenant, &q, held, ask)
-        .map_err(|r| refused(s, p, r))
+        .map_err(|r| refused(s, p, &r))
 }
 
 /// Checks storing a function of `size` bytes.
 pub(super) fn check_function(s: &AppState, p: &Principal, size: u64) -> Result<(), ApiError> {
     let q = s.config.tenant(&p.tenant).quotas;
     quota::check_function(&p.tenant, &q, s.functions.usage(&p.tenant), size)
-        .map_err(|r| refused(s, p, r))
+        .map_err(|r| refused(s, p, &r))
 }
 
 /// `bento_tenant_quota_limit` and `bento_tenant_quota_used`, per tenant

@@ -134,7 +134,7 @@ impl QuotaTracker {
         q: &Quotas,
         held: Held,
         ask: Ask,
-    ) -> Result<Reservation, Refusal> {
+    ) -> Result<Reservation, Box<Refusal>> {
         let now = Instant::now();
         let mut all = self.lock();
         let t = all.entry(tenant.to_string()).or_default();
@@ -158,56 +158,56 @@ impl QuotaTracker {
         if let Some(max) = q.sessions {
             let used = held.sessions + t.starting.sessions;
             if used + 1 > max {
-                return Err(refuse(
+                return Err(Box::new(refuse(
                     "sessions",
                     max.to_string(),
                     used.to_string(),
                     "1".into(),
                     max,
-                ));
+                )));
             }
         }
         if let Some(max) = q.memory {
             let used = held.memory + t.starting.memory;
             if used.saturating_add(ask.memory) > max {
-                return Err(refuse(
+                return Err(Box::new(refuse(
                     "memory",
                     bytes(max),
                     bytes(used),
                     bytes(ask.memory),
                     max,
-                ));
+                )));
             }
         }
         if let Some(max) = q.cpus {
             let used = held.cpus + t.starting.cpus;
             // A little slack for sums of fractions such as 0.1 + 0.2.
             if used + ask.cpus > max + 1e-9 {
-                return Err(refuse(
+                return Err(Box::new(refuse(
                     "cpus",
                     format!("{max}"),
                     format!("{used}"),
                     format!("{}", ask.cpus),
                     max.ceil() as u64,
-                ));
+                )));
             }
         }
         if let Some(max) = q.spool_bytes {
             if held.spool_bytes >= max {
-                return Err(refuse(
+                return Err(Box::new(refuse(
                     "spool_bytes",
                     bytes(max),
                     bytes(held.spool_bytes),
                     "a new session".into(),
                     max,
-                ));
+                )));
             }
         }
         if let Some(max) = q.starts_per_minute {
             if t.starts.len() as u64 >= max {
                 let oldest = t.starts.front().copied().unwrap_or(now);
                 let wait = WINDOW.saturating_sub(now.duration_since(oldest));
-                return Err(Refusal {
+                return Err(Box::new(Refusal {
                     retry_after: wait + Duration::from_millis(999),
                     ..refuse(
                         "starts_per_minute",
@@ -216,7 +216,7 @@ impl QuotaTracker {
                         "1".into(),
                         max,
                     )
-                });
+                }));
             }
             t.starts.push_back(now);
         }
@@ -249,7 +249,7 @@ pub fn check_function(
     q: &Quotas,
     held: (u64, u64),
     size: u64,
-) -> Result<(), Refusal> {
+) -> Result<(), Box<Refusal>> {
     let refuse =
         |quota: &'static str, limit: String, used: String, wanted: String, n: u64| Refusal {
             quota,
@@ -262,24 +262,24 @@ pub fn check_function(
         };
     if let Some(max) = q.functions {
         if held.0 + 1 > max {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 "functions",
                 max.to_string(),
                 held.0.to_string(),
                 "1".into(),
                 max,
-            ));
+            )));
         }
     }
     if let Some(max) = q.function_bytes {
         if held.1.saturating_add(size) > max {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 "function_bytes",
                 bytes(max),
                 bytes(held.1),
                 bytes(size),
                 max,
-            ));
+            )));
         }
     }
     Ok(())
