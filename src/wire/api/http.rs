@@ -363,6 +363,9 @@ pub struct SessionCreated {
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
+    /// The key is known but its role may not do this (a viewer changing
+    /// something, a user managing keys).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -378,7 +381,8 @@ impl ErrorCode {
     /// The code of an HTTP status; `None` for one that is not an error.
     pub fn of(status: u16) -> Option<ErrorCode> {
         Some(match status {
-            401 | 403 => ErrorCode::Unauthorized,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,
