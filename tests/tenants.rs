@@ -346,7 +346,7 @@ async fn a_viewer_lists_and_watches_but_cannot_attach_send_close_or_kill() {
         url.replacen("http://", "ws://", 1),
         o.id
     );
-    assert_eq!(ws_refused(&by_id, None).await.status, 404);
+    assert_eq!(ws_refused(&by_id, None).await.status, 401);
     let a = keyed(&url, &w.a_user);
     let info = a.session(&o.token).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(format!("{:?}", info.state), "Running");

@@ -279,16 +279,21 @@ fn attachable(
     if p.credential != Credential::TokenOnly {
         return session(s, p, token);
     }
-    // The capability is the token itself, never the id anyone may see.
+    // Without a key, anything but a live session's token (its id, which
+    // anyone who may list sees, included) is answered as the missing key
+    // it is: the key guards everything a token does not open.
+    let missing = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key: send Authorization: Bearer KEY (bento --api-key or BENTO_API_KEY)",
+        )
+    };
     if token.starts_with("s-") {
-        return Err(ApiError::unknown_session());
+        return Err(missing());
     }
     let tenant = match s.sessions.get(token) {
         Some(h) => h.tenant.to_string(),
-        None => s
-            .sessions
-            .resuming_tenant(token)
-            .ok_or_else(ApiError::unknown_session)?,
+        None => s.sessions.resuming_tenant(token).ok_or_else(missing)?,
     };
     if s.config.tenant(&tenant).attach_requires_key {
         return Err(ApiError::new(
