@@ -71,6 +71,7 @@ def test_frames() -> None:
     (400, "limits: cpus 9 is outside 0.01..=2", bento_client.BadLimits),
     (400, "invalid name", bento_client.BadRequest),
     (401, "wrong API key", bento_client.AuthError),
+    (403, "this key is a viewer's", bento_client.Forbidden),
     (409, "image bento/x:latest is not built: run `bento images build x`", bento_client.ImageNotBuilt),
     (409, "session s-1 is still running: kill it first", bento_client.SessionStillRunning),
     (413, "code is 2 bytes; the limit is 1", bento_client.TooLarge),
@@ -91,7 +92,7 @@ def test_error_classes(status: int, error: str, cls: type) -> None:
 
 
 #: What the controller sends for each status (ErrorCode::of).
-CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 409: "conflict", 413: "payload_too_large",
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large",
          429: "too_many_requests", 502: "bad_gateway", 503: "unavailable"}
 
 

@@ -74,7 +74,12 @@ class CompileError(BadRequest):
 
 
 class AuthError(ApiError):
-    """401: a missing or wrong API key."""
+    """401: a missing, wrong or revoked API key."""
+
+
+class Forbidden(AuthError):
+    """403: the key is known, but its role may not do this (a viewer's key
+    changing something, a user's key managing keys; docs/tenants.md)."""
 
 
 class NotFound(ApiError):
@@ -184,6 +189,7 @@ class Detached(BentoError):
 _CLASS_OF_CODE: Dict[str, type[ApiError]] = {
     "bad_request": BadRequest,
     "unauthorized": AuthError,
+    "forbidden": Forbidden,
     "not_found": NotFound,
     "method_not_allowed": BadRequest,
     "conflict": Conflict,
@@ -199,7 +205,7 @@ _CLASS_OF_CODE: Dict[str, type[ApiError]] = {
 def _code_of_status(status: int) -> Optional[str]:
     """The code a controller that sends none would have sent for ``status``
     (``ErrorCode::of``)."""
-    exact = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+    exact = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
              429: "too_many_requests", 502: "bad_gateway", 503: "unavailable"}
     if status in exact:
