@@ -125,7 +125,9 @@ async fn the_console_is_public_and_the_websocket_takes_the_key_as_a_subprotocol(
         ws_with_protocols(&url, "bento.v1, bento.key.zz").await.0,
         401
     );
-    assert_eq!(ws_with_protocols(&url, "bento.v1").await.0, 401);
+    // No key at all: the session's token is the capability
+    // (docs/tenants.md), so the attach is taken; a wrong key never is.
+    assert_eq!(ws_with_protocols(&url, "bento.v1").await.0, 101);
     // Only on a WebSocket: a plain request with the header is refused.
     let r = http()
         .get(format!("{}/v1/sessions", s.url))

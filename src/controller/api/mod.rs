@@ -295,7 +295,7 @@ pub static ROUTES: &[Route] = &[
             summary: "Revoke a key: its next request is refused and its open attaches close now",
             request: None,
             ok: (200, openapi::KEY),
-            errors: &[401, 403, 404],
+            errors: &[400, 401, 403, 404],
         }],
         handler: || delete(tenants::revoke_key),
     },

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{ApiError, ApiJson, AppState};
+use crate::config::valid_tenant;
 use crate::controller::tenancy::audit::Event;
-use crate::controller::tenancy::keys::KeyError;
+use crate::controller::tenancy::keys::{self, KeyError};
 use crate::controller::tenancy::{Principal, Role, DEFAULT_TENANT};
 use crate::wire::api::{AddTenant, CreateKey, KeyInfo, KeyRole, NewKey, TenantInfo};
 
@@ -85,6 +86,9 @@ pub(super) async fn list_keys(
     query: Result<Query<KeysQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<KeyInfo>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(t) = q.tenant.as_deref().filter(|t| !valid_tenant(t)) {
+        return Err(answer(KeyError::BadName(t.chars().take(40).collect())));
+    }
     let tenant = match (operator(&p), q.tenant) {
         (true, t) => t,
         // Another tenant's keys are simply not there.
@@ -116,6 +120,13 @@ pub(super) async fn revoke_key(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<KeyInfo>, ApiError> {
+    // Checked before it is looked up or echoed: whoever pastes a whole key
+    // here must not get it back in an error.
+    if !keys::valid_key_id(&id) {
+        return Err(ApiError::bad_request(
+            "not a key id: k- and 12 hex digits, as `bento keys ls` shows",
+        ));
+    }
     let visible = s
         .keys
         .key(&id)

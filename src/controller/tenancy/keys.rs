@@ -100,6 +100,15 @@ fn random_hex() -> String {
     )
 }
 
+/// A key's public id: `k-` and 12 hex digits.
+pub fn valid_key_id(id: &str) -> bool {
+    id.len() == 14
+        && id.starts_with("k-")
+        && id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Splits `bento_ID_SECRET`.
 fn split_key(key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(KEY_PREFIX)?;

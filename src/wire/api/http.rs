@@ -363,8 +363,8 @@ pub struct SessionCreated {
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
-    /// The key is known but its role may not do this (a viewer changing
-    /// something, a user managing keys).
+    // 403: the key is known but its role may not do this. (A plain comment:
+    // a documented variant would make the schema a oneOf, not an enum.)
     Forbidden,
     NotFound,
     MethodNotAllowed,

@@ -19,16 +19,15 @@ pub struct TenantInfo {
     pub created_at: u64,
 }
 
-/// What a key may do; every role sees only its own tenant.
+/// What a key may do; every role sees only its own tenant: `viewer` lists
+/// and watches only, `user` does everything within the tenant, `admin`
+/// also manages keys (and, in the default tenant, tenants and `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyRole {
-    /// Lists and watches only.
+    // Plain comments: documented variants would make the schema a oneOf.
     Viewer,
-    /// Everything within the tenant.
     User,
-    /// A user that also manages keys (and, in the default tenant, tenants
-    /// and `/metrics`).
     Admin,
 }
 

@@ -193,6 +193,8 @@ fn links(method: &str, path: &str) -> Option<Value> {
             ("/v1/sessions/{token}", "token", "token")
         }
         ("post", "/v1/functions") => ("/v1/functions/{id}", "id", "id"),
+        // The key's public id, never the key itself (also in the answer).
+        ("post", "/v1/keys") => ("/v1/keys/{key}", "key", "id"),
         _ => return None,
     };
     let mut out = Map::new();
