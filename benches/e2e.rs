@@ -48,6 +48,8 @@ macro_rules! progress {
 // After the macro, which they use.
 #[path = "e2e/baselines.rs"]
 mod baselines;
+#[path = "e2e/burst.rs"]
+mod burst;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/fork.rs"]
@@ -68,8 +70,8 @@ fn started() -> Instant {
 struct Plan {
     quick: bool,
     /// `--only NAME`: run just these measurements (cold, warm, reattach,
-    /// throughput, sessions, detached, fork, cluster, python); the rest
-    /// are reported as skipped.
+    /// throughput, sessions, detached, fork, burst, cluster, python); the
+    /// rest are reported as skipped.
     only: Vec<String>,
     first_byte_reps: usize,
     stream_bytes: u64,
@@ -147,6 +149,18 @@ impl Samples {
     }
     fn max(&self) -> Option<f64> {
         self.0.iter().copied().reduce(f64::max)
+    }
+    /// The `p`-th percentile (0-100) by nearest rank: the smallest sample
+    /// with at least `p` % of the samples at or below it (p99 of 90
+    /// samples is the largest).
+    fn percentile(&self, p: f64) -> Option<f64> {
+        let mut v = self.0.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = (p / 100.0 * v.len() as f64).ceil() as usize;
+        v.get(rank.clamp(1, v.len()) - 1).copied()
     }
     /// "median (min–max, n=N)".
     fn describe(&self, digits: usize) -> String {
@@ -230,6 +244,7 @@ struct Results {
     cluster: Figure<cluster::ClusterFigures>,
     python: Figure<python::PythonFigures>,
     fork: Figure<fork::ForkFigures>,
+    burst: Figure<burst::BurstFigures>,
 }
 
 impl Results {
@@ -249,6 +264,7 @@ impl Results {
             cluster: e(why),
             python: e(why),
             fork: e(why),
+            burst: e(why),
         }
     }
 }
@@ -549,6 +565,13 @@ async fn run(plan: &Plan) -> Results {
         Err("skipped (--only)".into())
     };
     note("warm first byte", &warm);
+    progress!("9. a burst of two tenants against a quota (a controller of its own)");
+    let burst = if plan.wants("burst") {
+        burst::measure(plan).await
+    } else {
+        Err("skipped (--only)".into())
+    };
+    note("burst", &burst);
     progress!("6. the cluster part (a 3-node Swarm on this machine)");
     let cluster = if plan.wants("cluster") {
         cluster::measure(plan).await
@@ -575,6 +598,7 @@ async fn run(plan: &Plan) -> Results {
         cluster,
         python,
         fork,
+        burst,
     }
 }
 

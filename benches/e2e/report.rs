@@ -11,7 +11,7 @@ pub(super) fn size(bytes: u64) -> String {
     }
 }
 
-fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+pub(super) fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}"))
         .unwrap_or_else(|| "-".into())
 }
@@ -334,6 +334,43 @@ fn fork_row(r: &Figure<super::fork::ForkFigures>) -> Row {
     }
 }
 
+fn burst_row(r: &Figure<super::burst::BurstFigures>) -> Row {
+    let name = "burst: first byte p50 / p99 (ms)".to_string();
+    let b = match r {
+        Ok(b) => b,
+        Err(e) => return Row::failed(name, e),
+    };
+    let s = &b.shape;
+    Row {
+        name,
+        bento: format!(
+            "{} / {} (n={})",
+            fmt_opt(b.first_byte_ms.percentile(50.0), 0),
+            fmt_opt(b.first_byte_ms.percentile(99.0), 0),
+            b.first_byte_ms.0.len()
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: format!("201 or 429, quota held: {}", verdict(b.as_expected())),
+        notes: format!(
+            "{} concurrent starts in {:.1} s: burst {} started, {} refused (quota {}); \
+             calm {} started, {} refused; 201 answered at p50 {} / p99 {} ms, 429 at p50 {} ms; \
+             cold starts, POST -> first byte via attach; all removed in {:.1} s, no container left",
+            s.requests,
+            b.wall_s,
+            b.burst.started,
+            b.burst.refused,
+            s.quota,
+            b.calm.started,
+            b.calm.refused,
+            fmt_opt(b.created_ms.percentile(50.0), 0),
+            fmt_opt(b.created_ms.percentile(99.0), 0),
+            fmt_opt(b.refused_ms.percentile(50.0), 0),
+            b.teardown_s
+        ),
+    }
+}
+
 pub(super) fn print_report(r: &Results) {
     let p = &r.plan;
     let rows = [
@@ -353,6 +390,7 @@ pub(super) fn print_report(r: &Results) {
         all.push(swarm_rate);
         all.extend(python_rows(&r.python));
         all.push(fork_row(&r.fork));
+        all.push(burst_row(&r.burst));
         all
     };
     let header = Row {
@@ -396,6 +434,7 @@ fn result_json(r: &Results) -> serde_json::Value {
     let tp = r.throughput.as_ref().ok();
     let swarm = r.cluster.as_ref().ok();
     let py = r.python.as_ref().ok();
+    let burst = r.burst.as_ref().ok();
     serde_json::json!({
         "cold_first_byte_ms": first.and_then(|f| f.bento_ms.median()),
         "docker_run_ms": first.and_then(|f| f.docker_ms.median()),
@@ -417,5 +456,9 @@ fn result_json(r: &Results) -> serde_json::Value {
         "fresh_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fresh_ms.median()),
         "fork_100_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fork_100_ms.median()),
         "fork_1000_first_answer_ms": r.fork.as_ref().ok().and_then(|f| f.fork_1000_ms.median()),
+        "burst_first_byte_p50_ms": burst.and_then(|b| b.first_byte_ms.percentile(50.0)),
+        "burst_first_byte_p99_ms": burst.and_then(|b| b.first_byte_ms.percentile(99.0)),
+        "burst_started": burst.map(|b| b.started()),
+        "burst_refused": burst.map(|b| b.refused()),
     })
 }
