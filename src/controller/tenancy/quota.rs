@@ -112,6 +112,20 @@ impl Drop for Reservation {
     }
 }
 
+/// Makes the refusals of one tenant: quota, limit, in use, asked (as
+/// text) and the limit as a number for `RateLimit-Limit`.
+fn refuser(tenant: &str) -> impl Fn(&'static str, String, String, String, u64) -> Refusal + '_ {
+    move |quota, limit, used, wanted, limit_n| Refusal {
+        quota,
+        tenant: tenant.to_string(),
+        limit,
+        used,
+        wanted,
+        retry_after: CONCURRENT_RETRY,
+        limit_n,
+    }
+}
+
 fn bytes(n: u64) -> String {
     crate::config::format_size(n)
 }
@@ -145,16 +159,7 @@ impl QuotaTracker {
         {
             t.starts.pop_front();
         }
-        let refuse =
-            |quota: &'static str, limit: String, used: String, wanted: String, n: u64| Refusal {
-                quota,
-                tenant: tenant.to_string(),
-                limit,
-                used,
-                wanted,
-                retry_after: CONCURRENT_RETRY,
-                limit_n: n,
-            };
+        let refuse = refuser(tenant);
         if let Some(max) = q.sessions {
             let used = held.sessions + t.starting.sessions;
             if used + 1 > max {
@@ -250,16 +255,7 @@ pub fn check_function(
     held: (u64, u64),
     size: u64,
 ) -> Result<(), Box<Refusal>> {
-    let refuse =
-        |quota: &'static str, limit: String, used: String, wanted: String, n: u64| Refusal {
-            quota,
-            tenant: tenant.to_string(),
-            limit,
-            used,
-            wanted,
-            retry_after: CONCURRENT_RETRY,
-            limit_n: n,
-        };
+    let refuse = refuser(tenant);
     if let Some(max) = q.functions {
         if held.0 + 1 > max {
             return Err(Box::new(refuse(
