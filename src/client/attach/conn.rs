@@ -183,6 +183,18 @@ async fn on_message(
             }
         }
         ServerMsg::Pong => {}
+        ServerMsg::Deadline {
+            at,
+            reason,
+            in_secs,
+        } => deliver(
+            permit,
+            Event::Deadline {
+                at,
+                reason,
+                in_secs,
+            },
+        ),
         ServerMsg::Hello { .. } => tracing::warn!("ignoring a second hello from the server"),
         ServerMsg::Closed { reason } => {
             return Some(match reason {

@@ -44,6 +44,7 @@ fn exit_reasons() -> Vec<ExitReason> {
         ExitReason::Signaled { signal: 9 },
         ExitReason::OomKilled,
         ExitReason::Timeout,
+        ExitReason::Idle { after: 300 },
         ExitReason::Killed,
         ExitReason::Abandoned,
         ExitReason::OutputCap,
@@ -59,6 +60,7 @@ fn exit_reasons() -> Vec<ExitReason> {
             | ExitReason::Signaled { .. }
             | ExitReason::OomKilled
             | ExitReason::Timeout
+            | ExitReason::Idle { .. }
             | ExitReason::Killed
             | ExitReason::Abandoned
             | ExitReason::OutputCap
@@ -85,6 +87,16 @@ fn server_samples() -> Vec<(&'static str, ServerMsg)> {
         ServerMsg::InputAck { seq: 2 },
         ServerMsg::Ping,
         ServerMsg::Pong,
+        ServerMsg::Deadline {
+            at: 1_764_900_000,
+            reason: crate::wire::api::DeadlineKind::Timeout,
+            in_secs: 30,
+        },
+        ServerMsg::Deadline {
+            at: 1_764_900_000,
+            reason: crate::wire::api::DeadlineKind::Idle,
+            in_secs: 30,
+        },
     ];
     all.extend(exit_reasons().into_iter().map(|r| ServerMsg::Exit {
         seq: 7,
@@ -104,6 +116,7 @@ fn server_samples() -> Vec<(&'static str, ServerMsg)> {
                 ServerMsg::Ping => "server_ping",
                 ServerMsg::Pong => "server_pong",
                 ServerMsg::Closed { .. } => "server_closed",
+                ServerMsg::Deadline { .. } => "server_deadline",
             };
             (name, m)
         })
