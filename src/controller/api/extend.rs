@@ -38,10 +38,12 @@ pub(super) async fn extend_session(
     let id = &info.id;
     Err(match refused {
         ExtendRefused::BeyondMax { asked, max } => ApiError::bad_request(format!(
-            "cannot extend session {id} past the image's maximum timeout of {}: its deadline \
-             may be at most {max} ({} after its start), and {asked} was asked for",
+            "cannot extend session {id} by {}: its deadline would be {} after its start, \
+             past the image's maximum timeout of {} (at most {} more)",
+            span(crate::wire::api::ceil_secs(&req.by)),
+            span(asked.saturating_sub(info.created_at)),
             span(max_timeout.unwrap_or_default()),
-            span(max.saturating_sub(info.created_at)),
+            span(max.saturating_sub(info.deadline.unwrap_or(max))),
         )),
         ExtendRefused::Ended => {
             ApiError::new(StatusCode::CONFLICT, format!("session {id} has ended"))
