@@ -13,6 +13,7 @@ use bento::wire::api::{
     CreateSession, DeadlineKind, ExitReason, LimitsRequest, SessionInfo, SessionState, Stream,
 };
 use kit::cli_output as bento;
+use kit::controller::Controller;
 use kit::{err, expect_code, out, TestServer};
 use tokio::time::Instant;
 
@@ -276,4 +277,43 @@ async fn the_cli_says_when_the_session_ends_and_how_to_extend_it() {
     );
     assert!(stderr.contains("timed out"), "{stderr}");
     s.stop().await;
+}
+
+/// The moved deadline is in the sessions table: a controller killed and
+/// started again keeps to it, rather than to the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_deadline_survives_a_controller_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctl = Controller::with_config(dir.path(), 0, "deadline_warning: 30s\n").await;
+    ctl.start().await;
+    let c = kit::client::client(&ctl.url());
+    let f = kit::client::submit(&c, SLEEPER).await;
+    // Without the extend it would be stopped at 4 s, before it returns.
+    let token = start(&c, &f, &["7"], timeout(4)).await;
+    let first = c
+        .session(&token)
+        .await
+        .ok()
+        .and_then(|i| i.deadline)
+        .unwrap_or_else(|| panic!("a deadline"));
+    let moved = c
+        .extend(&token, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("extend: {e}"));
+    assert_eq!(moved.deadline, first + 10);
+    ctl.kill();
+    ctl.start().await;
+    let back = kit::client::wait_session(&c, &token, "resumed", Duration::from_secs(60), |i| {
+        i.state != SessionState::Resuming
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.deadline, Some(first + 10), "the row kept it");
+    let end = kit::client::wait_session(&c, &token, "the end", Duration::from_secs(60), |i| {
+        i.state == SessionState::Ended
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(&end), Some(ExitReason::Exited { code: 0 }));
+    ctl.stop();
 }

@@ -232,6 +232,8 @@ pub enum AttachError {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_lease;
+#[cfg(test)]
 mod tests_takeover;
 
 #[cfg(test)]
