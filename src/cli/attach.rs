@@ -413,4 +413,16 @@ mod tests {
         }
         Ok(())
     }
+
+    #[test]
+    fn the_deadline_line_says_when_why_and_how_to_extend() {
+        assert_eq!(
+            deadline_line("t0k", DeadlineKind::Timeout, 90),
+            "bento: the session ends in 1m30s (timeout); extend with: bento extend t0k 30m"
+        );
+        assert_eq!(
+            deadline_line("t0k", DeadlineKind::Idle, 30),
+            "bento: the session ends in 30s (idle)"
+        );
+    }
 }
