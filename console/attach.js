@@ -23,7 +23,7 @@ const MAX_UNACKED_BYTES = 16 << 20;
 const MAX_INPUT_BYTES = 1 << 20;
 const STREAMS = { 1: "data", 2: "stdout", 3: "stderr" };
 /** Close reasons after which coming back makes no sense. */
-const FINAL = new Set(["finished", "taken_over", "closed_by_user", "session_gone"]);
+const FINAL = new Set(["finished", "taken_over", "closed_by_user", "session_gone", "key_revoked"]);
 
 export class Attachment {
   /** `on`: {state(text, hellos), exit(exit), ended(text), inputAcked(seq, waiting)} */

@@ -33,23 +33,25 @@ fn main() {
         bento::cli::LogFormat::Json => builder.json().init(),
         bento::cli::LogFormat::Human => builder.init(),
     }
-    let code = match tokio::runtime::Runtime::new() {
-        // On a worker, not on this thread: a command's own tasks (an
-        // attachment's connection, say) then wake it without a hop
-        // between threads, as `bento run` does once per message.
-        Ok(rt) => match rt.block_on(rt.spawn(bento::cli::run(cli))) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("bento: {e}");
-                1
-            }
-        },
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("bento: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    // On a worker, not on this thread: a command's own tasks (an
+    // attachment's connection, say) then wake it without a hop between
+    // threads, as `bento run` does once per message.
+    let code = match rt.block_on(rt.spawn(bento::cli::run(cli))) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bento: {e}");
             1
         }
     };
-    // Exit without waiting for the runtime: a blocking read of stdin would
-    // otherwise hold the process open until the next line.
+    // Exit with the runtime still alive: dropping it waits for its blocking
+    // tasks, and a read of stdin is one, so an attach whose function ended
+    // (or that was taken over) would hang until the next line typed.
     std::process::exit(code);
 }

@@ -8,7 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod quota;
 mod usage;
+pub use quota::{quota_refused, render_quota_refusals};
 pub use usage::observe_usage;
 
 /// Upper bounds of the container start latency histogram, in seconds.

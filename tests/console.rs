@@ -46,9 +46,10 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
             c,
             "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
              const n = performance.getEntriesByType('navigation')[0]; \
-             const css = performance.getEntriesByName(new URL('console.css', location.href).href)[0]; \
+             const app = performance.getEntriesByName(new URL('app.js', location.href).href)[0]; \
+             const blocking = performance.getEntriesByType('resource').filter((r) => r.renderBlockingStatus === 'blocking').length; \
              return `${p ? p.startTime.toFixed(0) : '?'} (page answered at ${n.responseEnd.toFixed(0)}, \
-             its CSS at ${css ? css.responseEnd.toFixed(0) : '?'})`;",
+             ${blocking} render-blocking requests, app.js at ${app ? app.responseEnd.toFixed(0) : '?'})`;",
         )
         .await;
         eprintln!("console: first contentful paint, {load} load: {paint} ms (loopback)");

@@ -1,6 +1,6 @@
 //! The web console in a real browser, acting on a session: attach from the
-//! page (input exactly once, also across dropped connections), close and
-//! kill. Without chromium the browser tests print SKIPPED (and fail under
+//! page (input exactly once, also across dropped connections, and taking
+//! the session over from an attached CLI), close and kill. Without chromium the browser tests print SKIPPED (and fail under
 //! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
 
 mod console_kit;
@@ -12,6 +12,7 @@ use console_kit::flow::{
 use console_kit::page::{click, confirm, goto, text, type_into, wait_for, WAIT};
 use console_kit::Browser;
 use kit::TestServer;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attaching_from_the_page_sends_each_line_exactly_once() {
@@ -54,6 +55,87 @@ async fn attaching_from_the_page_sends_each_line_exactly_once() {
         text(c, "#exit").await
     );
     // Everything was acked from the page: the session is reaped.
+    s.wait_reaped(&token).await;
+    b.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_from_the_page_takes_the_session_over_from_an_attached_cli() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    submit_named(&s, "echo", ECHO).await;
+    let (token, id) = cli_start(&s, "echo", &[]).await;
+    // A CLI attached, its input open (as a terminal's is), one line sent
+    // and echoed.
+    let mut cmd = kit::cli_command(&s.url, &["attach", &token]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut cli = kit::cli::spawn(cmd);
+    let mut cli_in = cli
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("the CLI's stdin"));
+    s.wait_session(&token, "the CLI attached", |i| i.attached)
+        .await;
+    cli_in
+        .write_all(b"from the cli\n")
+        .await
+        .unwrap_or_else(|e| panic!("the CLI's stdin: {e}"));
+    // The page watches (read-only) until it has seen the echo.
+    open_session(&b, &s, &id).await;
+    let c = &b.client;
+    wait_for(
+        c,
+        "the CLI's line echoed",
+        "return document.getElementById('output').textContent.includes('from the cli');",
+        WAIT,
+    )
+    .await;
+    assert!(
+        s.info(&token).await.attached,
+        "the CLI is no longer attached"
+    );
+
+    click(c, "#attach").await;
+    confirm(c).await;
+    // Told, and gone, with its input still open.
+    let o = tokio::time::timeout(kit::cli::LIMIT, cli.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the CLI did not exit when taken over"))
+        .unwrap_or_else(|e| panic!("the CLI: {e}"));
+    drop(cli_in);
+    assert!(
+        kit::err(&o).contains("another client took over this session"),
+        "{}",
+        kit::err(&o)
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", kit::err(&o));
+    wait_for(
+        c,
+        "attached",
+        "return document.getElementById('mode').textContent.includes('Attached: attached');",
+        WAIT,
+    )
+    .await;
+    for w in ["from the page", "and again"] {
+        type_into(c, "#input", &format!("{w}\n")).await;
+    }
+    end_input_and_wait_for_bye(&b).await;
+    // The page starts where the CLI's acknowledgements left off: between
+    // the two, the whole output, each line of input echoed once.
+    let cli_out = kit::out(&o);
+    let shown = output(&b).await;
+    assert_eq!(
+        format!("{cli_out}{shown}"),
+        "echoing\nfrom the cli\nfrom the page\nand again\nbye\n",
+        "the CLI printed {cli_out:?}, the page shows {shown:?}"
+    );
+    assert!(
+        shown.ends_with("from the page\nand again\nbye\n"),
+        "{shown:?}"
+    );
     s.wait_reaped(&token).await;
     b.close().await;
     s.stop().await;

@@ -11,7 +11,7 @@ use console_kit::flow::{cli_start, open_session, output, submit_named, FLOOD, HO
 use console_kit::page::{click, confirm, js, wait_for, WAIT};
 use console_kit::Browser;
 use kit::TestServer;
-use serde_json::json;
+use std::time::Duration;
 
 /// Installs a click probe on `#wrap`: how long the click waited for the
 /// page (the handler's time less the event's own timestamp), and whether
@@ -154,17 +154,28 @@ async fn twenty_mib_of_output_keep_the_page_answering_clicks() {
         .await
         .as_bool()
         .unwrap_or(true));
-    // The download offers all of it.
-    let full = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; import('./watch.js').then((m) => m.heldText(arguments[0])).then((t) => done(t.length), (e) => done(String(e)));",
-            vec![json!(token)],
-        )
+    // The download button offers all of it, and a line for its end: the
+    // file the browser saves is the function's whole output.
+    click(c, "#download").await;
+    let file = b
+        .downloaded(&format!("{id}.txt"), Duration::from_secs(120))
+        .await;
+    let exit = s
+        .info(&token)
         .await
-        .unwrap_or_else(|e| panic!("held text: {e}"));
+        .exit
+        .unwrap_or_else(|| panic!("no exit"));
+    let mut want = ("x".repeat(1023) + "\n").repeat(64 * 320);
+    want.push_str("END\n");
+    assert_eq!(want.len(), total);
+    want.push_str(&format!("\n[bento: {}]\n", exit.message));
     assert!(
-        full.as_u64().unwrap_or(0) >= total as u64,
-        "the download had {full}"
+        file == want.as_bytes(),
+        "the download: {} bytes, {:?}...{:?}; wanted {} bytes",
+        file.len(),
+        String::from_utf8_lossy(&file[..file.len().min(40)]),
+        String::from_utf8_lossy(&file[file.len().saturating_sub(60)..]),
+        want.len()
     );
     b.close().await;
     s.stop().await;

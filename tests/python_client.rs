@@ -2,7 +2,9 @@
 //! a venv under `target/python-venv` (made once, and again when
 //! `clients/python/pyproject.toml` changes) with the library installed
 //! editable and its test extras from PyPI; then `mypy --strict` over the
-//! package, then its pytest suites (which run the examples in
+//! package, for this Python and for the oldest it allows (3.9, against
+//! its dependencies as pip resolves them for 3.9: `target/python-oldest-deps`),
+//! then its pytest suites (which run the examples in
 //! `examples/python/` too) against `bento serve` of this build on the real
 //! Docker engine.
 //!
@@ -115,9 +117,10 @@ fn stamp() -> String {
     format!("v1\n{pyproject}")
 }
 
-/// pip install, once more with the host's CA bundle if PyPI's certificate
-/// did not verify against pip's own (a TLS-intercepting proxy, say).
-fn pip_install(python: &Path) -> Result<(), String> {
+/// pip install of `what`, once more with the host's CA bundle if PyPI's
+/// certificate did not verify against pip's own (a TLS-intercepting proxy,
+/// say).
+fn pip_install(python: &Path, what: &[&str]) -> Result<(), String> {
     let install = |cert: Option<&str>| {
         let mut cmd = Command::new(python);
         cmd.args([
@@ -132,7 +135,7 @@ fn pip_install(python: &Path) -> Result<(), String> {
         if let Some(c) = cert {
             cmd.args(["--cert", c]);
         }
-        cmd.args(["-e", "./clients/python[test]"]);
+        cmd.args(what);
         run(&mut cmd)
     };
     let first = install(None)?;
@@ -177,9 +180,66 @@ fn venv() -> Result<PathBuf, String> {
             text(&made)
         ));
     }
-    pip_install(&python)?;
+    pip_install(&python, &["-e", "./clients/python[test]"])?;
     std::fs::write(&stamp_file, stamp()).map_err(|e| format!("write the venv's stamp: {e}"))?;
     Ok(python)
+}
+
+/// The oldest Python `pyproject.toml` allows (`requires-python`).
+const OLDEST: &str = "3.9";
+
+/// A Python whose site-packages hold the library's dependencies as pip
+/// resolves them for Python [`OLDEST`] (wheels only: they are pure
+/// Python), for `mypy --python-version 3.9`. The newest versions of some
+/// (websockets, anyio) use syntax 3.9 lacks, so the suite's own venv will
+/// not do. Only mypy reads it: it is a venv of this python3 without pip,
+/// filled by the suite venv's pip with `--target`.
+fn oldest_deps(python: &Path) -> Result<PathBuf, String> {
+    let dir = target_dir().join("python-oldest-deps");
+    let py = dir.join("bin/python");
+    let stamp_file = dir.join("bento-stamp");
+    let want = format!("{OLDEST}\n{}", stamp());
+    if py.exists() && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(want.as_str()) {
+        return Ok(py);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let made = run(Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&dir))?;
+    if !made.status.success() {
+        return Err(format!("python3 -m venv --without-pip:\n{}", text(&made)));
+    }
+    let asked = |code: &str, who: &Path| -> Result<String, String> {
+        let o = run(Command::new(who)
+            .args(["-c", code])
+            .current_dir(repo().join("clients/python")))?;
+        if !o.status.success() {
+            return Err(format!("{} -c {code}:\n{}", who.display(), text(&o)));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let site = asked(
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        &py,
+    )?;
+    // pyproject.toml's dependencies, read by the suite's python (3.11+
+    // has tomllib; pip brings its own copy of tomli for older ones).
+    let deps = asked(
+        "try:\n import tomllib\nexcept ImportError:\n from pip._vendor import tomli as tomllib\n\
+         print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))",
+        python,
+    )?;
+    let mut args = vec![
+        "--target",
+        site.as_str(),
+        "--python-version",
+        OLDEST,
+        "--only-binary=:all:",
+    ];
+    args.extend(deps.lines());
+    pip_install(python, &args)?;
+    std::fs::write(&stamp_file, want).map_err(|e| format!("write the stamp: {e}"))?;
+    Ok(py)
 }
 
 #[test]
@@ -197,6 +257,21 @@ fn python_client_suite() {
     assert!(
         mypy.status.success(),
         "mypy --strict over bento_client:\n{}",
+        text(&mypy)
+    );
+    // The same for the oldest Python the package allows: its syntax, its
+    // standard library's typing, and the dependencies as they are there.
+    let oldest = oldest_deps(&python).unwrap_or_else(|e| panic!("{e}"));
+    let mypy = run(Command::new(&python)
+        .args(["-m", "mypy", "--strict", "--python-version", OLDEST])
+        .arg("--python-executable")
+        .arg(&oldest)
+        .arg("src/bento_client")
+        .current_dir(&pkg))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        mypy.status.success(),
+        "mypy --strict --python-version {OLDEST} over bento_client:\n{}",
         text(&mypy)
     );
 

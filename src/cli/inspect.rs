@@ -57,7 +57,10 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         None => s.function.clone(),
     };
     let mut rows: Vec<(&str, String)> = vec![
-        ("token", s.token.clone()),
+        // Shortened as `ls` shows it: inspect output gets copied into
+        // tickets and chats, and the whole token is the session's key
+        // (`--json` has it, for scripts).
+        ("token", format!("{}…", super::resolve::short(&s.token))),
         ("id", s.id.clone()),
         ("function", function),
         ("image", s.image.clone()),
@@ -226,7 +229,7 @@ mod tests {
     fn every_fact_has_a_line() {
         let text = describe(&info(), false);
         for want in [
-            "token      t0k\n",
+            "token      t0k…\n",
             "function   hello (fn-abc)\n",
             "state      ended\n",
             "start      warm (from the pool)\n",

@@ -23,6 +23,7 @@ mod secrets;
 mod serve;
 mod simple;
 mod table;
+mod tenants;
 mod time;
 mod usage;
 mod writer;
@@ -139,6 +140,13 @@ pub enum Command {
     /// functions as environment variables (docs/env.md).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Add or list tenants, each with its own functions, sessions, history
+    /// and quotas (docs/tenants.md).
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+    /// Make, list or revoke a tenant's API keys (docs/tenants.md).
+    #[command(subcommand)]
+    Keys(tenants::KeysCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to print them for.
@@ -208,6 +216,8 @@ pub async fn run(cli: Cli) -> i32 {
         } => remove::rm(&tokens, force, &server).await,
         Command::Prune { force, server } => remove::prune(force, &server).await,
         Command::Secrets(cmd) => secrets::run(cmd).await,
+        Command::Tenants(cmd) => tenants::tenants(cmd).await,
+        Command::Keys(cmd) => tenants::keys(cmd).await,
         Command::Completions { shell } => completions(shell),
     };
     match result {

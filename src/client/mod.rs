@@ -45,6 +45,7 @@
 mod attach;
 mod error;
 mod history;
+mod tenants;
 pub use history::HistoryFilter;
 #[cfg(test)]
 mod tests_submit;

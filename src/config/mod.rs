@@ -12,13 +12,17 @@ mod engine;
 pub mod env;
 mod image;
 mod packages;
+mod tenants;
 
 use crate::wire::duration::de_duration;
 pub use crate::wire::duration::parse_duration;
 pub use engine::{Engine, SwarmConfig, TlsFiles, DOCKER_CERT_PATH_ENV};
 pub(crate) use image::size_bytes;
-pub use image::{ImageSpec, Sandbox, DEFAULT_STOP_GRACE, MAX_STOP_GRACE, MIN_CPUS};
+pub use image::{
+    size as format_size, ImageSpec, Sandbox, DEFAULT_STOP_GRACE, MAX_STOP_GRACE, MIN_CPUS,
+};
 pub use packages::{pip_name, BuildSettings, Packages};
+pub use tenants::{valid_tenant, Quotas, TenantSettings, DEFAULT_TENANT};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -164,6 +168,14 @@ pub struct Config {
     /// controller restart; past it the session is killed and ends as lost.
     #[serde(deserialize_with = "de_duration")]
     pub resume_timeout: Duration,
+    /// The quotas every tenant gets (docs/tenants.md); unset: none.
+    pub quotas: Quotas,
+    /// What one tenant gets instead: its own quotas, and whether attaching
+    /// takes its key as well as a session token.
+    pub tenants: BTreeMap<String, TenantSettings>,
+    /// The audit log's size before it is rotated (`audit.log` →
+    /// `audit.log.1`; three old files are kept).
+    pub audit_max_bytes: u64,
     /// This controller's persistent identity, from its data dir (not a YAML
     /// key; set when it starts, see `controller::identity`).
     #[serde(skip)]
@@ -214,6 +226,9 @@ impl Default for Config {
             deadline_warning: Duration::from_secs(30),
             slow_client_timeout: Duration::from_secs(10),
             resume_timeout: Duration::from_secs(10),
+            quotas: Quotas::default(),
+            tenants: BTreeMap::new(),
+            audit_max_bytes: 10 << 20,
             controller_id: String::new(),
             images: BTreeMap::new(),
             root: PathBuf::from("."),
@@ -318,6 +333,10 @@ impl Config {
         if self.max_sessions == 0 || self.max_ended_sessions == 0 {
             return Err("max_sessions and max_ended_sessions must be at least 1".into());
         }
+        if self.audit_max_bytes < 4096 {
+            return Err("audit_max_bytes must be at least 4096".into());
+        }
+        self.check_tenants()?;
         Ok(())
     }
 

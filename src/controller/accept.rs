@@ -77,10 +77,10 @@ pub(crate) async fn serve(
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                stream
+                (stream, peer)
             }
             // The peer gave up before we took it: nothing is wrong here.
             Err(e) if per_connection(&e) => continue,
@@ -104,7 +104,10 @@ pub(crate) async fn serve(
                         stream,
                         _permit: permit,
                     }),
-                    TowerToHyperService::new(app.clone()),
+                    TowerToHyperService::new(
+                        app.clone()
+                            .layer(axum::Extension(crate::controller::tenancy::Peer(peer))),
+                    ),
                 );
                 let stop = shutdown.clone();
                 connections.spawn(async move {

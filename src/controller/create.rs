@@ -61,6 +61,8 @@ pub struct NewSession<'a> {
     pub fork: Option<Plan>,
     /// Its own variables and secrets, over the image's `env:`.
     pub env: RunEnv,
+    /// The tenant it belongs to.
+    pub tenant: String,
 }
 
 /// Creates sessions. Cheap to share: it holds only handles.
@@ -118,7 +120,7 @@ impl Launcher {
         let limits = image
             .resolve_limits(new.limits)
             .map_err(CreateError::Limits)?;
-        let env = self.environment(&image.env, &new.env)?;
+        let env = self.environment(&image.env, &new.env, &new.tenant)?;
         let token = new_token();
         let id = new_short_id();
         let clock = std::time::Instant::now();
@@ -159,6 +161,7 @@ impl Launcher {
             fork: new.fork.as_ref().map(|p| p.origin.clone()),
             args: new.args.clone(),
             env: new.env,
+            tenant: new.tenant,
         };
         // The input bound is recorded with the row, so short sessions never
         // write it again.
@@ -205,6 +208,7 @@ impl Launcher {
         &self,
         image: &std::collections::BTreeMap<String, String>,
         run: &RunEnv,
+        tenant: &str,
     ) -> Result<Env, CreateError> {
         if run.secrets.len() > env::MAX_VARS {
             return Err(CreateError::Env(format!(
@@ -214,8 +218,9 @@ impl Launcher {
             )));
         }
         let mut secrets = Vec::with_capacity(run.secrets.len());
+        let store = self.secrets.tenant(tenant);
         for s in &run.secrets {
-            let value = self.secrets.get(&s.name).map_err(|e| match e {
+            let value = store.get(&s.name).map_err(|e| match e {
                 SecretError::Io(_) => CreateError::Secret(e),
                 other => CreateError::Env(other.to_string()),
             })?;

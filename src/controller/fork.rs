@@ -67,7 +67,7 @@ pub async fn fork(
         });
     }
     let function = functions
-        .resolve(&record.function)
+        .resolve(&record.tenant, &record.function)
         .ok_or_else(|| ForkError::FunctionGone(record.function.clone()))?;
     let code = functions
         .code(&function.id)
@@ -108,6 +108,7 @@ pub async fn fork(
             // The same variables and secrets (read again: a secret removed
             // since refuses the fork, naming it).
             env: record.env.clone(),
+            tenant: record.tenant.clone(),
         })
         .await?;
     crate::metrics::add(&crate::metrics::METRICS.forks, 1);

@@ -16,7 +16,8 @@ use crate::wire::api::FunctionInfo;
 
 pub struct FunctionStore {
     dir: PathBuf,
-    inner: Mutex<Inner>,
+    /// Per tenant: a tenant's names and ids are its own.
+    inner: Mutex<HashMap<String, Inner>>,
 }
 
 #[derive(Default)]
@@ -32,6 +33,13 @@ struct Record {
     info: FunctionInfo,
     /// Orders submissions within one second, so "newest" is well defined.
     created_us: u64,
+    /// Records from before tenants belong to the default one.
+    #[serde(default = "default_tenant")]
+    tenant: String,
+}
+
+fn default_tenant() -> String {
+    crate::config::DEFAULT_TENANT.to_string()
 }
 
 impl Inner {
@@ -82,9 +90,9 @@ impl FunctionStore {
             }
         }
         records.sort_by_key(|r| r.created_us);
-        let mut inner = Inner::default();
+        let mut inner: HashMap<String, Inner> = HashMap::new();
         for r in records {
-            inner.insert(r);
+            inner.entry(r.tenant.clone()).or_default().insert(r);
         }
         Ok(FunctionStore {
             dir,
@@ -100,6 +108,7 @@ impl FunctionStore {
         name: Option<String>,
         image: String,
         filename: String,
+        tenant: &str,
     ) -> io::Result<FunctionInfo> {
         let id = format!("fn-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let info = FunctionInfo {
@@ -114,16 +123,22 @@ impl FunctionStore {
         let record = Record {
             info: info.clone(),
             created_us: now_us(),
+            tenant: tenant.to_string(),
         };
         let bytes = serde_json::to_vec_pretty(&record)?;
         write_atomic(&self.dir.join(format!("{id}.json")), &bytes).await?;
-        self.lock().insert(record);
+        self.lock()
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(record);
         Ok(info)
     }
 
     /// Finds a function by id, or by name (the newest with that name).
-    pub fn resolve(&self, id_or_name: &str) -> Option<FunctionInfo> {
-        let inner = self.lock();
+    /// Another tenant's functions are not there.
+    pub fn resolve(&self, tenant: &str, id_or_name: &str) -> Option<FunctionInfo> {
+        let all = self.lock();
+        let inner = all.get(tenant)?;
         let id = inner
             .names
             .get(id_or_name)
@@ -147,12 +162,15 @@ impl FunctionStore {
     /// a clean "unknown function"; then the record goes before the code, so
     /// a crash in between leaves only code, which [`FunctionStore::open`]
     /// ignores.
-    pub async fn remove(&self, id_or_name: &str) -> io::Result<Option<FunctionInfo>> {
-        let Some(info) = self.resolve(id_or_name) else {
+    pub async fn remove(&self, tenant: &str, id_or_name: &str) -> io::Result<Option<FunctionInfo>> {
+        let Some(info) = self.resolve(tenant, id_or_name) else {
             return Ok(None);
         };
         {
-            let mut inner = self.lock();
+            let mut all = self.lock();
+            let Some(inner) = all.get_mut(tenant) else {
+                return Ok(None);
+            };
             if inner.by_id.remove(&info.id).is_none() {
                 return Ok(None); // removed by a concurrent call
             }
@@ -178,15 +196,26 @@ impl FunctionStore {
         tokio::fs::read_to_string(code_path(&self.dir, id)).await
     }
 
-    /// All functions, oldest first.
-    pub fn list(&self) -> Vec<FunctionInfo> {
-        let inner = self.lock();
+    /// A tenant's functions, oldest first.
+    pub fn list(&self, tenant: &str) -> Vec<FunctionInfo> {
+        let tenants = self.lock();
+        let Some(inner) = tenants.get(tenant) else {
+            return Vec::new();
+        };
         let mut all: Vec<&(FunctionInfo, u64)> = inner.by_id.values().collect();
         all.sort_by_key(|(_, us)| *us);
         all.into_iter().map(|(f, _)| f.clone()).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// How many functions a tenant keeps, and their code's total size.
+    pub fn usage(&self, tenant: &str) -> (u64, u64) {
+        self.lock().get(tenant).map_or((0, 0), |inner| {
+            let n = inner.by_id.len() as u64;
+            (n, inner.by_id.values().map(|(f, _)| f.size).sum())
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Inner>> {
         // A panic while holding this lock cannot leave the maps half-updated
         // (every update is a single insert), so a poisoned lock is usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -219,7 +248,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let a = store
-            .submit("print(1)", Some("f".into()), "python".into(), "f.py".into())
+            .submit(
+                "print(1)",
+                Some("f".into()),
+                "python".into(),
+                "f.py".into(),
+                "default",
+            )
             .await;
         let b = store
             .submit(
@@ -227,22 +262,35 @@ mod tests {
                 Some("f".into()),
                 "python".into(),
                 "two.py".into(),
+                "default",
             )
             .await;
         let (a, b) = (
             a.unwrap_or_else(|e| panic!("{e}")),
             b.unwrap_or_else(|e| panic!("{e}")),
         );
-        assert_eq!(store.resolve("f").map(|f| f.id), Some(b.id.clone()));
-        assert_eq!(store.resolve(&a.id).map(|f| f.id), Some(a.id.clone()));
-        assert!(store.resolve("nope").is_none());
+        assert_eq!(
+            store.resolve("default", "f").map(|f| f.id),
+            Some(b.id.clone())
+        );
+        assert_eq!(
+            store.resolve("default", &a.id).map(|f| f.id),
+            Some(a.id.clone())
+        );
+        assert!(store.resolve("default", "nope").is_none());
 
         let reopened = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(reopened.list().len(), 2);
-        assert_eq!(reopened.resolve("f").map(|f| f.id), Some(b.id.clone()));
+        assert_eq!(reopened.list("default").len(), 2);
+        assert_eq!(
+            reopened.resolve("default", "f").map(|f| f.id),
+            Some(b.id.clone())
+        );
         assert_eq!(reopened.code(&a.id).await.ok().as_deref(), Some("print(1)"));
         assert_eq!(
-            reopened.resolve("f").map(|f| f.filename).as_deref(),
+            reopened
+                .resolve("default", "f")
+                .map(|f| f.filename)
+                .as_deref(),
             Some("two.py")
         );
     }
@@ -257,7 +305,7 @@ mod tests {
         std::fs::write(fns.join("fn-old.json"), old).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(fns.join("fn-old.py"), "pass").unwrap_or_else(|e| panic!("{e}"));
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let f = store.resolve("old").map(|f| f.filename);
+        let f = store.resolve("default", "old").map(|f| f.filename);
         assert_eq!(f.as_deref(), Some("function.py"));
     }
 
@@ -268,33 +316,70 @@ mod tests {
         let mut ids = Vec::new();
         for code in ["print(1)", "print(2)"] {
             let f = store
-                .submit(code, Some("f".into()), "python".into(), "f.py".into())
+                .submit(
+                    code,
+                    Some("f".into()),
+                    "python".into(),
+                    "f.py".into(),
+                    "default",
+                )
                 .await;
             ids.push(f.unwrap_or_else(|e| panic!("{e}")).id);
         }
         // By name: the newest goes, and the name falls back to the older one.
-        let gone = store.remove("f").await.unwrap_or_else(|e| panic!("{e}"));
+        let gone = store
+            .remove("default", "f")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(gone.map(|f| f.id), Some(ids[1].clone()));
-        assert_eq!(store.resolve("f").map(|f| f.id), Some(ids[0].clone()));
-        assert!(store.resolve(&ids[1]).is_none());
+        assert_eq!(
+            store.resolve("default", "f").map(|f| f.id),
+            Some(ids[0].clone())
+        );
+        assert!(store.resolve("default", &ids[1]).is_none());
         let again = store
-            .remove(&ids[1])
+            .remove("default", &ids[1])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(again.is_none(), "a second removal finds nothing");
 
         let reopened = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(reopened.list().len(), 1);
-        assert_eq!(reopened.resolve("f").map(|f| f.id), Some(ids[0].clone()));
+        assert_eq!(reopened.list("default").len(), 1);
+        assert_eq!(
+            reopened.resolve("default", "f").map(|f| f.id),
+            Some(ids[0].clone())
+        );
         let last = reopened
-            .remove(&ids[0])
+            .remove("default", &ids[0])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(last.is_some() && reopened.resolve("f").is_none());
+        assert!(last.is_some() && reopened.resolve("default", "f").is_none());
         let left = std::fs::read_dir(dir.path().join("functions"))
             .map(|d| d.count())
             .unwrap_or(usize::MAX);
         assert_eq!(left, 0, "no files are left behind");
+    }
+
+    #[tokio::test]
+    async fn each_tenant_has_its_own_names_and_sees_no_other_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FunctionStore::open(dir.path()).expect("open");
+        let a = store
+            .submit("1", Some("f".into()), "python".into(), "f.py".into(), "a")
+            .await
+            .expect("a");
+        let b = store
+            .submit("22", Some("f".into()), "python".into(), "f.py".into(), "b")
+            .await
+            .expect("b");
+        assert_eq!(store.resolve("a", "f").map(|f| f.id), Some(a.id.clone()));
+        assert_eq!(store.resolve("b", "f").map(|f| f.id), Some(b.id.clone()));
+        assert!(store.resolve("b", &a.id).is_none());
+        assert!(store.remove("b", &a.id).await.expect("remove").is_none());
+        assert_eq!(store.usage("b"), (1, 2));
+        let reopened = FunctionStore::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.list("a").len(), 1);
+        assert!(reopened.resolve("a", &b.id).is_none());
     }
 
     #[tokio::test]
@@ -303,6 +388,6 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("functions")).expect("functions dir");
         std::fs::write(dir.path().join("functions/x.json"), b"{not json").expect("a bad file");
         let store = FunctionStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(store.list().is_empty());
+        assert!(store.list("default").is_empty());
     }
 }

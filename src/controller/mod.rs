@@ -13,6 +13,7 @@ pub(crate) mod pool;
 pub(crate) mod recovery;
 pub(crate) mod secrets;
 pub(crate) mod sessions;
+pub mod tenancy;
 
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -27,6 +28,8 @@ use crate::runtime::{DockerRuntime, Runtime, SwarmRuntime};
 use crate::session::spawn::SessionContext;
 use crate::session::store::Db;
 use api::AppState;
+use tenancy::audit::AuditLog;
+use tenancy::keys::KeyStore;
 
 /// Serves the API on `listener` until `shutdown` is cancelled. Running
 /// functions are left running; see `docs/` for what happens on restart.
@@ -96,20 +99,30 @@ pub async fn run_with_runtime(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && config.api_key.is_none() && config.allow_unauthenticated {
-        tracing::warn!(%addr, "serving without an API key (allow_unauthenticated)");
-    }
-    if !addr.ip().is_loopback() && config.api_key.is_none() && !config.allow_unauthenticated {
-        anyhow::bail!(
-            "refusing to listen on {addr} without an API key: set BENTO_API_KEY, api_key or \
-             api_key_file (only loopback addresses may run without one)"
-        );
-    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
     // Held until this function returns: one controller per data dir.
     let _lock = identity::lock(&config.data_dir)?;
+    let keys = KeyStore::open(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the tenants database in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    // Once any key was made, every request needs one (even if all are
+    // revoked since): keys are never optional again by accident.
+    let keyed = config.api_key.is_some() || keys.has_keys();
+    if !addr.ip().is_loopback() && !keyed && config.allow_unauthenticated {
+        tracing::warn!(%addr, "serving without an API key (allow_unauthenticated)");
+    }
+    if !addr.ip().is_loopback() && !keyed && !config.allow_unauthenticated {
+        anyhow::bail!(
+            "refusing to listen on {addr} without an API key: set BENTO_API_KEY, api_key or \
+             api_key_file, or make keys with `bento keys create` (only loopback addresses may \
+             run without one)"
+        );
+    }
     let mut config = config;
     config.controller_id = identity::load_or_create(&config.data_dir)?;
     let functions = FunctionStore::open(&config.data_dir).map_err(|e| {
@@ -157,18 +170,22 @@ pub async fn run_with_runtime(
     launcher.pool.spawn(&tracker, &shutdown);
     tracker.spawn(crate::mem::trim::run(shutdown.clone()));
     let checker = check::Checker::new(runtime, &config, tracker.clone());
+    let audit = AuditLog::open(&config.data_dir, config.audit_max_bytes);
     let state = Arc::new(AppState {
         checker,
         config,
         functions,
         sessions: launcher.sessions.clone(),
+        audit,
+        quotas: tenancy::quota::QuotaTracker::new(),
+        keys,
         launcher,
         shutdown: shutdown.clone(),
     });
     let settings = connection_settings(&state.config);
     tracing::info!(
         %addr,
-        auth = state.config.api_key.is_some(),
+        auth = keyed,
         controller = %state.config.controller_id,
         max_connections = settings.max_connections,
         "bento controller listening"

@@ -99,6 +99,7 @@ impl Fixture {
             warm: false,
             args: vec![],
             forkable: false,
+            tenant: "default".into(),
             fork: None,
             env: Default::default(),
         };

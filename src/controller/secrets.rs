@@ -61,6 +61,21 @@ impl SecretStore {
         }
     }
 
+    /// The store of one tenant: the default tenant's secrets are in
+    /// `secrets/` itself (where they were before tenants), another's in
+    /// `secrets/+NAME/`, which no secret name can be (names start with a
+    /// letter or `_`; tenant names are checked too).
+    pub fn tenant(&self, tenant: &str) -> SecretStore {
+        if tenant == crate::config::DEFAULT_TENANT || !crate::config::valid_tenant(tenant) {
+            return SecretStore {
+                dir: self.dir.clone(),
+            };
+        }
+        SecretStore {
+            dir: self.dir.join(format!("+{tenant}")),
+        }
+    }
+
     /// Makes the directory, and makes sure only its owner can enter it,
     /// whatever the umask made (or someone did since).
     pub fn ensure_private(&self) -> std::io::Result<()> {

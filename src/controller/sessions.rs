@@ -147,4 +147,35 @@ impl Sessions {
     pub fn resuming_info(&self, token: &str) -> Option<SessionInfo> {
         self.lock_resuming().get(token).map(resuming_info)
     }
+
+    /// The tenant of a session being resumed.
+    pub fn resuming_tenant(&self, token: &str) -> Option<String> {
+        self.lock_resuming()
+            .get(token)
+            .map(|r| r.record.tenant.clone())
+    }
+
+    /// [`resuming_infos`](Self::resuming_infos) of one tenant's sessions.
+    pub fn resuming_infos_of(&self, tenant: &str) -> Vec<SessionInfo> {
+        self.lock_resuming()
+            .values()
+            .filter(|r| r.record.tenant == tenant)
+            .map(resuming_info)
+            .collect()
+    }
+
+    /// A live session by its short id (`s-…`), which is not a secret: the
+    /// API takes it where a viewer's listing gives it instead of tokens.
+    pub fn by_id(&self, id: &str) -> Option<SessionHandle> {
+        self.lock().values().find(|h| h.id == id).cloned()
+    }
+
+    /// The live sessions of one tenant.
+    pub fn of_tenant(&self, tenant: &str) -> Vec<SessionHandle> {
+        self.lock()
+            .values()
+            .filter(|h| &*h.tenant == tenant)
+            .cloned()
+            .collect()
+    }
 }

@@ -25,10 +25,26 @@ CREATE TABLE IF NOT EXISTS history (
     function_name TEXT,
     created_at    INTEGER NOT NULL,
     reaped_at     INTEGER NOT NULL,
-    record        TEXT NOT NULL
+    record        TEXT NOT NULL,
+    tenant        TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS history_reaped ON history (reaped_at);
 CREATE INDEX IF NOT EXISTS history_token ON history (token_hash);";
+
+/// Adds the columns later versions need to a table an earlier one made.
+pub(super) fn migrate(conn: &Connection) -> Result<(), DbError> {
+    let has_tenant: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('history') WHERE name = 'tenant'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_tenant {
+        conn.execute_batch(
+            "ALTER TABLE history ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
+        )?;
+    }
+    Ok(())
+}
 
 /// How long and how many records are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +72,8 @@ pub struct Query {
     pub until: Option<u64>,
     /// The page size (capped at [`MAX_PAGE`]).
     pub limit: usize,
+    /// Only this tenant's records; `None`: every tenant's.
+    pub tenant: Option<String>,
     pub cursor: Option<Cursor>,
 }
 
@@ -91,13 +109,18 @@ fn int(v: u64) -> i64 {
 
 impl Db {
     /// Keeps the record of a session being reaped, then applies retention.
-    pub fn insert_history(&self, token: &str, r: &HistoryRecord) -> Result<(), DbError> {
+    pub fn insert_history(
+        &self,
+        token: &str,
+        tenant: &str,
+        r: &HistoryRecord,
+    ) -> Result<(), DbError> {
         let json = serde_json::to_string(r).unwrap_or_default();
         let conn = self.conn();
         conn.execute(
             "INSERT OR REPLACE INTO history
-                 (id, token_hash, function, function_name, created_at, reaped_at, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (id, token_hash, function, function_name, created_at, reaped_at, record, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 r.id,
                 token_hash(token),
@@ -105,7 +128,8 @@ impl Db {
                 r.function_name,
                 int(r.created_at),
                 int(r.reaped_at),
-                json
+                json,
+                tenant
             ],
         )?;
         prune(&conn, self.retention(), crate::session::record::now_secs())?;
@@ -124,6 +148,7 @@ impl Db {
                AND (?2 IS NULL OR created_at >= ?2)
                AND (?3 IS NULL OR created_at <= ?3)
                AND (?4 IS NULL OR seq < ?4)
+               AND (?6 IS NULL OR tenant = ?6)
              ORDER BY seq DESC
              LIMIT ?5",
         )?;
@@ -133,7 +158,8 @@ impl Db {
                 q.since.map(int),
                 q.until.map(int),
                 q.cursor.map(|c| c.0),
-                (limit + 1) as i64
+                (limit + 1) as i64,
+                q.tenant
             ],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
@@ -151,13 +177,18 @@ impl Db {
         Ok((out.into_iter().map(|(_, r)| r).collect(), next))
     }
 
-    /// The record of a reaped session, by its short id or its token.
-    pub fn history_one(&self, reference: &str) -> Result<Option<HistoryRecord>, DbError> {
+    /// The record of a reaped session of `tenant`, by its short id or its
+    /// token.
+    pub fn history_one(
+        &self,
+        tenant: &str,
+        reference: &str,
+    ) -> Result<Option<HistoryRecord>, DbError> {
         let conn = self.conn();
         let record: Option<String> = conn
             .query_row(
-                "SELECT record FROM history WHERE id = ?1 OR token_hash = ?2",
-                params![reference, token_hash(reference)],
+                "SELECT record FROM history WHERE (id = ?1 OR token_hash = ?2) AND tenant = ?3",
+                params![reference, token_hash(reference), tenant],
                 |r| r.get(0),
             )
             .optional()?;

@@ -62,7 +62,7 @@ fn pages_walk_the_last_reaped_first_without_gaps_or_repeats() {
             now - 100 + at,
             now,
         );
-        db.insert_history(&"t".repeat(64).replace('t', &id[2..]), &r)
+        db.insert_history(&"t".repeat(64).replace('t', &id[2..]), "default", &r)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let mut q = Query {
@@ -100,13 +100,17 @@ fn found_by_id_or_token_never_stored_as_is() {
     let (dir, db) = db();
     let token = "ab".repeat(32);
     let now = crate::session::record::now_secs();
-    db.insert_history(&token, &record("s-x", "fn", now, now))
+    db.insert_history(&token, "default", &record("s-x", "fn", now, now))
         .unwrap_or_else(|e| panic!("{e}"));
-    let by_token = db.history_one(&token).unwrap_or_else(|e| panic!("{e}"));
-    let by_id = db.history_one("s-x").unwrap_or_else(|e| panic!("{e}"));
+    let by_token = db
+        .history_one("default", &token)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let by_id = db
+        .history_one("default", "s-x")
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(by_token.map(|r| r.id), Some("s-x".to_string()));
     assert!(by_id.is_some());
-    assert_eq!(db.history_one("s-y").ok().flatten(), None);
+    assert_eq!(db.history_one("default", "s-y").ok().flatten(), None);
     drop(db);
     let bytes = std::fs::read(dir.path().join("bento.db")).unwrap_or_default();
     let wal = std::fs::read(dir.path().join("bento.db-wal")).unwrap_or_default();
@@ -129,12 +133,13 @@ fn retention_drops_the_oldest_beyond_max_and_those_past_ttl() {
     // One past the ttl: dropped at its own insert.
     db.insert_history(
         &"1".repeat(64),
+        "default",
         &record("s-old", "f", now - 7200, now - 7200),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..5u64 {
         let r = record(&format!("s-{i}"), "f", now - 50 + i, now - 50 + i);
-        db.insert_history(&i.to_string().repeat(64), &r)
+        db.insert_history(&i.to_string().repeat(64), "default", &r)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let (page, _) = db

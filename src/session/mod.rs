@@ -34,6 +34,11 @@ pub struct SessionHandle {
     /// The function has ended (set by the actor); the session lives on
     /// only until its output is read. Counted apart from running sessions.
     pub ended: Arc<AtomicBool>,
+    /// The tenant it belongs to (fixed at creation).
+    pub tenant: Arc<str>,
+    /// Its memory and CPU limits, counted against its tenant's quotas.
+    pub memory: u64,
+    pub cpus: f64,
 }
 
 /// Why a session no longer answers.

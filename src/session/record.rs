@@ -42,6 +42,8 @@ pub struct SessionRecord {
     /// gets the same: its own variables, and its secrets by name (their
     /// values are read from the secret store again, never kept here).
     pub env: RunEnv,
+    /// The tenant it belongs to: only keys of that tenant see it.
+    pub tenant: String,
 }
 
 /// A run's own environment: `bento run -e` and `--secret`.

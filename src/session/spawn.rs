@@ -216,6 +216,9 @@ pub fn spawn(
     }
     let handle = SessionHandle {
         id: row.record.id.clone(),
+        tenant: Arc::from(row.record.tenant.as_str()),
+        memory: row.record.limits.as_ref().map_or(0, |l| l.memory),
+        cpus: row.record.limits.as_ref().map_or(0.0, |l| l.cpus),
         tx: cmd_tx,
         ended: ended.clone(),
     };

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     fork          TEXT,
     fork_state    TEXT,
     env           TEXT,
+    tenant        TEXT NOT NULL DEFAULT 'default',
     stop_grace_ms INTEGER
 );";
 
@@ -98,6 +99,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("fork", "fork TEXT"),
     ("fork_state", "fork_state TEXT"),
     ("env", "env TEXT"),
+    ("tenant", "tenant TEXT NOT NULL DEFAULT 'default'"),
     ("stop_grace_ms", "stop_grace_ms INTEGER"),
 ];
 
@@ -133,6 +135,7 @@ impl Db {
             }
         }
         conn.execute_batch(super::history::SCHEMA)?;
+        super::history::migrate(&conn)?;
         Ok(Db {
             conn: Mutex::new(conn),
             retention: Mutex::new(Default::default()),
@@ -158,9 +161,9 @@ impl Db {
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
                  input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state, env,
-                 stop_grace_ms)
+                 tenant, stop_grace_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             params![
                 r.record.token,
                 r.record.id,
@@ -184,6 +187,7 @@ impl Db {
                 json(&r.record.fork),
                 json(&r.fork_state),
                 json(&Some(&r.record.env)),
+                r.record.tenant,
                 int(u64::try_from(r.record.stop_grace.as_millis()).unwrap_or(u64::MAX)),
             ],
         )?;
@@ -273,7 +277,7 @@ impl Db {
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
     created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
-    input_reserved, args, forkable, fork, fork_state, env, stop_grace_ms
+    input_reserved, args, forkable, fork, fork_state, env, tenant, stop_grace_ms
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -294,9 +298,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             forkable: r.get(18)?,
             fork: from_json(r.get(19)?),
             env: from_json(r.get(21)?).unwrap_or_default(),
+            tenant: r.get(22)?,
             // Rows from before it get the default of an image without one.
             stop_grace: r
-                .get::<_, Option<i64>>(22)?
+                .get::<_, Option<i64>>(23)?
                 .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(crate::config::DEFAULT_STOP_GRACE),
         },
@@ -341,6 +346,7 @@ mod tests {
                     env: Some("DB_PASS".into()),
                 }],
             },
+            tenant: "default".into(),
         };
         SessionRow::new(record, Some(1024))
     }

@@ -86,6 +86,7 @@ impl Fixture {
             forkable: true,
             fork: None,
             env: Default::default(),
+            tenant: "default".into(),
         };
         let created = self
             .launcher

@@ -70,7 +70,7 @@ async fn samples_reach_inspect_the_exit_and_the_history() {
     let store = &f.launcher.ctx.store;
     let mut kept = None;
     for _ in 0..500 {
-        kept = store.history_one(&token).ok().flatten();
+        kept = store.history_one("default", &token).ok().flatten();
         if kept.is_some() {
             break;
         }

@@ -118,10 +118,16 @@ impl Browser {
         if dark {
             args.push("--force-dark-mode".into());
         }
+        // Downloads go, without asking, to a directory of the profile's.
+        let downloads = b.profile_path().join("downloads");
         let mut caps = json!({
             "goog:chromeOptions": {
                 "binary": chrome,
-                "args": args
+                "args": args,
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false
+                }
             }
         });
         // A window is at least 500 px wide: narrower screens are emulated.
@@ -150,6 +156,38 @@ impl Browser {
             driver,
             profile,
         })
+    }
+
+    /// Where the browser puts what it downloads.
+    pub fn downloads(&self) -> PathBuf {
+        self.profile.path().join("downloads")
+    }
+
+    /// Waits until the browser has downloaded a file named `name`, and
+    /// answers its bytes. While a download runs, Chromium writes it under
+    /// another name (`*.crdownload`) and renames it at the end.
+    pub async fn downloaded(&self, name: &str, limit: Duration) -> Vec<u8> {
+        let path = self.downloads().join(name);
+        let start = Instant::now();
+        loop {
+            if let Ok(bytes) = std::fs::read(&path) {
+                return bytes;
+            }
+            let there: Vec<String> = std::fs::read_dir(self.downloads())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                start.elapsed() < limit,
+                "no download {name} after {limit:?}; the directory holds {there:?}"
+            );
+            // The browser's own process writes it: nothing to wait on but
+            // the file system.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ends the browser session cleanly (the drop ends the processes).

@@ -176,8 +176,11 @@ impl Controller {
         let client = Client::new(&self.url(), None).ctx("client")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if client.list_sessions().await.is_ok() {
-                return Ok(());
+            // Up: it answers, with the list or (keys configured) a 401.
+            match client.list_sessions().await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.status() == Some(401) => return Ok(()),
+                Err(_) => {}
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return Err(format!(

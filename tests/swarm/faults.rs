@@ -146,14 +146,36 @@ async fn a_killed_nodes_sessions_end_as_node_lost_and_the_others_finish() {
         clock.elapsed().as_secs_f64(),
         nodes.iter().map(|(n, s)| (n, s.len())).collect::<Vec<_>>()
     ));
-    for (token, _) in &sessions {
+    read_to_the_end(&ctl, &sessions, &lost, &before, &victim_host).await;
+
+    // Back: the manager takes it again, and nothing of ours is left on it.
+    cluster.sh(&["start-node", &victim.to_string()]).await;
+    let clock = Instant::now();
+    wait_swept(cluster, &ctl, victim).await;
+    say(&format!(
+        "nothing of ours left on {victim_host} {:.1} s after its start",
+        clock.elapsed().as_secs_f64()
+    ));
+}
+
+/// Reads every session on from where [`Tickers::start`] left it: those on
+/// the lost node to their `node_lost` end, with every message up to the
+/// loss; the others, stopped, to their normal end with all their output.
+async fn read_to_the_end(
+    ctl: &Ctl,
+    sessions: &[(String, String)],
+    lost: &[String],
+    before: &BTreeMap<String, Received>,
+    victim_host: &str,
+) {
+    for (token, _) in sessions {
         let first = &before[token];
         let mut att = ctl.attach(token, first.last_seq).await;
         let rest = if lost.contains(token) {
             receive(&mut att, |_| false).await
         } else {
             drop(att);
-            stop_and_read(&ctl, token, first.last_seq).await
+            stop_and_read(ctl, token, first.last_seq).await
         };
         let data: Vec<String> = first
             .data_strings()
@@ -164,7 +186,7 @@ async fn a_killed_nodes_sessions_end_as_node_lost_and_the_others_finish() {
         let reason = rest.exit.map(|e| e.reason);
         if lost.contains(token) {
             let want = ExitReason::NodeLost {
-                node: victim_host.clone(),
+                node: victim_host.to_string(),
             };
             assert_eq!(reason.as_ref(), Some(&want));
             assert!(want.to_string().contains("went down"), "{want}");
@@ -173,19 +195,114 @@ async fn a_killed_nodes_sessions_end_as_node_lost_and_the_others_finish() {
             assert_eq!(rest.stdout, b"done\n");
         }
     }
+}
 
-    // Back: the manager takes it again, and nothing of ours is left on it.
-    cluster.sh(&["start-node", &victim.to_string()]).await;
+/// Waits until node `i` has no container of this controller left, running
+/// or not.
+async fn wait_swept(cluster: &Cluster, ctl: &Ctl, i: usize) {
     let filter = format!("label={}.controller", ctl.prefix);
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let o = cluster.docker(victim, &["ps", "-aq", "--filter", &filter]);
+        let o = cluster.docker(i, &["ps", "-aq", "--filter", &filter]);
         if o.status.success() && o.stdout.is_empty() {
-            break;
+            return;
         }
-        assert!(Instant::now() < until, "containers left on {victim_host}");
+        assert!(
+            Instant::now() < until,
+            "containers left on node {i}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How many processes of this machine run in container `id` (by their
+/// cgroup, which names it): seen without asking its engine.
+fn processes_in(container: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(container))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_engine_alone_is_killed_loses_its_sessions_and_is_swept_when_back() {
+    let Some((cluster, _turn)) = Cluster::get().await else {
+        return;
+    };
+    let ctl = Ctl::start(cluster, 0).await;
+    let Tickers {
+        sessions,
+        nodes,
+        victim,
+        victim_host,
+        lost,
+        before,
+    } = Tickers::start(cluster, &ctl, 9).await;
+    let filter = format!("label={}.session", ctl.prefix);
+    let o = cluster.docker(victim, &["ps", "-q", "--no-trunc", "--filter", &filter]);
+    let ghosts: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ghosts.len(), lost.len(), "{ghosts:?} for {lost:?}");
+
+    // dockerd alone: containerd, the shims and the functions live on.
+    let clock = Instant::now();
+    cluster
+        .sh(&["kill-node", &victim.to_string(), "--engine-only"])
+        .await;
+    for token in &lost {
+        let reason = wait_ended(&ctl, token, Duration::from_secs(30)).await;
+        assert_eq!(
+            reason,
+            ExitReason::NodeLost {
+                node: victim_host.clone()
+            }
+        );
+    }
+    say(&format!(
+        "{} sessions on {victim_host} ended as node_lost {:.1} s after its engine alone was SIGKILLed (spread {:?})",
+        lost.len(),
+        clock.elapsed().as_secs_f64(),
+        nodes.iter().map(|(n, s)| (n, s.len())).collect::<Vec<_>>()
+    ));
+    // Their functions still run, with no engine to answer for them.
+    for g in &ghosts {
+        assert!(
+            processes_in(g) > 0,
+            "container {g} of a lost session no longer runs"
+        );
+    }
+    read_to_the_end(&ctl, &sessions, &lost, &before, &victim_host).await;
+
+    // The engine again, on the same data root: it stops what it finds
+    // running (its stop signal, 10 s, SIGKILL) before it serves, and then
+    // the node's leftovers are swept.
+    let clock = Instant::now();
+    cluster.sh(&["start-node", &victim.to_string()]).await;
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let up = clock.elapsed();
+    wait_swept(cluster, &ctl, victim).await;
+    for g in &ghosts {
+        assert_eq!(processes_in(g), 0, "container {g} still runs");
+    }
+    say(&format!(
+        "{victim_host}'s engine back and Ready {:.1} s after its start; its {} containers gone {:.1} s after that",
+        up.as_secs_f64(),
+        ghosts.len(),
+        (clock.elapsed() - up).as_secs_f64()
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

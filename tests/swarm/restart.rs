@@ -1,8 +1,9 @@
-//! A controller stopped gracefully (SIGTERM) and started again while its
-//! clients keep sending: every input reaches its function exactly once,
-//! whichever node runs it.
+//! A controller stopped gracefully (SIGTERM), or SIGKILLed, and started
+//! again while its clients keep sending: every input reaches its function
+//! exactly once, whichever node runs it.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use bento::wire::api::ExitReason;
 
@@ -11,8 +12,24 @@ use crate::swarm_kit::{say, Cluster, Ctl};
 
 const INPUTS: usize = 150;
 
+/// How the controller goes away.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Sigterm,
+    Sigkill,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn input_is_exactly_once_across_a_sigterm_restart() {
+    exactly_once_across_a_restart(Stop::Sigterm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn input_is_exactly_once_across_a_sigkill_restart() {
+    exactly_once_across_a_restart(Stop::Sigkill).await;
+}
+
+async fn exactly_once_across_a_restart(stop: Stop) {
     let Some((cluster, _turn)) = Cluster::get().await else {
         return;
     };
@@ -45,7 +62,20 @@ async fn input_is_exactly_once_across_a_sigterm_restart() {
             async move { receive(&mut att, |_| false).await },
         ));
     }
-    ctl.terminate().await;
+    match stop {
+        Stop::Sigterm => ctl.terminate().await,
+        Stop::Sigkill => {
+            // Mid-stream: each session has echoed some of its inputs.
+            let until = Instant::now() + Duration::from_secs(60);
+            for (token, _) in &sessions {
+                while ctl.info(token).await.last_seq < 20 {
+                    assert!(Instant::now() < until, "no progress before the kill");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            ctl.kill();
+        }
+    }
     ctl.spawn().await;
     for (reader, (token, _)) in readers.into_iter().zip(&sessions) {
         let r = reader.await.unwrap_or_else(|e| panic!("reader: {e}"));
@@ -65,7 +95,7 @@ async fn input_is_exactly_once_across_a_sigterm_restart() {
         );
     }
     say(&format!(
-        "SIGTERM and restart under {} sending clients on {nodes:?}: every input echoed once",
+        "{stop:?} and restart under {} sending clients on {nodes:?}: every input echoed once",
         sessions.len()
     ));
 }

@@ -41,7 +41,7 @@ def test_unknown_session(client: Client) -> None:
     for call in (client.inspect, client.kill, client.close_session, client.attach):
         with pytest.raises(bento_client.UnknownSession) as e:
             call(bogus)
-        assert (e.value.status, e.value.message) == (404, "unknown session token")
+        assert (e.value.status, e.value.code, e.value.message) == (404, "not_found", "unknown session token")
         assert isinstance(e.value, bento_client.NotFound) and isinstance(e.value, bento_client.BentoError)
 
 
@@ -66,10 +66,10 @@ def test_unknown_image_and_compile_error(client: Client) -> None:
 def test_bad_limits(client: Client, fn: Dict[str, str]) -> None:
     with pytest.raises(bento_client.BadLimits) as e:
         client.run(fn["echo"], cpus=64)
-    assert e.value.status == 400 and e.value.message.startswith("limits: ")
+    assert e.value.status == 400 and e.value.message.startswith("limits: ") and e.value.code == "bad_request"
     with pytest.raises(bento_client.BadLimits) as local:
         client.run(fn["echo"], memory="lots")
-    assert local.value.status is None
+    assert local.value.status is None and local.value.code is None  # the library's own check
 
 
 def test_too_large_and_input_too_large(client: Client, fn: Dict[str, str]) -> None:
@@ -149,6 +149,7 @@ def test_auth(guarded: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(bento_client.AuthError) as e:
             none.functions()
         assert e.value.status == 401 and e.value.message.startswith("missing API key")
+        assert e.value.code == "unauthorized" and e.value.body["code"] == "unauthorized"
     with Client(guarded.url, api_key="wrong-wrong-wrong-wrong") as wrong:
         with pytest.raises(bento_client.AuthError) as e:
             wrong.sessions()
@@ -166,11 +167,13 @@ async def test_capacity_and_image_not_built(guarded: Controller) -> None:
         with pytest.raises(bento_client.ImageNotBuilt) as e:
             await c.submit("x = 1\n", image="ghost")
         assert e.value.status == 409 and "bento images build ghost" in e.value.message
+        assert e.value.code == "conflict"
         await c.submit((REPO / "clients/python/tests/functions/sleeper.py").read_text(), name="sleeper")
         first = await c.run("sleeper")
         with pytest.raises(bento_client.CapacityError) as cap:
             await c.run("sleeper")
         assert cap.value.status == 429 and "capacity" in cap.value.message
+        assert cap.value.code == "too_many_requests"
         await first.kill()
         assert (await first.wait()).code == 137
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, Dict
 
 import pytest
 
@@ -70,6 +71,7 @@ def test_frames() -> None:
     (400, "limits: cpus 9 is outside 0.01..=2", bento_client.BadLimits),
     (400, "invalid name", bento_client.BadRequest),
     (401, "wrong API key", bento_client.AuthError),
+    (403, "this key is a viewer's", bento_client.Forbidden),
     (409, "image bento/x:latest is not built: run `bento images build x`", bento_client.ImageNotBuilt),
     (409, "session s-1 is still running: kill it first", bento_client.SessionStillRunning),
     (413, "code is 2 bytes; the limit is 1", bento_client.TooLarge),
@@ -78,9 +80,53 @@ def test_frames() -> None:
     (503, "session s-1 is resuming after a controller restart; try again in a moment", bento_client.Unavailable),
 ])
 def test_error_classes(status: int, error: str, cls: type) -> None:
+    # As a controller from before the code answers: the class from the status.
     e = from_answer(status, json.dumps({"error": error}).encode())
     assert type(e) is cls and e.status == status and error in e.message
     assert isinstance(e, bento_client.BentoError)
+    # As this one answers: the code, which `.code` carries either way.
+    code = CODES[status]
+    assert e.code == code
+    c = from_answer(status, json.dumps({"error": error, "code": code}).encode())
+    assert type(c) is cls and (c.status, c.code) == (status, code) and c.body["code"] == code
+
+
+#: What the controller sends for each status (ErrorCode::of).
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large",
+         429: "too_many_requests", 502: "bad_gateway", 503: "unavailable"}
+
+
+@pytest.mark.parametrize("status,body,cls", [
+    # The code chooses, not the status nor the start of the text.
+    (400, {"error": "unknown session token", "code": "conflict"}, bento_client.Conflict),
+    (500, {"error": "try again", "code": "unavailable"}, bento_client.Unavailable),
+    (404, {"error": "limits: cpus 9", "code": "not_found"}, bento_client.NotFound),
+    (418, {"error": "anything", "code": "too_many_requests"}, bento_client.CapacityError),
+    (400, {"error": "bad method", "code": "method_not_allowed"}, bento_client.BadRequest),
+    (500, {"error": "boom", "code": "internal"}, bento_client.ServerError),
+    # Within the code's class, the wording picks the finer one.
+    (404, {"error": 'unknown function "x"', "code": "not_found"}, bento_client.UnknownFunction),
+    (409, {"error": "session s-1 is still running", "code": "conflict"}, bento_client.SessionStillRunning),
+    # A code this library does not know: the status decides.
+    (409, {"error": "image x is not built", "code": "some_new_code"}, bento_client.ImageNotBuilt),
+    (404, {"error": "gone", "code": 7}, bento_client.NotFound),
+])
+def test_the_code_comes_first(status: int, body: Dict[str, Any], cls: type) -> None:
+    e = from_answer(status, json.dumps(body).encode())
+    assert type(e) is cls and e.status == status and e.message.endswith(str(body["error"]))
+    if isinstance(body["code"], str):
+        assert e.code == body["code"]
+    else:
+        assert e.code == CODES[status]
+
+
+def test_code_and_status_are_on_every_error() -> None:
+    for e in (bento_client.Unreachable("no"), bento_client.Detached("closed"), bento_client.BentoError("x")):
+        assert e.code is None and e.status is None
+    plain = from_answer(503, b"too many connections", "Service Unavailable")
+    assert (plain.status, plain.code) == (503, "unavailable")
+    odd = from_answer(302, b"", "Found")
+    assert type(odd) is bento_client.ApiError and (odd.status, odd.code) == (302, None)
 
 
 def test_error_bodies_that_are_not_json() -> None:

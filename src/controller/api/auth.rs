@@ -10,12 +10,14 @@
 //! sees it.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
+use crate::controller::tenancy::{Credential, Peer, Principal, Role, DEFAULT_TENANT};
+use tokio_util::sync::CancellationToken;
 
 /// The subprotocol a WebSocket client offers to be answered with: the
 /// console's attach speaks the protocol of `docs/api.md` under this name.
@@ -98,8 +100,20 @@ fn take_offered(req: &mut Request) -> Offered {
 
 pub async fn require_key(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let offered = take_offered(&mut req);
-    let mut answer = match check(&s, &req, offered.key.as_deref()) {
-        Ok(()) => next.run(req).await,
+    let addr = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    let mut answer = match identify(&s, &req, offered.key.as_deref()) {
+        Ok(None) => next.run(req).await,
+        Ok(Some(mut principal)) => {
+            principal.addr = addr;
+            match allowed(&principal, &req) {
+                Ok(()) => {
+                    s.audit.key_used(&principal);
+                    req.extensions_mut().insert(principal);
+                    next.run(req).await
+                }
+                Err(e) => e.into_response(),
+            }
+        }
         Err(e) => e.into_response(),
     };
     if offered.protocol && answer.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -111,15 +125,39 @@ pub async fn require_key(State(s): State<Arc<AppState>>, mut req: Request, next:
     answer
 }
 
-fn check(s: &AppState, req: &Request, from_protocol: Option<&[u8]>) -> Result<(), ApiError> {
-    let Some(key) = s.config.api_key.as_deref() else {
-        return Ok(());
-    };
+/// The attach route: the one a session token alone may open.
+fn is_attach(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .uri()
+            .path()
+            .strip_prefix("/v1/sessions/")
+            .and_then(|rest| rest.strip_suffix("/attach"))
+            .is_some_and(|token| !token.is_empty() && !token.contains('/'))
+}
+
+/// Routes only an admin may use: tenants, keys, and the metrics of every
+/// tenant.
+fn admin_only(path: &str) -> bool {
+    path == "/metrics"
+        || path == "/v1/tenants"
+        || path.starts_with("/v1/tenants/")
+        || path == "/v1/keys"
+        || path.starts_with("/v1/keys/")
+}
+
+/// Who the request speaks for; `None` on the open paths (health, console
+/// assets), which need no one.
+fn identify(
+    s: &AppState,
+    req: &Request,
+    from_protocol: Option<&[u8]>,
+) -> Result<Option<Principal>, ApiError> {
     // The health check stays open so orchestrators can probe it, and the
     // console's assets are public code (their data comes from the API).
     let path = req.uri().path();
     if path == "/healthz" || super::console::is_console_path(path) {
-        return Ok(());
+        return Ok(None);
     }
     let given = req
         .headers()
@@ -128,14 +166,88 @@ fn check(s: &AppState, req: &Request, from_protocol: Option<&[u8]>) -> Result<()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|g| g.trim().as_bytes())
         .or(from_protocol);
-    match given {
-        Some(g) if constant_time_eq(g, key.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong API key")),
-        None => Err(ApiError::new(
+    let keyed = s.config.api_key.is_some() || s.keys.has_keys();
+    let Some(given) = given else {
+        if !keyed {
+            return Ok(Some(Principal::default_admin(Credential::Open)));
+        }
+        if is_attach(req) {
+            // The token is the capability; the handler checks the tenant's
+            // setting once it knows the session.
+            return Ok(Some(Principal {
+                tenant: String::new(),
+                role: Role::User,
+                credential: Credential::TokenOnly,
+                revoked: CancellationToken::new(),
+                addr: None,
+            }));
+        }
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing API key: send Authorization: Bearer KEY (bento --api-key or BENTO_API_KEY)",
-        )),
+        ));
+    };
+    if let Some(key) = s.config.api_key.as_deref() {
+        if constant_time_eq(given, key.as_bytes()) {
+            return Ok(Some(Principal::default_admin(Credential::LegacyKey)));
+        }
     }
+    let given = std::str::from_utf8(given).unwrap_or("");
+    if let Some(owner) = s.keys.check(given) {
+        return Ok(Some(Principal {
+            tenant: owner.tenant,
+            role: owner.role,
+            credential: Credential::Key(owner.id),
+            revoked: owner.revoked,
+            addr: None,
+        }));
+    }
+    if !keyed {
+        // A key sent to a controller that has none: as before tenants,
+        // loopback without keys lets everything in.
+        return Ok(Some(Principal::default_admin(Credential::Open)));
+    }
+    if s.keys.is_revoked(given) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this API key was revoked",
+        ));
+    }
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong API key"))
+}
+
+/// What the principal's role allows on this route.
+fn allowed(p: &Principal, req: &Request) -> Result<(), ApiError> {
+    let path = req.uri().path();
+    if p.credential == Credential::TokenOnly && !is_attach(req) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key: send Authorization: Bearer KEY",
+        ));
+    }
+    if admin_only(path) && p.role < Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this needs an admin key; this key's role is {}", p.role),
+        ));
+    }
+    // Every tenant's figures: the operator's (an admin of the default
+    // tenant) only.
+    if path == "/metrics" && p.tenant != DEFAULT_TENANT {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "/metrics covers every tenant: it needs an admin key of the default tenant",
+        ));
+    }
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD) && !is_attach(req);
+    if !reads && p.role < Role::User {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this key is a viewer's: it can list and watch, not attach, send input, \
+             close, kill or change anything",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

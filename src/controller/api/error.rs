@@ -16,6 +16,18 @@ pub struct ApiError {
     pub message: String,
     /// For a submit whose code does not compile.
     pub syntax: Option<SyntaxProblem>,
+    /// For a quota refusal: which quota, and the `RateLimit-*` and
+    /// `Retry-After` headers.
+    /// Boxed: it is rare, and every other error stays small.
+    pub quota: Option<Box<QuotaAnswer>>,
+}
+
+/// What a 429 from a tenant quota adds: the quota's name in the body, and
+/// the rate-limit headers.
+#[derive(Debug)]
+pub struct QuotaAnswer {
+    pub quota: String,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -24,6 +36,7 @@ impl ApiError {
             status,
             message: message.into(),
             syntax: None,
+            quota: None,
         }
     }
 
@@ -67,12 +80,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (quota, headers) = self.quota.map(|b| (b.quota, b.headers)).unzip();
         let body = Json(ErrorBody {
             error: self.message,
             code: ErrorCode::of(self.status.as_u16()),
             syntax: self.syntax,
+            quota,
         });
-        (self.status, body).into_response()
+        let mut r = (self.status, body).into_response();
+        for (name, value) in headers.into_iter().flatten() {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        r
     }
 }
 
@@ -96,6 +117,7 @@ impl From<CheckError> for ApiError {
                 status: StatusCode::BAD_REQUEST,
                 message: format!("the code does not compile: {problem}"),
                 syntax: Some(problem),
+                quota: None,
             },
             CheckError::Runtime(RuntimeError::ImageMissing(..)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())

@@ -2,23 +2,27 @@
 //! its image's maximum timeout counted from the session's start
 //! (docs/leases.md).
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
 
 use super::sessions::session;
 use super::{ApiError, ApiJson, AppState};
+use crate::controller::tenancy::Principal;
 use crate::session::ExtendRefused;
 use crate::wire::api::{ExtendSession, SessionExtended, SessionInfo};
 use crate::wire::duration::span;
 
 pub(super) async fn extend_session(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(token): Path<String>,
     ApiJson(req): ApiJson<ExtendSession>,
 ) -> Result<Json<SessionExtended>, ApiError> {
-    let handle = session(&s, &token)?;
+    // Another tenant's session is unknown here, as everywhere; a viewer's
+    // key is refused before this (it changes the session).
+    let handle = session(&s, &p, &token)?;
     let info = handle
         .info()
         .await

@@ -2,13 +2,14 @@
 //! `GET` and `DELETE /v1/functions/{id}`, where `{id}` is an id or a name
 //! (the newest function with that name), as `POST /v1/sessions` takes it.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
 
 use super::{ApiError, ApiJson, AppState, MAX_CODE_BYTES};
 use crate::config::valid_name;
+use crate::controller::tenancy::Principal;
 use crate::wire::api::{FunctionInfo, SubmitFunction};
 
 fn unknown(id: &str) -> ApiError {
@@ -17,10 +18,11 @@ fn unknown(id: &str) -> ApiError {
 
 pub(super) async fn get_function(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<FunctionInfo>, ApiError> {
     s.functions
-        .resolve(&id)
+        .resolve(&p.tenant, &id)
         .map(Json)
         .ok_or_else(|| unknown(&id))
 }
@@ -30,9 +32,10 @@ pub(super) async fn get_function(
 /// start it.
 pub(super) async fn delete_function(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<FunctionInfo>, ApiError> {
-    let removed = s.functions.remove(&id).await.map_err(|e| {
+    let removed = s.functions.remove(&p.tenant, &id).await.map_err(|e| {
         ApiError::logged(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot delete the function",
@@ -46,6 +49,7 @@ pub(super) async fn delete_function(
 
 pub(super) async fn submit_function(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<SubmitFunction>,
 ) -> Result<(StatusCode, Json<FunctionInfo>), ApiError> {
     if req.code.len() > MAX_CODE_BYTES {
@@ -76,6 +80,7 @@ pub(super) async fn submit_function(
             .as_ref()
             .map_or_else(crate::wire::api::default_filename, |n| format!("{n}.py")),
     };
+    super::quotas::check_function(&s, &p, req.code.len() as u64)?;
     let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
     let Some(spec) = s.config.images.get(&image) else {
         let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
@@ -90,7 +95,7 @@ pub(super) async fn submit_function(
     checked?;
     let info = s
         .functions
-        .submit(&req.code, req.name, image, filename)
+        .submit(&req.code, req.name, image, filename, &p.tenant)
         .await
         .map_err(|e| {
             ApiError::logged(
@@ -109,6 +114,9 @@ fn valid_filename(f: &str) -> bool {
     (1..=255).contains(&f.len()) && !f.contains('/') && !f.chars().any(char::is_control)
 }
 
-pub(super) async fn list_functions(State(s): State<Arc<AppState>>) -> Json<Vec<FunctionInfo>> {
-    Json(s.functions.list())
+pub(super) async fn list_functions(
+    State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
+) -> Json<Vec<FunctionInfo>> {
+    Json(s.functions.list(&p.tenant))
 }

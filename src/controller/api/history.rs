@@ -2,13 +2,14 @@
 //! first, with filters) and `GET /v1/history/{ref}` (one, by its short id
 //! or its former token). Live sessions stay in `GET /v1/sessions`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
+use crate::controller::tenancy::Principal;
 use crate::session::history::{self, Cursor};
 use crate::wire::api::{HistoryPage, HistoryRecord};
 
@@ -32,6 +33,7 @@ const PAGE: usize = 100;
 
 pub(super) async fn list_history(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -78,6 +80,7 @@ pub(super) async fn list_history(
         until: q.until,
         limit: q.limit.unwrap_or(PAGE),
         cursor,
+        tenant: Some(p.tenant.clone()),
     };
     let (sessions, next) = s.launcher.ctx.store.history(&query).map_err(|e| {
         ApiError::logged(
@@ -94,15 +97,21 @@ pub(super) async fn list_history(
 
 pub(super) async fn get_history(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(reference): Path<String>,
 ) -> Result<Json<HistoryRecord>, ApiError> {
-    let found = s.launcher.ctx.store.history_one(&reference).map_err(|e| {
-        ApiError::logged(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot read the history",
-            &e,
-        )
-    })?;
+    let found = s
+        .launcher
+        .ctx
+        .store
+        .history_one(&p.tenant, &reference)
+        .map_err(|e| {
+            ApiError::logged(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the history",
+                &e,
+            )
+        })?;
     found.map(Json).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -10,17 +10,19 @@ mod functions;
 mod history;
 mod images;
 pub mod openapi;
+mod quotas;
 mod removal;
 mod secrets;
 mod sessions;
 mod socket;
+mod tenants;
 
 use openapi::{Op, Route};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,11 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub launcher: Launcher,
     pub shutdown: CancellationToken,
+    /// Tenants and their keys.
+    pub keys: crate::controller::tenancy::keys::KeyStore,
+    pub audit: crate::controller::tenancy::audit::AuditLog,
+    /// Sessions being created per tenant, and each tenant's recent starts.
+    pub quotas: std::sync::Arc<crate::controller::tenancy::quota::QuotaTracker>,
 }
 
 /// Every route: the router is built from this table and so is the OpenAPI
@@ -254,6 +261,58 @@ pub static ROUTES: &[Route] = &[
         handler: || put(secrets::set_secret).delete(secrets::delete_secret),
     },
     Route {
+        path: "/v1/tenants",
+        ops: &[
+            Op {
+                method: "get",
+                summary:
+                    "List tenants (an admin of another tenant sees its own); see docs/tenants.md",
+                request: None,
+                ok: (200, Some(tenants::tenants_schema)),
+                errors: &[401, 403],
+            },
+            Op {
+                method: "post",
+                summary: "Add a tenant (admins of the default tenant only)",
+                request: openapi::ADD_TENANT,
+                ok: (201, openapi::TENANT),
+                errors: &[400, 401, 403, 409, 413, 415],
+            },
+        ],
+        handler: || get(tenants::list_tenants).post(tenants::add_tenant),
+    },
+    Route {
+        path: "/v1/keys",
+        ops: &[
+            Op {
+                method: "get",
+                summary: "List API keys (?tenant=NAME), never their secrets",
+                request: None,
+                ok: (200, Some(tenants::keys_schema)),
+                errors: &[400, 401, 403],
+            },
+            Op {
+                method: "post",
+                summary: "Make an API key; the answer is the only time it is shown",
+                request: openapi::CREATE_KEY,
+                ok: (201, openapi::NEW_KEY),
+                errors: &[400, 401, 403, 404, 413, 415],
+            },
+        ],
+        handler: || get(tenants::list_keys).post(tenants::create_key),
+    },
+    Route {
+        path: "/v1/keys/{key}",
+        ops: &[Op {
+            method: "delete",
+            summary: "Revoke a key: its next request is refused and its open attaches close now",
+            request: None,
+            ok: (200, openapi::KEY),
+            errors: &[401, 403, 404],
+        }],
+        handler: || delete(tenants::revoke_key),
+    },
+    Route {
         path: "/v1/images",
         ops: &[Op {
             method: "get",
@@ -390,12 +449,14 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
         snap.spooled_bytes += i.spooled_bytes;
     }
     snap.warm_ready = s.launcher.pool.ready_all();
+    let mut text = crate::metrics::render(&snap);
+    text.push_str(&quotas::render(&s).await);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(&snap),
+        text,
     )
         .into_response()
 }

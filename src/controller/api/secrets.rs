@@ -1,7 +1,7 @@
 //! Secrets (`docs/env.md`): set, list by name, remove. No route returns a
 //! value; a session gets one only in its function's environment.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::{ApiError, ApiJson, AppState};
 use crate::controller::secrets::SecretError;
+use crate::controller::tenancy::Principal;
 use crate::wire::api::{SecretInfo, SetSecret};
 
 /// The OpenAPI schema of the list.
@@ -35,10 +36,11 @@ fn answer(e: SecretError) -> ApiError {
 /// Sets a secret: 201 when it is new, 200 when it replaced one.
 pub(super) async fn set_secret(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SetSecret>,
 ) -> Result<Response, ApiError> {
-    let store = s.launcher.secrets.clone();
+    let store = s.launcher.secrets.tenant(&p.tenant);
     let name2 = name.clone();
     // A file write and an fsync: off the async workers.
     let created = tokio::task::spawn_blocking(move || store.set(&name2, &req.value))
@@ -60,15 +62,27 @@ pub(super) async fn set_secret(
 
 pub(super) async fn list_secrets(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
-    s.launcher.secrets.list().map(Json).map_err(answer)
+    s.launcher
+        .secrets
+        .tenant(&p.tenant)
+        .list()
+        .map(Json)
+        .map_err(answer)
 }
 
 pub(super) async fn delete_secret(
     State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.launcher.secrets.remove(&name).map_err(answer)? {
+    if s.launcher
+        .secrets
+        .tenant(&p.tenant)
+        .remove(&name)
+        .map_err(answer)?
+    {
         tracing::info!(secret = %name, "secret removed");
         Ok(StatusCode::NO_CONTENT)
     } else {

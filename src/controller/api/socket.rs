@@ -23,6 +23,8 @@ fn close_code(reason: &CloseReason) -> u16 {
     match reason {
         CloseReason::Protocol { .. } => 1008,
         CloseReason::ServerShutdown => 1001,
+        // As HTTP's 401 would: the credentials no longer hold.
+        CloseReason::KeyRevoked => 1008,
         _ => 1000,
     }
 }
@@ -108,6 +110,7 @@ pub async fn serve(
     attached: Attached,
     shutdown: CancellationToken,
     heartbeat: Duration,
+    revoked: CancellationToken,
 ) {
     let client = attached.client;
     let (mut sink, mut stream) = socket.split();
@@ -146,6 +149,9 @@ pub async fn serve(
         tokio::select! {
             end = reading => end,
             end = writing => end,
+            // A revoked key's connections close now, not at their next
+            // request: revocation is for keys that must stop working.
+            _ = revoked.cancelled() => End::Closed(CloseReason::KeyRevoked),
         }
     };
 

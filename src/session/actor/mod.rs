@@ -405,7 +405,10 @@ impl Actor {
         let Core { env, log, fork, .. } = &mut self.core;
         // The record first: a crash between the two leaves the session and
         // its record, and recovery reaps it again (the insert replaces).
-        if let Err(e) = env.db.insert_history(&env.meta.token, &kept) {
+        if let Err(e) = env
+            .db
+            .insert_history(&env.meta.token, &env.meta.tenant, &kept)
+        {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot keep the session's history");
         }
         if let Err(e) = env.runtime.remove(&env.meta.container).await {

@@ -27,6 +27,7 @@ async fn shutdown_ends_the_tasks_of_a_container_that_never_ends() {
         forkable: true,
         fork: None,
         env: Default::default(),
+        tenant: "default".into(),
     };
     let created = launcher
         .create(new)

@@ -410,6 +410,9 @@ pub struct SessionCreated {
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
+    /// The key is known but its role may not do this (a viewer changing
+    /// something, a user managing keys).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -425,7 +428,8 @@ impl ErrorCode {
     /// The code of an HTTP status; `None` for one that is not an error.
     pub fn of(status: u16) -> Option<ErrorCode> {
         Some(match status {
-            401 | 403 => ErrorCode::Unauthorized,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,
@@ -454,4 +458,9 @@ pub struct ErrorBody {
     /// Where and why the code does not compile, for a submit refused so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syntax: Option<SyntaxProblem>,
+    /// The tenant quota a 429 ran into (`sessions`, `starts_per_minute`,
+    /// `memory`, `cpus`, `functions`, `function_bytes`, `spool_bytes`);
+    /// see docs/tenants.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }

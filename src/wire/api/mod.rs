@@ -8,11 +8,13 @@
 mod http;
 mod limits;
 mod socket;
+mod tenants;
 mod usage;
 
 pub use http::*;
 pub use limits::*;
 pub use socket::*;
+pub use tenants::*;
 pub use usage::*;
 
 #[cfg(test)]

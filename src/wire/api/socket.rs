@@ -240,6 +240,8 @@ pub enum CloseReason {
     SessionGone,
     /// The controller is shutting down; reconnect later.
     ServerShutdown,
+    /// The key this connection was opened with was revoked.
+    KeyRevoked,
 }
 
 impl fmt::Display for CloseReason {
@@ -253,6 +255,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HeartbeatTimeout => write!(f, "connection silent for too long"),
             CloseReason::SessionGone => write!(f, "session no longer exists"),
             CloseReason::ServerShutdown => write!(f, "server is shutting down"),
+            CloseReason::KeyRevoked => write!(f, "the API key of this connection was revoked"),
         }
     }
 }

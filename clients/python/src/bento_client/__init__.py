@@ -25,6 +25,7 @@ from ._input import MAX_INPUT_MESSAGE
 from .errors import (
     ApiError,
     AuthError,
+    Forbidden,
     BadLimits,
     BadRequest,
     BentoError,
@@ -71,7 +72,7 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApiError", "AsyncClient", "AsyncSession", "AttachOptions", "AuthError", "BadLimits", "BadRequest",
+    "ApiError", "AsyncClient", "AsyncSession", "AttachOptions", "AuthError", "BadLimits", "Forbidden", "BadRequest",
     "BentoError", "CapacityError", "Client", "CompileError", "Conflict", "ConnectionLost", "DEFAULT_URL", "Deadline",
     "Detached", "EngineError", "Event", "Exit", "Usage", "ForkInfo", "ForkRefused", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
     "InputTooLarge", "MAX_INPUT_MESSAGE", "Message", "NotFound", "ProtocolError", "Reconnected",

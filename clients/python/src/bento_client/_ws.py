@@ -53,6 +53,7 @@ def close_reason_text(reason: Dict[str, Any]) -> str:
         "heartbeat_timeout": "connection silent for too long",
         "session_gone": "session no longer exists",
         "server_shutdown": "server is shutting down",
+        "key_revoked": "the API key of this connection was revoked",
     }
     if kind == "protocol":
         return f"protocol error: {reason.get('message')}"

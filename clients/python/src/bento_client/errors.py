@@ -12,7 +12,12 @@ exactly what it can handle::
     except bento_client.CapacityError as e:   # 429: try again later
         ...
     except bento_client.BentoError as e:      # anything else from Bento
-        print(e.status, e.message)
+        print(e.status, e.code, e.message)
+
+The class comes from the answer's ``code`` (``"not_found"``, ``"conflict"``,
+...), or from its status where it has none; the API has one code per
+status, so the finer classes (``UnknownSession`` or ``UnknownFunction``
+among the 404s) come from the controller's wording.
 """
 
 from __future__ import annotations
@@ -24,13 +29,19 @@ from typing import Any, Dict, Optional
 class BentoError(Exception):
     """Base of every error of this library."""
 
-    def __init__(self, message: str, status: Optional[int] = None, body: Optional[Dict[str, Any]] = None):
+    def __init__(self, message: str, status: Optional[int] = None, body: Optional[Dict[str, Any]] = None,
+                 code: Optional[str] = None):
         super().__init__(message)
         self.message = message
         #: The HTTP status the controller answered, for errors it answered.
         self.status = status
-        #: The controller's JSON error body (``{"error": ...}``), if any.
+        #: The controller's JSON error body (``{"error": ..., "code": ...}``), if any.
         self.body: Dict[str, Any] = body or {}
+        #: The API's error code (``"not_found"``, ``"conflict"``, ... one per
+        #: status, see ``docs/api.md``) for errors the controller answered:
+        #: the ``code`` of its body, or for a controller that sends none, the
+        #: one its status maps to. ``None`` for the library's own errors.
+        self.code = code
 
     def __str__(self) -> str:
         return self.message
@@ -63,7 +74,12 @@ class CompileError(BadRequest):
 
 
 class AuthError(ApiError):
-    """401: a missing or wrong API key."""
+    """401: a missing, wrong or revoked API key."""
+
+
+class Forbidden(AuthError):
+    """403: the key is known, but its role may not do this (a viewer's key
+    changing something, a user's key managing keys; docs/tenants.md)."""
 
 
 class NotFound(ApiError):
@@ -168,26 +184,57 @@ class Detached(BentoError):
     """The handle was detached (``close()``): it sends and receives nothing more."""
 
 
-def _kind_of(status: int, message: str, body: Dict[str, Any]) -> type[ApiError]:
-    """The class for an error answer, from its status and the controller's
-    wording (src/controller/api/error.rs and the handlers)."""
-    if status == 400:
+#: The API's error codes (``ErrorCode`` in src/wire/api/http.rs), each to
+#: the class it is.
+_CLASS_OF_CODE: Dict[str, type[ApiError]] = {
+    "bad_request": BadRequest,
+    "unauthorized": AuthError,
+    "forbidden": Forbidden,
+    "not_found": NotFound,
+    "method_not_allowed": BadRequest,
+    "conflict": Conflict,
+    "payload_too_large": TooLarge,
+    "unsupported_media_type": BadRequest,
+    "too_many_requests": CapacityError,
+    "internal": ServerError,
+    "bad_gateway": EngineError,
+    "unavailable": Unavailable,
+}
+
+
+def _code_of_status(status: int) -> Optional[str]:
+    """The code a controller that sends none would have sent for ``status``
+    (``ErrorCode::of``)."""
+    exact = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+             429: "too_many_requests", 502: "bad_gateway", 503: "unavailable"}
+    if status in exact:
+        return exact[status]
+    if 400 <= status <= 499:
+        return "bad_request"
+    if 500 <= status <= 599:
+        return "internal"
+    return None
+
+
+def _refine(kind: type[ApiError], message: str, body: Dict[str, Any]) -> type[ApiError]:
+    """The subclass of ``kind`` an answer is. The API has one code per
+    status, so which 404 or which 409 it is comes from the body's other
+    fields and the controller's wording (src/controller/api/error.rs and
+    the handlers)."""
+    if kind is BadRequest:
         if "syntax" in body or message.startswith("the code does not compile"):
             return CompileError
         if message.startswith("limits: "):
             return BadLimits
         if message.startswith("unknown image"):
             return UnknownImage
-        return BadRequest
-    if status == 401:
-        return AuthError
-    if status == 404:
+    elif kind is NotFound:
         if message.startswith("unknown function"):
             return UnknownFunction
         if message.startswith("unknown session"):
             return UnknownSession
-        return NotFound
-    if status == 409:
+    elif kind is Conflict:
         if "is not built" in message:
             return ImageNotBuilt
         if "still running" in message:
@@ -195,18 +242,19 @@ def _kind_of(status: int, message: str, body: Dict[str, Any]) -> type[ApiError]:
         if ("input history" in message or "fork_history_exceeded" in message
                 or "replaying" in message or "inputs this session has applied" in message):
             return ForkRefused
-        return Conflict
-    if status == 413:
-        return TooLarge
-    if status == 429:
-        return CapacityError
-    if status == 502:
-        return EngineError
-    if status == 503:
-        return Unavailable
-    if status >= 500:
-        return ServerError
-    return ApiError
+    return kind
+
+
+def _kind_of(status: int, message: str, body: Dict[str, Any]) -> type[ApiError]:
+    """The class for an error answer: from the body's ``code`` when it has
+    one this library knows, else from the status (a controller from before
+    the code, or a proxy's answer); then refined by the wording."""
+    code = body.get("code")
+    kind = _CLASS_OF_CODE.get(code) if isinstance(code, str) else None
+    if kind is None:
+        fallback = _code_of_status(status)
+        kind = _CLASS_OF_CODE[fallback] if fallback is not None else ApiError
+    return _refine(kind, message, body)
 
 
 def from_answer(status: int, raw: bytes, reason_phrase: str = "") -> ApiError:
@@ -228,4 +276,7 @@ def from_answer(status: int, raw: bytes, reason_phrase: str = "") -> ApiError:
         message = f"request failed (HTTP {status})"
     elif status >= 500:
         message = f"server error (HTTP {status}): {message}"
-    return _kind_of(status, message, body)(message, status, body)
+    code = body.get("code")
+    if not isinstance(code, str):
+        code = _code_of_status(status)
+    return _kind_of(status, message, body)(message, status, body, code)

@@ -20,6 +20,7 @@ fn close_reasons() -> Vec<CloseReason> {
         CloseReason::HeartbeatTimeout,
         CloseReason::SessionGone,
         CloseReason::ServerShutdown,
+        CloseReason::KeyRevoked,
     ];
     for r in &all {
         // A new variant fails to build here: add a sample above.
@@ -31,7 +32,8 @@ fn close_reasons() -> Vec<CloseReason> {
             | CloseReason::SlowClient
             | CloseReason::HeartbeatTimeout
             | CloseReason::SessionGone
-            | CloseReason::ServerShutdown => {}
+            | CloseReason::ServerShutdown
+            | CloseReason::KeyRevoked => {}
         }
     }
     all

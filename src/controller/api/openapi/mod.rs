@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use super::AppState;
 use crate::wire::api::{
-    CreateSession, ErrorBody, ExtendSession, ForkSession, FunctionInfo, HistoryPage, HistoryRecord,
-    OutputPage, SecretInfo, SessionCreated, SessionExtended, SessionInfo, SetSecret,
-    SubmitFunction,
+    AddTenant, CreateKey, CreateSession, ErrorBody, ExtendSession, ForkSession, FunctionInfo,
+    HistoryPage, HistoryRecord, KeyInfo, NewKey, OutputPage, SecretInfo, SessionCreated,
+    SessionExtended, SessionInfo, SetSecret, SubmitFunction, TenantInfo,
 };
 
 /// Makes a named schema for a body.
@@ -79,6 +79,11 @@ pub(crate) const HISTORY: Option<SchemaFn> = Some(schema::<HistoryPage>);
 pub(crate) const HISTORY_ONE: Option<SchemaFn> = Some(schema::<HistoryRecord>);
 pub(crate) const SET_SECRET: Option<SchemaFn> = Some(schema::<SetSecret>);
 pub(crate) const SECRET: Option<SchemaFn> = Some(schema::<SecretInfo>);
+pub(crate) const ADD_TENANT: Option<SchemaFn> = Some(schema::<AddTenant>);
+pub(crate) const TENANT: Option<SchemaFn> = Some(schema::<TenantInfo>);
+pub(crate) const CREATE_KEY: Option<SchemaFn> = Some(schema::<CreateKey>);
+pub(crate) const NEW_KEY: Option<SchemaFn> = Some(schema::<NewKey>);
+pub(crate) const KEY: Option<SchemaFn> = Some(schema::<KeyInfo>);
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -165,11 +170,14 @@ const EXTRA_OK: &[(&str, &str, u16)] = &[("put", "/v1/secrets/{name}", 200)];
 fn path_param(name: &str) -> Value {
     match name {
         // 256 random bits as hex (`controller::create::new_token`).
-        "token" => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+        // Or the session's `s-…` id, which viewers' listings carry instead.
+        "token" => json!({"type": "string", "pattern": "^([0-9a-f]{64}|s-[0-9a-f]{10})$"}),
         // `controller::secrets::valid_secret_name`.
         "name" => json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"}),
         // A function's id (`fn-` and hex) or name (`config::valid_name`).
         "id" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
+        // An API key's public id (`controller::tenancy::keys`).
+        "key" => json!({"type": "string", "pattern": "^k-[0-9a-f]{12}$"}),
         _ => json!({"type": "string"}),
     }
 }
@@ -269,6 +277,11 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                 "The `next` of the previous page",
             ),
         ],
+        ("get", "/v1/keys") => vec![q(
+            "tenant",
+            json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"}),
+            "Only this tenant's keys",
+        )],
         _ => Vec::new(),
     }
 }
