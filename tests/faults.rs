@@ -156,6 +156,7 @@ async fn a_connection_cut_again_and_again_loses_nothing() {
                 att.written(seq);
             }
             Event::Reconnected { .. } => reconnects += 1,
+            Event::Deadline { .. } => {}
             Event::Reconnecting { .. } => {}
             Event::Ended(end) => {
                 assert!(matches!(end, AttachEnd::Finished), "{end:?}");

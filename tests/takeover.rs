@@ -66,7 +66,7 @@ async fn consume(mut att: Attachment, count: watch::Sender<usize>) -> Got {
                 att.written(seq);
             }
             Event::Reconnecting { .. } => got.reconnects += 1,
-            Event::Reconnected { .. } => {}
+            Event::Reconnected { .. } | Event::Deadline { .. } => {}
             Event::Ended(end) => {
                 got.end = Some(end);
                 return got;

@@ -8,7 +8,7 @@ use crate::client::{
     AttachEnd, AttachOptions, Attachment, Client, DetachHandle, Event, InputSender,
 };
 use crate::wire::api::{
-    CloseReason, CreateSession, ExitInfo, ExitReason, ForkSession, OnDivergence,
+    CloseReason, CreateSession, DeadlineKind, ExitInfo, ExitReason, ForkSession, OnDivergence,
 };
 use anyhow::Context;
 use std::fs::File;
@@ -136,6 +136,7 @@ async fn follow(
     let mut follower = Follower {
         exit: None,
         usage: flags.usage,
+        token: token.to_string(),
     };
     let followed = follower.follow(&mut att, &writer, &mut sig).await;
     // Whatever ended it, what was queued goes out before anything is said.
@@ -173,10 +174,23 @@ fn terminal(fd: BorrowedFd<'_>) -> anyhow::Result<File> {
     Ok(File::from(owned))
 }
 
+/// What `run` and `attach` say on stderr when the session's end nears.
+fn deadline_line(token: &str, reason: DeadlineKind, in_secs: u64) -> String {
+    let when = super::time::duration(in_secs);
+    match reason {
+        DeadlineKind::Timeout => format!(
+            "bento: the session ends in {when} (timeout); extend with: bento extend {token} 30m"
+        ),
+        DeadlineKind::Idle => format!("bento: the session ends in {when} (idle)"),
+    }
+}
+
 struct Follower {
     exit: Option<ExitInfo>,
     /// `--usage`: say what the function used, after its exit.
     usage: bool,
+    /// The session's token, for the hint to extend it.
+    token: String,
 }
 
 impl Follower {
@@ -227,6 +241,13 @@ impl Follower {
                     }
                 }
                 Event::Reconnected { .. } => {}
+                Event::Deadline {
+                    reason, in_secs, ..
+                } => {
+                    // After what came before it, as it came.
+                    writer.flush().await?;
+                    say(&deadline_line(&self.token, reason, in_secs));
+                }
                 Event::Ended(end) => return Ok(end),
             }
         }
@@ -391,5 +412,17 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn the_deadline_line_says_when_why_and_how_to_extend() {
+        assert_eq!(
+            deadline_line("t0k", DeadlineKind::Timeout, 90),
+            "bento: the session ends in 1m30s (timeout); extend with: bento extend t0k 30m"
+        );
+        assert_eq!(
+            deadline_line("t0k", DeadlineKind::Idle, 30),
+            "bento: the session ends in 30s (idle)"
+        );
     }
 }

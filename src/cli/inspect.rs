@@ -89,6 +89,13 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
         (None, d) => d.map_or("-".into(), utc_and_ago),
     };
     rows.push(("deadline", deadline));
+    if let Some(idle) = s.idle_deadline {
+        // Only while it runs with nobody attached: activity moves it.
+        rows.push((
+            "idle until",
+            format!("{} unless there is activity", utc_and_ago(idle)),
+        ));
+    }
     rows.push(("ended", s.ended_at.map_or("-".into(), utc_and_ago)));
     rows.push(("exit", s.exit.as_ref().map_or("-".into(), exit_words)));
     rows.push(("pending", pending(s)));
@@ -127,12 +134,16 @@ pub(super) fn limit_rows(l: &Limits) -> Vec<(&'static str, String)> {
     } else {
         duration(l.timeout.as_secs())
     };
-    vec![
+    let mut rows = vec![
         ("memory", bytes(l.memory)),
         ("cpus", l.cpus.to_string()),
         ("pids", l.pids.to_string()),
         ("timeout", timeout),
-    ]
+    ];
+    if !l.idle_timeout.is_zero() {
+        rows.push(("idle timeout", duration(l.idle_timeout.as_secs())));
+    }
+    rows
 }
 
 /// `exited with code 0`, or `killed: timed out (exit code 124)`.
@@ -184,8 +195,10 @@ mod tests {
                 cpus: 0.5,
                 pids: 64,
                 timeout: Duration::from_secs(30),
+                idle_timeout: Duration::ZERO,
             }),
             deadline: Some(1_763_764_830),
+            idle_deadline: None,
             warm: true,
             forkable: true,
             fork: None,

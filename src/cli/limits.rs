@@ -1,4 +1,4 @@
-//! `bento run --memory/--cpus/--pids/--timeout`: per-run limits, which the
+//! `bento run --memory/--cpus/--pids/--timeout/--idle-timeout`: per-run limits, which the
 //! server checks against the image's maximums.
 
 use crate::config::parse_duration;
@@ -20,6 +20,10 @@ pub struct LimitArgs {
     /// Wall-clock limit, like 30s, 15m or 2h (0 for none, if the image allows).
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+    /// End the session after this long with no client attached and no
+    /// output, like 5m (0 for none, if the image allows; docs/leases.md).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub idle_timeout: Option<Duration>,
 }
 
 impl LimitArgs {
@@ -29,6 +33,7 @@ impl LimitArgs {
             cpus: self.cpus,
             pids: self.pids,
             timeout: self.timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -63,7 +68,7 @@ fn parse_cpus(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_timeout(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s, 15m or 2h"))
 }
 

@@ -105,6 +105,17 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Move a session's deadline later (within its image's maximum
+    /// timeout); prints the new deadline (docs/leases.md).
+    Extend {
+        /// Session token, a unique prefix of it (6+ characters), or its s-… id.
+        token: String,
+        /// How much later, like 30m or 2h.
+        #[arg(value_parser = limits::parse_timeout)]
+        by: std::time::Duration,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Remove ended sessions, discarding the output nobody read.
     Rm {
         /// Session tokens, unique prefixes of them (6+ characters), or s-… ids.
@@ -197,6 +208,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Logs(args) => logs::logs(args).await,
         Command::Close { token, server } => simple::close(&token, &server).await,
         Command::Kill { token, server } => remove::kill(&token, &server).await,
+        Command::Extend { token, by, server } => simple::extend(&token, by, &server).await,
         Command::Rm {
             tokens,
             force,

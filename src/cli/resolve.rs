@@ -105,6 +105,7 @@ mod tests {
             spooled_bytes: 0,
             limits: None,
             deadline: None,
+            idle_deadline: None,
             warm: false,
             forkable: true,
             fork: None,

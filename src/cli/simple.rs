@@ -159,6 +159,22 @@ pub(super) async fn close(given: &str, server: &ServerArgs) -> anyhow::Result<i3
     Ok(0)
 }
 
+/// `bento extend TOKEN 30m`: moves the deadline and prints the new one.
+pub(super) async fn extend(
+    given: &str,
+    by: std::time::Duration,
+    server: &ServerArgs,
+) -> anyhow::Result<i32> {
+    let client = server.client()?;
+    let token = resolve::token(&client, given).await?;
+    let extended = client.extend(&token, by).await?;
+    out(&format!(
+        "deadline {}",
+        super::time::utc_and_ago(extended.deadline)
+    ))?;
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

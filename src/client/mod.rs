@@ -59,8 +59,8 @@ pub use attach::{
 };
 
 use crate::wire::api::{
-    CreateSession, ForkSession, FunctionInfo, OutputPage, SecretInfo, SessionCreated, SessionInfo,
-    SetSecret, SubmitFunction,
+    CreateSession, ExtendSession, ForkSession, FunctionInfo, OutputPage, SecretInfo,
+    SessionCreated, SessionExtended, SessionInfo, SetSecret, SubmitFunction,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -253,6 +253,23 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+
+    /// Moves the session's deadline `by` later, within its image's maximum
+    /// timeout counted from its start (400 beyond it, naming the maximum;
+    /// 409 once it has ended). Answers the new deadline.
+    pub async fn extend(
+        &self,
+        token: &str,
+        by: std::time::Duration,
+    ) -> Result<SessionExtended, ClientError> {
+        let body = ExtendSession { by };
+        self.json(
+            Method::POST,
+            &["v1", "sessions", token, "extend"],
+            Some(&body),
+        )
+        .await
     }
 
     /// Removes an ended session, discarding the output it still holds.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use super::packages::{self, BuildSettings, Packages};
 use super::{valid_name, ConfigError, DEFAULT_BASE_IMAGE};
 use crate::wire::api::{Limits, LimitsRequest};
+use crate::wire::duration::de_duration;
+use std::time::Duration;
 
 /// A function image, from `config/images/NAME.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +37,11 @@ pub struct ImageSpec {
     /// The container's isolation; the defaults are the strict ones.
     #[serde(default)]
     pub sandbox: Sandbox,
+    /// When a session's timeout or idle timeout ends it, the function is
+    /// sent SIGTERM and killed this long after, unless it has ended by
+    /// then (docs/leases.md). At most [`MAX_STOP_GRACE`]; 0 kills at once.
+    #[serde(default = "default_stop_grace", deserialize_with = "de_duration")]
+    pub stop_grace: Duration,
     /// Containers kept created, started and waiting for a function, so a
     /// session with the default limits starts without a container start.
     /// Each serves one session only. 0: no pool.
@@ -87,6 +94,17 @@ fn cpus_ok(c: f64) -> bool {
     c.is_finite() && c >= MIN_CPUS
 }
 
+/// The longest `stop_grace` an image may give its functions: a stop
+/// should not wait on a function for long.
+pub const MAX_STOP_GRACE: Duration = Duration::from_secs(300);
+
+/// What a function gets to save its work between SIGTERM and the kill.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+
+fn default_stop_grace() -> Duration {
+    DEFAULT_STOP_GRACE
+}
+
 /// The most warm containers one image may keep.
 pub const MAX_WARM: usize = 64;
 
@@ -107,6 +125,7 @@ impl ImageSpec {
             limits: Limits::default(),
             max: None,
             sandbox: Sandbox::default(),
+            stop_grace: DEFAULT_STOP_GRACE,
             warm: 0,
             placement: Vec::new(),
             env: BTreeMap::new(),
@@ -191,6 +210,26 @@ impl ImageSpec {
             }
             l.timeout = t;
         }
+        // The image's own default first: with a maximum set, sessions
+        // without an idle timeout are not allowed.
+        let idle = req.idle_timeout.unwrap_or(l.idle_timeout);
+        let idle_max = max.idle_timeout;
+        if !idle_max.is_zero() {
+            if idle.is_zero() {
+                return Err(format!(
+                    "idle_timeout 0 (none) is not allowed by this image (at most {})",
+                    span(idle_max)
+                ));
+            }
+            if idle > idle_max {
+                return Err(format!(
+                    "idle_timeout {} is above the image's maximum of {}",
+                    span(idle),
+                    span(idle_max)
+                ));
+            }
+        }
+        l.idle_timeout = idle;
         Ok(l)
     }
 
@@ -326,6 +365,13 @@ pub(crate) fn load_images(
             )));
         }
         spec.sandbox.check().map_err(invalid)?;
+        if spec.stop_grace > MAX_STOP_GRACE {
+            return Err(invalid(format!(
+                "stop_grace {} is more than {}",
+                span(spec.stop_grace),
+                span(MAX_STOP_GRACE)
+            )));
+        }
         if spec.warm > MAX_WARM {
             return Err(invalid(format!(
                 "warm {} is more than {MAX_WARM} containers",
@@ -405,12 +451,6 @@ pub fn size(n: u64) -> String {
 }
 
 /// A duration as it is written in the config: `90s`, `30m`, `2h`, `30d`.
-fn span(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= scale && s.is_multiple_of(scale) {
-            return format!("{}{unit}", s / scale);
-        }
-    }
-    format!("{s}s")
+fn span(d: Duration) -> String {
+    crate::wire::duration::span(d.as_secs())
 }

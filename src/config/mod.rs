@@ -18,7 +18,9 @@ use crate::wire::duration::de_duration;
 pub use crate::wire::duration::parse_duration;
 pub use engine::{Engine, SwarmConfig, TlsFiles, DOCKER_CERT_PATH_ENV};
 pub(crate) use image::size_bytes;
-pub use image::{size as format_size, ImageSpec, Sandbox, MIN_CPUS};
+pub use image::{
+    size as format_size, ImageSpec, Sandbox, DEFAULT_STOP_GRACE, MAX_STOP_GRACE, MIN_CPUS,
+};
 pub use packages::{pip_name, BuildSettings, Packages};
 pub use tenants::{valid_tenant, Quotas, TenantSettings, DEFAULT_TENANT};
 
@@ -154,6 +156,10 @@ pub struct Config {
     /// How long a transient session's function survives without a client.
     #[serde(deserialize_with = "de_duration")]
     pub transient_grace: Duration,
+    /// How long before a session's timeout an attached client is sent a
+    /// `deadline` message (docs/leases.md); 0 sends none.
+    #[serde(deserialize_with = "de_duration")]
+    pub deadline_warning: Duration,
     /// How long an attached client's queue may stay full before the client
     /// is detached as too slow (its session keeps running and spooling).
     #[serde(deserialize_with = "de_duration")]
@@ -217,6 +223,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(5),
             transient_grace: Duration::from_secs(30),
+            deadline_warning: Duration::from_secs(30),
             slow_client_timeout: Duration::from_secs(10),
             resume_timeout: Duration::from_secs(10),
             quotas: Quotas::default(),

@@ -154,6 +154,7 @@ impl Launcher {
             container: container.clone(),
             created_at,
             deadline: (!limits.timeout.is_zero()).then(|| created_at + limits.timeout.as_secs()),
+            stop_grace: image.stop_grace,
             limits: Some(limits.clone()),
             warm: warm.is_some(),
             forkable: new.forkable && self.config.fork_history_max > 0,

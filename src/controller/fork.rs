@@ -93,6 +93,7 @@ pub async fn fork(
             cpus: Some(l.cpus),
             pids: Some(l.pids),
             timeout: Some(l.timeout),
+            idle_timeout: Some(l.idle_timeout),
         })
         .unwrap_or_default();
     let created = launcher

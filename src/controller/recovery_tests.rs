@@ -94,6 +94,7 @@ impl Fixture {
             container: container.into(),
             created_at: 1,
             deadline: None,
+            stop_grace: crate::config::DEFAULT_STOP_GRACE,
             limits: None,
             warm: false,
             args: vec![],

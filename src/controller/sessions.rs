@@ -47,6 +47,8 @@ fn resuming_info(r: &SessionRow) -> SessionInfo {
         spooled_bytes: 0,
         fork_state: r.fork_state,
         usage: None,
+        deadline: r.record.deadline,
+        idle_deadline: None,
     })
 }
 

@@ -208,7 +208,11 @@ impl Runtime for DockerRuntime {
     }
 
     async fn kill(&self, id: &str) -> Result<()> {
-        let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        self.signal(id, "SIGKILL").await
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> Result<()> {
+        let opts = KillContainerOptionsBuilder::new().signal(signal).build();
         match self.docker.kill_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             // 404: gone; 409: not running. Either way it is not running now.

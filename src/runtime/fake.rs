@@ -30,6 +30,9 @@ struct State {
     states: HashMap<String, ContainerState>,
     removed: Vec<String>,
     killed: Vec<String>,
+    /// Warnings sent (container, signal name): the fake container ignores
+    /// them, as a function with a handler that goes on would.
+    signals: Vec<(String, String)>,
     /// Output senders kept so `kill` can end the stream as a real one would.
     outputs: HashMap<String, mpsc::Sender<OutputChunk>>,
     /// Each container's labels, for `list`.
@@ -85,6 +88,11 @@ impl FakeRuntime {
 
     pub fn killed(&self) -> Vec<String> {
         self.lock().killed.clone()
+    }
+
+    /// The signals sent so far with [`Runtime::signal`], in order.
+    pub fn signals(&self) -> Vec<(String, String)> {
+        self.lock().signals.clone()
     }
 
     /// A fake whose containers play a driver that does nothing, so that a
@@ -212,6 +220,13 @@ impl Runtime for FakeRuntime {
             );
         }
         s.outputs.remove(id);
+        Ok(())
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> Result<()> {
+        self.lock()
+            .signals
+            .push((id.to_string(), signal.to_string()));
         Ok(())
     }
 

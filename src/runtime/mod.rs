@@ -129,6 +129,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn state(&self, id: &str) -> Result<ContainerState>;
     /// Kills the container at once (SIGKILL). Killing an ended one is not an error.
     async fn kill(&self, id: &str) -> Result<()>;
+    /// Sends the container's main process a signal by name (`SIGTERM`), as
+    /// a warning: the function may catch it. Signalling an ended container
+    /// is not an error.
+    async fn signal(&self, id: &str, signal: &str) -> Result<()>;
     /// Removes the container, killing it if needed. Removing a missing one is not an error.
     async fn remove(&self, id: &str) -> Result<()>;
     /// Containers that carry `label` (any value), running or not.

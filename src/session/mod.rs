@@ -97,6 +97,16 @@ impl SessionHandle {
         self.call(Command::Kill).await
     }
 
+    /// Moves the deadline `by` later, to at most `max` (seconds since the
+    /// epoch); answers the new deadline.
+    pub async fn extend(
+        &self,
+        by: std::time::Duration,
+        max: Option<u64>,
+    ) -> Result<Result<u64, ExtendRefused>, SessionGone> {
+        self.call(|reply| Command::Extend { by, max, reply }).await
+    }
+
     /// Discards the unread output of an ended session and reaps it,
     /// detaching whoever is attached. Answers once it is gone. A session
     /// whose function still runs is left alone ([`StillRunning`]).
@@ -126,6 +136,12 @@ pub enum Command {
     },
     Close(oneshot::Sender<()>),
     Kill(oneshot::Sender<()>),
+    /// See [`SessionHandle::extend`].
+    Extend {
+        by: std::time::Duration,
+        max: Option<u64>,
+        reply: oneshot::Sender<Result<u64, ExtendRefused>>,
+    },
     /// See [`SessionHandle::remove`].
     Remove(oneshot::Sender<Result<(), StillRunning>>),
     Info(oneshot::Sender<SessionInfo>),
@@ -192,6 +208,20 @@ pub struct Attached {
     pub input: mpsc::Sender<InputItem>,
 }
 
+/// Why an extend is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtendRefused {
+    #[error("the session has ended")]
+    Ended,
+    #[error("the session is being stopped")]
+    Stopping,
+    #[error("the session has no timeout: there is no deadline to move")]
+    NoDeadline,
+    /// Past the latest deadline the image allows (epoch seconds).
+    #[error("the new deadline {asked} is past the latest allowed, {max}")]
+    BeyondMax { asked: u64, max: u64 },
+}
+
 /// A session cannot be removed while its function runs: it must be
 /// killed first, so that removing never stops a function by surprise.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +236,8 @@ pub enum AttachError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lease;
 #[cfg(test)]
 mod tests_takeover;
 

@@ -23,8 +23,12 @@ pub struct SessionRecord {
     pub transient: bool,
     pub container: String,
     pub created_at: u64,
-    /// When the function's timeout fires, seconds since the epoch.
+    /// When the function's timeout ends it, seconds since the epoch. Fixed
+    /// at creation but for `extend`, which moves it (in the row too).
     pub deadline: Option<u64>,
+    /// Between the SIGTERM that stops it at its deadline (or idle timeout)
+    /// and the kill: its image's `stop_grace`, as at creation.
+    pub stop_grace: std::time::Duration,
     pub limits: Option<Limits>,
     /// Its container came from the warm pool.
     pub warm: bool,
@@ -75,6 +79,10 @@ pub struct Status {
     pub fork_state: Option<ForkState>,
     /// Resource usage: live while it runs, final once it has ended.
     pub usage: Option<crate::wire::api::Usage>,
+    /// The deadline as it stands (`extend` moves it).
+    pub deadline: Option<u64>,
+    /// When the idle timeout would end it, if nothing happens till then.
+    pub idle_deadline: Option<u64>,
 }
 
 impl SessionRecord {
@@ -98,7 +106,8 @@ impl SessionRecord {
             spooled_bytes: s.spooled_bytes,
             usage: s.usage,
             limits: self.limits.clone(),
-            deadline: self.deadline,
+            deadline: s.deadline,
+            idle_deadline: s.idle_deadline,
             warm: self.warm,
             forkable: self.forkable,
             fork: match (&self.fork, s.fork_state) {

@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     fork          TEXT,
     fork_state    TEXT,
     env           TEXT,
-    tenant        TEXT NOT NULL DEFAULT 'default'
+    tenant        TEXT NOT NULL DEFAULT 'default',
+    stop_grace_ms INTEGER
 );";
 
 /// Columns added after the first schema, for databases made before them.
@@ -99,6 +100,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("fork_state", "fork_state TEXT"),
     ("env", "env TEXT"),
     ("tenant", "tenant TEXT NOT NULL DEFAULT 'default'"),
+    ("stop_grace_ms", "stop_grace_ms INTEGER"),
 ];
 
 /// SQLite integers are signed; counts past `i64::MAX` are stored as it.
@@ -159,9 +161,9 @@ impl Db {
             "INSERT INTO sessions (token, id, function, function_name, image, transient,
                  container, created_at, deadline, exit, ended_at, acked, kill_reason,
                  input_closed, limits, warm, input_reserved, args, forkable, fork, fork_state, env,
-                 tenant)
+                 tenant, stop_grace_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             params![
                 r.record.token,
                 r.record.id,
@@ -186,6 +188,7 @@ impl Db {
                 json(&r.fork_state),
                 json(&Some(&r.record.env)),
                 r.record.tenant,
+                int(u64::try_from(r.record.stop_grace.as_millis()).unwrap_or(u64::MAX)),
             ],
         )?;
         Ok(())
@@ -221,6 +224,16 @@ impl Db {
             "UPDATE sessions SET input_reserved = max(coalesce(input_reserved, 0), ?2)
              WHERE token = ?1",
             params![token, int(upto)],
+        )?;
+        Ok(())
+    }
+
+    /// Moves the session's deadline (`extend`), so that a restarted
+    /// controller keeps to the new one.
+    pub fn set_deadline(&self, token: &str, deadline: u64) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE sessions SET deadline = ?2 WHERE token = ?1",
+            params![token, int(deadline)],
         )?;
         Ok(())
     }
@@ -264,7 +277,7 @@ impl Db {
 
 const SELECT: &str = "SELECT token, id, function, function_name, image, transient, container,
     created_at, deadline, exit, ended_at, acked, kill_reason, input_closed, limits, warm,
-    input_reserved, args, forkable, fork, fork_state, env, tenant
+    input_reserved, args, forkable, fork, fork_state, env, tenant, stop_grace_ms
     FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -286,6 +299,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             fork: from_json(r.get(19)?),
             env: from_json(r.get(21)?).unwrap_or_default(),
             tenant: r.get(22)?,
+            // Rows from before it get the default of an image without one.
+            stop_grace: r
+                .get::<_, Option<i64>>(23)?
+                .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+                .unwrap_or(crate::config::DEFAULT_STOP_GRACE),
         },
         exit: from_json(r.get(9)?),
         ended_at: r.get::<_, Option<i64>>(10)?.map(|d| d as u64),
@@ -312,6 +330,7 @@ mod tests {
             container: "c1".into(),
             created_at: 10,
             deadline: Some(20),
+            stop_grace: std::time::Duration::from_millis(2500),
             limits: None,
             warm: true,
             args: vec!["1".into(), "x y".into()],
@@ -353,6 +372,7 @@ mod tests {
         ok("bound", db.set_input_reserved(token, 4096));
         ok("bound", db.set_input_reserved(token, 2048)); // never goes back
         ok("fork", db.set_fork_state(token, ForkState::Diverged));
+        ok("deadline", db.set_deadline(token, 90));
         drop(db);
         let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let back = db.session(token).unwrap_or_else(|e| panic!("read: {e}"));
@@ -363,6 +383,10 @@ mod tests {
             ended_at: Some(30),
             input_reserved: Some(4096),
             fork_state: Some(ForkState::Diverged),
+            record: SessionRecord {
+                deadline: Some(90),
+                ..r.record.clone()
+            },
             ..r.clone()
         };
         assert_eq!(back, Some(want));

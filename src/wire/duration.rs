@@ -20,6 +20,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
+/// Seconds as they are written in the config and shown to users: `90s`,
+/// `30m`, `2h`, `30d`, in the largest unit that divides them.
+pub fn span(secs: u64) -> String {
+    for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= scale && secs.is_multiple_of(scale) {
+            return format!("{}{unit}", secs / scale);
+        }
+    }
+    format!("{secs}s")
+}
+
 pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct V;
     const HOW: &str = "a whole number of seconds, or a number with s, m, h or d, like 30s or 24h";
@@ -69,5 +80,13 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn spans_use_the_largest_unit_that_divides() {
+        assert_eq!(span(300), "5m");
+        assert_eq!(span(90), "90s");
+        assert_eq!(span(7200), "2h");
+        assert_eq!(span(0), "0s");
     }
 }

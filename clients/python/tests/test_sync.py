@@ -152,3 +152,22 @@ def test_one_session_from_several_threads(client: Client, fn: Dict[str, str]) ->
         for k in range(4):  # each sender's messages in its order
             mine = [g for g in got if g.startswith(f"{k}-")]
             assert mine == [f"{k}-{i}" for i in range(50)]
+
+
+def test_deadline_warning_extend_and_timeout(client: Client) -> None:
+    # The controller warns deadline_warning (30 s) before the end: a
+    # timeout of 3 s is within it from the start, so the warning comes at
+    # once; an extend moves the deadline, and the warned client hears of
+    # the new one.
+    f = client.submit("import time\ndef main():\n    time.sleep(600)\n").id
+    events: List[object] = []
+    with client.run(f, timeout=3, on_event=events.append) as s:
+        first = s.info().deadline
+        assert first is not None
+        assert s.extend(2) == first + 2
+        assert s.info().deadline == first + 2
+        assert list(s) == []
+        assert s.exit is not None and s.exit.reason["kind"] == "timeout"
+        assert s.deadline is not None and s.deadline.at == first + 2
+    deadlines = [e for e in events if isinstance(e, bento_client.Deadline)]
+    assert deadlines and all(d.reason == "timeout" for d in deadlines), events

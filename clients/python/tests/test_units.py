@@ -146,6 +146,8 @@ def test_exit_words_are_the_clis() -> None:
     assert describe_reason({"kind": "timeout"}) == "killed: timed out"
     assert describe_reason({"kind": "killed"}) == "killed by user"
     assert describe_reason({"kind": "output_cap"}) == "killed: output cap reached"
+    assert describe_reason({"kind": "idle", "after": 300}) == "idle for 5m: no client attached and no output"
+    assert describe_reason({"kind": "idle", "after": 90}) == "idle for 90s: no client attached and no output"
     assert describe_reason({"kind": "start_failed", "message": "m"}) == "failed to start: m"
     assert describe_reason({"kind": "node_lost", "node": "n2"}).startswith("lost: node n2, which ran it")
     ex = bento_client.Exit.from_json({"reason": {"kind": "timeout"}, "code": 124})

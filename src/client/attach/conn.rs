@@ -145,6 +145,14 @@ async fn on_message(
     };
     let msg = match serde_json::from_str::<ServerMsg>(&text) {
         Ok(m) => m,
+        // A type this client does not know comes from a newer server: it is
+        // skipped (as the Python client and the console do), so that a
+        // server may add a notice without breaking older clients. A known
+        // type that does not decode is still a protocol error.
+        Err(_) if newer_type(&text) => {
+            tracing::debug!(message = %text.chars().take(200).collect::<String>(), "skipping a message type this client does not know");
+            return None;
+        }
         Err(e) => return protocol(format!("cannot decode {text:?}: {e}")),
     };
     match msg {
@@ -183,6 +191,18 @@ async fn on_message(
             }
         }
         ServerMsg::Pong => {}
+        ServerMsg::Deadline {
+            at,
+            reason,
+            in_secs,
+        } => deliver(
+            permit,
+            Event::Deadline {
+                at,
+                reason,
+                in_secs,
+            },
+        ),
         ServerMsg::Hello { .. } => tracing::warn!("ignoring a second hello from the server"),
         ServerMsg::Closed { reason } => {
             return Some(match reason {
@@ -311,5 +331,82 @@ async fn leave(link: &mut Link, mut sink: Sink, mut stream: Source) -> ConnEnd {
 fn deliver(permit: &mut Option<OwnedPermit<Event>>, event: Event) {
     if let Some(p) = permit.take() {
         p.send(event);
+    }
+}
+
+/// The `type` of every message [`ServerMsg`] has, as the server writes it.
+const KNOWN_TYPES: &[&str] = &[
+    "hello",
+    "exit",
+    "input_ack",
+    "ping",
+    "pong",
+    "closed",
+    "deadline",
+];
+
+/// A JSON object whose `type` is a string this client does not know.
+fn newer_type(text: &str) -> bool {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    m.get("type")
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| !KNOWN_TYPES.contains(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::api::DeadlineKind;
+
+    #[test]
+    fn every_server_message_type_is_known_and_others_are_newer() {
+        let samples = [
+            ServerMsg::Hello {
+                session: "s-1".into(),
+                input_next: 1,
+                last_seq: 0,
+                input_closed: false,
+            },
+            ServerMsg::Exit {
+                seq: 1,
+                exit: crate::wire::api::ExitReason::Timeout.into(),
+            },
+            ServerMsg::InputAck { seq: 1 },
+            ServerMsg::Ping,
+            ServerMsg::Pong,
+            ServerMsg::Closed {
+                reason: CloseReason::Finished,
+            },
+            ServerMsg::Deadline {
+                at: 1,
+                reason: DeadlineKind::Timeout,
+                in_secs: 1,
+            },
+        ];
+        for m in &samples {
+            // A new variant fails to build here: add it above and to
+            // KNOWN_TYPES.
+            match m {
+                ServerMsg::Hello { .. }
+                | ServerMsg::Exit { .. }
+                | ServerMsg::InputAck { .. }
+                | ServerMsg::Ping
+                | ServerMsg::Pong
+                | ServerMsg::Closed { .. }
+                | ServerMsg::Deadline { .. } => {}
+            }
+            let text = serde_json::to_string(m).unwrap_or_default();
+            assert!(!newer_type(&text), "{text}");
+        }
+        assert_eq!(samples.len(), KNOWN_TYPES.len());
+        assert!(newer_type(r#"{"type":"quota","left":3}"#));
+        assert!(
+            !newer_type(r#"{"type":"exit","seq":"x"}"#),
+            "known, malformed"
+        );
+        assert!(!newer_type("[1]"));
+        assert!(!newer_type(r#"{"type":7}"#));
     }
 }

@@ -2,7 +2,7 @@
 //! which says why it ended ([`AttachEnd`]).
 
 use crate::client::ClientError;
-use crate::wire::api::{CloseReason, ExitInfo, OutputFrame};
+use crate::wire::api::{CloseReason, DeadlineKind, ExitInfo, OutputFrame};
 use std::time::Duration;
 
 /// What an attachment reports, in order.
@@ -15,6 +15,15 @@ pub enum Event {
     /// The function ended; this is the last output message. Once it is
     /// reported as written, the attachment acks it and closes.
     Exit { seq: u64, exit: ExitInfo },
+    /// The session ends soon: at `at` (seconds since the epoch), in
+    /// `in_secs`, for `reason`, unless its deadline is extended
+    /// ([`Client::extend`](crate::client::Client::extend)). Sent before
+    /// the end, and again when an extend moves a deadline warned of.
+    Deadline {
+        at: u64,
+        reason: DeadlineKind,
+        in_secs: u64,
+    },
     /// The connection failed and the next attempt starts after `delay`.
     /// `attempt` counts from 1 within one outage.
     Reconnecting {

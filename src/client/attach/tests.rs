@@ -153,7 +153,7 @@ async fn resumes_after_a_dropped_connection() -> TestResult {
             }
             Event::Exit { seq, .. } => att.written(seq),
             Event::Reconnecting { attempt: 1, .. } => reconnects += 1,
-            Event::Reconnecting { .. } | Event::Reconnected { .. } => {}
+            Event::Reconnecting { .. } | Event::Reconnected { .. } | Event::Deadline { .. } => {}
             Event::Ended(end) => break Some(end),
         }
     };

@@ -39,12 +39,14 @@ The client keeps input until it is acked and, on every connect, resends what it 
 **Flow control.** Each client has a queue of `client_queue` ({queue} by default) messages; one that stays full for `slow_client_timeout` ({slow} s by default) closes the client with reason `slow_client`.\n\n\
 **Ending.** After the exit is acked the server sends `closed` with reason `finished`. `detach` leaves on purpose: the server applies everything sent before it (acks included), then ends the connection. \
 Before closing the socket the server sends `closed` with a reason; `server_shutdown`, `heartbeat_timeout` and `slow_client` are about the connection, so a client reconnects; the others end this attachment.\n\n\
+**Deadline.** `deadline_warning` ({warn} s by default) before the session's timeout ends it, the attached client gets `deadline` (when, in how long, and why); a client that attaches within that time gets it after `hello`, and one warned gets it again when `POST /v1/sessions/{{token}}/extend` moves the deadline. At the deadline the function is sent SIGTERM, and killed after its image's `stop_grace` (docs/leases.md).\n\n\
 **Takeover.** A new attach sends the attached client `closed` with reason `taken_over` at once and nothing more after it. That client should stop delivering output, ack exactly what it wrote out, and `detach`: the server waits up to {grace} ms for this before answering the new attach, which then starts right after the old client's last ack. An old client that does not detach in time may see its unacked output repeated by the new one.",
         hb = config.heartbeat_interval.as_secs_f64(),
         hb2 = 2.0 * config.heartbeat_interval.as_secs_f64(),
         queue = config.client_queue,
         slow = config.slow_client_timeout.as_secs_f64(),
         grace = TAKEOVER_GRACE.as_millis(),
+        warn = config.deadline_warning.as_secs_f64(),
     )
 }
 

@@ -5,6 +5,7 @@ pub mod asyncapi;
 pub(crate) mod auth;
 pub mod console;
 mod error;
+mod extend;
 mod functions;
 mod history;
 mod images;
@@ -169,6 +170,18 @@ pub static ROUTES: &[Route] = &[
             errors: &[401, 404],
         }],
         handler: || post(sessions::kill_session),
+    },
+    Route {
+        path: "/v1/sessions/{token}/extend",
+        ops: &[Op {
+            method: "post",
+            summary: "Move the session's deadline later, within the image's maximum timeout \
+                      (docs/leases.md)",
+            request: openapi::EXTEND,
+            ok: (200, openapi::EXTENDED),
+            errors: &[400, 401, 404, 409, 503],
+        }],
+        handler: || post(extend::extend_session),
     },
     Route {
         path: "/v1/sessions/{token}/fork",

@@ -1,4 +1,4 @@
-//! A task's container, on its node: its state and killing it. A node the
+//! A task's container, on its node: its state, signalling and killing it. A node the
 //! manager says is down is not asked: its sessions are lost.
 
 use bollard::query_parameters::KillContainerOptionsBuilder;
@@ -11,12 +11,23 @@ impl Inner {
     /// Kills the task's container on its node; a lost node's is out of
     /// reach (the sweep kills it when the node is back).
     pub(super) async fn kill(&self, id: &str) -> Result<()> {
+        self.signal(id, "SIGKILL").await
+    }
+
+    /// Sends the task's container a signal on its node, through the node's
+    /// engine API (a service has no way to signal its task). A task
+    /// without a container yet is removed for a SIGKILL and left alone for
+    /// a warning; a lost node's is out of reach.
+    pub(super) async fn signal(&self, id: &str, signal: &str) -> Result<()> {
         let placement = match self.placement(id).await {
             Ok(p) => p,
             Err(RuntimeError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
         let Some(p) = placement else {
+            if signal != "SIGKILL" {
+                return Ok(());
+            }
             // No container yet: without its service it never gets one.
             return self.delete_service(id).await;
         };
@@ -25,8 +36,8 @@ impl Inner {
             return Ok(());
         }
         let node = self.nodes.client(&p.node).await?;
-        let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-        let what = format!("node {}: kill", self.nodes.name(&p.node));
+        let opts = KillContainerOptionsBuilder::new().signal(signal).build();
+        let what = format!("node {}: kill {signal}", self.nodes.name(&p.node));
         match within(
             self.deadline(),
             what,

@@ -300,6 +300,10 @@ impl Runtime for SwarmRuntime {
         self.inner.kill(id).await
     }
 
+    async fn signal(&self, id: &str, signal: &str) -> Result<()> {
+        self.inner.signal(id, signal).await
+    }
+
     async fn remove(&self, id: &str) -> Result<()> {
         let inner = &self.inner;
         // The task's stop signal is one the driver ignores: kill it first.

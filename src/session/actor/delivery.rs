@@ -63,6 +63,9 @@ pub(super) struct Delivery {
     input: Arc<InputProgress>,
     /// Input ack not yet delivered to the client (its queue was full).
     input_ack: Option<u64>,
+    /// A notice for the attached client not yet delivered (a `deadline`):
+    /// the newest only, which replaces an older one.
+    notice: Option<ServerMsg>,
     /// End of input is recorded in the database.
     input_closed_saved: bool,
     /// See [`ActorInit::restored`](super::ActorInit::restored).
@@ -84,6 +87,7 @@ impl Delivery {
             acked_saved: (log.acked(), Instant::now()),
             input_tx,
             input_ack: None,
+            notice: None,
             input_closed_saved: input.closed.load(Ordering::Acquire),
             input,
             restored,
@@ -162,6 +166,8 @@ impl Delivery {
         core.spool_result(grown);
         let input_next = self.input.next.load(Ordering::Acquire);
         self.input_ack = input_next.checked_sub(1).filter(|&s| s > 0);
+        // A notice was for the client before; this one gets its own.
+        self.notice = None;
         tracing::info!(session = %core.id(), after, "client attached");
         let attached = Attached {
             client: id,
@@ -259,6 +265,14 @@ impl Delivery {
             tracing::warn!(session = %core.id(), error = %e, "cannot save acks");
         }
         self.acked_saved = (acked, Instant::now());
+    }
+
+    /// Queues `msg` for the attached client, ahead of output; nothing
+    /// without one.
+    pub(super) fn notify(&mut self, msg: ServerMsg) {
+        if self.client.is_some() {
+            self.notice = Some(msg);
+        }
     }
 
     /// Input up to `seq` has been applied: the client is owed its ack.

@@ -1,6 +1,7 @@
-//! The function's life as the actor sees it: running, being killed (and
-//! why), ended; and the deadlines that end it or the session: the
-//! function's timeout, a transient session's abandonment, `session_ttl`.
+//! The function's life as the actor sees it: running, being stopped or
+//! killed (and why), ended; and the deadlines that end it or the session
+//! apart from its lease (`lease`): a transient session's abandonment,
+//! `session_ttl`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,7 +9,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::shared::Env;
-use super::SessionRecord;
 use crate::runtime::ContainerState;
 use crate::session::io::ControlEvent;
 use crate::session::record::now_secs;
@@ -20,25 +20,21 @@ pub(super) struct Lifecycle {
     /// When it ended: seconds since the epoch, and the instant
     /// `session_ttl` counts from.
     ended_at: Option<(u64, Instant)>,
-    /// Why we are killing the container, if we are.
+    /// Why we are stopping or killing the container, if we are.
     kill_reason: Option<ExitReason>,
-    /// When the function's timeout fires; cleared once it has.
-    timeout: Option<Instant>,
+    /// The SIGKILL has been sent (a stop sends SIGTERM first).
+    kill_sent: bool,
     /// See [`ActorInit::ended`](super::ActorInit::ended).
     ended: Arc<AtomicBool>,
 }
 
 impl Lifecycle {
     pub(super) fn new(
-        meta: &SessionRecord,
         exit: Option<(ExitInfo, u64)>,
         kill_reason: Option<ExitReason>,
         ended: Arc<AtomicBool>,
     ) -> Lifecycle {
         let now = now_secs();
-        let timeout = meta
-            .deadline
-            .map(|d| Instant::now() + Duration::from_secs(d.saturating_sub(now)));
         let ended_at = exit.as_ref().map(|(_, at)| {
             // An end before a restart counts from its own time for the ttl.
             let ago = Duration::from_secs(now.saturating_sub(*at));
@@ -51,7 +47,7 @@ impl Lifecycle {
             exit: exit.map(|(e, _)| e),
             ended_at,
             kill_reason,
-            timeout,
+            kill_sent: false,
             ended,
         }
     }
@@ -69,21 +65,59 @@ impl Lifecycle {
         self.ended_at.map(|(s, _)| s)
     }
 
-    /// The container is being killed: its output is drained, not held.
+    /// The container is being stopped or killed: its output is drained,
+    /// not held.
     pub(super) fn killing(&self) -> bool {
         self.kill_reason.is_some()
     }
 
-    /// Kills the container, unless the function has ended or is being
-    /// killed already (the first reason is the one recorded).
-    pub(super) fn kill(&mut self, env: &Env, reason: ExitReason) {
-        if self.exit.is_some() || self.kill_reason.is_some() {
+    /// Why it is being stopped or killed, if it is.
+    pub(super) fn kill_reason(&self) -> Option<&ExitReason> {
+        self.kill_reason.as_ref()
+    }
+
+    /// Records why the function is being ended, unless a reason is
+    /// recorded already (the first one is the one kept). Saved first, so
+    /// that a restart names the end for what it was.
+    fn set_reason(&mut self, env: &Env, reason: ExitReason) {
+        if self.kill_reason.is_some() {
             return;
         }
         if let Err(e) = env.db.set_kill_reason(&env.meta.token, &reason) {
             tracing::warn!(session = %env.meta.id, error = %e, "cannot save kill reason");
         }
         self.kill_reason = Some(reason);
+    }
+
+    /// Stops the function: records `reason` and sends it SIGTERM, which it
+    /// may catch to save its work; the caller sends the kill after the
+    /// grace. Returns false (and does nothing) if it has ended or is being
+    /// stopped or killed already.
+    pub(super) fn terminate(&mut self, env: &Env, reason: ExitReason) -> bool {
+        if self.exit.is_some() || self.kill_reason.is_some() {
+            return false;
+        }
+        self.set_reason(env, reason);
+        let runtime = env.runtime.clone();
+        let container = env.meta.container.clone();
+        let session = env.meta.id.clone();
+        env.tracker.spawn(async move {
+            if let Err(e) = runtime.signal(&container, "SIGTERM").await {
+                tracing::warn!(session = %session, error = %e, "SIGTERM failed");
+            }
+        });
+        true
+    }
+
+    /// Kills the container, unless the function has ended or the kill is
+    /// sent already. A function being stopped (SIGTERM sent, in its grace)
+    /// is killed at once, and keeps the reason it was being stopped for.
+    pub(super) fn kill(&mut self, env: &Env, reason: ExitReason) {
+        if self.exit.is_some() || self.kill_sent {
+            return;
+        }
+        self.set_reason(env, reason);
+        self.kill_sent = true;
         let runtime = env.runtime.clone();
         let container = env.meta.container.clone();
         let session = env.meta.id.clone();
@@ -162,17 +196,6 @@ impl Lifecycle {
         self.ended_at = Some((ended_at, Instant::now()));
         self.ended.store(true, Ordering::Release);
         Some(info)
-    }
-
-    /// When the function's timeout kills it, while it runs.
-    pub(super) fn timeout_at(&self) -> Option<Instant> {
-        self.timeout.filter(|_| self.running())
-    }
-
-    pub(super) fn timed_out(&mut self, env: &Env) {
-        tracing::info!(session = %env.meta.id, "timeout: killing function");
-        self.kill(env, ExitReason::Timeout);
-        self.timeout = None;
     }
 
     /// When a transient session's function is killed for want of a client:

@@ -17,11 +17,15 @@
 //!   that waits for a client's acks rather than being spooled, the flush
 //!   once output goes quiet;
 //! - **lifecycle** (`lifecycle`): the function's exit, the reason it is
-//!   being killed, and the deadlines that end it or the session (timeout,
-//!   a transient session's abandonment, `session_ttl`).
+//!   being stopped or killed, and the deadlines that end it or the session
+//!   apart from its lease (a transient session's abandonment,
+//!   `session_ttl`);
+//! - **lease** (`lease`, docs/leases.md): the deadline `extend` moves, the
+//!   idle timeout, the warning before the deadline, and the grace between
+//!   the SIGTERM of a stop and the kill.
 //!
 //! `Core` (`shared`) holds what the parts share: the log, the lifecycle,
-//! and `Env`, the session's fixed facts and services (metadata, limits,
+//! the lease, and `Env`, the session's fixed facts and services (metadata, limits,
 //! engine, database, tracker).
 //!
 //! The loop here only picks the next event and hands it to the part it
@@ -69,12 +73,14 @@ use crate::metrics;
 use crate::wire::api::{CloseReason, ExitInfo, ExitReason, SessionInfo, SessionState};
 use delivery::Delivery;
 use intake::Intake;
+use lease::Lease;
 use lifecycle::Lifecycle;
 use shared::{Core, Env};
 
 mod delivery;
 pub(crate) use delivery::TAKEOVER_GRACE;
 mod intake;
+mod lease;
 mod lifecycle;
 mod recent;
 mod record;
@@ -106,6 +112,8 @@ pub struct SessionLimits {
     pub slow_client_timeout: Duration,
     /// Transient sessions: how long the function survives without a client.
     pub transient_grace: Duration,
+    /// How long before its timeout an attached client is warned; zero: never.
+    pub deadline_warning: Duration,
 }
 
 impl SessionLimits {
@@ -119,6 +127,7 @@ impl SessionLimits {
             session_ttl: config.session_ttl,
             slow_client_timeout: config.slow_client_timeout,
             transient_grace: config.transient_grace,
+            deadline_warning: config.deadline_warning,
         }
     }
 }
@@ -203,7 +212,16 @@ impl Actor {
         if let Err(e) = log.set_window(0) {
             tracing::warn!(session = %meta.id, error = %e, "spool write failed");
         }
-        let life = Lifecycle::new(&meta, exit, kill_reason, ended);
+        let idle = meta
+            .limits
+            .as_ref()
+            .map(|l| l.idle_timeout)
+            .unwrap_or_default();
+        // A stop under way before a restart (a reason recorded, no exit
+        // yet) is given its grace again, then the kill.
+        let stopping = kill_reason.is_some() && exit.is_none();
+        let lease = Lease::new(meta.deadline, idle, meta.stop_grace, stopping);
+        let life = Lifecycle::new(exit, kill_reason, ended);
         let input = parts.input.clone();
         let delivery = Delivery::new(&log, parts.input_tx, parts.input, restored);
         let env = Env {
@@ -223,6 +241,7 @@ impl Actor {
                 env,
                 log,
                 life,
+                lease,
                 recent: Default::default(),
                 fork,
                 counts: Default::default(),
@@ -276,6 +295,7 @@ impl Actor {
                     None => self.queue_dropped(),
                 },
                 ev = self.out_rx.recv(), if accepting => {
+                    self.core.lease.touch();
                     self.intake.on_output(&mut self.core, self.delivery.attached(), ev);
                 }
                 _ = sleep_until(wake_at), if wake_at.is_some() => {
@@ -294,6 +314,7 @@ impl Actor {
         // left): try it again first.
         self.intake
             .retry_held(&mut self.core, self.delivery.attached());
+        self.warn();
         self.delivery.pump(&mut self.core);
         if let Some(reply) = self.removing.take() {
             self.reap("removed with its unread output").await;
@@ -322,6 +343,9 @@ impl Actor {
             Command::Kill(reply) => {
                 core.kill(ExitReason::Killed);
                 let _ = reply.send(());
+            }
+            Command::Extend { by, max, reply } => {
+                let _ = reply.send(self.extend(by, max));
             }
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
@@ -354,7 +378,10 @@ impl Actor {
     fn on_control(&mut self, ev: ControlEvent) {
         let core = &mut self.core;
         match ev {
-            ControlEvent::InputApplied(seq) => self.delivery.on_input_applied(core, seq),
+            ControlEvent::InputApplied(seq) => {
+                core.lease.touch();
+                self.delivery.on_input_applied(core, seq);
+            }
             ControlEvent::InputProtocol { client, message } => {
                 if self.delivery.is_client(client) {
                     self.delivery
@@ -400,7 +427,13 @@ impl Actor {
 
     fn info(&self) -> SessionInfo {
         let (log, life) = (&self.core.log, &self.core.life);
+        let lease = &self.core.lease;
         self.core.env.meta.info(Status {
+            deadline: lease.deadline(),
+            idle_deadline: life
+                .running()
+                .then(|| lease.idle_deadline(self.delivery.detached_since()))
+                .flatten(),
             state: if life.running() {
                 SessionState::Running
             } else {

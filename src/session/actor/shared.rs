@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
+use super::lease::Lease;
 use super::lifecycle::Lifecycle;
 use super::{SessionLimits, SessionRecord};
 use crate::runtime::{ContainerState, Runtime};
@@ -54,6 +55,8 @@ pub(super) struct Core {
     pub(super) env: Env,
     pub(super) log: OutputLog,
     pub(super) life: Lifecycle,
+    /// The deadline, the idle timeout, the warning and the stop's grace.
+    pub(super) lease: Lease,
     /// The newest output, acked or not, for read-only watchers.
     pub(super) recent: super::recent::Recent,
     /// Replay points, and a fork's replay (`session::fork`).
@@ -69,6 +72,22 @@ impl Core {
 
     pub(super) fn kill(&mut self, reason: ExitReason) {
         self.life.kill(&self.env, reason);
+    }
+
+    /// Ends the function at its deadline or idle timeout: SIGTERM now, the
+    /// kill after the image's `stop_grace` (at once without one).
+    pub(super) fn stop(&mut self, reason: ExitReason) {
+        if self.env.meta.stop_grace.is_zero() {
+            self.kill(reason);
+            self.lease.killed();
+            return;
+        }
+        if self.life.terminate(&self.env, reason) {
+            self.lease.stopping();
+        } else {
+            // Stopped or killed already, or ended: nothing more to wait for.
+            self.lease.killed();
+        }
     }
 
     /// After the log may have written to its spool: tells the driver what

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::Actor;
 use crate::metrics;
-use crate::wire::api::CloseReason;
+use crate::wire::api::{CloseReason, ExitReason};
 
 /// The deadlines the loop waits on with one timer. In the `select!` they
 /// come after output and a client's room; among themselves, when several
@@ -14,8 +14,15 @@ use crate::wire::api::CloseReason;
 /// which the loop used to poll one timer each).
 #[derive(Debug, Clone, Copy)]
 enum Wakeup {
-    /// The function's timeout: it is killed.
+    /// A stop's grace is over: the function is killed.
+    Kill,
+    /// The function's deadline (its timeout): it is stopped.
     Timeout,
+    /// Its idle timeout: it is stopped.
+    Idle,
+    /// The attached client is to be warned of the deadline (`settle` sends
+    /// it; waking is all this does).
+    Warn,
     /// A frame's wait for acks is over (see [`SPILL_GRACE`](super::intake::SPILL_GRACE)).
     SpillGrace,
     /// Output has gone quiet: what is unspooled is spooled.
@@ -33,11 +40,25 @@ enum Wakeup {
 impl Actor {
     /// The deadlines of the loop but the takeover's, in the order of
     /// [`Wakeup`].
-    fn wakeups(&self) -> [(Wakeup, Option<Instant>); 6] {
+    fn wakeups(&self) -> [(Wakeup, Option<Instant>); 9] {
         let (core, delivery) = (&self.core, &self.delivery);
         let slow = core.env.limits.slow_client_timeout;
+        let running = core.life.running();
+        let lease = &core.lease;
+        let warning = core.env.limits.deadline_warning;
         [
-            (Wakeup::Timeout, core.life.timeout_at()),
+            (Wakeup::Kill, lease.kill_at().filter(|_| running)),
+            (Wakeup::Timeout, lease.deadline_at().filter(|_| running)),
+            (
+                Wakeup::Idle,
+                lease.idle_at(delivery.detached_since()).filter(|_| running),
+            ),
+            (
+                Wakeup::Warn,
+                lease
+                    .warn_at(delivery.client_id(), warning)
+                    .filter(|_| running),
+            ),
             (Wakeup::SpillGrace, self.intake.hold_until()),
             (Wakeup::QuietFlush, self.intake.flush_at(&core.log)),
             (Wakeup::SlowClient, delivery.slow_at(slow)),
@@ -70,7 +91,23 @@ impl Actor {
         };
         let core = &mut self.core;
         match wakeup {
-            Wakeup::Timeout => core.life.timed_out(&core.env),
+            Wakeup::Kill => {
+                tracing::info!(session = %core.id(), "stop_grace over: killing function");
+                let reason = core.life.kill_reason().cloned();
+                core.kill(reason.unwrap_or(ExitReason::Timeout));
+                core.lease.killed();
+            }
+            Wakeup::Timeout => {
+                tracing::info!(session = %core.id(), "timeout: stopping function");
+                core.stop(ExitReason::Timeout);
+            }
+            Wakeup::Idle => {
+                tracing::info!(session = %core.id(), "idle timeout: stopping function");
+                let after = core.lease.idle_secs();
+                core.stop(ExitReason::Idle { after });
+            }
+            // `settle` sends it at the top of the loop.
+            Wakeup::Warn => {}
             // The top of the loop retries the frame, and `on_output` sees
             // the wait has expired and takes it in, spooling the oldest
             // output.

@@ -220,9 +220,15 @@ pub struct SessionInfo {
     /// The limits the function runs under.
     #[serde(default)]
     pub limits: Option<crate::wire::api::Limits>,
-    /// When its timeout fires, seconds since the epoch.
+    /// When its timeout ends it, seconds since the epoch: its start plus
+    /// its timeout, moved by every `extend` (docs/leases.md).
     #[serde(default)]
     pub deadline: Option<u64>,
+    /// When its idle timeout would end it if nothing happens till then:
+    /// absent while a client is attached, without an idle timeout, and
+    /// once the function has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_deadline: Option<u64>,
     /// Its container came from the image's warm pool (already started when
     /// the session was created) rather than being started for it.
     #[serde(default)]
@@ -348,6 +354,47 @@ pub struct PageMessage {
     pub end: bool,
     /// The bytes as text (lossy: invalid UTF-8 becomes U+FFFD).
     pub text: String,
+}
+
+/// `POST /v1/sessions/{token}/extend`: moves the session's deadline later,
+/// within the image's maximum timeout counted from the session's start.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendSession {
+    /// How much later: seconds, or a string such as `"30m"`.
+    #[serde(
+        deserialize_with = "crate::wire::duration::de_duration",
+        serialize_with = "ser_secs"
+    )]
+    #[schemars(schema_with = "by_schema")]
+    pub by: std::time::Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(super::limits::ceil_secs(d))
+}
+
+/// What `by` may be written as: whole seconds, or a number with a unit
+/// (`crate::wire::duration::parse_duration`).
+fn by_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Seconds, or a string such as `\"30m\"`.",
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 9007199254740991u64},
+            {"type": "string", "pattern": r"^\s*[0-9]{1,12}\s*(ms|s|m|h|d)?\s*$"}
+        ]
+    })
+}
+
+/// `POST /v1/sessions/{token}/extend` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionExtended {
+    /// The new deadline, seconds since the epoch.
+    pub deadline: u64,
+    /// The latest it may be moved to (the session's start plus the image's
+    /// maximum timeout); absent when the image has no maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deadline: Option<u64>,
 }
 
 /// `POST /v1/sessions` answer.

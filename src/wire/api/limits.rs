@@ -21,6 +21,11 @@ pub struct Limits {
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_secs")]
     #[schemars(with = "u64")]
     pub timeout: Duration,
+    /// Idle timeout in seconds: the session ends after this long with no
+    /// client attached and no output (docs/leases.md); 0 means none.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_secs")]
+    #[schemars(with = "u64")]
+    pub idle_timeout: Duration,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -55,6 +60,16 @@ pub struct LimitsRequest {
     )]
     #[schemars(schema_with = "timeout_schema")]
     pub timeout: Option<Duration>,
+    /// Seconds, or a string such as `"5m"`: end the session after this long
+    /// with no client attached and no output; 0 for none, if the image
+    /// allows.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "timeout_schema")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What a timeout may be written as: whole seconds, a number with a unit
@@ -83,7 +98,7 @@ fn de_pids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 }
 
 /// Whole seconds, rounded up: a timeout of 500ms must not become 0 (none).
-fn ceil_secs(d: &Duration) -> u64 {
+pub(crate) fn ceil_secs(d: &Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
@@ -101,6 +116,7 @@ impl Default for Limits {
             cpus: 1.0,
             pids: 128,
             timeout: Duration::from_secs(3600),
+            idle_timeout: Duration::ZERO,
         }
     }
 }

@@ -164,6 +164,39 @@ pub enum ServerMsg {
     /// The server is closing this connection; the session itself lives on
     /// unless the reason says otherwise.
     Closed { reason: CloseReason },
+    /// The session ends soon: at `at` (seconds since the epoch), in
+    /// `in_secs` seconds, for `reason`, unless its deadline is extended
+    /// (`POST /v1/sessions/{token}/extend`) or, for `idle`, there is
+    /// activity. Sent `deadline_warning` before the end, and again when an
+    /// extend moves a deadline that was already warned of (docs/leases.md).
+    Deadline {
+        at: u64,
+        reason: DeadlineKind,
+        in_secs: u64,
+    },
+}
+
+/// Which deadline a [`ServerMsg::Deadline`] warns of.
+///
+/// (The variants' notes are plain comments: documented variants would make
+/// the schema a `oneOf` of constants, which generated clients read badly;
+/// a plain `enum` of strings is what they expect.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadlineKind {
+    // The session's timeout: the hard wall-clock limit, which `extend` moves.
+    Timeout,
+    // The idle timeout: no client attached and no output.
+    Idle,
+}
+
+impl fmt::Display for DeadlineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeadlineKind::Timeout => "timeout",
+            DeadlineKind::Idle => "idle",
+        })
+    }
 }
 
 /// JSON control messages from the client to the server (text frames).
@@ -239,6 +272,9 @@ pub enum ExitReason {
     OomKilled,
     /// It ran past its wall-clock timeout.
     Timeout,
+    /// It went `after` seconds with no client attached and no output (its
+    /// idle timeout).
+    Idle { after: u64 },
     /// A user killed it (`bento kill`).
     Killed,
     /// A transient session's client was gone longer than the grace period.
@@ -267,7 +303,7 @@ impl ExitReason {
             ExitReason::Exited { code } => i32::try_from(*code).unwrap_or(1),
             ExitReason::Signaled { signal } => 128 + i32::try_from(*signal).unwrap_or(0),
             ExitReason::OomKilled | ExitReason::Killed | ExitReason::Abandoned => 137,
-            ExitReason::Timeout => 124,
+            ExitReason::Timeout | ExitReason::Idle { .. } => 124,
             ExitReason::StartFailed { .. } => 125,
             ExitReason::OutputCap
             | ExitReason::ProtocolError { .. }
@@ -289,6 +325,11 @@ impl fmt::Display for ExitReason {
             ExitReason::Signaled { signal } => write!(f, "killed by signal {signal}"),
             ExitReason::OomKilled => write!(f, "killed: out of memory"),
             ExitReason::Timeout => write!(f, "killed: timed out"),
+            ExitReason::Idle { after } => write!(
+                f,
+                "idle for {}: no client attached and no output",
+                crate::wire::duration::span(*after)
+            ),
             ExitReason::Killed => write!(f, "killed by user"),
             ExitReason::Abandoned => write!(f, "killed: transient session had no client"),
             ExitReason::OutputCap => write!(f, "killed: output cap reached"),

@@ -56,6 +56,7 @@ from .errors import (
 from .options import AttachOptions
 from .sync import Client, Session
 from .types import (
+    Deadline,
     Event,
     Exit,
     ForkInfo,
@@ -72,7 +73,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiError", "AsyncClient", "AsyncSession", "AttachOptions", "AuthError", "BadLimits", "Forbidden", "BadRequest",
-    "BentoError", "CapacityError", "Client", "CompileError", "Conflict", "ConnectionLost", "DEFAULT_URL",
+    "BentoError", "CapacityError", "Client", "CompileError", "Conflict", "ConnectionLost", "DEFAULT_URL", "Deadline",
     "Detached", "EngineError", "Event", "Exit", "Usage", "ForkInfo", "ForkRefused", "FunctionInfo", "ImageNotBuilt", "InputClosed", "InputError",
     "InputTooLarge", "MAX_INPUT_MESSAGE", "Message", "NotFound", "ProtocolError", "Reconnected",
     "Reconnecting", "RecvTimeout", "ServerError", "Session", "SessionClosed", "SessionInfo",

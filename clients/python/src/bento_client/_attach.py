@@ -24,7 +24,7 @@ from ._input import InputBuffer, Item
 from ._ws import Endpoint, Hello, connect, worth_reconnecting
 from .errors import BentoError, ConnectionLost, Detached, ProtocolError, SessionClosed, Unavailable
 from .options import AttachOptions
-from .types import Exit, Message, Reconnected, Reconnecting
+from .types import Deadline, Exit, Message, Reconnected, Reconnecting
 
 log = logging.getLogger("bento_client")
 
@@ -37,7 +37,7 @@ class Ended:
     error: Optional[BentoError]
 
 
-Item_ = Union[Message, Exit, Reconnecting, Reconnected, Ended]
+Item_ = Union[Message, Exit, Reconnecting, Reconnected, Deadline, Ended]
 
 
 class Lost(Exception):

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from ._input import EOF
 from ._ws import closed_error, control, decode_output, encode_input, parse_control, worth_reconnecting
 from .errors import ProtocolError, SessionTakenOver
-from .types import Exit, Message
+from .types import Deadline, Exit, Message
 
 if TYPE_CHECKING:
     from ._attach import Attachment
@@ -117,6 +117,11 @@ async def _reader(att: "Attachment", ws: ClientConnection) -> None:
         elif kind == "ping":
             att.pong_due = True
             att.wake.set()
+        elif kind == "deadline":
+            try:
+                att.deliver(Deadline.from_json(m))
+            except (TypeError, ValueError) as e:
+                raise ProtocolError(f"bad deadline message: {e}") from None
         elif kind == "closed":
             reason = m.get("reason") or {}
             if reason.get("kind") == "finished" and att.exit_received:

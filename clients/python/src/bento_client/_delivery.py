@@ -10,14 +10,14 @@ from typing import Any, Callable, Optional, Union
 
 from ._attach import Ended, Item_
 from .errors import BentoError, Detached, SessionClosed
-from .types import Event, Exit, Message, Reconnected, Reconnecting
+from .types import Deadline, Event, Exit, Message, Reconnected, Reconnecting
 
 
 class RecvTimeout(BentoError, TimeoutError):
     """``recv(timeout=...)`` had nothing in time (a ``TimeoutError`` too)."""
 
 
-#: A callback for reconnect events.
+#: A callback for reconnect and deadline events.
 OnEvent = Callable[[Event], Any]
 
 
@@ -37,6 +37,8 @@ class Delivery:
         self.exit: Optional[Exit] = None
         self.end: Optional[Ended] = None
         self.reconnects = 0
+        #: The last ``deadline`` warning received, if any.
+        self.deadline: Optional[Deadline] = None
 
     @property
     def over(self) -> bool:
@@ -53,9 +55,11 @@ class Delivery:
             self.exit = item
             written(item.seq)
             return None
-        if isinstance(item, (Reconnecting, Reconnected)):
+        if isinstance(item, (Reconnecting, Reconnected, Deadline)):
             if isinstance(item, Reconnected):
                 self.reconnects += 1
+            if isinstance(item, Deadline):
+                self.deadline = item
             if self.on_event is not None:
                 self.on_event(item)
             return MORE

@@ -3,6 +3,7 @@ turned into the hierarchy of ``errors.py``."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections import abc
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -155,6 +156,16 @@ class Api:
 
     async def remove(self, token: str) -> None:
         await self.request("DELETE", _s(token))
+
+    async def extend(self, token: str, by: Union[int, float, str]) -> int:
+        """Moves the deadline ``by`` later (seconds, or ``"30m"``); the new
+        deadline, in seconds since the epoch."""
+        if isinstance(by, float):
+            by = math.ceil(by)  # the server takes whole seconds
+        answer = await self.json("POST", _s(token) + "/extend", {"by": by})
+        if not isinstance(answer, dict) or "deadline" not in answer:
+            raise ProtocolError(f"unexpected answer to extending a session: {answer!r}")
+        return int(answer["deadline"])
 
 
 def _s(token: str) -> str:

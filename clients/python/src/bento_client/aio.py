@@ -18,7 +18,7 @@ from ._http import Api, resolve
 from ._input import EOF
 from .errors import Detached
 from .options import AttachOptions
-from .types import Exit, FunctionInfo, Message, SessionInfo, encode_args, limits_request
+from .types import Deadline, Exit, FunctionInfo, Message, SessionInfo, encode_args, limits_request
 
 Data = Union[bytes, bytearray, memoryview, str]
 OnMessage = Callable[[Message], Union[None, Awaitable[None]]]
@@ -167,6 +167,15 @@ class AsyncSession:
         """Stops the function; its exit (``killed by user``) is delivered."""
         await self.client.kill(self.token)
 
+    async def extend(self, by: Union[int, float, str]) -> int:
+        """Moves the session's deadline: see ``AsyncClient.extend``."""
+        return await self.client.extend(self.token, by)
+
+    @property
+    def deadline(self) -> Optional[Deadline]:
+        """The last ``deadline`` warning this handle received, if any."""
+        return self._delivery.deadline
+
     async def fork(self, *, at_input: Optional[int] = None, on_divergence: Optional[str] = None,
                    detach: bool = False, on_event: Optional[OnEvent] = None) -> "AsyncSession":
         """A new session started from this one's state: see ``AsyncClient.fork``."""
@@ -243,15 +252,18 @@ class AsyncClient:
                   timeout: Union[int, float, str, None] = None, transient: bool = False,
                   detach: bool = False, on_event: Optional[OnEvent] = None,
                   forkable: bool = True, env: Optional[Mapping[str, str]] = None,
-                  secrets: Union[Sequence[str], Mapping[str, str], None] = None) -> AsyncSession:
+                  secrets: Union[Sequence[str], Mapping[str, str], None] = None,
+                  idle_timeout: Union[int, float, str, None] = None) -> AsyncSession:
         """Starts ``function`` (id or name) as ``main(*args)``: each argument
         goes as JSON, so ``main`` gets it as given. Attached at once unless
         ``detach=True`` (then it attaches at its first I/O call).
         ``forkable=False`` keeps no input history (it cannot be forked).
         ``env`` sets environment variables over the image's; ``secrets``
         gives stored secrets (``set_secret``) as variables: a list of names,
-        or a mapping of variable to secret name."""
-        limits = limits_request(memory, cpus, pids, timeout)
+        or a mapping of variable to secret name. ``idle_timeout`` ends the
+        session after that long with no client attached and no output
+        (docs/leases.md)."""
+        limits = limits_request(memory, cpus, pids, timeout, idle_timeout)
         created = await self.api.create(function, encode_args(list(args)), transient, limits,
                                         forkable, env, secrets)
         s = AsyncSession(self, created["token"], str(created.get("id", "")), transient, on_event=on_event)
@@ -311,6 +323,13 @@ class AsyncClient:
 
     async def kill(self, token: str) -> None:
         await self.api.kill(token)
+
+    async def extend(self, token: str, by: Union[int, float, str]) -> int:
+        """Moves the session's deadline ``by`` later (seconds, or a string
+        such as ``"30m"``), within its image's maximum timeout counted from
+        its start (``BadRequest`` beyond it; ``Conflict`` once it has
+        ended). Returns the new deadline, in seconds since the epoch."""
+        return await self.api.extend(token, by)
 
     async def remove(self, token: str) -> None:
         """Removes an ended session, discarding its unread output."""

@@ -30,7 +30,7 @@ from ._attach import Attachment, Item_
 from ._delivery import MORE, Delivery, OnEvent, RecvTimeout, write_out
 from .aio import AsyncClient, AsyncSession, Data
 from .options import AttachOptions
-from .types import Exit, FunctionInfo, Message, SessionInfo
+from .types import Deadline, Exit, FunctionInfo, Message, SessionInfo
 
 T = TypeVar("T")
 
@@ -187,6 +187,15 @@ class Session:
     def kill(self) -> None:
         self._loop.call(self._a.kill())
 
+    def extend(self, by: Union[int, float, str]) -> int:
+        """Moves the session's deadline: see ``Client.extend``."""
+        return self.client.extend(self.token, by)
+
+    @property
+    def deadline(self) -> Optional[Deadline]:
+        """The last ``deadline`` warning this handle received, if any."""
+        return self._delivery.deadline
+
     def fork(self, *, at_input: Optional[int] = None, on_divergence: Optional[str] = None,
              detach: bool = False, on_event: Optional[OnEvent] = None) -> "Session":
         """A new session started from this one's state: see ``AsyncClient.fork``."""
@@ -281,12 +290,13 @@ class Client:
             timeout: Union[int, float, str, None] = None, transient: bool = False,
             detach: bool = False, on_event: Optional[OnEvent] = None,
             forkable: bool = True, env: Optional[Mapping[str, str]] = None,
-            secrets: Union[Sequence[str], Mapping[str, str], None] = None) -> Session:
+            secrets: Union[Sequence[str], Mapping[str, str], None] = None,
+            idle_timeout: Union[int, float, str, None] = None) -> Session:
         """See ``AsyncClient.run``."""
         inner = self._call(self._a.run(function, *args, memory=memory, cpus=cpus, pids=pids,
                                        timeout=timeout, transient=transient, detach=detach,
                                        on_event=on_event, forkable=forkable, env=env,
-                                       secrets=secrets))
+                                       secrets=secrets, idle_timeout=idle_timeout))
         return Session(self, inner)
 
     def fork(self, token: str, *, at_input: Optional[int] = None,
@@ -321,6 +331,11 @@ class Client:
 
     def kill(self, token: str) -> None:
         self._call(self._a.kill(token))
+
+    def extend(self, token: str, by: Union[int, float, str]) -> int:
+        """Moves the session's deadline ``by`` later (seconds, or ``"30m"``),
+        within its image's maximum timeout; returns the new deadline."""
+        return self._call(self._a.extend(token, by))
 
     def remove(self, token: str) -> None:
         self._call(self._a.remove(token))

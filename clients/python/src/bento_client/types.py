@@ -40,6 +40,14 @@ class Message:
         return self.stream == "data"
 
 
+def _span(secs: int) -> str:
+    """Seconds as the controller writes them: ``90s``, ``5m``, ``2h``, ``1d``."""
+    for unit, scale in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= scale and secs % scale == 0:
+            return f"{secs // scale}{unit}"
+    return f"{secs}s"
+
+
 def describe_reason(reason: Dict[str, Any]) -> str:
     """An exit reason in words, as the CLI shows it (``ExitReason``'s
     ``Display`` in src/wire/api/socket.rs)."""
@@ -65,6 +73,8 @@ def describe_reason(reason: Dict[str, Any]) -> str:
         return f"lost: {reason.get('message')}"
     if kind == "node_lost":
         return f"lost: node {reason.get('node')}, which ran it, went down (its output up to then is kept)"
+    if kind == "idle":
+        return f"idle for {_span(int(reason.get('after') or 0))}: no client attached and no output"
     if kind == "diverged":
         return (f"killed: the fork's replay differed from its parent's output by input "
                 f"{reason.get('input')} (the function is not deterministic)")
@@ -160,8 +170,26 @@ class Reconnected:
     last_seq: int
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """The session ends soon: at ``at`` (seconds since the epoch), in
+    ``in_secs`` seconds, for ``reason`` (``"timeout"``; ``"idle"`` is
+    reserved), unless its deadline is extended (``Client.extend``). Sent
+    ``deadline_warning`` before the end, and again when an extend moves a
+    deadline already warned of (docs/leases.md)."""
+
+    at: int
+    reason: str
+    in_secs: int
+
+    @staticmethod
+    def from_json(obj: Dict[str, Any]) -> "Deadline":
+        return Deadline(at=int(obj.get("at", 0)), reason=str(obj.get("reason", "timeout")),
+                        in_secs=int(obj.get("in_secs", 0)))
+
+
 #: What an ``on_event`` callback is given.
-Event = Union[Reconnecting, Reconnected]
+Event = Union[Reconnecting, Reconnected, Deadline]
 
 
 @dataclass(frozen=True)
@@ -225,6 +253,10 @@ class SessionInfo:
     # Names only: the variables the run set, and the secrets it asked for.
     env: List[str] = field(default_factory=list)
     secrets: List[str] = field(default_factory=list)
+    # When its timeout ends it (``extend`` moves it), and when its idle
+    # timeout would if nothing happens till then (seconds since the epoch).
+    deadline: Optional[int] = None
+    idle_deadline: Optional[int] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -250,6 +282,8 @@ class SessionInfo:
             fork=ForkInfo.from_json(fork) if isinstance(fork := o.get("fork"), dict) else None,
             env=[str(n) for n in o.get("env") or []],
             secrets=[str(s.get("name")) for s in o.get("secrets") or [] if isinstance(s, dict)],
+            deadline=o.get("deadline"),
+            idle_deadline=o.get("idle_deadline"),
             raw=o,
         )
 
@@ -275,6 +309,7 @@ def limits_request(
     cpus: Optional[float],
     pids: Optional[int],
     timeout: Union[int, float, str, None],
+    idle_timeout: Union[int, float, str, None] = None,
 ) -> Dict[str, Any]:
     """The ``limits`` of ``POST /v1/sessions``: only what was asked for."""
     out: Dict[str, Any] = {}
@@ -287,6 +322,9 @@ def limits_request(
     if timeout is not None:
         # Seconds, or a string the controller reads ("30s", "5m").
         out["timeout"] = timeout if isinstance(timeout, str) else max(0, int(-(-timeout // 1)))
+    if idle_timeout is not None:
+        out["idle_timeout"] = (idle_timeout if isinstance(idle_timeout, str)
+                               else max(0, int(-(-idle_timeout // 1))))
     return out
 
 

@@ -46,6 +46,7 @@ fn exit_reasons() -> Vec<ExitReason> {
         ExitReason::Signaled { signal: 9 },
         ExitReason::OomKilled,
         ExitReason::Timeout,
+        ExitReason::Idle { after: 300 },
         ExitReason::Killed,
         ExitReason::Abandoned,
         ExitReason::OutputCap,
@@ -61,6 +62,7 @@ fn exit_reasons() -> Vec<ExitReason> {
             | ExitReason::Signaled { .. }
             | ExitReason::OomKilled
             | ExitReason::Timeout
+            | ExitReason::Idle { .. }
             | ExitReason::Killed
             | ExitReason::Abandoned
             | ExitReason::OutputCap
@@ -87,6 +89,16 @@ fn server_samples() -> Vec<(&'static str, ServerMsg)> {
         ServerMsg::InputAck { seq: 2 },
         ServerMsg::Ping,
         ServerMsg::Pong,
+        ServerMsg::Deadline {
+            at: 1_764_900_000,
+            reason: crate::wire::api::DeadlineKind::Timeout,
+            in_secs: 30,
+        },
+        ServerMsg::Deadline {
+            at: 1_764_900_000,
+            reason: crate::wire::api::DeadlineKind::Idle,
+            in_secs: 30,
+        },
     ];
     all.extend(exit_reasons().into_iter().map(|r| ServerMsg::Exit {
         seq: 7,
@@ -106,6 +118,7 @@ fn server_samples() -> Vec<(&'static str, ServerMsg)> {
                 ServerMsg::Ping => "server_ping",
                 ServerMsg::Pong => "server_pong",
                 ServerMsg::Closed { .. } => "server_closed",
+                ServerMsg::Deadline { .. } => "server_deadline",
             };
             (name, m)
         })

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use super::AppState;
 use crate::wire::api::{
-    AddTenant, CreateKey, CreateSession, ErrorBody, ForkSession, FunctionInfo, HistoryPage,
-    HistoryRecord, KeyInfo, NewKey, OutputPage, SecretInfo, SessionCreated, SessionInfo, SetSecret,
-    SubmitFunction, TenantInfo,
+    AddTenant, CreateKey, CreateSession, ErrorBody, ExtendSession, ForkSession, FunctionInfo,
+    HistoryPage, HistoryRecord, KeyInfo, NewKey, OutputPage, SecretInfo, SessionCreated,
+    SessionExtended, SessionInfo, SetSecret, SubmitFunction, TenantInfo,
 };
 
 /// Makes a named schema for a body.
@@ -70,6 +70,8 @@ pub(crate) const FUNCTIONS: Option<SchemaFn> = Some(list::<FunctionInfo>);
 pub(crate) const CREATE: Option<SchemaFn> = Some(schema::<CreateSession>);
 pub(crate) const CREATED: Option<SchemaFn> = Some(schema::<SessionCreated>);
 pub(crate) const FORK: Option<SchemaFn> = Some(schema::<ForkSession>);
+pub(crate) const EXTEND: Option<SchemaFn> = Some(schema::<ExtendSession>);
+pub(crate) const EXTENDED: Option<SchemaFn> = Some(schema::<SessionExtended>);
 pub(crate) const SESSION: Option<SchemaFn> = Some(schema::<SessionInfo>);
 pub(crate) const SESSIONS: Option<SchemaFn> = Some(list::<SessionInfo>);
 pub(crate) const PAGE: Option<SchemaFn> = Some(schema::<OutputPage>);

@@ -44,7 +44,7 @@ impl Delivery {
                 return;
             }
             let has_output = c.next_send <= core.log.last_seq();
-            if !has_output && self.input_ack.is_none() {
+            if !has_output && self.input_ack.is_none() && self.notice.is_none() {
                 return;
             }
             match c.tx.clone().try_reserve_owned() {
@@ -97,6 +97,10 @@ impl Delivery {
         c.blocked_since = None;
         if let Some(seq) = self.input_ack.take() {
             permit.send(ToClient::Msg(ServerMsg::InputAck { seq }));
+            return;
+        }
+        if let Some(msg) = self.notice.take() {
+            permit.send(ToClient::Msg(msg));
             return;
         }
         let seq = c.next_send;
