@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::sessions::session;
 use super::{ApiError, ApiJson, AppState};
+use crate::controller::tenancy::audit::Event;
 use crate::controller::tenancy::Principal;
 use crate::session::ExtendRefused;
 use crate::wire::api::{ExtendSession, SessionExtended, SessionInfo};
@@ -32,10 +33,13 @@ pub(super) async fn extend_session(
     let refused = match handle.extend(req.by, max).await {
         Err(_) => return Err(ApiError::unknown_session()),
         Ok(Ok(deadline)) => {
+            let by = span(crate::wire::api::ceil_secs(&req.by));
+            s.audit
+                .record(&p, Event::SessionExtended, &info.id, &format!("by {by}"));
             return Ok(Json(SessionExtended {
                 deadline,
                 max_deadline: max,
-            }))
+            }));
         }
         Ok(Err(refused)) => refused,
     };
