@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bento::client::Client;
 use bento::wire::api::{CloseReason, NewKey, ServerMsg};
 use futures_util::StreamExt;
-use kit::client::{create, receive, submit, try_attach, wait_reaped};
+use kit::client::{create, receive, submit, try_attach, wait_reaped, wait_session};
 use kit::controller::{Controller, Setup};
 use kit::requests::{answer, http, read_hello, ws_connect, ws_refused, Answer};
 use kit::{cli_output, err, expect_code, out};
@@ -138,6 +138,12 @@ async fn a_objects(w: &World) -> Objects {
         .unwrap_or_else(|e| panic!("{e}"));
     let function = submit(&a, WAITER).await;
     let token = create(&a, &function, &[]).await;
+    // Its "ready" is out before anyone reads it.
+    wait_session(&a, &token, "its ready", Duration::from_secs(60), |i| {
+        i.last_seq >= 1
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let id = a.session(&token).await.unwrap_or_else(|e| panic!("{e}")).id;
     a.set_secret("a_secret", SECRET_VALUE.into())
         .await
