@@ -159,6 +159,9 @@ pub(super) enum NotPlaced {
     Call(CallError),
 }
 
+/// The least deadline of a call made while waiting for a placement.
+const LAST_CALL: Duration = Duration::from_millis(500);
+
 /// Polls the manager (through `cache`) until the task of `service` has a
 /// container (from state `starting` on), for at most `limit`; each call
 /// within `deadline`.
@@ -174,11 +177,12 @@ pub(super) async fn wait_placed(
     let mut pause = Duration::from_millis(10);
     let mut last = None;
     loop {
+        // Each call keeps a fair deadline even near the end, overrunning
+        // the limit by at most that: a call cut to the last millisecond
+        // fails for lack of time, and its error would hide the reason the
+        // task is pending (a constraint no node meets, say).
         let left = until.saturating_duration_since(Instant::now());
-        match cache
-            .get(manager, deadline.min(left.max(Duration::from_millis(1))))
-            .await
-        {
+        match cache.get(manager, deadline.min(left.max(LAST_CALL))).await {
             Ok(all) => {
                 if let Some(t) = all.get(service) {
                     if let Some(p) = &t.placement {
@@ -190,8 +194,15 @@ pub(super) async fn wait_placed(
                     last = Some(t.clone());
                 }
             }
-            // A slow answer counts against the limit; so does a refused one.
-            Err(e) if Instant::now() >= until => return Err(NotPlaced::Call(e)),
+            // A slow answer counts against the limit; so does a refused
+            // one. Once the task was seen pending, running out of time is
+            // the news, with the reason Swarm last gave.
+            Err(e) if Instant::now() >= until => {
+                return Err(match last {
+                    Some(_) => NotPlaced::TimedOut { after: limit, last },
+                    None => NotPlaced::Call(e),
+                })
+            }
             Err(_) => {}
         }
         if Instant::now() + pause > until {
