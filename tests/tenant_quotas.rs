@@ -3,7 +3,8 @@
 //! carries `RateLimit-*` and `Retry-After`, while another tenant is
 //! unaffected; the figures in `/metrics` and the audit log; and a burst of
 //! 100 concurrent starts from two tenants against a quota of 60, where
-//! every request gets a session or a clear 429 and no container is left.
+//! every request gets a session or a clear 429 and no container is left;
+//! and ten concurrent submits against a functions quota of three.
 
 mod kit;
 
@@ -353,4 +354,43 @@ async fn a_burst_of_100_starts_from_two_tenants_gets_sessions_or_clear_429s() {
         left = q.ctl.containers().await;
     }
     assert_eq!(left, 0, "containers left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_cannot_pass_the_functions_quota() {
+    let quotas = "tenants:\n  f:\n    quotas: {functions: 3}\n";
+    let q = std::sync::Arc::new(controller(quotas, &["f"]).await);
+    // Each submit runs a syntax check in a container: all ten are between
+    // the quota check and the store at once.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let code = format!("def main():\n    send({i})\n");
+            q.post("f", "/v1/functions", json!({ "code": code })).await
+        }));
+    }
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        let a = task.await.unwrap_or_else(|e| panic!("{e}"));
+        match a.status {
+            201 => stored += 1,
+            429 if a.body.contains("\"quota\":\"functions\"") => refused += 1,
+            other => panic!("a submit got {other}: {}", a.body),
+        }
+    }
+    assert_eq!((stored, refused), (3, 7));
+    let listed = q
+        .client("f")
+        .list_functions()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // A refused submit gives its place back: one deleted, one stored.
+    q.client("f")
+        .delete_function(&listed[0].id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = q.post("f", "/v1/functions", json!({"code": IDLE})).await;
+    assert_eq!(again.status, 201, "{}", again.body);
 }

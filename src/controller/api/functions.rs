@@ -80,7 +80,8 @@ pub(super) async fn submit_function(
             .as_ref()
             .map_or_else(crate::wire::api::default_filename, |n| format!("{n}.py")),
     };
-    super::quotas::check_function(&s, &p, req.code.len() as u64)?;
+    // Held through the syntax check until the store has it.
+    let _place = super::quotas::reserve_function(&s, &p, req.code.len() as u64)?;
     let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
     let Some(spec) = s.config.images.get(&image) else {
         let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();

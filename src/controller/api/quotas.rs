@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::{ApiError, AppState};
 use crate::controller::tenancy::audit::Event;
-use crate::controller::tenancy::quota::{self, Ask, Held, Refusal, Reservation};
+use crate::controller::tenancy::quota::{Ask, Held, Refusal, Reservation};
 use crate::controller::tenancy::Principal;
 use axum::http::StatusCode;
 
@@ -65,10 +65,16 @@ pub(super) async fn reserve(
         .map_err(|r| refused(s, p, &r))
 }
 
-/// Checks storing a function of `size` bytes.
-pub(super) fn check_function(s: &AppState, p: &Principal, size: u64) -> Result<(), ApiError> {
+/// Checks storing a function of `size` bytes, and holds its place until
+/// the reservation is dropped (stored, or refused later).
+pub(super) fn reserve_function(
+    s: &AppState,
+    p: &Principal,
+    size: u64,
+) -> Result<Reservation, ApiError> {
     let q = s.config.tenant(&p.tenant).quotas;
-    quota::check_function(&p.tenant, &q, s.functions.usage(&p.tenant), size)
+    s.quotas
+        .reserve_function(&p.tenant, &q, s.functions.usage(&p.tenant), size)
         .map_err(|r| refused(s, p, &r))
 }
 

@@ -7,6 +7,10 @@
 //! or have failed. So a burst of concurrent starts cannot slip past a
 //! quota between the check and the registration.
 //!
+//! Functions being stored hold a [`Reservation`] the same way, from the
+//! check through the syntax check until the store has them, so that two
+//! submits at the same instant cannot both take the last place.
+//!
 //! `starts_per_minute` is a sliding window of the last 60 s of starts per
 //! tenant. Its memory is bounded by the quota itself: a window never holds
 //! more entries than the quota allows.
@@ -84,6 +88,8 @@ pub struct Held {
 struct Tenant {
     /// Sessions being created: their count, memory and CPUs.
     starting: Held,
+    /// Functions being stored: their count and total size.
+    storing: (u64, u64),
     /// Start times in the last minute.
     starts: VecDeque<Instant>,
 }
@@ -93,21 +99,38 @@ pub struct QuotaTracker {
     tenants: Mutex<HashMap<String, Tenant>>,
 }
 
-/// A session being created counts against its tenant's quotas until this
-/// is dropped (registered, or failed).
+/// A session being created, or a function being stored, counts against
+/// its tenant's quotas until this is dropped (registered or stored, or
+/// failed).
 pub struct Reservation {
     tracker: Arc<QuotaTracker>,
     tenant: String,
-    ask: Ask,
+    share: Share,
+}
+
+/// What a [`Reservation`] holds.
+enum Share {
+    Session(Ask),
+    /// A function of this many bytes.
+    Function(u64),
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut all = self.tracker.lock();
-        if let Some(t) = all.get_mut(&self.tenant) {
-            t.starting.sessions = t.starting.sessions.saturating_sub(1);
-            t.starting.memory = t.starting.memory.saturating_sub(self.ask.memory);
-            t.starting.cpus = (t.starting.cpus - self.ask.cpus).max(0.0);
+        let Some(t) = all.get_mut(&self.tenant) else {
+            return;
+        };
+        match self.share {
+            Share::Session(ask) => {
+                t.starting.sessions = t.starting.sessions.saturating_sub(1);
+                t.starting.memory = t.starting.memory.saturating_sub(ask.memory);
+                t.starting.cpus = (t.starting.cpus - ask.cpus).max(0.0);
+            }
+            Share::Function(size) => {
+                t.storing.0 = t.storing.0.saturating_sub(1);
+                t.storing.1 = t.storing.1.saturating_sub(size);
+            }
         }
     }
 }
@@ -231,7 +254,30 @@ impl QuotaTracker {
         Ok(Reservation {
             tracker: self.clone(),
             tenant: tenant.to_string(),
-            ask,
+            share: Share::Session(ask),
+        })
+    }
+
+    /// Checks storing a function of `size` bytes, given how many functions
+    /// the tenant `held` in its store and their total size, and reserves
+    /// its place if it fits.
+    pub fn reserve_function(
+        self: &Arc<Self>,
+        tenant: &str,
+        q: &Quotas,
+        held: (u64, u64),
+        size: u64,
+    ) -> Result<Reservation, Box<Refusal>> {
+        let mut all = self.lock();
+        let t = all.entry(tenant.to_string()).or_default();
+        let used = (held.0 + t.storing.0, held.1.saturating_add(t.storing.1));
+        check_function(tenant, q, used, size)?;
+        t.storing.0 += 1;
+        t.storing.1 = t.storing.1.saturating_add(size);
+        Ok(Reservation {
+            tracker: self.clone(),
+            tenant: tenant.to_string(),
+            share: Share::Function(size),
         })
     }
 
@@ -249,7 +295,7 @@ impl QuotaTracker {
 
 /// Checks storing a function of `size` bytes, given how many the tenant
 /// keeps and their total size.
-pub fn check_function(
+fn check_function(
     tenant: &str,
     q: &Quotas,
     held: (u64, u64),
@@ -353,6 +399,39 @@ mod tests {
             r.retry_after > Duration::from_secs(58) && r.retry_after <= Duration::from_secs(61)
         );
         assert_eq!(t.starts_last_minute("a"), 3);
+    }
+
+    #[test]
+    fn functions_being_stored_hold_their_place() {
+        let t = QuotaTracker::new();
+        let q = Quotas {
+            functions: Some(2),
+            function_bytes: Some(10),
+            ..Quotas::default()
+        };
+        let a = t
+            .reserve_function("a", &q, (1, 2), 3)
+            .expect("the last place");
+        // A second submit at the same instant sees the first one.
+        let r = t.reserve_function("a", &q, (1, 2), 3).err().expect("full");
+        assert_eq!((r.quota, r.used.as_str()), ("functions", "2"));
+        assert!(t.reserve_function("b", &q, (1, 2), 3).is_ok());
+        drop(a);
+        // Stored now: in the store's count, no longer reserved.
+        assert_eq!(
+            t.reserve_function("a", &q, (2, 5), 1)
+                .err()
+                .map(|r| r.quota),
+            Some("functions")
+        );
+        let _b = t.reserve_function("a", &q, (1, 5), 3).expect("room");
+        assert_eq!(
+            t.reserve_function("a", &q, (0, 5), 3)
+                .err()
+                .map(|r| r.quota),
+            Some("function_bytes"),
+            "5 bytes stored and 3 being stored, 3 more asked of 10"
+        );
     }
 
     #[test]
