@@ -39,6 +39,12 @@ pub struct Metrics {
     pub pool_misses: AtomicU64,
     /// History records dropped by retention (`history_ttl`, `history_max`).
     pub history_expired: AtomicU64,
+    /// Leases (docs/leases.md): deadlines moved, functions stopped at their
+    /// timeout or idle timeout, and those killed after `stop_grace`.
+    pub extends: AtomicU64,
+    pub stops_timeout: AtomicU64,
+    pub stops_idle: AtomicU64,
+    pub grace_kills: AtomicU64,
     start_buckets: [AtomicU64; START_BUCKETS.len()],
     start_count: AtomicU64,
     start_sum_us: AtomicU64,
@@ -60,6 +66,10 @@ pub static METRICS: Metrics = Metrics {
     pool_hits: AtomicU64::new(0),
     pool_misses: AtomicU64::new(0),
     history_expired: AtomicU64::new(0),
+    extends: AtomicU64::new(0),
+    stops_timeout: AtomicU64::new(0),
+    stops_idle: AtomicU64::new(0),
+    grace_kills: AtomicU64::new(0),
     start_buckets: [const { AtomicU64::new(0) }; START_BUCKETS.len()],
     start_count: AtomicU64::new(0),
     start_sum_us: AtomicU64::new(0),
@@ -198,6 +208,27 @@ pub fn render(s: &Snapshot) -> String {
             ("{reason=\"delivered\"}".into(), get(&m.reaped_delivered)),
             ("{reason=\"ttl\"}".into(), get(&m.reaped_ttl)),
         ],
+    );
+    metric(
+        "bento_session_extends_total",
+        "counter",
+        "Deadlines moved (POST /v1/sessions/{token}/extend, bento extend).",
+        &[(String::new(), get(&m.extends))],
+    );
+    metric(
+        "bento_lease_stops_total",
+        "counter",
+        "Functions sent SIGTERM at their deadline, by reason.",
+        &[
+            ("{reason=\"timeout\"}".into(), get(&m.stops_timeout)),
+            ("{reason=\"idle\"}".into(), get(&m.stops_idle)),
+        ],
+    );
+    metric(
+        "bento_lease_kills_total",
+        "counter",
+        "Stopped functions still running when stop_grace was over, and killed.",
+        &[(String::new(), get(&m.grace_kills))],
     );
     metric(
         "bento_pool_ready",

@@ -91,6 +91,10 @@ async fn idle_ends_a_detached_silent_session_but_not_one_with_output_or_a_client
     let chatty = s.submit(CHATTY).await;
     let sleeper = s.submit(SLEEPER).await;
 
+    // The counters are the process's, shared with the other tests here:
+    // each test looks for its own increase.
+    let idle_stops = "bento_lease_stops_total{reason=\"idle\"}";
+    let stops_before = kit::metric(&s.url, idle_stops).await;
     let quiet = start(c, &silent, &[], idle(2)).await;
     let talking = start(c, &chatty, &["5"], idle(2)).await;
     let watched = start(c, &sleeper, &["5"], idle(2)).await;
@@ -126,6 +130,7 @@ async fn idle_ends_a_detached_silent_session_but_not_one_with_output_or_a_client
     assert_eq!(reason(&quiet_end), Some(ExitReason::Idle { after: 2 }));
     let message = quiet_end.exit.map(|e| e.message).unwrap_or_default();
     assert_eq!(message, "idle for 2s: no client attached and no output");
+    assert!(kit::metric(&s.url, idle_stops).await >= stops_before + 1.0);
     // Ended by its own SIGTERM handler, well within the grace.
     assert!(
         idle_after < Duration::from_secs(2 + 3),
@@ -164,8 +169,10 @@ async fn extend_moves_the_deadline_within_the_images_maximum() {
     let first = before.deadline.expect("a deadline");
     assert_eq!(first, before.created_at + 3);
 
+    let extends_before = kit::metric(&s.url, "bento_session_extends_total").await;
     let extended = bento(&s.url, &["extend", &token, "30s"]).await;
     expect_code(&extended, 0, "extend");
+    assert!(kit::metric(&s.url, "bento_session_extends_total").await >= extends_before + 1.0);
     assert!(
         out(&extended).starts_with("deadline "),
         "{}",
@@ -205,6 +212,11 @@ async fn an_attached_client_is_warned_and_the_function_catches_sigterm_before_th
     let (warning, grace) = (Duration::from_secs(2), Duration::from_secs(2));
     let s = server(warning, grace).await;
     let f = s.submit(SAVER).await;
+    let stops = "bento_lease_stops_total{reason=\"timeout\"}";
+    let (stops_before, kills_before) = (
+        kit::metric(&s.url, stops).await,
+        kit::metric(&s.url, "bento_lease_kills_total").await,
+    );
     let token = start(&s.client, &f, &[], timeout(4)).await;
     let mut att = s.attach(&token, 0).await;
     let mut seen: Vec<String> = Vec::new();
@@ -260,6 +272,9 @@ async fn an_attached_client_is_warned_and_the_function_catches_sigterm_before_th
         "{times:?}"
     );
     assert!(caught.is_some());
+    // Stopped at its deadline, then killed when the grace was over.
+    assert!(kit::metric(&s.url, stops).await >= stops_before + 1.0);
+    assert!(kit::metric(&s.url, "bento_lease_kills_total").await >= kills_before + 1.0);
     s.stop().await;
 }
 

@@ -33,6 +33,7 @@ pub(super) async fn extend_session(
     let refused = match handle.extend(req.by, max).await {
         Err(_) => return Err(ApiError::unknown_session()),
         Ok(Ok(deadline)) => {
+            crate::metrics::add(&crate::metrics::METRICS.extends, 1);
             let by = span(crate::wire::api::ceil_secs(&req.by));
             s.audit
                 .record(&p, Event::SessionExtended, &info.id, &format!("by {by}"));

@@ -93,16 +93,19 @@ impl Actor {
         match wakeup {
             Wakeup::Kill => {
                 tracing::info!(session = %core.id(), "stop_grace over: killing function");
+                metrics::add(&metrics::METRICS.grace_kills, 1);
                 let reason = core.life.kill_reason().cloned();
                 core.kill(reason.unwrap_or(ExitReason::Timeout));
                 core.lease.killed();
             }
             Wakeup::Timeout => {
                 tracing::info!(session = %core.id(), "timeout: stopping function");
+                metrics::add(&metrics::METRICS.stops_timeout, 1);
                 core.stop(ExitReason::Timeout);
             }
             Wakeup::Idle => {
                 tracing::info!(session = %core.id(), "idle timeout: stopping function");
+                metrics::add(&metrics::METRICS.stops_idle, 1);
                 let after = core.lease.idle_secs();
                 core.stop(ExitReason::Idle { after });
             }
