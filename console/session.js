@@ -20,7 +20,8 @@ async function findToken(id) {
 function limitsText(l) {
   if (!l) return "–";
   const t = l.timeout ? `${l.timeout}s` : "none";
-  return `memory ${bytes(l.memory)}, cpus ${l.cpus}, pids ${l.pids}, timeout ${t}`;
+  const idle = l.idle_timeout ? `, idle timeout ${l.idle_timeout}s` : "";
+  return `memory ${bytes(l.memory)}, cpus ${l.cpus}, pids ${l.pids}, timeout ${t}${idle}`;
 }
 
 export function sessionView(main, id) {
@@ -109,6 +110,8 @@ function build(main, title, id, token) {
       ["created", `${time(i.created_at)} (${age(i.created_at)} ago)`],
       ["ended", i.ended_at ? time(i.ended_at) : "–"],
       ["deadline", i.state !== "ended" && i.deadline ? time(i.deadline) : "–"],
+      // Only while it runs with nobody attached: activity moves it.
+      ...(i.idle_deadline ? [["idle until", `${time(i.idle_deadline)} unless there is activity`]] : []),
       ["output", `last seq ${i.last_seq}; pending ${i.pending_messages} messages (${bytes(i.pending_bytes)}); spooled ${bytes(i.spooled_bytes)}`],
       ["exit", i.exit ? exitWords(i.exit) : "–"],
     ];

@@ -80,7 +80,7 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
         text(c, &format!("tr[data-id=\"{id}\"] td:nth-child(3)")).await,
         "napper"
     );
-    let (other, other_id) = cli_start(&s, "napper", &["600"]).await;
+    let (other, other_id) = cli_start(&s, "napper", &["--idle-timeout", "10m", "600"]).await;
     wait_for(
         c,
         "a second session listed",
@@ -128,6 +128,21 @@ async fn the_list_shows_a_cli_session_and_its_end_without_a_reload() {
         WAIT,
     )
     .await;
+
+    // The detached one's page shows its lease: the idle timeout among
+    // its limits, and when it ends unless there is activity.
+    open_session(&b, &s, &other_id).await;
+    let idle = wait_for(
+        c,
+        "the idle deadline",
+        "const d = document.querySelector('[data-fact=\"idle until\"]'); return d && d.textContent;",
+        WAIT,
+    )
+    .await;
+    let idle = idle.as_str().unwrap_or_default();
+    assert!(idle.ends_with("unless there is activity"), "{idle}");
+    let limits = text(c, "[data-fact=\"limits\"]").await;
+    assert!(limits.contains("idle timeout 600s"), "{limits}");
 
     s.client
         .kill_session(&other)
