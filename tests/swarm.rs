@@ -14,6 +14,8 @@ mod fork;
 #[path = "swarm/images.rs"]
 mod images;
 mod kit;
+#[path = "swarm/leases.rs"]
+mod leases;
 #[path = "swarm/restart.rs"]
 mod restart;
 mod swarm_kit;
