@@ -1,8 +1,8 @@
 // One session: its facts (polled), its output (watched by default,
-// read-only; or attached, after a confirmation), and close, kill and
-// remove, each after a confirmation.
+// read-only; or attached, after a confirmation), close and kill, each
+// after a confirmation, and extending its deadline.
 
-import { getJson, post } from "./api.js";
+import { getJson, post, postJson } from "./api.js";
 import { age, bytes, confirmAction, copy, el, exitWords, show, short, status, time } from "./dom.js";
 import { OutputView, MAX_CHARS } from "./output.js";
 import { heldText, watch } from "./watch.js";
@@ -74,6 +74,12 @@ function build(main, title, id, token) {
   const closeBtn = el("button", { type: "button", id: "close", text: "Close…" });
   const killBtn = el("button", { type: "button", id: "kill", class: "danger", text: "Kill…" });
   const wrapBtn = el("button", { type: "button", id: "wrap", "aria-pressed": "false", text: "Wrap lines" });
+  // Moves the deadline, as `bento extend` does; shown while it has one.
+  const extendBy = el("select", { id: "extend-by" },
+    ...["15m", "1h", "4h"].map((v) => el("option", { value: v, text: v })));
+  const extendForm = el("form", { id: "extend", class: "row", hidden: true },
+    el("label", {}, "Extend the deadline by", extendBy),
+    el("button", { type: "submit", text: "Extend" }));
   const input = el("input", { id: "input", type: "text", autocomplete: "off", placeholder: "a line of input", size: 30 });
   const inputForm = el("form", { id: "input-form", class: "row", hidden: true },
     el("label", {}, "Input (one message per line)", input),
@@ -86,7 +92,7 @@ function build(main, title, id, token) {
       el("button", { type: "button", id: "copy-token", text: "copy token", onclick: () => copy(token, "token") }),
       el("a", { href: "#/sessions", text: "All sessions" })),
     exitBanner,
-    el("h2", { text: "Facts" }), facts,
+    el("h2", { text: "Facts" }), facts, extendForm,
     el("h2", { text: "Output" }),
     el("div", { class: "row" }, watchBtn, attachBtn, detachBtn, closeBtn, killBtn, wrapBtn, download),
     modeLine,
@@ -116,6 +122,7 @@ function build(main, title, id, token) {
       ["exit", i.exit ? exitWords(i.exit) : "–"],
     ];
     facts.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: v })]));
+    extendForm.hidden = i.state === "ended" || !i.deadline;
     if (i.exit) showExit(i.exit);
   }
 
@@ -204,6 +211,16 @@ function build(main, title, id, token) {
   closeBtn.addEventListener("click", async () => {
     if (!(await confirmAction("Close: detach whoever is attached. The function keeps running.", "Close"))) return;
     try { await post(`/v1/sessions/${token}/close`); status(`${id}: closed`); } catch (e) { status(`Close failed: ${e.message}`); }
+  });
+  extendForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await postJson(`/v1/sessions/${token}/extend`, { by: extendBy.value });
+      status(`${id}: the deadline is now ${time(r.deadline)}`);
+      if (info) { info.deadline = r.deadline; drawFacts(); }
+    } catch (e) {
+      status(`Extend failed: ${e.message}`);
+    }
   });
   killBtn.addEventListener("click", async () => {
     if (!(await confirmAction(`Kill ${id}? The function is stopped at once.`, "Kill"))) return;

@@ -1,6 +1,7 @@
 //! The web console in a real browser, acting on a session: attach from the
 //! page (input exactly once, also across dropped connections, and taking
-//! the session over from an attached CLI), close and kill. Without chromium the browser tests print SKIPPED (and fail under
+//! the session over from an attached CLI), close, extend and kill. Without
+//! chromium the browser tests print SKIPPED (and fail under
 //! `BENTO_CONSOLE_TESTS=require`). See `docs/console.md`.
 
 mod console_kit;
@@ -11,6 +12,7 @@ use console_kit::flow::{
 };
 use console_kit::page::{click, confirm, goto, text, type_into, wait_for, WAIT};
 use console_kit::Browser;
+use fantoccini::Locator;
 use kit::TestServer;
 use tokio::io::AsyncWriteExt;
 
@@ -208,7 +210,7 @@ async fn attached_from_the_page_input_survives_dropped_connections_exactly_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_and_kill_from_the_page_with_the_reason_shown() {
+async fn close_extend_and_kill_from_the_page_with_the_reason_shown() {
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -247,6 +249,29 @@ async fn close_and_kill_from_the_page_with_the_reason_shown() {
     let info = s.info(&token).await;
     assert!(!info.attached && info.exit.is_none(), "{info:?}");
 
+    // Extend: the deadline (the image's 1h) moves by the span chosen.
+    let first = info
+        .deadline
+        .unwrap_or_else(|| panic!("no deadline: {info:?}"));
+    c.find(Locator::Css("#extend-by"))
+        .await
+        .unwrap_or_else(|e| panic!("extend-by: {e}"))
+        .select_by_value("4h")
+        .await
+        .unwrap_or_else(|e| panic!("select: {e}"));
+    click(c, "#extend button[type=submit]").await;
+    s.wait_session(&token, "the deadline moved by 4h", |i| {
+        i.deadline == Some(first + 4 * 3600)
+    })
+    .await;
+    wait_for(
+        c,
+        "the page saying so",
+        "return document.getElementById('status').textContent.includes('the deadline is now');",
+        WAIT,
+    )
+    .await;
+
     click(c, "#kill").await;
     confirm(c).await;
     let exit = wait_for(
@@ -266,6 +291,14 @@ async fn close_and_kill_from_the_page_with_the_reason_shown() {
     // The reason stays on screen.
     wait_for(c, "the ended state", "const d = document.querySelector('[data-fact=\"state\"]'); return d && d.textContent.startsWith('ended');", WAIT).await;
     assert!(text(c, "#exit").await.contains("killed"));
+    // An ended session has no deadline to move.
+    wait_for(
+        c,
+        "no extend once ended",
+        "return document.getElementById('extend').hidden;",
+        WAIT,
+    )
+    .await;
     b.close().await;
     s.stop().await;
 }
