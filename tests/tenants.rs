@@ -529,3 +529,136 @@ async fn grep_for_secrets(w: &World, o: &Objects, extra: &[&str]) {
         );
     }
 }
+
+/// Rewrites the controller's `bento.yaml`, replacing `from` by `to`.
+fn reconfigure(ctl: &Controller, from: &str, to: &str) {
+    let path = ctl.dir.join("config/bento.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains(from), "{from:?} is not in {text}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The names `GET /v1/images` lists for `key`.
+async fn image_names(url: &str, key: &NewKey) -> Vec<String> {
+    let a = call(Method::GET, &format!("{url}/v1/images"), &key.key, None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: Vec<serde_json::Value> = serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}"));
+    v.iter()
+        .map(|i| i["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Submits [`ONCE`] with `key`, in `image` (or the default one).
+async fn submit_in(url: &str, key: &NewKey, image: Option<&str>) -> Answer {
+    let mut body = serde_json::json!({ "code": ONCE });
+    if let Some(i) = image {
+        body["image"] = i.into();
+    }
+    call(
+        Method::POST,
+        &format!("{url}/v1/functions"),
+        &key.key,
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_and_runs_only_the_images_it_is_given() {
+    kit::docker::ensure_image().await;
+    let setup = Setup {
+        extra: format!("api_key: {OPERATOR}\ntenants:\n  kept:\n    images: [python]\n"),
+        ..Setup::default()
+    };
+    let mut ctl = Controller::in_temp_dir("images", setup).unwrap_or_else(|e| panic!("{e}"));
+    // Two images: python, and "other" (say, one with the network on).
+    let images = ctl.dir.join("images");
+    std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
+    let python = std::fs::read_to_string(kit::repo().join("config/images/python.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = python.replacen("\nname: python\n", "\nname: other\n", 1);
+    assert_ne!(other, python, "python.yaml has no name line");
+    std::fs::write(images.join("python.yaml"), &python).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(images.join("other.yaml"), &other).unwrap_or_else(|e| panic!("{e}"));
+    let shipped = format!(
+        "images_dir: {}\n",
+        kit::repo().join("config/images").display()
+    );
+    reconfigure(
+        &ctl,
+        &shipped,
+        &format!("images_dir: {}\n", images.display()),
+    );
+    let data = ctl.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+    for t in ["kept", "free"] {
+        expect_code(&offline(&["tenants", "add", t], &data).await, 0, "add");
+    }
+    let (kept, free) = (
+        make_key(&data, "kept", "user").await,
+        make_key(&data, "free", "user").await,
+    );
+    ctl.start().await;
+    let url = ctl.url();
+    assert_eq!(image_names(&url, &kept).await, ["python"]);
+    assert_eq!(image_names(&url, &free).await, ["other", "python"]);
+    let f = submit(&keyed(&url, &kept), ONCE).await;
+    let refused = submit_in(&url, &kept, Some("other")).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("unknown image \\\"other\\\"; known images: python"),
+        "{}",
+        refused.body
+    );
+
+    // The operator gives it "other" only: its python function stays, and
+    // may no longer start.
+    ctl.kill();
+    reconfigure(&ctl, "images: [python]", "images: [other]");
+    ctl.start().await;
+    assert_eq!(image_names(&url, &kept).await, ["other"]);
+    let run = call(
+        Method::POST,
+        &format!("{url}/v1/sessions"),
+        &kept.key,
+        Some(serde_json::json!({ "function": f })),
+    )
+    .await;
+    assert_eq!(run.status, 403, "{}", run.body);
+    assert!(
+        run.body
+            .contains("runs in image \\\"python\\\", which tenant kept may not use"),
+        "{}",
+        run.body
+    );
+    let default = submit_in(&url, &kept, None).await;
+    assert_eq!(default.status, 400, "{}", default.body);
+    assert!(
+        default.body.contains("choose one of: other"),
+        "{}",
+        default.body
+    );
+    // The other tenant runs python as before.
+    let free_client = keyed(&url, &free);
+    let g = submit(&free_client, ONCE).await;
+    let token = create(&free_client, &g, &[]).await;
+    let got = receive(
+        &mut try_attach(&free_client, &token, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        |_| false,
+    )
+    .await;
+    assert_eq!(got.data_strings(), ["done"]);
+
+    // An image the config does not have is refused at start, by name.
+    ctl.kill();
+    reconfigure(&ctl, "images: [other]", "images: [nope]");
+    let e = ctl.try_start().await.err().unwrap_or_default();
+    assert!(
+        e.contains("tenants.kept.images: unknown image \"nope\""),
+        "{e}"
+    );
+}

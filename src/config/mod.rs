@@ -305,6 +305,12 @@ impl Config {
                 spec.registry = config.swarm.registry.clone();
             }
         }
+        config
+            .check_tenant_images()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.clone().unwrap_or_default(),
+                message,
+            })?;
         Ok(config)
     }
 

@@ -83,6 +83,19 @@ pub struct TenantSettings {
     /// the default). Set, attaching also takes a key of this tenant with
     /// the user or admin role.
     pub attach_requires_key: bool,
+    /// The images its functions may run in; unset: every image. An image
+    /// that relaxes the sandbox (network, say) can so be kept to the
+    /// tenants meant to have it. The others see no such image.
+    pub images: Option<Vec<String>>,
+}
+
+impl TenantSettings {
+    /// Whether the tenant's functions may run in `image`.
+    pub fn may_use(&self, image: &str) -> bool {
+        self.images
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|i| i == image))
+    }
 }
 
 impl super::Config {
@@ -92,12 +105,30 @@ impl super::Config {
             Some(t) => TenantSettings {
                 quotas: t.quotas.over(&self.quotas),
                 attach_requires_key: t.attach_requires_key,
+                images: t.images.clone(),
             },
             None => TenantSettings {
                 quotas: self.quotas.clone(),
-                attach_requires_key: false,
+                ..TenantSettings::default()
             },
         }
+    }
+
+    /// Every image a tenant's `images:` names is one of the config's (run
+    /// once the images are loaded).
+    pub(crate) fn check_tenant_images(&self) -> Result<(), String> {
+        for (name, t) in &self.tenants {
+            for image in t.images.iter().flatten() {
+                if !self.images.contains_key(image) {
+                    let known: Vec<&str> = self.images.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "tenants.{name}.images: unknown image {image:?}; known images: {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn check_tenants(&self) -> Result<(), String> {
@@ -165,6 +196,28 @@ mod tests {
             ..crate::config::Config::default()
         };
         assert!(c.check_tenants().is_err());
+    }
+
+    #[test]
+    fn a_tenants_images_are_known_ones_and_unset_means_all() {
+        let mut c = crate::config::Config::default();
+        let python = crate::config::ImageSpec::builtin_python(std::path::Path::new("."));
+        c.images.insert("python".into(), python);
+        let kept: TenantSettings = serde_yaml::from_str("images: [python]").expect("yaml");
+        c.tenants.insert("kept".into(), kept);
+        assert!(c.check_tenant_images().is_ok());
+        assert!(c.tenant("kept").may_use("python"));
+        assert!(!c.tenant("kept").may_use("net"));
+        assert!(c.tenant("anyone").may_use("net"));
+        let none: TenantSettings = serde_yaml::from_str("images: []").expect("yaml");
+        assert!(!none.may_use("python"));
+        let bad: TenantSettings = serde_yaml::from_str("images: [nett]").expect("yaml");
+        c.tenants.insert("bad".into(), bad);
+        let e = c.check_tenant_images().err().unwrap_or_default();
+        assert!(
+            e.contains("tenants.bad.images") && e.contains("\"nett\"") && e.contains("python"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -82,13 +82,29 @@ pub(super) async fn submit_function(
     };
     // Held through the syntax check until the store has it.
     let _place = super::quotas::reserve_function(&s, &p, req.code.len() as u64)?;
+    let chosen = req.image.is_some();
     let image = req.image.unwrap_or_else(|| s.config.default_image.clone());
-    let Some(spec) = s.config.images.get(&image) else {
-        let known: Vec<&str> = s.config.images.keys().map(String::as_str).collect();
-        return Err(ApiError::bad_request(format!(
-            "unknown image {image:?}; known images: {}",
-            known.join(", ")
-        )));
+    // An image the tenant may not use is, to it, no image at all.
+    let tenant = s.config.tenant(&p.tenant);
+    let spec = s
+        .config
+        .images
+        .get(&image)
+        .filter(|_| tenant.may_use(&image));
+    let Some(spec) = spec else {
+        let known: Vec<&str> = s
+            .config
+            .images
+            .keys()
+            .filter(|i| tenant.may_use(i))
+            .map(String::as_str)
+            .collect();
+        let known = known.join(", ");
+        return Err(ApiError::bad_request(if chosen {
+            format!("unknown image {image:?}; known images: {known}")
+        } else {
+            format!("the default image {image:?} is not one of yours: choose one of: {known}")
+        }));
     };
     let clock = std::time::Instant::now();
     let checked = s.checker.check(spec, &req.code, &filename).await;

@@ -2,13 +2,14 @@
 //! limits a run gets and may ask for, and their warm pools. Read-only; the
 //! console's images view and its run form use it.
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::Json;
 use schemars::{schema_for, JsonSchema, Schema};
 use serde::Serialize;
 use std::sync::Arc;
 
 use super::AppState;
+use crate::controller::tenancy::Principal;
 use crate::wire::api::Limits;
 
 /// One function image, as `config/images/NAME.yaml` describes it.
@@ -34,12 +35,18 @@ pub(super) fn list_schema() -> (&'static str, Schema) {
     ("ImageInfoList", schema_for!(Vec<ImageInfo>))
 }
 
-pub(super) async fn list_images(State(s): State<Arc<AppState>>) -> Json<Vec<ImageInfo>> {
+pub(super) async fn list_images(
+    State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
+) -> Json<Vec<ImageInfo>> {
     let ready = s.launcher.pool.ready_all();
+    // Only the images the tenant may use (`tenants: NAME: images:`).
+    let tenant = s.config.tenant(&p.tenant);
     let out = s
         .config
         .images
         .values()
+        .filter(|spec| tenant.may_use(&spec.name))
         .map(|spec| ImageInfo {
             name: spec.name.clone(),
             runtime: spec.runtime.clone(),

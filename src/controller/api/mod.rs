@@ -106,7 +106,7 @@ pub static ROUTES: &[Route] = &[
                 summary: "Start a function in a new session",
                 request: openapi::CREATE,
                 ok: (201, openapi::CREATED),
-                errors: &[400, 401, 404, 409, 415, 429, 502],
+                errors: &[400, 401, 403, 404, 409, 415, 429, 502],
             },
             Op {
                 method: "get",
@@ -190,7 +190,7 @@ pub static ROUTES: &[Route] = &[
             summary: "Fork the session: a new session replayed to its state (docs/fork.md)",
             request: openapi::FORK,
             ok: (201, openapi::CREATED),
-            errors: &[400, 401, 404, 409, 429, 502, 503],
+            errors: &[400, 401, 403, 404, 409, 429, 502, 503],
         }],
         handler: || post(sessions::fork_session),
     },

@@ -35,6 +35,7 @@ pub(super) async fn create_session(
                 format!("unknown function {:?}", req.function),
             )
         })?;
+    may_use(&s, &p, &function.image, &function.id)?;
     // Limits the run cannot have are refused by create, with the reason.
     let ask = s
         .config
@@ -80,6 +81,9 @@ pub(super) async fn fork_session(
     ApiJson(req): ApiJson<ForkSession>,
 ) -> Result<Response, ApiError> {
     let parent = session(&s, &p, &token)?;
+    if let Ok(info) = parent.info().await {
+        may_use(&s, &p, &info.image, &info.function)?;
+    }
     let ask = Ask {
         memory: parent.memory,
         cpus: parent.cpus,
@@ -102,6 +106,21 @@ pub(super) async fn fork_session(
     s.audit
         .record(&p, Event::SessionForked, &created.id, &parent.id);
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Refuses to start `function` in `image` when its tenant may no longer
+/// use that image (the config changed since the function was stored).
+fn may_use(s: &AppState, p: &Principal, image: &str, function: &str) -> Result<(), ApiError> {
+    if s.config.tenant(&p.tenant).may_use(image) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "function {function} runs in image {image:?}, which tenant {} may not use",
+            p.tenant
+        ),
+    ))
 }
 
 pub(super) async fn list_sessions(

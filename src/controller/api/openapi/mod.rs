@@ -93,6 +93,7 @@ fn reason(status: u16) -> &'static str {
         101 => "Switching Protocols (WebSocket; see docs/api.md)",
         400 => "Bad request",
         401 => "Missing or wrong API key",
+        403 => "Forbidden: the key's role, or the tenant's images, do not allow it",
         404 => "Not found",
         409 => "Conflict: the image is not built, or the session still runs (see the message)",
         413 => "Too large",
