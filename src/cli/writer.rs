@@ -214,7 +214,11 @@ impl<'a> Pending<'a> {
         let mut done = 0;
         let mut rest = &mut self.slices[..];
         let result = loop {
-            if rest.is_empty() {
+            // Done when every byte is out, not when every slice is: empty
+            // frames (an empty message under `--raw`) leave empty slices,
+            // and a write of nothing but those answers 0, which would
+            // read as a closed stdout.
+            if done >= self.len {
                 break w.flush();
             }
             match w.write_vectored(rest) {
@@ -311,6 +315,23 @@ mod tests {
             end,
             bytes: Bytes::from_static(s.as_bytes()),
         }
+    }
+
+    #[test]
+    fn empty_frames_alone_are_written_as_nothing_and_reported() {
+        let mut sink = Sink::default();
+        let (a, b) = (
+            frame(7, Stream::Data, true, ""),
+            frame(8, Stream::Stdout, true, ""),
+        );
+        let mut p = Pending::default();
+        p.push(&a, false);
+        p.push(&b, false);
+        let got = std::cell::Cell::new(0);
+        let r = p.write(&mut sink, &|seq| got.set(seq));
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(got.get(), 8);
+        assert!(sink.bytes().is_empty());
     }
 
     #[tokio::test]
