@@ -263,15 +263,21 @@ async fn an_attached_client_is_warned_and_the_function_catches_sigterm_before_th
     assert_eq!(exit.reason, ExitReason::Timeout);
     assert_eq!(exit.code, 124);
     // Killed after the grace, not at the SIGTERM: its handler returned and
-    // it went on.
-    let caught = times.iter().find(|(w, _)| *w == "output").map(|t| t.1);
+    // it went on. Measured from the handler's line, not from the attach:
+    // a slow container start moves the attach, never the gap. The line
+    // can only arrive late, which makes the gap shorter: hence the margin.
+    let caught = times
+        .iter()
+        .filter(|(w, _)| *w == "output")
+        .nth(1)
+        .map(|t| t.1);
+    let caught = caught.unwrap_or_else(|| panic!("no line from the handler: {times:?}"));
     let last = times.last().map(|t| t.1).unwrap_or_default();
     eprintln!("deadline: {times:?} (timeout 4s, warning 2s, grace 2s)");
     assert!(
-        last >= Duration::from_secs(4) + grace - Duration::from_millis(900),
+        last.saturating_sub(caught) >= grace - Duration::from_millis(500),
         "{times:?}"
     );
-    assert!(caught.is_some());
     // Stopped at its deadline, then killed when the grace was over.
     assert!(kit::metric(&s.url, stops).await >= stops_before + 1.0);
     assert!(kit::metric(&s.url, "bento_lease_kills_total").await >= kills_before + 1.0);
