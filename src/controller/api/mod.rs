@@ -435,8 +435,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     let mut snap = crate::metrics::Snapshot::default();
+    // One round trip to each session serves the quota lines too.
+    let mut spooled = std::collections::HashMap::<String, u64>::new();
     for h in s.sessions.all() {
         let Ok(i) = h.info().await else { continue };
+        *spooled.entry(h.tenant.to_string()).or_default() += i.spooled_bytes;
         match i.state {
             crate::wire::api::SessionState::Starting => snap.starting += 1,
             // (Never from an actor: resuming sessions have none yet.)
@@ -450,7 +453,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     }
     snap.warm_ready = s.launcher.pool.ready_all();
     let mut text = crate::metrics::render(&snap);
-    text.push_str(&quotas::render(&s).await);
+    text.push_str(&quotas::render(&s, &spooled));
     (
         [(
             axum::http::header::CONTENT_TYPE,

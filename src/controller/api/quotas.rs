@@ -2,6 +2,7 @@
 //! session starts or a function is stored, the 429 answer, and the quota
 //! lines of `/metrics`. The bookkeeping is `tenancy::quota`.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -12,24 +13,27 @@ use crate::controller::tenancy::Principal;
 use axum::http::StatusCode;
 
 /// What `tenant` holds now: its sessions that have not ended (resuming
-/// ones included), their limits, and the output spooled for all of its
-/// sessions (only asked of the sessions when `spool` is set: it costs a
-/// round trip to each).
-pub(super) async fn held(s: &AppState, tenant: &str, spool: bool) -> Held {
-    let mut h = Held::default();
-    for handle in s.sessions.of_tenant(tenant) {
+/// ones included, each once) and their limits, with `spool_bytes` as
+/// given. Synchronous, so that the tracker can count under its lock.
+fn held(s: &AppState, tenant: &str, spool_bytes: u64) -> Held {
+    let mut h = Held {
+        spool_bytes,
+        ..Held::default()
+    };
+    let live = s.sessions.of_tenant(tenant);
+    for handle in &live {
         if !handle.ended.load(Ordering::Acquire) {
             h.sessions += 1;
             h.memory += handle.memory;
             h.cpus += handle.cpus;
         }
-        if spool {
-            if let Ok(i) = handle.info().await {
-                h.spool_bytes += i.spooled_bytes;
-            }
-        }
     }
+    // A session is launched before it leaves the resuming set: one in both
+    // is counted as live.
     for info in s.sessions.resuming_infos_of(tenant) {
+        if live.iter().any(|l| l.id == info.id) {
+            continue;
+        }
         h.sessions += 1;
         if let Some(l) = &info.limits {
             h.memory += l.memory;
@@ -37,6 +41,18 @@ pub(super) async fn held(s: &AppState, tenant: &str, spool: bool) -> Held {
         }
     }
     h
+}
+
+/// The output spooled for all of `tenant`'s sessions: a round trip to each
+/// of them, so only asked when a quota or `/metrics` needs it.
+async fn spooled(s: &AppState, tenant: &str) -> u64 {
+    let mut bytes = 0;
+    for handle in s.sessions.of_tenant(tenant) {
+        if let Ok(i) = handle.info().await {
+            bytes += i.spooled_bytes;
+        }
+    }
+    bytes
 }
 
 /// The answer to a refusal, which is also audited and counted.
@@ -59,9 +75,14 @@ pub(super) async fn reserve(
     ask: Ask,
 ) -> Result<Reservation, ApiError> {
     let q = s.config.tenant(&p.tenant).quotas;
-    let held = held(s, &p.tenant, q.spool_bytes.is_some()).await;
+    let spool = match q.spool_bytes {
+        Some(_) => spooled(s, &p.tenant).await,
+        None => 0,
+    };
+    // Counted under the tracker's lock: a session that registers and
+    // gives up its reservation meanwhile is seen in one or the other.
     s.quotas
-        .reserve(&p.tenant, &q, held, ask)
+        .reserve(&p.tenant, &q, || held(s, &p.tenant, spool), ask)
         .map_err(|r| refused(s, p, &r))
 }
 
@@ -74,13 +95,14 @@ pub(super) fn reserve_function(
 ) -> Result<Reservation, ApiError> {
     let q = s.config.tenant(&p.tenant).quotas;
     s.quotas
-        .reserve_function(&p.tenant, &q, s.functions.usage(&p.tenant), size)
+        .reserve_function(&p.tenant, &q, || s.functions.usage(&p.tenant), size)
         .map_err(|r| refused(s, p, &r))
 }
 
 /// `bento_tenant_quota_limit` and `bento_tenant_quota_used`, per tenant
-/// and quota, for every tenant known to the store or the config.
-pub(super) async fn render(s: &AppState) -> String {
+/// and quota, for every tenant known to the store or the config, given
+/// the output each tenant's sessions have spooled.
+pub(super) fn render(s: &AppState, spooled: &HashMap<String, u64>) -> String {
     let mut tenants: Vec<String> = s.keys.tenants().into_iter().map(|t| t.name).collect();
     for name in s.config.tenants.keys() {
         if !tenants.contains(name) {
@@ -91,7 +113,7 @@ pub(super) async fn render(s: &AppState) -> String {
     let mut used = String::new();
     for t in &tenants {
         let q = s.config.tenant(t).quotas;
-        let h = held(s, t, true).await;
+        let h = held(s, t, spooled.get(t).copied().unwrap_or(0));
         let (functions, function_bytes) = s.functions.usage(t);
         let rows: [(&str, Option<f64>, f64); 7] = [
             ("sessions", q.sessions.map(|v| v as f64), h.sessions as f64),

@@ -163,17 +163,22 @@ impl QuotaTracker {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks a new session against `q`, given what the tenant `held`
-    /// before it, and reserves its share if it fits.
+    /// Checks a new session against `q`, given what the tenant holds
+    /// apart from sessions being created, and reserves its share if it
+    /// fits. `held` is counted under this tracker's lock: a session that
+    /// registers and then drops its reservation is so never missed by
+    /// both (it may be seen by both for that instant, which only errs on
+    /// the side of the quota).
     pub fn reserve(
         self: &Arc<Self>,
         tenant: &str,
         q: &Quotas,
-        held: Held,
+        held: impl FnOnce() -> Held,
         ask: Ask,
     ) -> Result<Reservation, Box<Refusal>> {
         let now = Instant::now();
         let mut all = self.lock();
+        let held = held();
         let t = all.entry(tenant.to_string()).or_default();
         while t
             .starts
@@ -259,16 +264,18 @@ impl QuotaTracker {
     }
 
     /// Checks storing a function of `size` bytes, given how many functions
-    /// the tenant `held` in its store and their total size, and reserves
-    /// its place if it fits.
+    /// the tenant `held` in its store and their total size (counted under
+    /// this tracker's lock, as for [`reserve`](Self::reserve)), and
+    /// reserves its place if it fits.
     pub fn reserve_function(
         self: &Arc<Self>,
         tenant: &str,
         q: &Quotas,
-        held: (u64, u64),
+        held: impl FnOnce() -> (u64, u64),
         size: u64,
     ) -> Result<Reservation, Box<Refusal>> {
         let mut all = self.lock();
+        let held = held();
         let t = all.entry(tenant.to_string()).or_default();
         let used = (held.0 + t.storing.0, held.1.saturating_add(t.storing.1));
         check_function(tenant, q, used, size)?;
@@ -343,10 +350,10 @@ mod tests {
             memory: 100,
             cpus: 0.5,
         };
-        let a = t.reserve("a", &q, Held::default(), ask).expect("first");
-        let b = t.reserve("a", &q, Held::default(), ask).expect("second");
+        let a = t.reserve("a", &q, Held::default, ask).expect("first");
+        let b = t.reserve("a", &q, Held::default, ask).expect("second");
         let r = t
-            .reserve("a", &q, Held::default(), ask)
+            .reserve("a", &q, Held::default, ask)
             .err()
             .expect("third refused");
         assert_eq!(r.quota, "sessions");
@@ -355,7 +362,7 @@ mod tests {
             .iter()
             .any(|(h, v)| *h == "retry-after" && v == "5"));
         // Another tenant is not affected.
-        assert!(t.reserve("b", &q, Held::default(), ask).is_ok());
+        assert!(t.reserve("b", &q, Held::default, ask).is_ok());
         drop((a, b));
         // Registered now: held, no longer starting.
         let held = Held {
@@ -363,7 +370,7 @@ mod tests {
             memory: 100,
             ..Held::default()
         };
-        let _c = t.reserve("a", &q, held, ask).expect("room again");
+        let _c = t.reserve("a", &q, || held, ask).expect("room again");
         let big = Ask {
             memory: 200,
             cpus: 0.0,
@@ -373,7 +380,7 @@ mod tests {
             memory: 100,
             ..Held::default()
         };
-        let r = t.reserve("a", &q, held, big).err().expect("memory");
+        let r = t.reserve("a", &q, || held, big).err().expect("memory");
         assert_eq!(r.quota, "memory");
     }
 
@@ -386,12 +393,12 @@ mod tests {
         };
         for _ in 0..3 {
             drop(
-                t.reserve("a", &q, Held::default(), Ask::default())
+                t.reserve("a", &q, Held::default, Ask::default())
                     .expect("in quota"),
             );
         }
         let r = t
-            .reserve("a", &q, Held::default(), Ask::default())
+            .reserve("a", &q, Held::default, Ask::default())
             .err()
             .expect("fourth");
         assert_eq!(r.quota, "starts_per_minute");
@@ -410,23 +417,26 @@ mod tests {
             ..Quotas::default()
         };
         let a = t
-            .reserve_function("a", &q, (1, 2), 3)
+            .reserve_function("a", &q, || (1, 2), 3)
             .expect("the last place");
         // A second submit at the same instant sees the first one.
-        let r = t.reserve_function("a", &q, (1, 2), 3).err().expect("full");
+        let r = t
+            .reserve_function("a", &q, || (1, 2), 3)
+            .err()
+            .expect("full");
         assert_eq!((r.quota, r.used.as_str()), ("functions", "2"));
-        assert!(t.reserve_function("b", &q, (1, 2), 3).is_ok());
+        assert!(t.reserve_function("b", &q, || (1, 2), 3).is_ok());
         drop(a);
         // Stored now: in the store's count, no longer reserved.
         assert_eq!(
-            t.reserve_function("a", &q, (2, 5), 1)
+            t.reserve_function("a", &q, || (2, 5), 1)
                 .err()
                 .map(|r| r.quota),
             Some("functions")
         );
-        let _b = t.reserve_function("a", &q, (1, 5), 3).expect("room");
+        let _b = t.reserve_function("a", &q, || (1, 5), 3).expect("room");
         assert_eq!(
-            t.reserve_function("a", &q, (0, 5), 3)
+            t.reserve_function("a", &q, || (0, 5), 3)
                 .err()
                 .map(|r| r.quota),
             Some("function_bytes"),
