@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::env::MAX_VALUE;
 use crate::wire::api::SecretInfo;
 
-/// Secrets one controller keeps: a bound on the directory, so listing it
+/// Secrets one tenant keeps: a bound on its directory, so listing it
 /// stays cheap.
 pub const MAX_SECRETS: usize = 1024;
 
@@ -31,7 +31,7 @@ pub enum SecretError {
     Nul(String),
     #[error("no secret named {0} (bento secrets ls lists them; bento secrets set {0} adds it)")]
     Unknown(String),
-    #[error("the controller holds {MAX_SECRETS} secrets already; remove some first")]
+    #[error("this tenant holds {MAX_SECRETS} secrets already; remove some first")]
     Full,
     #[error("secret store: {0}")]
     Io(#[from] std::io::Error),
@@ -64,16 +64,18 @@ impl SecretStore {
     /// The store of one tenant: the default tenant's secrets are in
     /// `secrets/` itself (where they were before tenants), another's in
     /// `secrets/+NAME/`, which no secret name can be (names start with a
-    /// letter or `_`; tenant names are checked too).
+    /// letter or `_`; tenant names are checked too). A name that is no
+    /// tenant's (none is made so) gets `secrets/+/`, which no tenant has:
+    /// never the default tenant's secrets.
     pub fn tenant(&self, tenant: &str) -> SecretStore {
-        if tenant == crate::config::DEFAULT_TENANT || !crate::config::valid_tenant(tenant) {
-            return SecretStore {
-                dir: self.dir.clone(),
-            };
-        }
-        SecretStore {
-            dir: self.dir.join(format!("+{tenant}")),
-        }
+        let dir = if tenant == crate::config::DEFAULT_TENANT {
+            self.dir.clone()
+        } else if crate::config::valid_tenant(tenant) {
+            self.dir.join(format!("+{tenant}"))
+        } else {
+            self.dir.join("+")
+        };
+        SecretStore { dir }
     }
 
     /// Makes the directory, and makes sure only its owner can enter it,
@@ -219,6 +221,22 @@ mod tests {
         assert!(store.remove("db_pass").unwrap());
         assert!(!store.remove("db_pass").unwrap());
         assert!(matches!(store.get("db_pass"), Err(SecretError::Unknown(_))));
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_store_and_no_name_reaches_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::new(dir.path());
+        store.tenant("default").set("k", "default's").unwrap();
+        store.tenant("acme").set("k", "acme's").unwrap();
+        assert_eq!(store.tenant("acme").get("k").unwrap(), "acme's");
+        assert_eq!(store.get("k").unwrap(), "default's");
+        for nobody in ["", "Acme", "../x", "+acme"] {
+            assert!(
+                matches!(store.tenant(nobody).get("k"), Err(SecretError::Unknown(_))),
+                "{nobody:?}"
+            );
+        }
     }
 
     #[test]
