@@ -137,13 +137,8 @@ impl Sessions {
         self.lock_resuming().get(token).map(|r| r.record.id.clone())
     }
 
-    /// What is known of the sessions being resumed, for listings: what the
-    /// database says (their output counts are known once they are back).
-    pub fn resuming_infos(&self) -> Vec<SessionInfo> {
-        self.lock_resuming().values().map(resuming_info).collect()
-    }
-
-    /// The same, for one token.
+    /// What is known of a session being resumed, for listings: what the
+    /// database says (its output counts are known once it is back).
     pub fn resuming_info(&self, token: &str) -> Option<SessionInfo> {
         self.lock_resuming().get(token).map(resuming_info)
     }
@@ -155,7 +150,8 @@ impl Sessions {
             .map(|r| r.record.tenant.clone())
     }
 
-    /// [`resuming_infos`](Self::resuming_infos) of one tenant's sessions.
+    /// [`resuming_info`](Self::resuming_info) of each of one tenant's
+    /// sessions being resumed.
     pub fn resuming_infos_of(&self, tenant: &str) -> Vec<SessionInfo> {
         self.lock_resuming()
             .values()

@@ -94,10 +94,6 @@ impl AuditLog {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Records an event done by `who` on `object` (a short id or a name).
     pub fn record(&self, who: &Principal, event: Event, object: &str, detail: &str) {
         let line = Line {
@@ -198,19 +194,24 @@ mod tests {
         for _ in 0..40 {
             log.record(&who, Event::SessionCreated, "s-1", "");
         }
-        let text = std::fs::read_to_string(log.path()).expect("read");
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).expect("read");
         let first: serde_json::Value =
             serde_json::from_str(text.lines().next().expect("a line")).expect("json");
         assert_eq!(first["event"], "session_created");
         assert_eq!(first["key"], "k-1");
         assert_eq!(first["object"], "s-1");
         assert!(dir.path().join("audit.log.1").exists(), "rotated");
-        assert!(std::fs::metadata(log.path()).expect("meta").len() <= 4096);
+        assert!(
+            std::fs::metadata(dir.path().join("audit.log"))
+                .expect("meta")
+                .len()
+                <= 4096
+        );
         // A new address once, then not again.
         who.addr = Some("10.0.0.1".parse().expect("ip"));
         log.key_used(&who);
         log.key_used(&who);
-        let text = std::fs::read_to_string(log.path()).expect("read");
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).expect("read");
         assert_eq!(text.matches("key_from_new_address").count(), 1);
     }
 }

@@ -101,11 +101,6 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// A key that may change things (anything but a viewer).
-    pub fn may_act(&self) -> bool {
-        self.role >= Role::User
-    }
-
     /// Whether an object of `tenant` is visible to this request. A token
     /// alone sees nothing by listing; the attach route checks it apart.
     pub fn sees(&self, tenant: &str) -> bool {
