@@ -290,7 +290,10 @@ impl Follower {
                 1
             }
             AttachEnd::Closed(
-                reason @ (CloseReason::SessionGone | CloseReason::Protocol { .. }),
+                // Final: reattaching cannot help (a revoked key stays so).
+                reason @ (CloseReason::SessionGone
+                | CloseReason::Protocol { .. }
+                | CloseReason::KeyRevoked),
             ) => {
                 say(&format!("bento: {reason}"));
                 1

@@ -59,8 +59,9 @@ fn describe(s: &SessionInfo, colour: bool) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         // Shortened as `ls` shows it: inspect output gets copied into
         // tickets and chats, and the whole token is the session's key
-        // (`--json` has it, for scripts).
-        ("token", format!("{}…", super::resolve::short(&s.token))),
+        // (`--json` has it, for scripts). Without a mark, so that what is
+        // shown can be pasted back as a prefix.
+        ("token", super::resolve::short(&s.token).to_string()),
         ("id", s.id.clone()),
         ("function", function),
         ("image", s.image.clone()),
@@ -229,7 +230,7 @@ mod tests {
     fn every_fact_has_a_line() {
         let text = describe(&info(), false);
         for want in [
-            "token      t0k…\n",
+            "token      t0k\n",
             "function   hello (fn-abc)\n",
             "state      ended\n",
             "start      warm (from the pool)\n",
