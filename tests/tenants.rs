@@ -234,6 +234,12 @@ async fn another_tenants_keys_get_404_or_403_on_every_route_never_data() {
                     .iter()
                     .filter(|i| a.body.contains(**i))
                     .collect();
+                // Aimed at one of a's objects (a secret's name is only a
+                // name: b has its own namespace), or making a key of a's.
+                let at_a = ["{token}", "{id}", "{ref}", "{key}"]
+                    .iter()
+                    .any(|p| route.path.contains(p))
+                    || (op.method == "post" && route.path == "/v1/keys");
                 if a.status >= 500 {
                     failures.push(format!("{what}: {} {}", a.status, a.body));
                 } else if ![403, 404].contains(&a.status) && !leaked.is_empty() {
@@ -243,11 +249,18 @@ async fn another_tenants_keys_get_404_or_403_on_every_route_never_data() {
                     ));
                 } else if a.status == 101 {
                     failures.push(format!("{what}: attached to a's session"));
+                } else if at_a && ![403, 404].contains(&a.status) {
+                    failures.push(format!("{what}: {} on a's object: {}", a.status, a.body));
                 }
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let ops: usize = bento::controller::api::ROUTES
+        .iter()
+        .map(|r| r.ops.len())
+        .sum();
+    assert_eq!(tried, 2 * ops, "every operation, with each of b's keys");
     println!("{tried} operations tried with tenant b's user and admin keys");
     // Nothing of a's was touched: its session runs, its key, function and
     // secret are there.
@@ -492,6 +505,8 @@ async fn grep_for_secrets(w: &World, o: &Objects, extra: &[&str]) {
     assert_eq!(metrics.status, 200);
     haystacks.push(("metrics".into(), metrics.body));
     let key = w.a_user.key.as_str();
+    // ls and inspect show the token shortened to this.
+    let shown = o.token[..12].to_string();
     for args in [
         vec!["ls"],
         vec!["ls", "-a"],
@@ -500,6 +515,9 @@ async fn grep_for_secrets(w: &World, o: &Objects, extra: &[&str]) {
         let mut all = args.clone();
         all.extend(["--api-key", key]);
         let o = cli_output(&url, &all).await;
+        // It worked and showed the session: an error would hold nothing.
+        expect_code(&o, 0, &args.join(" "));
+        assert!(out(&o).contains(&shown), "{}", out(&o));
         haystacks.push((
             format!("bento {}", args.join(" ")),
             format!("{}{}", out(&o), err(&o)),
@@ -510,6 +528,10 @@ async fn grep_for_secrets(w: &World, o: &Objects, extra: &[&str]) {
         "the audit log has records: {}",
         haystacks[1].1
     );
+    assert!(
+        haystacks[0].1.contains("DEBUG"),
+        "the controller's log was read"
+    );
     for (name, text) in &haystacks {
         for n in &needles {
             assert!(
@@ -519,6 +541,7 @@ async fn grep_for_secrets(w: &World, o: &Objects, extra: &[&str]) {
         }
     }
     let tenants_db = std::fs::read(w.ctl.dir.join("data/tenants.db")).unwrap_or_default();
+    assert!(!tenants_db.is_empty(), "tenants.db was read");
     for k in [&w.a_user, &w.b_admin] {
         let secret = k.key.rsplit('_').next().unwrap_or_default();
         assert!(
