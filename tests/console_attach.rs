@@ -99,6 +99,12 @@ async fn attaching_from_the_page_takes_the_session_over_from_an_attached_cli() {
         s.info(&token).await.attached,
         "the CLI is no longer attached"
     );
+    // And the CLI has acknowledged it: what follows does not hang on the
+    // takeover's last-ack grace.
+    s.wait_session(&token, "the CLI's ack of the echo", |i| {
+        i.pending_messages == 0
+    })
+    .await;
 
     click(c, "#attach").await;
     confirm(c).await;

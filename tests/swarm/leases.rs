@@ -27,7 +27,9 @@ async fn at_the_deadline_the_function_gets_sigterm_on_its_node_then_the_kill() {
         let body = CreateSession {
             function: ctl.submit(code).await,
             limits: LimitsRequest {
-                timeout: Some(Duration::from_secs(3)),
+                // Room for a slow node to start the function and install
+                // its handler before the deadline.
+                timeout: Some(Duration::from_secs(8)),
                 ..LimitsRequest::default()
             },
             ..CreateSession::default()
